@@ -14,6 +14,12 @@ endfunction()
 # dependency graph in each src/<module>/CMakeLists.txt is the architecture.
 function(shoal_add_library)
   cmake_parse_arguments(L "" "NAME" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
+  if(NOT L_SOURCES)  # a module whose sources are not written yet: headers only
+    add_library(${L_NAME} INTERFACE)
+    target_include_directories(${L_NAME} INTERFACE ${CMAKE_SOURCE_DIR}/src)
+    target_link_libraries(${L_NAME} INTERFACE ${L_DEPS})
+    return()
+  endif()
   add_library(${L_NAME} STATIC ${L_SOURCES})
   target_include_directories(${L_NAME} PUBLIC ${CMAKE_SOURCE_DIR}/src)
   target_link_libraries(${L_NAME} PUBLIC ${L_DEPS} PRIVATE ${L_PRIVATE_DEPS})
