@@ -1,0 +1,123 @@
+// Identity resolution: links the identifiers events carry (customer id, email, anonymous id) into
+// profiles, merging profiles when an event shows two of them are one person, within guards
+// against over-merging. Profiles are dense indices; a merged-away profile stays as a dead slot.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/flat_hash.h"
+#include "common/status.h"
+#include "ingest/event.h"
+
+namespace shoal {
+
+enum class IdKind : uint8_t { kCustomerId = 1, kEmail = 2, kAnonymousId = 3 };
+std::string_view IdKindName(IdKind kind);
+
+constexpr uint32_t kNoProfile = 0xffffffffu;
+
+struct IdentityOptions {
+  // A profile never holds more identifiers than this; a merge that would exceed it is refused.
+  uint32_t max_identifiers_per_profile = 100;
+  // Profiles holding this many distinct customer ids are never merged further by email or
+  // device (1: two different customer ids are always two people).
+  uint32_t max_customer_ids_per_profile = 1;
+  // An email or anonymous id that is refused for merging with this many distinct profiles is
+  // marked shared (a family email, a shop's kiosk tablet) and never links anything again.
+  uint32_t shared_identifier_threshold = 2;
+};
+
+// Why a merge happened, for the merge log.
+struct MergeRecord {
+  uint32_t survivor = kNoProfile;   // the profile that remains
+  uint32_t absorbed = kNoProfile;   // the profile merged into it (now dead)
+  IdKind via_kind = IdKind::kCustomerId;
+  uint64_t event_id_hash = 0;       // the event that linked them
+  TimeMicros at = 0;                // that event's timestamp
+};
+
+// Counts for the closing summary.
+struct IdentityStats {
+  uint64_t profiles_created = 0, merges = 0, refused_merges = 0, shared_identifiers = 0,
+           capped_identifiers = 0;
+};
+
+// Not thread-safe: one writer (the engine's apply loop); const methods may run concurrently with
+// each other but not with Resolve.
+class IdentityGraph {
+ public:
+  explicit IdentityGraph(IdentityOptions options = {});
+
+  // Attributes `e` to a profile: finds the profiles of its identifiers, creates one when none is
+  // known, attaches new identifiers, and merges profiles the event links (appending a record to
+  // *merges for each; the caller combines their trait states: absorbed into survivor). Returns
+  // kNoProfile when the event has no identifier (an anonymous basket).
+  uint32_t Resolve(const Event& e, std::vector<MergeRecord>* merges);
+
+  // Profile of an identifier of a given kind, or kNoProfile.
+  uint32_t Find(IdKind kind, std::string_view value) const;
+  // Profile of an identifier of any kind (customer id first, then email lower-cased, then
+  // anonymous id), or kNoProfile.
+  uint32_t FindAny(std::string_view value) const;
+
+  size_t num_slots() const { return profiles_.size(); }   // alive and dead profile slots
+  size_t num_alive() const { return alive_count_; }
+  bool Alive(uint32_t profile) const { return profile < profiles_.size() && profiles_[profile].alive; }
+  // The profile's identifiers as (kind, value), in attachment order.
+  std::vector<std::pair<IdKind, std::string_view>> IdentifiersOf(uint32_t profile) const;
+  // The profile's customer id (its first), or "" when it has none.
+  std::string_view CustomerIdOf(uint32_t profile) const;
+  // A display id: customer id, else email, else anonymous id.
+  std::string_view DisplayIdOf(uint32_t profile) const;
+  const IdentityStats& stats() const { return stats_; }
+
+  // Erasure: detaches every identifier of `profile` and marks it dead. Returns its identifiers.
+  std::vector<std::pair<IdKind, std::string>> Forget(uint32_t profile);
+
+  // Persistence of one profile's identity part (its identifiers), and of the shared flags.
+  void SerializeProfile(uint32_t profile, std::string* out) const;
+  // Restores a profile at slot `profile` (slots between are created dead).
+  Status RestoreProfile(uint32_t profile, std::string_view in);
+  void SerializeFlags(std::string* out) const;
+  Status RestoreFlags(std::string_view in);
+  size_t MemoryBytes() const;
+
+ private:
+  struct Identifier {
+    uint32_t profile;
+    uint64_t offset;     // into arena_
+    uint32_t length;
+    IdKind kind;
+    uint8_t refusals = 0;
+    bool shared = false;
+  };
+  struct Profile {
+    std::vector<uint32_t> identifiers;  // indices into identifiers_
+    uint16_t customer_ids = 0;
+    bool alive = true;
+  };
+
+  static uint64_t KeyHash(IdKind kind, std::string_view value);
+  std::string_view Value(const Identifier& id) const {
+    return std::string_view(arena_.data() + id.offset, id.length);
+  }
+  uint32_t Lookup(IdKind kind, std::string_view value) const;  // identifier index or kAbsent
+  uint32_t AddIdentifier(IdKind kind, std::string_view value, uint32_t profile);
+  uint32_t NewProfile();
+  bool CanMerge(uint32_t a, uint32_t b) const;
+  void Merge(uint32_t survivor, uint32_t absorbed);
+  void Refuse(uint32_t identifier_idx);
+
+  IdentityOptions options_;
+  std::vector<Identifier> identifiers_;
+  std::string arena_;
+  FlatMapU64 index_;       // KeyHash -> identifier index (collisions resolved by comparing)
+  std::vector<Profile> profiles_;
+  size_t alive_count_ = 0;
+  IdentityStats stats_;
+};
+
+}  // namespace shoal
