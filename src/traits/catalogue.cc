@@ -1,0 +1,518 @@
+#include "traits/catalogue.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "common/parallel.h"
+#include "common/time.h"
+
+namespace shoal {
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr double kMicrosPerHour = 3600.0 * 1e6;
+
+// The built-in traits: enum name, trait name, unit, definition. docs/traits.md mirrors this.
+#define SHOAL_BUILTIN_TRAITS(X)                                                                   \
+  X(kRecencyDays, "recency_days", "days", "as_of minus the last order's time; NaN without orders") \
+  X(kDaysSinceLastEvent, "days_since_last_event", "days", "as_of minus the last event's time")   \
+  X(kTenureDays, "tenure_days", "days", "as_of minus the first event's time")                    \
+  X(kFirstOrderDaysAgo, "first_order_days_ago", "days",                                          \
+    "as_of minus the first order's time; NaN without orders")                                    \
+  X(kFrequency, "frequency", "count", "number of orders")                                        \
+  X(kRepeatOrders, "repeat_orders", "count", "orders after the first: max(0, orders - 1)")       \
+  X(kMonetaryTotal, "monetary_total", "currency", "sum of order totals")                          \
+  X(kAov, "aov", "currency", "average order value: monetary_total / orders; NaN without orders") \
+  X(kNetSpend, "net_spend", "currency", "monetary_total minus refunded_amount")                   \
+  X(kIpiMeanDays, "ipi_mean_days", "days",                                                       \
+    "mean gap between consecutive distinct order days; NaN with fewer than 2 order days")        \
+  X(kIpiStdDays, "ipi_std_days", "days",                                                         \
+    "population standard deviation of those gaps; NaN with fewer than 2 order days")             \
+  X(kDistinctCategories, "distinct_categories", "count", "distinct categories of order lines")  \
+  X(kCategoryEntropy, "category_entropy", "nats",                                                \
+    "Shannon entropy (natural log) of order lines over categories; NaN without categorised lines") \
+  X(kNewCategories30d, "new_categories_30d", "count",                                            \
+    "categories first viewed or ordered within the last 30 days")                                \
+  X(kDiscountShare, "discount_share", "share",                                                   \
+    "discounts / (monetary_total + discounts); NaN when that gross is <= 0")                     \
+  X(kPremiumIndex, "premium_index", "log ratio",                                                 \
+    "mean over priced, categorised order lines of log(unit_price / category median unit price); " \
+    "0 = pays the median, 0.1 = about 10% above; NaN without such lines")                        \
+  X(kProductViews, "product_views", "count", "product_view events")                              \
+  X(kCartAdds, "cart_adds", "count", "cart_add events")                                          \
+  X(kCheckoutStarts, "checkout_starts", "count", "checkout_start events")                        \
+  X(kViewToCart, "view_to_cart", "ratio", "cart_adds / product_views; NaN without views")        \
+  X(kCartToCheckout, "cart_to_checkout", "ratio",                                                \
+    "checkout_starts / cart_adds; NaN without cart adds")                                        \
+  X(kCheckoutToOrder, "checkout_to_order", "ratio",                                              \
+    "orders / checkout_starts; NaN without checkouts")                                           \
+  X(kViewToOrder, "view_to_order", "ratio", "orders / product_views; NaN without views")         \
+  X(kCartAbandonmentCount, "cart_abandonment_count", "count",                                    \
+    "days D with a cart_add or checkout_start, no order on D or D+1, and D+1 <= day(as_of)")     \
+  X(kCartAbandonmentRate, "cart_abandonment_rate", "share",                                      \
+    "abandoned cart days / cart days with D+1 <= day(as_of); NaN when none")                     \
+  X(kSessions, "sessions", "count", "session_start events")                                      \
+  X(kPageViews, "page_views", "count", "page_view events")                                       \
+  X(kPagesPerSession, "pages_per_session", "ratio", "page_views / sessions; NaN without sessions") \
+  X(kSearches, "searches", "count", "search events")                                             \
+  X(kEmailSends, "email_sends", "count", "email_send events")                                    \
+  X(kEmailOpens, "email_opens", "count", "email_open events")                                    \
+  X(kEmailClicks, "email_clicks", "count", "email_click events")                                 \
+  X(kEmailOpenRate, "email_open_rate", "ratio", "email_opens / email_sends; NaN without sends")  \
+  X(kEmailClickRate, "email_click_rate", "ratio",                                                \
+    "email_clicks / email_sends (per send); NaN without sends")                                  \
+  X(kEmailClickToOpen, "email_click_to_open", "ratio",                                           \
+    "email_clicks / email_opens; NaN without opens")                                             \
+  X(kEmailOpenLatencyHours, "email_open_latency_hours", "hours",                                 \
+    "mean over campaigns with a send and a later-or-equal open of (first open - first send); "   \
+    "NaN when none")                                                                             \
+  X(kSupportTickets, "support_tickets", "count", "support_ticket events")                        \
+  X(kReturns, "returns", "count", "return events")                                               \
+  X(kReturnRate, "return_rate", "ratio", "returns / orders; NaN without orders")                 \
+  X(kRefundedAmount, "refunded_amount", "currency", "sum of return totals")                      \
+  X(kShareWeb, "share_web", "share", "share of events with a known channel that are web")       \
+  X(kShareApp, "share_app", "share", "share of events with a known channel that are app")       \
+  X(kShareEmail, "share_email", "share", "share of events with a known channel that are email") \
+  X(kSharePos, "share_pos", "share", "share of events with a known channel that are pos")       \
+  X(kShareSupport, "share_support", "share",                                                     \
+    "share of events with a known channel that are support")                                     \
+  X(kShareDesktop, "share_desktop", "share", "share of events with a known device that are desktop") \
+  X(kShareMobile, "share_mobile", "share", "share of events with a known device that are mobile") \
+  X(kShareTablet, "share_tablet", "share", "share of events with a known device that are tablet") \
+  X(kOrders7d, "orders_7d", "count", "orders in the last 7 days")                                \
+  X(kOrders30d, "orders_30d", "count", "orders in the last 30 days")                             \
+  X(kOrders90d, "orders_90d", "count", "orders in the last 90 days")                             \
+  X(kOrders365d, "orders_365d", "count", "orders in the last 365 days")                          \
+  X(kSpend7d, "spend_7d", "currency", "order totals in the last 7 days")                         \
+  X(kSpend30d, "spend_30d", "currency", "order totals in the last 30 days")                      \
+  X(kSpend90d, "spend_90d", "currency", "order totals in the last 90 days")                      \
+  X(kSpend365d, "spend_365d", "currency", "order totals in the last 365 days")                   \
+  X(kViews30d, "views_30d", "count", "product views in the last 30 days")                        \
+  X(kSessions30d, "sessions_30d", "count", "session starts in the last 30 days")                 \
+  X(kTrendOrders, "trend_orders", "ratio",                                                       \
+    "(r30 - r90) / (r30 + r90), r30 = orders in the last 30 days / 30, r90 = orders in the 90 " \
+    "days before those / 90; 0 when both are 0")                                                 \
+  X(kTrendSpend, "trend_spend", "ratio", "trend_orders with order totals instead of counts")   \
+  X(kSeasonQ1, "season_q1", "share", "share of orders in January-March (UTC); NaN without orders") \
+  X(kSeasonQ2, "season_q2", "share", "share of orders in April-June; NaN without orders")        \
+  X(kSeasonQ3, "season_q3", "share", "share of orders in July-September; NaN without orders")    \
+  X(kSeasonQ4, "season_q4", "share", "share of orders in October-December; NaN without orders")  \
+  X(kPeakWeekShare, "peak_week_share", "share",                                                  \
+    "share of orders in the configured peak ISO weeks; NaN without orders")                      \
+  X(kReferrals, "referrals", "count", "referral events")                                         \
+  X(kConsentMarketing, "consent_marketing", "flag",                                              \
+    "latest consent event: 1 opt-in, 0 opt-out (opt-out wins a tie); NaN without consent events") \
+  X(kEventsTotal, "events_total", "count", "events of every type, custom ones included")
+
+enum BuiltinTrait : size_t {
+#define SHOAL_TRAIT_ENUM(id, name, unit, description) id,
+  SHOAL_BUILTIN_TRAITS(SHOAL_TRAIT_ENUM)
+#undef SHOAL_TRAIT_ENUM
+  kNumBuiltinTraits
+};
+
+std::string UserTraitUnit(const UserTraitSpec& spec) {
+  switch (spec.aggregate) {
+    case TraitAggregate::kCount:
+    case TraitAggregate::kDistinct:
+      return "count";
+    case TraitAggregate::kTimeSince:
+      return "days";
+    default:
+      return "value";
+  }
+}
+
+std::string UserTraitDescription(const UserTraitSpec& spec) {
+  std::string d = "user trait: " + std::string(TraitAggregateName(spec.aggregate));
+  if (!spec.property.empty()) d += " of " + spec.property;
+  if (spec.window_days > 0) d += " over the last " + std::to_string(spec.window_days) + " days";
+  if (!spec.where_property.empty()) {
+    d += " where " + spec.where_property + " = '" + spec.where_equals + "'";
+  }
+  return d;
+}
+
+double Ratio(double num, double den) { return den > 0 ? num / den : kNaN; }
+
+bool InWindow(int64_t day, int64_t as_of_day, int window_days) {
+  return day <= as_of_day && day > as_of_day - window_days;
+}
+
+}  // namespace
+
+const std::vector<TraitInfo>& BuiltinTraits() {
+  static const std::vector<TraitInfo> kTraits = {
+#define SHOAL_TRAIT_INFO(id, name, unit, description) TraitInfo{name, description, unit},
+      SHOAL_BUILTIN_TRAITS(SHOAL_TRAIT_INFO)
+#undef SHOAL_TRAIT_INFO
+  };
+  return kTraits;
+}
+
+bool IsBuiltinTraitName(std::string_view name) {
+  for (const TraitInfo& t : BuiltinTraits()) {
+    if (t.name == name) return true;
+  }
+  return false;
+}
+
+int IsoWeekOfDay(int64_t day) {
+  int64_t weekday = ((day + 3) % 7 + 7) % 7;  // Monday = 0; 1970-01-01 was a Thursday
+  int64_t thursday = day - weekday + 3;        // the ISO year is the year of this Thursday
+  int64_t year;
+  unsigned month, mday;
+  CivilFromDays(thursday, &year, &month, &mday);
+  return static_cast<int>((thursday - DaysFromCivil(year, 1, 1)) / 7 + 1);
+}
+
+int TraitMatrix::Find(std::string_view name) const {
+  for (size_t i = 0; i < traits.size(); ++i) {
+    if (traits[i].name == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+TraitCatalogue::TraitCatalogue(TraitConfig config) : config_(std::move(config)) {
+  traits_ = BuiltinTraits();
+  for (const UserTraitSpec& spec : config_.user_traits) {
+    traits_.push_back({spec.name, UserTraitDescription(spec), UserTraitUnit(spec)});
+  }
+  peak_week_.assign(54, false);
+  for (int week : config_.peak_iso_weeks) {
+    if (week >= 1 && week <= 53) peak_week_[static_cast<size_t>(week)] = true;
+  }
+}
+
+int TraitCatalogue::Find(std::string_view name) const {
+  for (size_t i = 0; i < traits_.size(); ++i) {
+    if (traits_[i].name == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+namespace {
+template <typename LogMedianFn>
+double PremiumIndex(const CustomerState& state, LogMedianFn log_median) {
+  // mean(log p - log m_c) = (sum log p - sum_c n_c log m_c) / n over lines whose category has a
+  // median (it always has one: the line's own price is in the population).
+  double sum_log_median = 0;
+  uint64_t lines = 0;
+  for (const CustomerState::CategoryStats& c : state.categories()) {
+    if (c.priced_lines == 0) continue;
+    double m = log_median(c.category_id);
+    if (!std::isfinite(m)) return kNaN;  // population lacks this state's prices: not comparable
+    sum_log_median += static_cast<double>(c.priced_lines) * m;
+    lines += c.priced_lines;
+  }
+  if (lines == 0) return kNaN;
+  return (state.SumLogUnitPrice() - sum_log_median) / static_cast<double>(lines);
+}
+}  // namespace
+
+void TraitCatalogue::ComputeOne(const CustomerState& state, const PopulationState& population,
+                                TimeMicros as_of, std::span<double> out) const {
+  double premium = PremiumIndex(
+      state, [&](uint32_t id) { return std::log(population.CategoryMedianPrice(id)); });
+  ComputeWith(state, premium, as_of, out);
+}
+
+void TraitCatalogue::Compute(std::span<const CustomerState* const> states,
+                             const PopulationState& population, TimeMicros as_of,
+                             const Context& ctx, TraitMatrix* out) const {
+  const std::vector<double> log_medians = population.CategoryLogMedians();
+  const size_t n = states.size();
+  out->num_customers = n;
+  out->traits = traits_;
+  out->values.assign(traits_.size() * n, kNaN);
+  ParallelFor(
+      n, ctx.Threads(),
+      [&](size_t begin, size_t end, int) {
+        std::vector<double> row(traits_.size());
+        for (size_t customer_idx = begin; customer_idx < end; ++customer_idx) {
+          const CustomerState& s = *states[customer_idx];
+          double premium = PremiumIndex(s, [&](uint32_t id) {
+            return id < log_medians.size() ? log_medians[id] : kNaN;
+          });
+          ComputeWith(s, premium, as_of, row);
+          for (size_t trait_idx = 0; trait_idx < row.size(); ++trait_idx) {
+            out->values[trait_idx * n + customer_idx] = row[trait_idx];
+          }
+        }
+      },
+      256);
+}
+
+void TraitCatalogue::ComputeWith(const CustomerState& s, double premium_index, TimeMicros as_of,
+                                 std::span<double> out) const {
+  std::fill(out.begin(), out.end(), kNaN);
+  const int64_t as_of_day = DayOf(as_of);
+  const double day_us = static_cast<double>(kMicrosPerDay);
+  auto days_to = [&](TimeMicros t) { return static_cast<double>(as_of - t) / day_us; };
+  auto count = [&](EventType t) { return static_cast<double>(s.TypeCount(t)); };
+  const auto orders = s.orders();
+  const double num_orders = static_cast<double>(orders.size());
+
+  // Recency, tenure, order totals.
+  if (!s.Empty()) {
+    out[kDaysSinceLastEvent] = days_to(s.LastEventTime());
+    out[kTenureDays] = days_to(s.FirstEventTime());
+  }
+  int64_t monetary_fixed = 0;
+  for (const auto& o : orders) monetary_fixed += o.total_fixed;
+  const double monetary = static_cast<double>(monetary_fixed) / kFixedScale;
+  if (!orders.empty()) {
+    out[kRecencyDays] = days_to(orders.back().timestamp);
+    out[kFirstOrderDaysAgo] = days_to(orders.front().timestamp);
+    out[kAov] = monetary / num_orders;
+  }
+  out[kFrequency] = num_orders;
+  out[kRepeatOrders] = std::max(0.0, num_orders - 1);
+  out[kMonetaryTotal] = monetary;
+  out[kNetSpend] = monetary - s.RefundedTotal();
+
+  // Inter-purchase intervals over distinct order days; windows; seasonality.
+  int64_t prev_day = INT64_MIN;
+  double gap_sum = 0;
+  int64_t gaps = 0;
+  const int kWindows[4] = {7, 30, 90, 365};
+  double window_orders[4] = {}, window_spend_fixed[4] = {};
+  double recent_orders = 0, earlier_orders = 0;
+  int64_t recent_spend = 0, earlier_spend = 0;
+  double quarter[4] = {}, peak = 0;
+  for (const auto& o : orders) {
+    const int64_t day = DayOf(o.timestamp);
+    if (prev_day != INT64_MIN && day != prev_day) {
+      auto gap = static_cast<double>(day - prev_day);
+      gap_sum += gap;
+      ++gaps;
+    }
+    prev_day = day;
+    for (int w = 0; w < 4; ++w) {
+      if (InWindow(day, as_of_day, kWindows[w])) {
+        window_orders[w] += 1;
+        window_spend_fixed[w] += static_cast<double>(o.total_fixed);
+      }
+    }
+    if (InWindow(day, as_of_day, 30)) {
+      recent_orders += 1;
+      recent_spend += o.total_fixed;
+    } else if (InWindow(day, as_of_day - 30, 90)) {
+      earlier_orders += 1;
+      earlier_spend += o.total_fixed;
+    }
+    int64_t year;
+    unsigned month, mday;
+    CivilFromDays(day, &year, &month, &mday);
+    quarter[(month - 1) / 3] += 1;
+    if (peak_week_[static_cast<size_t>(IsoWeekOfDay(day))]) peak += 1;
+  }
+  if (gaps > 0) {
+    const double mean = gap_sum / static_cast<double>(gaps);
+    double squares = 0;  // second pass: no cancellation
+    prev_day = DayOf(orders.front().timestamp);
+    for (const auto& o : orders) {
+      const int64_t day = DayOf(o.timestamp);
+      if (day == prev_day) continue;
+      double deviation = static_cast<double>(day - prev_day) - mean;
+      squares += deviation * deviation;
+      prev_day = day;
+    }
+    out[kIpiMeanDays] = mean;
+    out[kIpiStdDays] = std::sqrt(squares / static_cast<double>(gaps));
+  }
+  const BuiltinTrait kOrderWindows[4] = {kOrders7d, kOrders30d, kOrders90d, kOrders365d};
+  const BuiltinTrait kSpendWindows[4] = {kSpend7d, kSpend30d, kSpend90d, kSpend365d};
+  for (int w = 0; w < 4; ++w) {
+    out[kOrderWindows[w]] = window_orders[w];
+    out[kSpendWindows[w]] = window_spend_fixed[w] / kFixedScale;
+  }
+  auto trend = [](double recent, double earlier) {
+    double r30 = recent / 30, r90 = earlier / 90;
+    return r30 + r90 > 0 ? (r30 - r90) / (r30 + r90) : 0.0;
+  };
+  out[kTrendOrders] = trend(recent_orders, earlier_orders);
+  out[kTrendSpend] = trend(static_cast<double>(recent_spend), static_cast<double>(earlier_spend));
+  if (!orders.empty()) {
+    out[kSeasonQ1] = quarter[0] / num_orders;
+    out[kSeasonQ2] = quarter[1] / num_orders;
+    out[kSeasonQ3] = quarter[2] / num_orders;
+    out[kSeasonQ4] = quarter[3] / num_orders;
+    out[kPeakWeekShare] = peak / num_orders;
+  }
+
+  // Categories.
+  double categorised_lines = 0, distinct = 0, new_categories = 0;
+  for (const auto& c : s.categories()) {
+    if (c.order_lines > 0) {
+      distinct += 1;
+      categorised_lines += c.order_lines;
+    }
+    if (InWindow(c.first_day, as_of_day, 30)) new_categories += 1;
+  }
+  out[kDistinctCategories] = distinct;
+  if (categorised_lines > 0) {
+    double entropy = 0;
+    for (const auto& c : s.categories()) {
+      if (c.order_lines == 0) continue;
+      double p = c.order_lines / categorised_lines;
+      entropy -= p * std::log(p);
+    }
+    out[kCategoryEntropy] = entropy;
+  }
+  out[kNewCategories30d] = new_categories;
+  double discounts = s.DiscountTotal();
+  double gross = monetary + discounts;
+  out[kDiscountShare] = gross > 0 ? discounts / gross : kNaN;
+  out[kPremiumIndex] = premium_index;
+
+  // Funnel.
+  const double views = count(EventType::kProductView), carts = count(EventType::kCartAdd),
+               checkouts = count(EventType::kCheckoutStart);
+  out[kProductViews] = views;
+  out[kCartAdds] = carts;
+  out[kCheckoutStarts] = checkouts;
+  out[kViewToCart] = Ratio(carts, views);
+  out[kCartToCheckout] = Ratio(checkouts, carts);
+  out[kCheckoutToOrder] = Ratio(num_orders, checkouts);
+  out[kViewToOrder] = Ratio(num_orders, views);
+  double abandoned = 0, cart_days = 0;
+  size_t order_idx = 0;
+  for (int32_t cart_day : s.cart_days()) {
+    if (static_cast<int64_t>(cart_day) + 1 > as_of_day) break;
+    cart_days += 1;
+    while (order_idx < orders.size() && DayOf(orders[order_idx].timestamp) < cart_day) ++order_idx;
+    bool ordered = order_idx < orders.size() && DayOf(orders[order_idx].timestamp) <= cart_day + 1;
+    if (!ordered) abandoned += 1;
+  }
+  out[kCartAbandonmentCount] = abandoned;
+  out[kCartAbandonmentRate] = Ratio(abandoned, cart_days);
+
+  // Sessions and email.
+  const double sessions = count(EventType::kSessionStart), pages = count(EventType::kPageView);
+  out[kSessions] = sessions;
+  out[kPageViews] = pages;
+  out[kPagesPerSession] = Ratio(pages, sessions);
+  out[kSearches] = count(EventType::kSearch);
+  const double sends = count(EventType::kEmailSend), opens = count(EventType::kEmailOpen),
+               clicks = count(EventType::kEmailClick);
+  out[kEmailSends] = sends;
+  out[kEmailOpens] = opens;
+  out[kEmailClicks] = clicks;
+  out[kEmailOpenRate] = Ratio(opens, sends);
+  out[kEmailClickRate] = Ratio(clicks, sends);
+  out[kEmailClickToOpen] = Ratio(clicks, opens);
+  double latency_sum = 0, latencies = 0;
+  for (const auto& c : s.campaigns()) {
+    if (c.first_send == CustomerState::kNoTime || c.first_open == CustomerState::kNoTime ||
+        c.first_open < c.first_send) {
+      continue;
+    }
+    latency_sum += static_cast<double>(c.first_open - c.first_send) / kMicrosPerHour;
+    latencies += 1;
+  }
+  out[kEmailOpenLatencyHours] = Ratio(latency_sum, latencies);
+
+  // Service, returns.
+  out[kSupportTickets] = count(EventType::kSupportTicket);
+  out[kReturns] = count(EventType::kReturn);
+  out[kReturnRate] = Ratio(count(EventType::kReturn), num_orders);
+  out[kRefundedAmount] = s.RefundedTotal();
+
+  // Channel and device shares.
+  double known_channel = 0;
+  for (size_t c = 1; c < static_cast<size_t>(Channel::kNumChannels); ++c) {
+    known_channel += s.ChannelCount(static_cast<Channel>(c));
+  }
+  out[kShareWeb] = Ratio(s.ChannelCount(Channel::kWeb), known_channel);
+  out[kShareApp] = Ratio(s.ChannelCount(Channel::kApp), known_channel);
+  out[kShareEmail] = Ratio(s.ChannelCount(Channel::kEmail), known_channel);
+  out[kSharePos] = Ratio(s.ChannelCount(Channel::kPos), known_channel);
+  out[kShareSupport] = Ratio(s.ChannelCount(Channel::kSupport), known_channel);
+  double known_device = 0;
+  for (size_t d = 1; d < static_cast<size_t>(DeviceClass::kNumDevices); ++d) {
+    known_device += s.DeviceCount(static_cast<DeviceClass>(d));
+  }
+  out[kShareDesktop] = Ratio(s.DeviceCount(DeviceClass::kDesktop), known_device);
+  out[kShareMobile] = Ratio(s.DeviceCount(DeviceClass::kMobile), known_device);
+  out[kShareTablet] = Ratio(s.DeviceCount(DeviceClass::kTablet), known_device);
+
+  // Recent activity.
+  double views_30d = 0, sessions_30d = 0;
+  for (const auto& d : s.activity_days()) {
+    if (!InWindow(d.day, as_of_day, 30)) continue;
+    views_30d += d.product_views;
+    sessions_30d += d.sessions;
+  }
+  out[kViews30d] = views_30d;
+  out[kSessions30d] = sessions_30d;
+  out[kReferrals] = count(EventType::kReferral);
+  if (s.consent() >= 0) out[kConsentMarketing] = s.consent();
+  out[kEventsTotal] = static_cast<double>(s.num_events());
+
+  // User traits.
+  const auto user = s.user_traits();
+  for (size_t i = 0; i < config_.user_traits.size(); ++i) {
+    const UserTraitSpec& spec = config_.user_traits[i];
+    double& value = out[kNumBuiltinTraits + i];
+    const bool zero_default =
+        spec.aggregate == TraitAggregate::kCount || spec.aggregate == TraitAggregate::kSum ||
+        spec.aggregate == TraitAggregate::kDistinct;
+    value = zero_default ? 0.0 : kNaN;
+    if (i >= user.size()) continue;
+    const CustomerState::UserTraitState& u = user[i];
+    uint64_t n = u.count;
+    int64_t sum_fixed = u.sum_fixed;
+    double min = u.min, max = u.max;
+    uint64_t distinct_values = u.distinct.size();
+    bool last_in_window = n > 0;
+    if (spec.window_days > 0) {
+      n = 0;
+      sum_fixed = 0;
+      min = CustomerState::kInf;
+      max = -CustomerState::kInf;
+      for (const auto& d : u.days) {
+        if (!InWindow(d.day, as_of_day, spec.window_days)) continue;
+        n += d.count;
+        sum_fixed += d.sum_fixed;
+        min = std::min(min, d.min);
+        max = std::max(max, d.max);
+      }
+      distinct_values = 0;
+      for (const auto& d : u.distinct) {
+        if (InWindow(d.last_day, as_of_day, spec.window_days)) ++distinct_values;
+      }
+      last_in_window = u.count > 0 && InWindow(DayOf(u.last_time), as_of_day, spec.window_days);
+    }
+    switch (spec.aggregate) {
+      case TraitAggregate::kCount:
+        value = static_cast<double>(n);
+        break;
+      case TraitAggregate::kSum:
+        value = static_cast<double>(sum_fixed) / kFixedScale;
+        break;
+      case TraitAggregate::kMean:
+        if (n > 0) value = static_cast<double>(sum_fixed) / kFixedScale / static_cast<double>(n);
+        break;
+      case TraitAggregate::kMin:
+        if (n > 0) value = min;
+        break;
+      case TraitAggregate::kMax:
+        if (n > 0) value = max;
+        break;
+      case TraitAggregate::kLast:
+        if (last_in_window) value = u.last_value;
+        break;
+      case TraitAggregate::kDistinct:
+        value = static_cast<double>(distinct_values);
+        break;
+      case TraitAggregate::kTimeSince:
+        if (last_in_window) value = days_to(u.last_time);
+        break;
+    }
+  }
+}
+
+}  // namespace shoal

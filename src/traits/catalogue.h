@@ -1,0 +1,77 @@
+// TraitCatalogue: the fixed list of built-in traits (docs/traits.md) plus the workspace's user
+// traits, computed from CustomerStates as of a time into a dense matrix.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/context.h"
+#include "traits/customer_state.h"
+#include "traits/population_state.h"
+#include "traits/trait_config.h"
+
+namespace shoal {
+
+struct TraitInfo {
+  std::string name;         // snake_case, unique
+  std::string description;  // one line, the definition
+  std::string unit;         // "days", "count", "currency", "ratio", "share", "nats", ...
+};
+
+// Dense, column-major: values[trait_idx * num_customers + customer_idx]. NaN = undefined.
+struct TraitMatrix {
+  size_t num_customers = 0;
+  std::vector<TraitInfo> traits;
+  std::vector<double> values;
+
+  std::span<const double> Column(size_t trait_idx) const {
+    return {values.data() + trait_idx * num_customers, num_customers};
+  }
+  // Index of the trait named `name`, -1 if absent.
+  int Find(std::string_view name) const;
+};
+
+// The built-in traits, in catalogue order (user traits follow them).
+const std::vector<TraitInfo>& BuiltinTraits();
+// True when `name` is a built-in trait.
+bool IsBuiltinTraitName(std::string_view name);
+
+class TraitCatalogue {
+ public:
+  // `config` should have passed ValidateTraitConfig / ParseTraitConfig.
+  explicit TraitCatalogue(TraitConfig config);
+
+  // Built-ins then user traits, fixed order.
+  const std::vector<TraitInfo>& traits() const { return traits_; }
+  const TraitConfig& config() const { return config_; }
+  // Index of `name` in traits(), -1 if absent.
+  int Find(std::string_view name) const;
+
+  // All traits of one customer as of `as_of`: windows are the last N UTC days ending with
+  // day(as_of), recencies count to as_of. The state should hold only events <= as_of.
+  // out.size() must equal traits().size(). NaN where undefined. Thread-safe (const).
+  void ComputeOne(const CustomerState& state, const PopulationState& population, TimeMicros as_of,
+                  std::span<double> out) const;
+
+  // Every customer into *out (resized; traits copied), parallel over customers with
+  // ctx.Threads(); results do not depend on the thread count.
+  void Compute(std::span<const CustomerState* const> states, const PopulationState& population,
+               TimeMicros as_of, const Context& ctx, TraitMatrix* out) const;
+
+ private:
+  // ComputeOne given the customer's premium_index (which needs the population's medians).
+  void ComputeWith(const CustomerState& state, double premium_index, TimeMicros as_of,
+                   std::span<double> out) const;
+
+  TraitConfig config_;
+  std::vector<TraitInfo> traits_;
+  std::vector<bool> peak_week_;  // indexed by ISO week 0..53
+};
+
+// ISO-8601 week number (1..53) of a day since the epoch.
+int IsoWeekOfDay(int64_t day);
+
+}  // namespace shoal

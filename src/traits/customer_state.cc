@@ -1,0 +1,656 @@
+#include "traits/customer_state.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "common/time.h"
+#include "traits/coding.h"
+#include "traits/user_trait_values.h"
+
+namespace shoal {
+
+using traits_internal::PutDouble;
+using traits_internal::PutFixed64;
+using traits_internal::PutSigned;
+using traits_internal::PutVarint;
+using traits_internal::Reader;
+
+namespace {
+
+constexpr uint8_t kCustomerFormat = 1;
+constexpr double kMaxFixedUnits = 9e12;
+
+// Merges two vectors sorted by `key` (unique keys within each): equal keys are folded with
+// merge(into_item, from_item).
+template <typename T, typename KeyFn, typename MergeFn>
+void MergeByKey(std::vector<T>* into, const std::vector<T>& from, KeyFn key, MergeFn merge) {
+  if (from.empty()) return;
+  if (into->empty()) {
+    *into = from;
+    return;
+  }
+  std::vector<T> out;
+  out.reserve(into->size() + from.size());
+  size_t a = 0, b = 0;
+  while (a < into->size() && b < from.size()) {
+    auto ka = key((*into)[a]);
+    auto kb = key(from[b]);
+    if (ka < kb) {
+      out.push_back((*into)[a++]);
+    } else if (kb < ka) {
+      out.push_back(from[b++]);
+    } else {
+      T item = (*into)[a++];
+      merge(item, from[b++]);
+      out.push_back(item);
+    }
+  }
+  out.insert(out.end(), into->begin() + static_cast<ptrdiff_t>(a), into->end());
+  out.insert(out.end(), from.begin() + static_cast<ptrdiff_t>(b), from.end());
+  into->swap(out);
+}
+
+// Finds or inserts the element with key `k` in a vector sorted by key; fast when k is the
+// largest key so far (events arriving in time order).
+template <typename T, typename K, typename KeyFn, typename MakeFn>
+T& FindOrInsert(std::vector<T>* v, K k, KeyFn key, MakeFn make) {
+  if (v->empty() || key(v->back()) < k) {
+    v->push_back(make());
+    return v->back();
+  }
+  if (key(v->back()) == k) return v->back();
+  auto it = std::lower_bound(v->begin(), v->end(), k,
+                             [&key](const T& item, K value) { return key(item) < value; });
+  if (it != v->end() && key(*it) == k) return *it;
+  return *v->insert(it, make());
+}
+
+void KeepLater(TimeMicros t, double v, TimeMicros* last_time, double* last_value) {
+  if (t > *last_time || (t == *last_time && v > *last_value)) {
+    *last_time = t;
+    *last_value = v;
+  }
+}
+
+bool SameDouble(double a, double b) { return std::memcmp(&a, &b, sizeof(double)) == 0; }
+
+}  // namespace
+
+int64_t ToFixed(double value) {
+  if (!std::isfinite(value)) return 0;
+  return std::llround(std::clamp(value, -kMaxFixedUnits, kMaxFixedUnits) * kFixedScale);
+}
+
+bool operator==(const CustomerState::UserTraitState& a, const CustomerState::UserTraitState& b) {
+  return a.window_days == b.window_days && a.count == b.count && a.sum_fixed == b.sum_fixed &&
+         SameDouble(a.min, b.min) && SameDouble(a.max, b.max) && a.last_time == b.last_time &&
+         SameDouble(a.last_value, b.last_value) && a.days == b.days && a.distinct == b.distinct;
+}
+
+bool operator==(const CustomerState& a, const CustomerState& b) {
+  return a.num_events_ == b.num_events_ && a.first_event_ == b.first_event_ &&
+         a.last_event_ == b.last_event_ &&
+         std::equal(std::begin(a.type_counts_), std::end(a.type_counts_),
+                    std::begin(b.type_counts_)) &&
+         std::equal(std::begin(a.channel_counts_), std::end(a.channel_counts_),
+                    std::begin(b.channel_counts_)) &&
+         std::equal(std::begin(a.device_counts_), std::end(a.device_counts_),
+                    std::begin(b.device_counts_)) &&
+         a.discount_fixed_ == b.discount_fixed_ && a.refunded_fixed_ == b.refunded_fixed_ &&
+         a.sum_log_price_nano_ == b.sum_log_price_nano_ && a.priced_lines_ == b.priced_lines_ &&
+         a.consent_time_ == b.consent_time_ && a.consent_ == b.consent_ &&
+         a.orders_ == b.orders_ && a.activity_ == b.activity_ && a.cart_days_ == b.cart_days_ &&
+         a.categories_ == b.categories_ && a.campaigns_ == b.campaigns_ && a.user_ == b.user_;
+}
+
+int32_t CustomerState::LastDay() const {
+  return num_events_ == 0 ? INT32_MIN : static_cast<int32_t>(DayOf(last_event_));
+}
+
+void CustomerState::Touch(TimeMicros t) {
+  int32_t old_last_day = LastDay();
+  ++num_events_;
+  first_event_ = std::min(first_event_, t);
+  if (t > last_event_) {
+    last_event_ = t;
+    if (LastDay() > old_last_day) PruneWindows(LastDay());
+  }
+}
+
+void CustomerState::PruneWindows(int32_t last_day) {
+  // A bucket of day d is in some future window only if d > day(as_of) - W >= last_day - W.
+  auto cutoff = [last_day](int window) { return static_cast<int64_t>(last_day) - window; };
+  int64_t activity_cut = cutoff(kActivityWindowDays);
+  if (!activity_.empty() && activity_.front().day <= activity_cut) {
+    auto it = std::find_if(activity_.begin(), activity_.end(),
+                           [&](const ActivityDay& d) { return d.day > activity_cut; });
+    activity_.erase(activity_.begin(), it);
+  }
+  for (UserTraitState& u : user_) {
+    if (u.window_days <= 0) continue;
+    int64_t cut = cutoff(u.window_days);
+    if (!u.days.empty() && u.days.front().day <= cut) {
+      auto it = std::find_if(u.days.begin(), u.days.end(),
+                             [&](const UserDay& d) { return d.day > cut; });
+      u.days.erase(u.days.begin(), it);
+    }
+    std::erase_if(u.distinct, [&](const DistinctValue& d) { return d.last_day <= cut; });
+  }
+}
+
+CustomerState::CategoryStats& CustomerState::Category(uint32_t id, int32_t day) {
+  CategoryStats& c = FindOrInsert(
+      &categories_, id, [](const CategoryStats& s) { return s.category_id; },
+      [&] { return CategoryStats{id, 0, 0, 0, day}; });
+  c.first_day = std::min(c.first_day, day);
+  return c;
+}
+
+void CustomerState::AddOrder(const Event& e, const EventBatch& batch, PopulationState& population,
+                             int32_t day) {
+  auto lines = batch.Lines(e);
+  double order_discount = std::isfinite(e.discount) ? e.discount : 0.0;
+  double line_discounts = 0, line_gross = 0;
+  for (const OrderLine& line : lines) {
+    if (std::isfinite(line.discount)) line_discounts += line.discount;
+    if (std::isfinite(line.quantity) && std::isfinite(line.unit_price)) {
+      line_gross += line.quantity * line.unit_price;
+    }
+  }
+  double total = std::isfinite(e.total) ? e.total : line_gross - line_discounts - order_discount;
+  Order order{e.timestamp, ToFixed(total)};
+  if (orders_.empty() || !(order < orders_.back())) {
+    orders_.push_back(order);
+  } else {
+    orders_.insert(std::upper_bound(orders_.begin(), orders_.end(), order), order);
+  }
+  discount_fixed_ += ToFixed(order_discount + line_discounts);
+  for (const OrderLine& line : lines) {
+    if (line.category.empty()) continue;
+    uint32_t id = population.CategoryId(line.category);
+    CategoryStats& c = Category(id, day);
+    ++c.order_lines;
+    if (line.unit_price > 0 && std::isfinite(line.unit_price)) {
+      ++c.priced_lines;
+      ++priced_lines_;
+      sum_log_price_nano_ += std::llround(std::log(line.unit_price) * 1e9);
+      population.AddUnitPrice(id, line.unit_price);
+    }
+  }
+}
+
+void CustomerState::Update(const Event& e, const EventBatch& batch, PopulationState& population,
+                           const TraitConfig& config) {
+  Touch(e.timestamp);
+  const auto day = static_cast<int32_t>(DayOf(e.timestamp));
+  if (e.IsBuiltin()) ++type_counts_[e.type];
+  ++channel_counts_[static_cast<size_t>(e.channel)];
+  ++device_counts_[static_cast<size_t>(e.device)];
+  const bool recent = static_cast<int64_t>(day) > static_cast<int64_t>(LastDay()) -
+                                                      kActivityWindowDays;
+  auto activity_day = [&]() -> ActivityDay& {
+    return FindOrInsert(
+        &activity_, day, [](const ActivityDay& d) { return d.day; },
+        [&] { return ActivityDay{day, 0, 0}; });
+  };
+  switch (static_cast<EventType>(e.type)) {
+    case EventType::kOrder:
+      AddOrder(e, batch, population, day);
+      break;
+    case EventType::kReturn: {
+      double total = e.total;
+      if (!std::isfinite(total)) {
+        total = 0;
+        for (const OrderLine& line : batch.Lines(e)) {
+          if (std::isfinite(line.quantity) && std::isfinite(line.unit_price)) {
+            total += line.quantity * line.unit_price;
+          }
+        }
+      }
+      refunded_fixed_ += ToFixed(total);
+      break;
+    }
+    case EventType::kProductView:
+      if (recent) ++activity_day().product_views;
+      if (!e.category.empty()) ++Category(population.CategoryId(e.category), day).product_views;
+      break;
+    case EventType::kSessionStart:
+      if (recent) ++activity_day().sessions;
+      break;
+    case EventType::kCartAdd:
+    case EventType::kCheckoutStart:
+      FindOrInsert(&cart_days_, day, [](int32_t d) { return d; }, [&] { return day; });
+      break;
+    case EventType::kEmailSend:
+    case EventType::kEmailOpen: {
+      if (e.campaign_id.empty()) break;
+      uint64_t hash = EventIdHash(e.campaign_id);
+      Campaign& c = FindOrInsert(
+          &campaigns_, hash, [](const Campaign& x) { return x.campaign_hash; },
+          [&] { return Campaign{hash, kNoTime, kNoTime}; });
+      TimeMicros& slot = e.Is(EventType::kEmailSend) ? c.first_send : c.first_open;
+      slot = std::min(slot, e.timestamp);
+      break;
+    }
+    case EventType::kConsent:
+      if (e.consent >= 0 &&
+          (e.timestamp > consent_time_ || (e.timestamp == consent_time_ && e.consent < consent_))) {
+        consent_time_ = e.timestamp;
+        consent_ = e.consent;
+      }
+      break;
+    default:
+      break;
+  }
+  if (!config.user_traits.empty()) {
+    if (user_.size() != config.user_traits.size()) {
+      user_.resize(config.user_traits.size());
+      for (size_t i = 0; i < user_.size(); ++i) {
+        user_[i].window_days = config.user_traits[i].window_days;
+      }
+    }
+    for (size_t i = 0; i < config.user_traits.size(); ++i) {
+      UpdateUserTrait(i, config.user_traits[i], e, batch, day);
+    }
+  }
+}
+
+void CustomerState::UpdateUserTrait(size_t trait_idx, const UserTraitSpec& spec, const Event& e,
+                                    const EventBatch& batch, int32_t day) {
+  if (!spec.event_types.empty() &&
+      std::find(spec.event_types.begin(), spec.event_types.end(), e.type) ==
+          spec.event_types.end()) {
+    return;
+  }
+  if (!spec.where_property.empty()) {
+    std::optional<std::string_view> text = UserTraitTextValue(spec.where_property, e, batch);
+    if (!text || *text != spec.where_equals) return;
+  }
+  double value = 0;
+  uint64_t value_hash = 0;
+  switch (spec.aggregate) {
+    case TraitAggregate::kCount:
+    case TraitAggregate::kTimeSince:
+      break;
+    case TraitAggregate::kDistinct: {
+      std::optional<uint64_t> hash = UserTraitValueHash(spec.property, e, batch);
+      if (!hash) return;
+      value_hash = *hash;
+      break;
+    }
+    default:
+      value = UserTraitNumericValue(spec.property, e, batch);
+      if (!std::isfinite(value)) return;
+      break;
+  }
+  UserTraitState& u = user_[trait_idx];
+  const bool windowed = u.window_days > 0;
+  ++u.count;
+  u.sum_fixed += ToFixed(value);
+  u.min = std::min(u.min, value);
+  u.max = std::max(u.max, value);
+  KeepLater(e.timestamp, value, &u.last_time, &u.last_value);
+  const bool in_kept_window =
+      windowed && static_cast<int64_t>(day) > static_cast<int64_t>(LastDay()) - u.window_days;
+  if (in_kept_window) {
+    UserDay& d = FindOrInsert(
+        &u.days, day, [](const UserDay& x) { return x.day; },
+        [&] { return UserDay{day, 0, 0, kInf, -kInf}; });
+    ++d.count;
+    d.sum_fixed += ToFixed(value);
+    d.min = std::min(d.min, value);
+    d.max = std::max(d.max, value);
+  }
+  if (spec.aggregate == TraitAggregate::kDistinct && (!windowed || in_kept_window)) {
+    DistinctValue& d = FindOrInsert(
+        &u.distinct, value_hash, [](const DistinctValue& x) { return x.value_hash; },
+        [&] { return DistinctValue{value_hash, day}; });
+    d.last_day = std::max(d.last_day, day);
+  }
+}
+
+void CustomerState::Combine(const CustomerState& other) {
+  if (other.Empty()) return;
+  num_events_ += other.num_events_;
+  first_event_ = std::min(first_event_, other.first_event_);
+  last_event_ = std::max(last_event_, other.last_event_);
+  for (size_t i = 0; i < std::size(type_counts_); ++i) type_counts_[i] += other.type_counts_[i];
+  for (size_t i = 0; i < std::size(channel_counts_); ++i) {
+    channel_counts_[i] += other.channel_counts_[i];
+  }
+  for (size_t i = 0; i < std::size(device_counts_); ++i) {
+    device_counts_[i] += other.device_counts_[i];
+  }
+  discount_fixed_ += other.discount_fixed_;
+  refunded_fixed_ += other.refunded_fixed_;
+  sum_log_price_nano_ += other.sum_log_price_nano_;
+  priced_lines_ += other.priced_lines_;
+  if (other.consent_ >= 0 &&
+      (other.consent_time_ > consent_time_ ||
+       (other.consent_time_ == consent_time_ && other.consent_ < consent_))) {
+    consent_time_ = other.consent_time_;
+    consent_ = other.consent_;
+  }
+  if (!other.orders_.empty()) {
+    std::vector<Order> merged(orders_.size() + other.orders_.size());
+    std::merge(orders_.begin(), orders_.end(), other.orders_.begin(), other.orders_.end(),
+               merged.begin());
+    orders_.swap(merged);
+  }
+  MergeByKey(
+      &activity_, other.activity_, [](const ActivityDay& d) { return d.day; },
+      [](ActivityDay& a, const ActivityDay& b) {
+        a.product_views += b.product_views;
+        a.sessions += b.sessions;
+      });
+  MergeByKey(
+      &cart_days_, other.cart_days_, [](int32_t d) { return d; }, [](int32_t&, int32_t) {});
+  MergeByKey(
+      &categories_, other.categories_, [](const CategoryStats& c) { return c.category_id; },
+      [](CategoryStats& a, const CategoryStats& b) {
+        a.order_lines += b.order_lines;
+        a.priced_lines += b.priced_lines;
+        a.product_views += b.product_views;
+        a.first_day = std::min(a.first_day, b.first_day);
+      });
+  MergeByKey(
+      &campaigns_, other.campaigns_, [](const Campaign& c) { return c.campaign_hash; },
+      [](Campaign& a, const Campaign& b) {
+        a.first_send = std::min(a.first_send, b.first_send);
+        a.first_open = std::min(a.first_open, b.first_open);
+      });
+  if (user_.empty()) {
+    user_ = other.user_;
+  } else if (!other.user_.empty()) {
+    // Same config on both sides (contract); a mismatch keeps the traits both know.
+    for (size_t i = 0; i < std::min(user_.size(), other.user_.size()); ++i) {
+      UserTraitState& a = user_[i];
+      const UserTraitState& b = other.user_[i];
+      a.count += b.count;
+      a.sum_fixed += b.sum_fixed;
+      a.min = std::min(a.min, b.min);
+      a.max = std::max(a.max, b.max);
+      KeepLater(b.last_time, b.last_value, &a.last_time, &a.last_value);
+      MergeByKey(
+          &a.days, b.days, [](const UserDay& d) { return d.day; },
+          [](UserDay& x, const UserDay& y) {
+            x.count += y.count;
+            x.sum_fixed += y.sum_fixed;
+            x.min = std::min(x.min, y.min);
+            x.max = std::max(x.max, y.max);
+          });
+      MergeByKey(
+          &a.distinct, b.distinct, [](const DistinctValue& d) { return d.value_hash; },
+          [](DistinctValue& x, const DistinctValue& y) {
+            x.last_day = std::max(x.last_day, y.last_day);
+          });
+    }
+  }
+  PruneWindows(LastDay());
+}
+
+void CustomerState::RemapCategories(std::span<const uint32_t> old_to_new) {
+  for (CategoryStats& c : categories_) {
+    if (c.category_id < old_to_new.size()) c.category_id = old_to_new[c.category_id];
+  }
+  std::sort(categories_.begin(), categories_.end(),
+            [](const CategoryStats& a, const CategoryStats& b) {
+              return a.category_id < b.category_id;
+            });
+  // Two old ids mapped to one new id (cannot happen for a Combine mapping) are folded.
+  std::vector<CategoryStats> folded;
+  folded.reserve(categories_.size());
+  for (const CategoryStats& c : categories_) {
+    if (!folded.empty() && folded.back().category_id == c.category_id) {
+      CategoryStats& f = folded.back();
+      f.order_lines += c.order_lines;
+      f.priced_lines += c.priced_lines;
+      f.product_views += c.product_views;
+      f.first_day = std::min(f.first_day, c.first_day);
+    } else {
+      folded.push_back(c);
+    }
+  }
+  categories_.swap(folded);
+}
+
+// ---- Serialization ----
+// Layout (format 1): format byte; num_events; [first, last event time]; counters; sums;
+// consent; then each vector as a count followed by delta-coded sorted items.
+
+void CustomerState::Serialize(std::string* out) const {
+  out->push_back(static_cast<char>(kCustomerFormat));
+  PutVarint(out, num_events_);
+  if (num_events_ == 0) return;
+  PutSigned(out, first_event_);
+  PutSigned(out, last_event_);
+  for (uint32_t c : type_counts_) PutVarint(out, c);
+  for (uint32_t c : channel_counts_) PutVarint(out, c);
+  for (uint32_t c : device_counts_) PutVarint(out, c);
+  PutSigned(out, discount_fixed_);
+  PutSigned(out, refunded_fixed_);
+  PutSigned(out, sum_log_price_nano_);
+  PutVarint(out, priced_lines_);
+  PutSigned(out, consent_);
+  PutSigned(out, consent_time_);
+
+  PutVarint(out, orders_.size());
+  TimeMicros prev_time = 0;
+  for (const Order& o : orders_) {
+    PutSigned(out, o.timestamp - prev_time);
+    prev_time = o.timestamp;
+    PutSigned(out, o.total_fixed);
+  }
+  PutVarint(out, activity_.size());
+  int64_t prev_day = 0;
+  for (const ActivityDay& d : activity_) {
+    PutSigned(out, d.day - prev_day);
+    prev_day = d.day;
+    PutVarint(out, d.product_views);
+    PutVarint(out, d.sessions);
+  }
+  PutVarint(out, cart_days_.size());
+  prev_day = 0;
+  for (int32_t d : cart_days_) {
+    PutSigned(out, d - prev_day);
+    prev_day = d;
+  }
+  PutVarint(out, categories_.size());
+  int64_t prev_id = 0;
+  for (const CategoryStats& c : categories_) {
+    PutVarint(out, static_cast<uint64_t>(c.category_id - prev_id));
+    prev_id = c.category_id;
+    PutVarint(out, c.order_lines);
+    PutVarint(out, c.priced_lines);
+    PutVarint(out, c.product_views);
+    PutSigned(out, c.first_day);
+  }
+  PutVarint(out, campaigns_.size());
+  for (const Campaign& c : campaigns_) {
+    PutFixed64(out, c.campaign_hash);
+    PutSigned(out, c.first_send);
+    PutSigned(out, c.first_open);
+  }
+  PutVarint(out, user_.size());
+  for (const UserTraitState& u : user_) {
+    PutVarint(out, static_cast<uint64_t>(u.window_days));
+    PutVarint(out, u.count);
+    PutSigned(out, u.sum_fixed);
+    PutDouble(out, u.min);
+    PutDouble(out, u.max);
+    PutSigned(out, u.last_time);
+    PutDouble(out, u.last_value);
+    PutVarint(out, u.days.size());
+    prev_day = 0;
+    for (const UserDay& d : u.days) {
+      PutSigned(out, d.day - prev_day);
+      prev_day = d.day;
+      PutVarint(out, d.count);
+      PutSigned(out, d.sum_fixed);
+      PutDouble(out, d.min);
+      PutDouble(out, d.max);
+    }
+    PutVarint(out, u.distinct.size());
+    for (const DistinctValue& d : u.distinct) {
+      PutFixed64(out, d.value_hash);
+      PutSigned(out, d.last_day);
+    }
+  }
+}
+
+namespace {
+bool GetDay(Reader& r, int64_t* prev, bool first, int32_t* day) {
+  int64_t delta;
+  if (!r.Signed(&delta)) return false;
+  int64_t d = *prev + delta;
+  if ((!first && delta <= 0) || d < INT32_MIN || d > INT32_MAX) return false;  // strictly sorted
+  *prev = d;
+  *day = static_cast<int32_t>(d);
+  return true;
+}
+}  // namespace
+
+Status CustomerState::Deserialize(std::string_view in) {
+  *this = CustomerState();
+  Reader r(in);
+  auto bad = [this](const char* what) {
+    *this = CustomerState();
+    return Status::Corruption(std::string("customer state: ") + what);
+  };
+  uint8_t format;
+  if (!r.Byte(&format) || format != kCustomerFormat) return bad("unknown format");
+  if (!r.Varint(&num_events_)) return bad("truncated header");
+  if (num_events_ == 0) return r.done() ? Status::OK() : bad("trailing bytes");
+  if (!r.Signed(&first_event_) || !r.Signed(&last_event_) || first_event_ > last_event_) {
+    return bad("bad event times");
+  }
+  for (uint32_t& c : type_counts_) {
+    if (!r.Varint32(&c)) return bad("truncated counters");
+  }
+  for (uint32_t& c : channel_counts_) {
+    if (!r.Varint32(&c)) return bad("truncated counters");
+  }
+  for (uint32_t& c : device_counts_) {
+    if (!r.Varint32(&c)) return bad("truncated counters");
+  }
+  int64_t consent;
+  if (!r.Signed(&discount_fixed_) || !r.Signed(&refunded_fixed_) ||
+      !r.Signed(&sum_log_price_nano_) || !r.Varint(&priced_lines_) || !r.Signed(&consent) ||
+      !r.Signed(&consent_time_) || consent < -1 || consent > 1) {
+    return bad("truncated sums");
+  }
+  consent_ = static_cast<int8_t>(consent);
+
+  uint64_t n;
+  if (!r.Count(&n, 2)) return bad("bad order count");
+  orders_.resize(n);
+  TimeMicros prev_time = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    int64_t delta;
+    if (!r.Signed(&delta) || !r.Signed(&orders_[i].total_fixed)) return bad("truncated orders");
+    orders_[i].timestamp = prev_time + delta;
+    prev_time = orders_[i].timestamp;
+    if (i > 0 && orders_[i] < orders_[i - 1]) return bad("unsorted orders");
+  }
+  if (!r.Count(&n, 3)) return bad("bad activity count");
+  activity_.resize(n);
+  int64_t prev_day = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    ActivityDay& d = activity_[i];
+    if (!GetDay(r, &prev_day, i == 0, &d.day) || !r.Varint32(&d.product_views) ||
+        !r.Varint32(&d.sessions)) {
+      return bad("bad activity days");
+    }
+  }
+  if (!r.Count(&n, 1)) return bad("bad cart day count");
+  cart_days_.resize(n);
+  prev_day = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    if (!GetDay(r, &prev_day, i == 0, &cart_days_[i])) return bad("bad cart days");
+  }
+  if (!r.Count(&n, 5)) return bad("bad category count");
+  categories_.resize(n);
+  int64_t prev_id = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    CategoryStats& c = categories_[i];
+    uint64_t delta;
+    int64_t first_day;
+    if (!r.Varint(&delta) || (i > 0 && delta == 0) || prev_id + delta > UINT32_MAX ||
+        !r.Varint32(&c.order_lines) || !r.Varint32(&c.priced_lines) ||
+        !r.Varint32(&c.product_views) || !r.Signed(&first_day) || first_day < INT32_MIN ||
+        first_day > INT32_MAX) {
+      return bad("bad categories");
+    }
+    prev_id += static_cast<int64_t>(delta);
+    c.category_id = static_cast<uint32_t>(prev_id);
+    c.first_day = static_cast<int32_t>(first_day);
+  }
+  if (!r.Count(&n, 10)) return bad("bad campaign count");
+  campaigns_.resize(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    Campaign& c = campaigns_[i];
+    if (!r.Fixed64(&c.campaign_hash) || !r.Signed(&c.first_send) || !r.Signed(&c.first_open) ||
+        (i > 0 && c.campaign_hash <= campaigns_[i - 1].campaign_hash)) {
+      return bad("bad campaigns");
+    }
+  }
+  if (!r.Count(&n, 30)) return bad("bad user trait count");
+  user_.resize(n);
+  for (UserTraitState& u : user_) {
+    uint64_t window;
+    if (!r.Varint(&window) || window > 100000 || !r.Varint(&u.count) || !r.Signed(&u.sum_fixed) ||
+        !r.Double(&u.min) || !r.Double(&u.max) || !r.Signed(&u.last_time) ||
+        !r.Double(&u.last_value)) {
+      return bad("truncated user trait");
+    }
+    u.window_days = static_cast<int32_t>(window);
+    uint64_t days;
+    if (!r.Count(&days, 19)) return bad("bad user trait day count");
+    u.days.resize(days);
+    prev_day = 0;
+    for (uint64_t i = 0; i < days; ++i) {
+      UserDay& d = u.days[i];
+      if (!GetDay(r, &prev_day, i == 0, &d.day) || !r.Varint32(&d.count) ||
+          !r.Signed(&d.sum_fixed) || !r.Double(&d.min) || !r.Double(&d.max)) {
+        return bad("bad user trait days");
+      }
+    }
+    uint64_t distinct;
+    if (!r.Count(&distinct, 9)) return bad("bad distinct count");
+    u.distinct.resize(distinct);
+    for (uint64_t i = 0; i < distinct; ++i) {
+      DistinctValue& d = u.distinct[i];
+      int64_t last_day;
+      if (!r.Fixed64(&d.value_hash) || !r.Signed(&last_day) || last_day < INT32_MIN ||
+          last_day > INT32_MAX || (i > 0 && d.value_hash <= u.distinct[i - 1].value_hash)) {
+        return bad("bad distinct values");
+      }
+      d.last_day = static_cast<int32_t>(last_day);
+    }
+  }
+  if (!r.done()) return bad("trailing bytes");
+  return Status::OK();
+}
+
+size_t CustomerState::MemoryBytes() const {
+  size_t bytes = sizeof(*this) + orders_.capacity() * sizeof(Order) +
+                 activity_.capacity() * sizeof(ActivityDay) +
+                 cart_days_.capacity() * sizeof(int32_t) +
+                 categories_.capacity() * sizeof(CategoryStats) +
+                 campaigns_.capacity() * sizeof(Campaign) +
+                 user_.capacity() * sizeof(UserTraitState);
+  for (const UserTraitState& u : user_) {
+    bytes += u.days.capacity() * sizeof(UserDay) + u.distinct.capacity() * sizeof(DistinctValue);
+  }
+  return bytes;
+}
+
+std::vector<OrderRecord> OrderHistory(const CustomerState& state) {
+  std::vector<OrderRecord> out;
+  out.reserve(state.orders().size());
+  for (const CustomerState::Order& o : state.orders()) out.push_back({o.timestamp, o.total()});
+  return out;
+}
+
+}  // namespace shoal

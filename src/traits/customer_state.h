@@ -1,0 +1,191 @@
+// CustomerState: one customer's mergeable trait state (STYLE habit 9). Update folds one event,
+// Combine merges two profiles exactly, and the state is a function of the MULTISET of events
+// fed: any arrival order and any split + Combine give the same state (money is kept in
+// fixed point so sums are exact; sequences are kept sorted; windowed buckets are pruned
+// relative to the customer's own last event, which only grows). TraitCatalogue turns a state
+// into trait values as of a time.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/context.h"
+#include "common/status.h"
+#include "ingest/event.h"
+#include "traits/population_state.h"
+#include "traits/trait_config.h"
+
+namespace shoal {
+
+// Money and user-trait sums are kept as int64 multiples of 1/kFixedScale (exact, associative).
+constexpr double kFixedScale = 1e6;
+// Days of view/session history kept for views_30d and sessions_30d.
+constexpr int kActivityWindowDays = 30;
+
+class CustomerState {
+ public:
+  // One order, sorted by (timestamp, total_fixed).
+  struct Order {
+    TimeMicros timestamp;
+    int64_t total_fixed;  // order total * kFixedScale, rounded
+    double total() const { return static_cast<double>(total_fixed) / kFixedScale; }
+    friend bool operator==(const Order&, const Order&) = default;
+    friend auto operator<=>(const Order&, const Order&) = default;
+  };
+  // Product views and session starts of one UTC day (only the last kActivityWindowDays days
+  // before the customer's last event are kept).
+  struct ActivityDay {
+    int32_t day;
+    uint32_t product_views;
+    uint32_t sessions;
+    friend bool operator==(const ActivityDay&, const ActivityDay&) = default;
+  };
+  // Per category (PopulationState id), sorted by id.
+  struct CategoryStats {
+    uint32_t category_id;
+    uint32_t order_lines;    // order lines in this category
+    uint32_t priced_lines;   // of which with a unit price > 0 (premium_index)
+    uint32_t product_views;  // product views in this category
+    int32_t first_day;       // first UTC day this category was viewed or ordered
+    friend bool operator==(const CategoryStats&, const CategoryStats&) = default;
+  };
+  // Per email campaign (hash of campaign_id), sorted by hash.
+  struct Campaign {
+    uint64_t campaign_hash;
+    TimeMicros first_send;  // kNoTime when never sent
+    TimeMicros first_open;  // kNoTime when never opened
+    friend bool operator==(const Campaign&, const Campaign&) = default;
+  };
+  static constexpr TimeMicros kNoTime = INT64_MAX;
+
+  // One user trait's state: all-time scalars plus, for windowed traits, per-day buckets
+  // (pruned like ActivityDay) and, for distinct, the value hashes with their last day seen.
+  struct UserDay {
+    int32_t day;
+    uint32_t count;
+    int64_t sum_fixed;
+    double min, max;
+    friend bool operator==(const UserDay&, const UserDay&) = default;
+  };
+  struct DistinctValue {
+    uint64_t value_hash;
+    int32_t last_day;
+    friend bool operator==(const DistinctValue&, const DistinctValue&) = default;
+  };
+  // An event matches a user trait when its type and where-filter match and, for aggregates of
+  // a property, it carries a value (numeric for sum/mean/min/max/last; any for distinct).
+  struct UserTraitState {
+    int32_t window_days = 0;  // copied from the spec: how far back `days`/`distinct` are kept
+    uint64_t count = 0;       // matching events
+    int64_t sum_fixed = 0;
+    double min = kInf, max = -kInf;
+    TimeMicros last_time = INT64_MIN;  // latest matching (valued, for last) event
+    double last_value = Event::kNaN;   // value at last_time (largest on ties)
+    std::vector<UserDay> days;         // windowed traits only, sorted by day
+    std::vector<DistinctValue> distinct;  // distinct only, sorted by hash
+    friend bool operator==(const UserTraitState&, const UserTraitState&);
+  };
+  static constexpr double kInf = __builtin_inf();
+
+  CustomerState() = default;
+
+  // Folds one event in: this customer's counters and, for orders and product views, the
+  // population's category dictionary and unit prices. O(1) amortised for events arriving in
+  // time order (O(k) for an out-of-order one, k = this customer's records); allocates only to
+  // grow this customer's own vectors. `batch` owns e's lines and properties. The same
+  // `config` (same user traits) must be passed for every event of every state that is later
+  // combined. Not thread-safe.
+  void Update(const Event& e, const EventBatch& batch, PopulationState& population,
+              const TraitConfig& config);
+
+  // Merges `other` (a state of the same customer's other events, built against the same
+  // PopulationState ids and config) into this one. Exact: equals the state fed both event sets.
+  void Combine(const CustomerState& other);
+
+  // Applies a PopulationState::Combine mapping to this state's category ids (for a state built
+  // against a population that was merged into another one).
+  void RemapCategories(std::span<const uint32_t> old_to_new);
+
+  // Compact binary form (varints, fixed-width doubles), appended to *out. Equal states give
+  // equal bytes.
+  void Serialize(std::string* out) const;
+  // Replaces this state; Corruption on truncated or malformed input (state then empty).
+  Status Deserialize(std::string_view in);
+
+  // Heap + inline bytes held.
+  size_t MemoryBytes() const;
+  bool Empty() const { return num_events_ == 0; }
+  uint64_t num_events() const { return num_events_; }
+  TimeMicros FirstEventTime() const { return first_event_; }
+  TimeMicros LastEventTime() const { return last_event_; }
+
+  // Read access for TraitCatalogue and for other modules.
+  std::span<const Order> orders() const { return orders_; }
+  std::span<const ActivityDay> activity_days() const { return activity_; }
+  std::span<const int32_t> cart_days() const { return cart_days_; }
+  std::span<const CategoryStats> categories() const { return categories_; }
+  std::span<const Campaign> campaigns() const { return campaigns_; }
+  std::span<const UserTraitState> user_traits() const { return user_; }
+  // Events per built-in type, per channel, per device class.
+  uint32_t TypeCount(EventType type) const { return type_counts_[static_cast<size_t>(type)]; }
+  uint32_t ChannelCount(Channel channel) const {
+    return channel_counts_[static_cast<size_t>(channel)];
+  }
+  uint32_t DeviceCount(DeviceClass device) const {
+    return device_counts_[static_cast<size_t>(device)];
+  }
+  double DiscountTotal() const { return static_cast<double>(discount_fixed_) / kFixedScale; }
+  double RefundedTotal() const { return static_cast<double>(refunded_fixed_) / kFixedScale; }
+  // Sum over priced order lines of log(unit_price) (fixed point 1e-9) and their count.
+  double SumLogUnitPrice() const { return static_cast<double>(sum_log_price_nano_) * 1e-9; }
+  uint64_t PricedLines() const { return priced_lines_; }
+  // Latest consent: 1 opt-in, 0 opt-out, -1 none (opt-out wins a tie at the same time).
+  int8_t consent() const { return consent_; }
+  TimeMicros consent_time() const { return consent_time_; }
+
+  friend bool operator==(const CustomerState&, const CustomerState&);
+
+ private:
+  void Touch(TimeMicros t);
+  void PruneWindows(int32_t last_day);
+  void AddOrder(const Event& e, const EventBatch& batch, PopulationState& population, int32_t day);
+  CategoryStats& Category(uint32_t id, int32_t day);
+  void UpdateUserTrait(size_t trait_idx, const UserTraitSpec& spec, const Event& e,
+                       const EventBatch& batch, int32_t day);
+  int32_t LastDay() const;
+
+  uint64_t num_events_ = 0;
+  TimeMicros first_event_ = INT64_MAX;
+  TimeMicros last_event_ = INT64_MIN;
+  uint32_t type_counts_[static_cast<size_t>(EventType::kNumBuiltin)] = {};
+  uint32_t channel_counts_[static_cast<size_t>(Channel::kNumChannels)] = {};
+  uint32_t device_counts_[static_cast<size_t>(DeviceClass::kNumDevices)] = {};
+  int64_t discount_fixed_ = 0;   // order-level + line discounts of all orders
+  int64_t refunded_fixed_ = 0;   // totals of return events
+  int64_t sum_log_price_nano_ = 0;
+  uint64_t priced_lines_ = 0;
+  TimeMicros consent_time_ = INT64_MIN;
+  int8_t consent_ = -1;
+  std::vector<Order> orders_;
+  std::vector<ActivityDay> activity_;
+  std::vector<int32_t> cart_days_;  // distinct days with a cart_add or checkout_start
+  std::vector<CategoryStats> categories_;
+  std::vector<Campaign> campaigns_;
+  std::vector<UserTraitState> user_;
+};
+
+// A customer's orders as (timestamp, total), sorted by time: the input of BTYD models
+// ((x, t_x, T) per customer).
+struct OrderRecord {
+  TimeMicros timestamp;
+  double total;
+};
+std::vector<OrderRecord> OrderHistory(const CustomerState& state);
+
+// Fixed-point conversion used by the states (rounded, clamped to +-9e12 units).
+int64_t ToFixed(double value);
+
+}  // namespace shoal
