@@ -269,6 +269,13 @@ Status IdentityGraph::RestoreProfile(uint32_t profile, std::string_view in) {
   return Status::OK();
 }
 
+void IdentityGraph::EnsureSlots(size_t n) {
+  while (profiles_.size() < n) {
+    profiles_.emplace_back();
+    profiles_.back().alive = false;
+  }
+}
+
 void IdentityGraph::SerializeFlags(std::string* out) const {
   PutVarint(out, stats_.profiles_created);
   PutVarint(out, stats_.merges);

@@ -81,6 +81,8 @@ class IdentityGraph {
   void SerializeProfile(uint32_t profile, std::string* out) const;
   // Restores a profile at slot `profile` (slots between are created dead).
   Status RestoreProfile(uint32_t profile, std::string_view in);
+  // Grows the slot count to n with dead slots (restoring a graph whose last slots were merged).
+  void EnsureSlots(size_t n);
   void SerializeFlags(std::string* out) const;
   Status RestoreFlags(std::string_view in);
   size_t MemoryBytes() const;

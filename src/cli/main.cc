@@ -1,0 +1,212 @@
+// The shoal command: one engine, driven from the command line (docs/cli.md).
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "cli/demo.h"
+#include "cli/progress.h"
+#include "common/time.h"
+#include "engine/engine.h"
+#include "generate/generate.h"
+
+namespace shoal {
+namespace {
+
+int Fail(const Status& st, std::string_view hint = {}) {
+  std::fprintf(stderr, "shoal: error: %s\n", st.message().c_str());
+  if (!hint.empty()) std::fprintf(stderr, "  %s\n", std::string(hint).c_str());
+  return 2;
+}
+
+// --as-of DATE: events strictly before the end of that day count (docs/cli.md).
+Result<std::optional<TimeMicros>> ParseAsOf(const std::string& text) {
+  if (text.empty()) return std::optional<TimeMicros>();
+  auto t = ParseIso8601(text);
+  if (!t.ok()) {
+    return Status::InvalidArgument("--as-of '" + text + "' is not a date: use YYYY-MM-DD or an ISO-8601 time");
+  }
+  // A bare date means the end of that day; a full timestamp is taken as given.
+  if (text.size() == 10) return std::optional<TimeMicros>(*t + kMicrosPerDay);
+  return std::optional<TimeMicros>(*t);
+}
+
+Result<std::unique_ptr<Engine>> OpenEngine(const std::string& db, const std::string& config, bool read_only) {
+  EngineOptions options;
+  options.db_dir = db;
+  options.config_path = config;
+  options.read_only = read_only;
+  Context ctx;
+  return Engine::Open(options, ctx);
+}
+
+void PrintIngestSummary(const IngestSummary& s) {
+  std::printf("records read     %llu\n", static_cast<unsigned long long>(s.records));
+  std::printf("events parsed    %llu\n", static_cast<unsigned long long>(s.events));
+  std::printf("bad (quarantined) %llu%s%s\n", static_cast<unsigned long long>(s.bad),
+              s.bad ? "  -> " : "", s.bad ? s.quarantine_path.c_str() : "");
+  for (const auto& [reason, count] : s.bad_by_reason) {
+    std::printf("    %-28s %llu\n", reason.c_str(), static_cast<unsigned long long>(count));
+  }
+  std::printf("duplicates       %llu (already stored, skipped)\n", static_cast<unsigned long long>(s.duplicates));
+  if (s.suppressed) std::printf("suppressed       %llu (forgotten people)\n", static_cast<unsigned long long>(s.suppressed));
+  std::printf("events stored    %llu\n", static_cast<unsigned long long>(s.stored));
+  if (s.anonymous_baskets) std::printf("anonymous baskets %llu\n", static_cast<unsigned long long>(s.anonymous_baskets));
+  std::printf("profiles         %llu\n", static_cast<unsigned long long>(s.profiles));
+  std::printf("merges           %llu\n", static_cast<unsigned long long>(s.merges));
+  std::printf("seconds          %.2f  (%s events/s)\n", s.seconds,
+              HumanCount(s.seconds > 0 ? s.events / s.seconds : 0).c_str());
+  for (const auto& u : s.unreadable_sources) std::printf("UNREADABLE: %s\n", u.c_str());
+}
+
+}  // namespace
+}  // namespace shoal
+
+int main(int argc, char** argv) {
+  using namespace shoal;
+  CLI::App app{"shoal: customer profiles, traits and segments from e-commerce events.\n"
+               "Docs: docs/cli.md. Start with `shoal demo`."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "shoal 0.1.0");
+
+  // ingest
+  std::string db = "./shoal-data", config, format, mapping_file, map_spec, quarantine;
+  std::vector<std::string> files;
+  bool strict = false, quiet = false;
+  auto* ingest = app.add_subcommand("ingest", "Load event files (JSONL or delimited) into a workspace");
+  ingest->add_option("--db", db, "workspace folder")->capture_default_str();
+  ingest->add_option("--config", config, "workspace TOML (custom event types, identity, traits); copied into the workspace");
+  ingest->add_option("--format", format, "jsonl or csv (default: by file extension)")->check(CLI::IsMember({"jsonl", "csv", "tsv", "delimited"}));
+  ingest->add_option("--mapping", mapping_file, "mapping TOML for delimited files (see recipes/)");
+  ingest->add_option("--map", map_spec, "inline mapping: field=column[:format],... e.g. customer_id=CustomerID,timestamp=InvoiceDate:%m/%d/%Y %H:%M");
+  ingest->add_option("--quarantine", quarantine, "where bad records go (default: <db>/quarantine.jsonl)");
+  ingest->add_flag("--strict", strict, "exit non-zero if any record was quarantined");
+  ingest->add_flag("--quiet", quiet, "no progress output");
+  ingest->add_option("files", files, "files to load ('-' = standard input)")->required();
+
+  // profile
+  std::string identifier, as_of_text;
+  auto* profile = app.add_subcommand("profile", "Print one customer's profile as JSON");
+  profile->add_option("--db", db, "workspace folder")->capture_default_str();
+  profile->add_option("--as-of", as_of_text, "compute traits as of this date (YYYY-MM-DD)");
+  profile->add_option("identifier", identifier, "customer id, email or anonymous id")->required();
+
+  // export
+  std::string out_path;
+  auto* exp = app.add_subcommand("export", "Write a CSV with one row per customer and every trait");
+  exp->add_option("--db", db, "workspace folder")->capture_default_str();
+  exp->add_option("--out", out_path, "output CSV path")->required();
+  exp->add_option("--as-of", as_of_text, "traits as of this date: only events before its end count (YYYY-MM-DD)");
+
+  // generate
+  GenerateOptions gen;
+  std::string gen_out;
+  auto* generate = app.add_subcommand("generate", "Write a synthetic shop (events of every type, 6 planted segments)");
+  generate->add_option("--customers", gen.customers, "number of customers")->capture_default_str();
+  generate->add_option("--seed", gen.seed, "random seed")->capture_default_str();
+  generate->add_option("--out", gen_out, "output folder")->required();
+
+  // forget
+  auto* forget = app.add_subcommand("forget", "Erase a person: events, identifiers, profile (GDPR art. 17)");
+  forget->add_option("--db", db, "workspace folder")->capture_default_str();
+  forget->add_option("identifier", identifier, "any identifier of the person")->required();
+
+  // demo
+  DemoOptions demo;
+  auto* demo_cmd = app.add_subcommand("demo", "Generate a shop, ingest it, build and summarise (the embedded default)");
+  demo_cmd->add_option("--dir", demo.dir, "working folder")->capture_default_str();
+  demo_cmd->add_option("--customers", demo.customers, "customers to generate")->capture_default_str();
+  demo_cmd->add_option("--seed", demo.seed, "random seed")->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (*ingest) {
+      auto engine = OpenEngine(db, config, false);
+      if (!engine.ok()) return Fail(engine.status());
+      std::optional<Mapping> mapping;
+      if (!mapping_file.empty()) {
+        auto m = Mapping::FromTomlFile(mapping_file);
+        if (!m.ok()) return Fail(m.status(), "see docs/mappings.md and the recipes/ folder");
+        mapping = std::move(m).value();
+      } else if (!map_spec.empty()) {
+        auto m = Mapping::FromSpec(map_spec);
+        if (!m.ok()) return Fail(m.status(), "see docs/mappings.md");
+        mapping = std::move(m).value();
+      }
+      std::vector<SourceSpec> sources;
+      for (const auto& f : files) {
+        SourceSpec s;
+        s.path = f;
+        if (format == "jsonl") s.format = SourceFormat::kJsonl;
+        else if (!format.empty()) s.format = SourceFormat::kDelimited;
+        s.mapping = mapping;
+        sources.push_back(std::move(s));
+      }
+      IngestOptions options;
+      options.quarantine_path = quarantine;
+      ProgressPrinter printer("ingest", quiet);
+      auto summary = (*engine)->Ingest(sources, options, [&](const Progress& p) { printer.Update(p); });
+      printer.Finish();
+      if (!summary.ok()) return Fail(summary.status());
+      PrintIngestSummary(*summary);
+      if (!summary->unreadable_sources.empty()) return 1;
+      if (strict && summary->bad > 0) return 3;
+      return 0;
+    }
+    if (*profile) {
+      auto as_of = ParseAsOf(as_of_text);
+      if (!as_of.ok()) return Fail(as_of.status());
+      auto engine = OpenEngine(db, "", true);
+      if (!engine.ok()) return Fail(engine.status());
+      auto json = (*engine)->ProfileJson(identifier, *as_of);
+      if (!json.ok()) return Fail(json.status());
+      std::printf("%s\n", json->c_str());
+      return 0;
+    }
+    if (*exp) {
+      auto as_of = ParseAsOf(as_of_text);
+      if (!as_of.ok()) return Fail(as_of.status());
+      auto engine = OpenEngine(db, "", true);
+      if (!engine.ok()) return Fail(engine.status());
+      Status st = (*engine)->ExportCsv(out_path, *as_of);
+      if (!st.ok()) return Fail(st);
+      std::printf("wrote %s (%zu profiles)\n", out_path.c_str(), (*engine)->identity().num_alive());
+      return 0;
+    }
+    if (*generate) {
+      Context ctx;
+      ctx.seed = gen.seed;
+      auto stats = GenerateShop(gen, gen_out, ctx);
+      if (!stats.ok()) return Fail(stats.status());
+      std::printf("wrote %s: %llu customers, %llu events, %llu orders\n", gen_out.c_str(),
+                  static_cast<unsigned long long>(stats->customers), static_cast<unsigned long long>(stats->events),
+                  static_cast<unsigned long long>(stats->orders));
+      return 0;
+    }
+    if (*forget) {
+      auto engine = OpenEngine(db, "", false);
+      if (!engine.ok()) return Fail(engine.status());
+      auto summary = (*engine)->Forget(identifier);
+      if (!summary.ok()) return Fail(summary.status());
+      std::printf("forgot %zu identifiers, removed %llu events, scrubbed %llu references; store compacted\n",
+                  summary->identifiers.size(), static_cast<unsigned long long>(summary->events_removed),
+                  static_cast<unsigned long long>(summary->references_scrubbed));
+      return 0;
+    }
+    if (*demo_cmd) {
+      Status st = RunDemo(demo);
+      if (!st.ok()) return Fail(st);
+      return 0;
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "shoal: internal error: %s\n", e.what());
+    return 4;
+  }
+  return 0;
+}

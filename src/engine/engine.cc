@@ -1,0 +1,647 @@
+#include "engine/engine.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "common/coding.h"
+#include "common/json_writer.h"
+#include "common/time.h"
+#include "store/event_codec.h"
+
+namespace shoal {
+
+namespace {
+
+constexpr std::string_view kMetaVersion = "version";
+constexpr std::string_view kMetaCheckpointSeq = "checkpoint_seq";
+constexpr std::string_view kMetaProfileSlots = "profile_slots";
+constexpr std::string_view kMetaFingerprint = "config_fingerprint";
+constexpr std::string_view kMetaSalt = "suppression_salt";
+constexpr std::string_view kMetaIdentity = "identity_counters";
+constexpr std::string_view kMetaPopulation = "population";
+constexpr std::string_view kMetaLatestEvent = "latest_event";
+constexpr std::string_view kMetaMergeSeq = "merge_seq";
+constexpr std::string_view kStoreVersion = "1";
+
+std::string U64Value(uint64_t v) {
+  std::string s;
+  PutVarint(&s, v);
+  return s;
+}
+uint64_t ParseU64Value(std::string_view s) {
+  Reader r(s);
+  return r.Varint();
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Applies stored events to identity and traits; merges combine states exactly. `touched` is
+// called for every profile slot whose state changed (absorbed ones included).
+template <typename Touch>
+void ApplyEvents(IdentityGraph& identity, std::vector<CustomerState>& states,
+                 PopulationState& population, const TraitConfig& traits, const EventBatch& batch,
+                 std::span<const uint32_t> indices, std::vector<MergeRecord>* merges,
+                 TimeMicros* latest, Touch&& touched) {
+  for (uint32_t idx : indices) {
+    const Event& e = batch.events[idx];
+    size_t merges_before = merges->size();
+    uint32_t profile = identity.Resolve(e, merges);
+    if (identity.num_slots() > states.size()) states.resize(identity.num_slots());
+    for (size_t m = merges_before; m < merges->size(); ++m) {
+      const MergeRecord& rec = (*merges)[m];
+      states[rec.survivor].Combine(states[rec.absorbed]);
+      states[rec.absorbed] = CustomerState();
+      touched(rec.survivor);
+      touched(rec.absorbed);
+    }
+    if (e.timestamp > *latest) *latest = e.timestamp;
+    if (profile == kNoProfile) continue;  // an anonymous basket: stored, no profile
+    states[profile].Update(e, batch, population, traits);
+    touched(profile);
+  }
+}
+
+bool MentionsAny(const Event& e, const std::vector<std::pair<IdKind, std::string>>& ids) {
+  for (const auto& [kind, value] : ids) {
+    switch (kind) {
+      case IdKind::kCustomerId: if (e.customer_id == value) return true; break;
+      case IdKind::kEmail: if (e.email == value) return true; break;
+      case IdKind::kAnonymousId: if (e.anonymous_id == value) return true; break;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+Engine::~Engine() = default;
+
+Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options, const Context& ctx) {
+  auto engine = std::unique_ptr<Engine>(new Engine());
+  engine->options_ = options;
+  engine->ctx_ = ctx;
+  namespace fs = std::filesystem;
+  bool existed = fs::exists(fs::path(options.db_dir) / "CURRENT");
+  if (options.read_only && !existed) {
+    return Status::NotFound("no workspace at " + options.db_dir +
+                            " (run `shoal ingest --db " + options.db_dir + " FILE` first)");
+  }
+  StoreOptions store_options;
+  store_options.read_only = options.read_only;
+  SHOAL_ASSIGN_OR_RETURN(engine->store_, KvStore::Open(options.db_dir, store_options));
+
+  // Configuration: an explicit file is copied into the workspace so later commands use it.
+  std::string workspace_config = (fs::path(options.db_dir) / "shoal.toml").string();
+  if (!options.config_path.empty()) {
+    SHOAL_ASSIGN_OR_RETURN(engine->config_, LoadWorkspaceConfig(options.config_path));
+    if (!options.read_only && fs::absolute(options.config_path) != fs::absolute(workspace_config)) {
+      std::ofstream out(workspace_config, std::ios::binary | std::ios::trunc);
+      out << engine->config_.text;
+      if (!out) return Status::IOError("cannot write " + workspace_config);
+    }
+  } else if (fs::exists(workspace_config)) {
+    SHOAL_ASSIGN_OR_RETURN(engine->config_, LoadWorkspaceConfig(workspace_config));
+  } else {
+    engine->config_ = WorkspaceConfig::Defaults();
+  }
+  engine->identity_ = IdentityGraph(engine->config_.identity);
+  engine->catalogue_ = std::make_unique<TraitCatalogue>(engine->config_.traits);
+  SHOAL_RETURN_IF_ERROR(engine->LoadState());
+  return engine;
+}
+
+Status Engine::LoadState() {
+  KvStore& kv = *store_;
+  std::string value;
+  Status st = kv.Get(Column::kMeta, kMetaVersion, &value);
+  bool fresh = st.IsNotFound();
+  if (!fresh && !st.ok()) return st;
+  if (!fresh && value != kStoreVersion) {
+    return Status::FailedPrecondition("workspace " + options_.db_dir + " has store version " + value +
+                                      ", this shoal reads version " + std::string(kStoreVersion));
+  }
+  if (fresh && !options_.read_only) {
+    std::random_device rd;
+    suppression_salt_ = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+    WriteGroup g;
+    g.Put(Column::kMeta, kMetaVersion, kStoreVersion);
+    g.Put(Column::kMeta, kMetaSalt, U64Value(suppression_salt_));
+    g.Put(Column::kMeta, kMetaFingerprint, U64Value(config_.fingerprint));
+    SHOAL_RETURN_IF_ERROR(kv.Write(g, true));
+    return Status::OK();
+  }
+  if (kv.Get(Column::kMeta, kMetaSalt, &value).ok()) suppression_salt_ = ParseU64Value(value);
+  SHOAL_RETURN_IF_ERROR(kv.Scan(Column::kSuppressed, "", [&](std::string_view key, std::string_view) -> Result<bool> {
+    suppressed_.Insert(DecodeKeyU64(key));
+    return true;
+  }));
+  // Every stored event id, for dedupe; the last block tells the next sequence number.
+  SHOAL_RETURN_IF_ERROR(kv.Scan(Column::kEventIds, "", [&](std::string_view key, std::string_view ids) -> Result<bool> {
+    next_seq_ = std::max(next_seq_, DecodeKeyU64(key) + 1);
+    Reader r(ids);
+    while (!r.AtEnd() && r.ok()) seen_ids_.Insert(r.Fixed64());
+    if (!r.ok()) return Status::Corruption("event ids of block " + std::to_string(DecodeKeyU64(key)));
+    return true;
+  }));
+  uint64_t fingerprint = 0;
+  if (kv.Get(Column::kMeta, kMetaFingerprint, &value).ok()) fingerprint = ParseU64Value(value);
+  if (kv.Get(Column::kMeta, kMetaLatestEvent, &value).ok()) {
+    latest_event_ = static_cast<TimeMicros>(ParseU64Value(value));
+  }
+  if (fingerprint != config_.fingerprint) {
+    // Types, identity guards or traits changed: state is rebuilt from the stored events.
+    return RebuildAll();
+  }
+  if (kv.Get(Column::kMeta, kMetaCheckpointSeq, &value).ok()) checkpoint_seq_ = ParseU64Value(value);
+  if (kv.Get(Column::kMeta, kMetaPopulation, &value).ok()) {
+    SHOAL_RETURN_IF_ERROR(population_.Deserialize(value).WithContext("population state"));
+  }
+  if (kv.Get(Column::kMeta, kMetaIdentity, &value).ok()) {
+    SHOAL_RETURN_IF_ERROR(identity_.RestoreFlags(value));
+  }
+  uint32_t slots = 0;
+  if (kv.Get(Column::kMeta, kMetaProfileSlots, &value).ok()) slots = static_cast<uint32_t>(ParseU64Value(value));
+  states_.resize(slots);
+  SHOAL_RETURN_IF_ERROR(kv.Scan(Column::kProfiles, "", [&](std::string_view key, std::string_view rec) -> Result<bool> {
+    uint32_t profile = DecodeKeyU32(key);
+    Reader r(rec);
+    std::string_view identity_part = r.String();
+    if (!r.ok()) return Status::Corruption("profile record " + std::to_string(profile));
+    std::string_view state_part = rec.substr(rec.size() - r.Remaining());
+    SHOAL_RETURN_IF_ERROR(identity_.RestoreProfile(profile, identity_part));
+    if (profile >= states_.size()) states_.resize(profile + 1);
+    SHOAL_RETURN_IF_ERROR(states_[profile].Deserialize(state_part).WithContext("profile " + std::to_string(profile)));
+    return true;
+  }));
+  identity_.EnsureSlots(states_.size());  // trailing dead slots
+  dirty_.assign(states_.size(), 0);
+  return ReplayFrom(checkpoint_seq_ + 1);
+}
+
+Status Engine::ReplayFrom(uint64_t first_seq) {
+  if (first_seq >= next_seq_) return Status::OK();
+  EventBatch batch;
+  std::vector<uint32_t> all;
+  SHOAL_RETURN_IF_ERROR(store_->Scan(Column::kEvents, KeyU64(first_seq), [&](std::string_view key, std::string_view block) -> Result<bool> {
+    batch.Clear();
+    SHOAL_RETURN_IF_ERROR(DecodeEvents(block, &batch).WithContext("block " + std::to_string(DecodeKeyU64(key))));
+    all.resize(batch.size());
+    for (uint32_t i = 0; i < all.size(); ++i) all[i] = i;
+    ApplyStored(batch, all);
+    return true;
+  }));
+  if (!options_.read_only) return Checkpoint();
+  return Status::OK();
+}
+
+Status Engine::RebuildAll() {
+  identity_ = IdentityGraph(config_.identity);
+  states_.clear();
+  population_ = PopulationState();
+  dirty_.clear();
+  dirty_list_.clear();
+  checkpoint_seq_ = 0;
+  if (!options_.read_only) {
+    // Old profile records go; the checkpoint after the replay writes the new ones.
+    WriteGroup g;
+    SHOAL_RETURN_IF_ERROR(store_->Scan(Column::kProfiles, "", [&](std::string_view key, std::string_view) -> Result<bool> {
+      g.Delete(Column::kProfiles, key);
+      return true;
+    }));
+    g.Put(Column::kMeta, kMetaFingerprint, U64Value(config_.fingerprint));
+    SHOAL_RETURN_IF_ERROR(store_->Write(g, true));
+  }
+  return ReplayFrom(1);
+}
+
+void Engine::ApplyStored(const EventBatch& batch, std::span<const uint32_t> indices) {
+  size_t merges_before = merges_scratch_.size();
+  ApplyEvents(identity_, states_, population_, config_.traits, batch, indices, &merges_scratch_,
+              &latest_event_, [this](uint32_t profile) {
+                if (profile >= dirty_.size()) dirty_.resize(identity_.num_slots(), 0);
+                if (!dirty_[profile]) {
+                  dirty_[profile] = 1;
+                  dirty_list_.push_back(profile);
+                }
+              });
+  (void)merges_before;  // merges stay buffered until the next checkpoint writes the merge log
+}
+
+Status Engine::StoreBlock(const EventBatch& batch, std::span<const uint32_t> indices, bool sync) {
+  block_scratch_.clear();
+  EncodeEvents(batch, indices, &block_scratch_);
+  std::string ids;
+  ids.reserve(indices.size() * 8);
+  for (uint32_t idx : indices) PutFixed64(&ids, batch.events[idx].id_hash);
+  WriteGroup g;
+  std::string key = KeyU64(next_seq_);
+  g.Put(Column::kEvents, key, block_scratch_);
+  g.Put(Column::kEventIds, key, ids);
+  SHOAL_RETURN_IF_ERROR(store_->Write(g, sync));
+  ++next_seq_;
+  return Status::OK();
+}
+
+uint64_t Engine::SuppressionKey(IdKind kind, std::string_view value) const {
+  return XXH3_64bits_withSeed(value.data(), value.size(), suppression_salt_ ^ static_cast<uint64_t>(kind));
+}
+
+bool Engine::IsSuppressed(const Event& e) const {
+  if (suppressed_.size() == 0) return false;
+  return (!e.customer_id.empty() && suppressed_.Contains(SuppressionKey(IdKind::kCustomerId, e.customer_id))) ||
+         (!e.email.empty() && suppressed_.Contains(SuppressionKey(IdKind::kEmail, e.email))) ||
+         (!e.anonymous_id.empty() && suppressed_.Contains(SuppressionKey(IdKind::kAnonymousId, e.anonymous_id)));
+}
+
+Result<IngestSummary> Engine::Apply(EventBatch& batch, bool sync) {
+  if (options_.read_only) return Status::FailedPrecondition("workspace opened read-only");
+  IngestSummary summary;
+  kept_scratch_.clear();
+  for (uint32_t i = 0; i < batch.size(); ++i) {
+    const Event& e = batch.events[i];
+    if (IsSuppressed(e)) { ++summary.suppressed; continue; }
+    if (!seen_ids_.Insert(e.id_hash)) { ++summary.duplicates; continue; }
+    if (e.customer_id.empty() && e.email.empty() && e.anonymous_id.empty()) ++summary.anonymous_baskets;
+    kept_scratch_.push_back(i);
+  }
+  summary.events = batch.size();
+  if (kept_scratch_.empty()) return summary;
+  SHOAL_RETURN_IF_ERROR(StoreBlock(batch, kept_scratch_, sync));
+  uint64_t merges_before = identity_.stats().merges;
+  ApplyStored(batch, kept_scratch_);
+  summary.stored = kept_scratch_.size();
+  summary.merges = identity_.stats().merges - merges_before;
+  if (++blocks_since_checkpoint_ >= options_.checkpoint_blocks) SHOAL_RETURN_IF_ERROR(Checkpoint());
+  summary.profiles = identity_.num_alive();
+  return summary;
+}
+
+Status Engine::Checkpoint() {
+  if (options_.read_only) return Status::OK();
+  WriteGroup g;
+  std::string rec;
+  for (uint32_t profile : dirty_list_) {
+    std::string key = KeyU32(profile);
+    if (identity_.Alive(profile)) {
+      rec.clear();
+      std::string identity_part;
+      identity_.SerializeProfile(profile, &identity_part);
+      PutString(&rec, identity_part);
+      states_[profile].Serialize(&rec);
+      g.Put(Column::kProfiles, key, rec);
+    } else {
+      g.Delete(Column::kProfiles, key);
+    }
+    dirty_[profile] = 0;
+  }
+  dirty_list_.clear();
+  // The merge log: every merge since the last checkpoint, numbered on from the stored counter.
+  std::string value;
+  uint64_t merge_seq = 0;
+  if (store_->Get(Column::kMeta, kMetaMergeSeq, &value).ok()) merge_seq = ParseU64Value(value);
+  for (const MergeRecord& m : merges_scratch_) {
+    std::string r;
+    PutVarint(&r, m.survivor);
+    PutVarint(&r, m.absorbed);
+    r.push_back(static_cast<char>(m.via_kind));
+    PutFixed64(&r, m.event_id_hash);
+    PutZigZag(&r, m.at);
+    g.Put(Column::kMerges, KeyU64(++merge_seq), r);
+  }
+  merges_scratch_.clear();
+  g.Put(Column::kMeta, kMetaMergeSeq, U64Value(merge_seq));
+  std::string population;
+  population_.Serialize(&population);
+  g.Put(Column::kMeta, kMetaPopulation, population);
+  std::string counters;
+  identity_.SerializeFlags(&counters);
+  g.Put(Column::kMeta, kMetaIdentity, counters);
+  g.Put(Column::kMeta, kMetaProfileSlots, U64Value(identity_.num_slots()));
+  g.Put(Column::kMeta, kMetaCheckpointSeq, U64Value(next_seq_ - 1));
+  g.Put(Column::kMeta, kMetaLatestEvent, U64Value(static_cast<uint64_t>(latest_event_)));
+  g.Put(Column::kMeta, kMetaFingerprint, U64Value(config_.fingerprint));
+  SHOAL_RETURN_IF_ERROR(store_->Write(g, true));
+  checkpoint_seq_ = next_seq_ - 1;
+  blocks_since_checkpoint_ = 0;
+  return Status::OK();
+}
+
+Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, const IngestOptions& options,
+                                     const ProgressFn& progress) {
+  if (options_.read_only) return Status::FailedPrecondition("workspace opened read-only");
+  auto start = std::chrono::steady_clock::now();
+  IngestSummary total;
+  total.quarantine_path = options.quarantine_path.empty()
+                              ? (std::filesystem::path(options_.db_dir) / "quarantine.jsonl").string()
+                              : options.quarantine_path;
+  SHOAL_ASSIGN_OR_RETURN(auto quarantine, Quarantine::Open(total.quarantine_path));
+  uint64_t merges_before = identity_.stats().merges;
+  for (const SourceSpec& spec : sources) {
+    auto reader_or = EventReader::Open(spec, config_.registry, quarantine.get());
+    if (!reader_or.ok()) {
+      total.unreadable_sources.push_back(reader_or.status().message());
+      continue;
+    }
+    std::unique_ptr<EventReader> reader = std::move(reader_or).value();
+    // Two batches in flight: the reader thread parses one while this thread stores the other.
+    EventBatch buffers[2];
+    std::mutex mu;
+    std::condition_variable cv;
+    int ready = -1;            // index of the batch ready to apply, -1 none
+    bool reader_done = false;
+    Status reader_status;
+    std::thread parse([&] {
+      int slot = 0;
+      for (;;) {
+        {
+          std::unique_lock lock(mu);
+          cv.wait(lock, [&] { return ready != slot; });
+        }
+        Result<bool> more = reader->Next(&buffers[slot], options_.block_events);
+        std::unique_lock lock(mu);
+        if (!more.ok()) { reader_status = more.status(); reader_done = true; cv.notify_all(); return; }
+        if (!*more) { reader_done = true; cv.notify_all(); return; }
+        cv.wait(lock, [&] { return ready == -1; });
+        ready = slot;
+        cv.notify_all();
+        slot ^= 1;
+      }
+    });
+    Status apply_status;
+    for (;;) {
+      int slot;
+      {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return ready != -1 || reader_done; });
+        if (ready == -1) break;
+        slot = ready;
+      }
+      if (apply_status.ok()) {
+        auto applied = Apply(buffers[slot], /*sync=*/true);
+        if (!applied.ok()) {
+          apply_status = applied.status();
+        } else {
+          total.duplicates += applied->duplicates;
+          total.suppressed += applied->suppressed;
+          total.stored += applied->stored;
+          total.anonymous_baskets += applied->anonymous_baskets;
+        }
+      }
+      {
+        std::unique_lock lock(mu);
+        ready = -1;
+        cv.notify_all();
+      }
+      if (progress) {
+        Progress p;
+        p.records = total.records + reader->stats().records;
+        p.events = total.events + reader->stats().events;
+        p.bad = quarantine->total();
+        p.bytes = reader->stats().bytes;
+        p.bytes_total = reader->bytes_total();
+        p.seconds = SecondsSince(start);
+        p.source = spec.path;
+        progress(p);
+      }
+    }
+    parse.join();
+    total.records += reader->stats().records;
+    total.events += reader->stats().events;
+    if (!apply_status.ok()) return apply_status;
+    if (!reader_status.ok()) total.unreadable_sources.push_back(spec.path + ": " + reader_status.message());
+  }
+  SHOAL_RETURN_IF_ERROR(Checkpoint());
+  SHOAL_RETURN_IF_ERROR(quarantine->Flush());
+  total.bad = quarantine->total();
+  total.bad_by_reason = quarantine->CountsByReason();
+  total.profiles = identity_.num_alive();
+  total.merges = identity_.stats().merges - merges_before;
+  total.seconds = SecondsSince(start);
+  return total;
+}
+
+uint32_t Engine::FindProfile(std::string_view identifier) const { return identity_.FindAny(identifier); }
+
+TimeMicros Engine::DefaultAsOf() const {
+  if (ctx_.clock) return ctx_.Now();
+  if (latest_event_ > 0) return (DayOf(latest_event_) + 1) * kMicrosPerDay;  // end of that day
+  return ctx_.Now();
+}
+
+Result<std::string> Engine::ProfileJson(std::string_view identifier, std::optional<TimeMicros> as_of) const {
+  uint32_t profile = FindProfile(identifier);
+  if (profile == kNoProfile) {
+    return Status::NotFound("no profile has the identifier '" + std::string(identifier) +
+                            "' (customer id, email or anonymous id)");
+  }
+  TimeMicros at = as_of.value_or(DefaultAsOf());
+  std::vector<double> values(catalogue_->traits().size());
+  catalogue_->ComputeOne(states_[profile], population_, at, values);
+  std::string out = "{\"profile\":" + std::to_string(profile) + ",\"customer_id\":";
+  AppendJsonString(&out, identity_.DisplayIdOf(profile));
+  out += ",\"as_of\":";
+  AppendJsonString(&out, FormatIso8601(at));
+  out += ",\"identifiers\":[";
+  bool first = true;
+  for (const auto& [kind, value] : identity_.IdentifiersOf(profile)) {
+    if (!first) out += ',';
+    first = false;
+    out += "{\"kind\":";
+    AppendJsonString(&out, IdKindName(kind));
+    out += ",\"value\":";
+    AppendJsonString(&out, value);
+    out += '}';
+  }
+  out += "],\"traits\":{";
+  for (size_t t = 0; t < values.size(); ++t) {
+    if (t) out += ',';
+    AppendJsonString(&out, catalogue_->traits()[t].name);
+    out += ':';
+    AppendJsonNumber(&out, values[t]);
+  }
+  out += "}}";
+  return out;
+}
+
+TraitTable Engine::TableOf(const IdentityGraph& identity, const std::vector<CustomerState>& states,
+                           const PopulationState& population, TimeMicros as_of) const {
+  TraitTable table;
+  std::vector<const CustomerState*> rows;
+  for (uint32_t p = 0; p < states.size(); ++p) {
+    if (!identity.Alive(p)) continue;
+    table.profiles.push_back(p);
+    table.customer_ids.emplace_back(identity.DisplayIdOf(p));
+    rows.push_back(&states[p]);
+  }
+  catalogue_->Compute(rows, population, as_of, ctx_, &table.matrix);
+  return table;
+}
+
+Status Engine::ReplayInto(Derived* derived, std::optional<TimeMicros> as_of) const {
+  EventBatch batch;
+  std::vector<uint32_t> kept;
+  std::vector<MergeRecord> merges;
+  TimeMicros latest = 0;
+  return store_->Scan(Column::kEvents, "", [&](std::string_view key, std::string_view block) -> Result<bool> {
+    batch.Clear();
+    SHOAL_RETURN_IF_ERROR(DecodeEvents(block, &batch).WithContext("block " + std::to_string(DecodeKeyU64(key))));
+    kept.clear();
+    for (uint32_t i = 0; i < batch.size(); ++i) {
+      if (!as_of || batch.events[i].timestamp < *as_of) kept.push_back(i);
+    }
+    ApplyEvents(derived->identity, derived->states, derived->population, config_.traits, batch, kept,
+                &merges, &latest, [](uint32_t) {});
+    merges.clear();
+    return true;
+  });
+}
+
+Result<TraitTable> Engine::ComputeTraits(std::optional<TimeMicros> as_of) const {
+  if (!as_of) return TableOf(identity_, states_, population_, DefaultAsOf());
+  Derived derived{IdentityGraph(config_.identity), {}, PopulationState()};
+  SHOAL_RETURN_IF_ERROR(ReplayInto(&derived, as_of));
+  return TableOf(derived.identity, derived.states, derived.population, *as_of);
+}
+
+Status Engine::ExportCsv(const std::string& path, std::optional<TimeMicros> as_of) const {
+  SHOAL_ASSIGN_OR_RETURN(TraitTable table, ComputeTraits(as_of));
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) return Status::IOError("cannot write export " + path);
+  std::string line = "customer_id";
+  for (const TraitInfo& t : table.matrix.traits) line += "," + t.name;
+  line += '\n';
+  out << line;
+  const size_t n = table.profiles.size();
+  const size_t num_traits = table.matrix.traits.size();
+  for (size_t row = 0; row < n; ++row) {
+    line.clear();
+    AppendCsvText(&line, table.customer_ids[row]);
+    for (size_t t = 0; t < num_traits; ++t) {
+      line.push_back(',');
+      AppendCsvNumber(&line, table.matrix.values[t * n + row]);
+    }
+    line.push_back('\n');
+    out << line;
+  }
+  out.flush();
+  if (!out) return Status::IOError("write failed for export " + path);
+  return Status::OK();
+}
+
+Status Engine::ForEachStoredBatch(const std::function<Status(const EventBatch&)>& fn) const {
+  EventBatch batch;
+  return store_->Scan(Column::kEvents, "", [&](std::string_view key, std::string_view block) -> Result<bool> {
+    batch.Clear();
+    SHOAL_RETURN_IF_ERROR(DecodeEvents(block, &batch).WithContext("block " + std::to_string(DecodeKeyU64(key))));
+    SHOAL_RETURN_IF_ERROR(fn(batch));
+    return true;
+  });
+}
+
+Result<ForgetSummary> Engine::Forget(std::string_view identifier) {
+  if (options_.read_only) return Status::FailedPrecondition("workspace opened read-only");
+  uint32_t profile = FindProfile(identifier);
+  if (profile == kNoProfile) {
+    return Status::NotFound("no profile has the identifier '" + std::string(identifier) + "'");
+  }
+  ForgetSummary summary;
+  summary.identifiers = identity_.Forget(profile);
+  states_[profile] = CustomerState();
+  if (profile >= dirty_.size()) dirty_.resize(profile + 1, 0);
+  if (!dirty_[profile]) { dirty_[profile] = 1; dirty_list_.push_back(profile); }
+
+  WriteGroup g;
+  for (const auto& [kind, value] : summary.identifiers) {
+    uint64_t key = SuppressionKey(kind, value);
+    suppressed_.Insert(key);
+    g.Put(Column::kSuppressed, KeyU64(key), "");
+  }
+  SHOAL_RETURN_IF_ERROR(store_->Write(g, true));
+
+  // Rewrite every block that holds their events or names them in someone else's event.
+  EventBatch batch;
+  std::vector<uint32_t> kept;
+  std::vector<std::pair<std::string, std::string>> rewrites;  // key -> new block ("" = delete)
+  std::vector<std::string> new_ids;
+  SHOAL_RETURN_IF_ERROR(store_->Scan(Column::kEvents, "", [&](std::string_view key, std::string_view block) -> Result<bool> {
+    batch.Clear();
+    SHOAL_RETURN_IF_ERROR(DecodeEvents(block, &batch));
+    kept.clear();
+    bool changed = false;
+    for (uint32_t i = 0; i < batch.size(); ++i) {
+      Event& e = batch.events[i];
+      if (MentionsAny(e, summary.identifiers)) {
+        ++summary.events_removed;
+        changed = true;
+        continue;
+      }
+      for (const auto& [kind, value] : summary.identifiers) {
+        if (!e.referee.empty() && e.referee == value) {
+          e.referee = {};
+          ++summary.references_scrubbed;
+          changed = true;
+        }
+      }
+      kept.push_back(i);
+    }
+    if (changed) {
+      std::string encoded, ids;
+      if (!kept.empty()) {
+        EncodeEvents(batch, kept, &encoded);
+        for (uint32_t i : kept) PutFixed64(&ids, batch.events[i].id_hash);
+      }
+      rewrites.emplace_back(std::string(key), std::move(encoded));
+      new_ids.push_back(std::move(ids));
+    }
+    return true;
+  }));
+  WriteGroup rw;
+  for (size_t i = 0; i < rewrites.size(); ++i) {
+    if (rewrites[i].second.empty()) {
+      rw.Delete(Column::kEvents, rewrites[i].first);
+      rw.Delete(Column::kEventIds, rewrites[i].first);
+    } else {
+      rw.Put(Column::kEvents, rewrites[i].first, rewrites[i].second);
+      rw.Put(Column::kEventIds, rewrites[i].first, new_ids[i]);
+    }
+  }
+  SHOAL_RETURN_IF_ERROR(store_->Write(rw, true));
+  SHOAL_RETURN_IF_ERROR(Checkpoint());
+
+  // The workspace's quarantine file may hold their raw records: drop those lines.
+  std::string quarantine = (std::filesystem::path(options_.db_dir) / "quarantine.jsonl").string();
+  if (std::filesystem::exists(quarantine)) {
+    std::ifstream in(quarantine, std::ios::binary);
+    std::string text, line;
+    while (std::getline(in, line)) {
+      bool mentions = false;
+      for (const auto& id : summary.identifiers) mentions |= line.find(id.second) != std::string::npos;
+      if (!mentions) text += line + "\n";
+    }
+    in.close();
+    std::ofstream out(quarantine, std::ios::binary | std::ios::trunc);
+    out << text;
+  }
+  SHOAL_RETURN_IF_ERROR(store_->CompactAll());
+  return summary;
+}
+
+size_t Engine::MemoryBytes() const {
+  size_t n = identity_.MemoryBytes() + seen_ids_.MemoryBytes() + suppressed_.MemoryBytes() +
+             states_.capacity() * sizeof(CustomerState) + dirty_.capacity();
+  for (const CustomerState& s : states_) n += s.MemoryBytes();
+  return n;
+}
+
+}  // namespace shoal

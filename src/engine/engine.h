@@ -1,0 +1,173 @@
+// Engine: the one facade the CLI, the server and the tests drive. It owns a workspace: the
+// RocksDB store, the identity graph, every profile's trait state and the shop-wide state.
+//
+// Durability: an ingest batch is acknowledged (Ingest/Apply return, the server answers 2xx) only
+// once its events are in the write-ahead log, fsynced. Profile state is derived from the stored
+// events and checkpointed; after a crash, Open() replays the blocks written after the last
+// checkpoint, and event-id dedupe makes a repeated ingest count every event exactly once.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/context.h"
+#include "common/flat_hash.h"
+#include "common/status.h"
+#include "engine/workspace.h"
+#include "identity/identity_graph.h"
+#include "ingest/quarantine.h"
+#include "ingest/reader.h"
+#include "store/kv_store.h"
+#include "traits/catalogue.h"
+#include "traits/customer_state.h"
+#include "traits/population_state.h"
+
+namespace shoal {
+
+struct EngineOptions {
+  std::string db_dir = "./shoal-data";  // the workspace folder
+  std::string config_path;              // workspace TOML; "" = <db_dir>/shoal.toml if present
+  size_t block_events = 65536;          // events per stored block (and per fsync on ingest)
+  size_t checkpoint_blocks = 64;        // checkpoint profile state every this many blocks
+  bool read_only = false;               // open without writing (exports beside a server)
+};
+
+// Progress of a long operation, reported from the working thread.
+struct Progress {
+  uint64_t records = 0, events = 0, bad = 0, bytes = 0, bytes_total = 0;
+  double seconds = 0;
+  std::string source;
+};
+using ProgressFn = std::function<void(const Progress&)>;
+
+struct IngestOptions {
+  std::string quarantine_path;   // "" = <db_dir>/quarantine.jsonl
+};
+
+struct IngestSummary {
+  uint64_t records = 0;          // records read (lines / rows / baskets)
+  uint64_t events = 0;           // good events parsed
+  uint64_t bad = 0;              // quarantined records
+  uint64_t duplicates = 0;       // events whose id was already stored (skipped)
+  uint64_t suppressed = 0;       // events of forgotten people (skipped)
+  uint64_t stored = 0;           // new events stored
+  uint64_t anonymous_baskets = 0;  // stored events with no identifier (baskets)
+  uint64_t profiles = 0;         // alive profiles after the ingest
+  uint64_t merges = 0;           // profile merges during the ingest
+  double seconds = 0;
+  std::vector<std::pair<std::string, uint64_t>> bad_by_reason;
+  std::string quarantine_path;
+  std::vector<std::string> unreadable_sources;  // sources that could not be opened at all
+};
+
+struct ForgetSummary {
+  uint64_t events_removed = 0;
+  uint64_t references_scrubbed = 0;  // other people's events that named them (e.g. referee)
+  std::vector<std::pair<IdKind, std::string>> identifiers;
+};
+
+// Traits of all alive profiles as of a time, with their display ids.
+struct TraitTable {
+  std::vector<uint32_t> profiles;        // profile idx per row
+  std::vector<std::string> customer_ids; // display id per row
+  TraitMatrix matrix;                    // rows = profiles
+};
+
+class Engine {
+ public:
+  // Opens (creating if needed) the workspace; replays blocks written after the last checkpoint;
+  // if the workspace config changed the shape of traits, rebuilds all state from the events.
+  static Result<std::unique_ptr<Engine>> Open(const EngineOptions& options, const Context& ctx);
+  ~Engine();
+
+  // Reads the sources, quarantining bad records, and stores and applies the good events.
+  // A source that cannot be read is listed in unreadable_sources and the others go on.
+  Result<IngestSummary> Ingest(const std::vector<SourceSpec>& sources, const IngestOptions& options,
+                               const ProgressFn& progress);
+  // Stores (durably when sync) and applies one batch of parsed events (the server's path).
+  // Duplicates and events of forgotten people are skipped and counted.
+  Result<IngestSummary> Apply(EventBatch& batch, bool sync);
+  // Writes dirty profiles, identity and shop-wide state atomically.
+  Status Checkpoint();
+
+  // Profile of any identifier, or kNoProfile.
+  uint32_t FindProfile(std::string_view identifier) const;
+  // The profile as JSON: identifiers, every trait (as of `as_of`, default now).
+  Result<std::string> ProfileJson(std::string_view identifier, std::optional<TimeMicros> as_of) const;
+  // Traits of every alive profile. With as_of, state is rebuilt from the events at or before it
+  // (identity too), so nothing later leaks in.
+  Result<TraitTable> ComputeTraits(std::optional<TimeMicros> as_of) const;
+  // Writes a CSV: customer_id and every trait, one row per profile. Extra columns (segments,
+  // scores) can be appended by later stages through `extra`.
+  Status ExportCsv(const std::string& path, std::optional<TimeMicros> as_of) const;
+
+  // Erases a person: their events, identifiers, profile, and references to them in others'
+  // events; their identifiers are suppressed (keyed hash) so a re-ingest does not bring them
+  // back; the store is compacted so no byte of their identifiers remains in the folder.
+  Result<ForgetSummary> Forget(std::string_view identifier);
+
+  // Calls fn for every stored event batch (one block at a time), in storage order.
+  Status ForEachStoredBatch(const std::function<Status(const EventBatch&)>& fn) const;
+
+  const WorkspaceConfig& config() const { return config_; }
+  const IdentityGraph& identity() const { return identity_; }
+  const TraitCatalogue& catalogue() const { return *catalogue_; }
+  const PopulationState& population() const { return population_; }
+  const CustomerState& state(uint32_t profile) const { return states_[profile]; }
+  KvStore& store() { return *store_; }
+  const Context& context() const { return ctx_; }
+  uint64_t num_events() const { return seen_ids_.size(); }
+  // The time traits are computed at by default: ctx.clock if set, else the latest event time
+  // stored (so a historical export like CDNOW reads sensibly), else the wall clock.
+  TimeMicros DefaultAsOf() const;
+  // Resident bytes of the in-memory state (identity, traits, dedupe set).
+  size_t MemoryBytes() const;
+
+ private:
+  Engine() = default;
+  // In-memory derived state, rebuilt by replay.
+  struct Derived {
+    IdentityGraph identity;
+    std::vector<CustomerState> states;
+    PopulationState population;
+  };
+  Status LoadState();
+  Status ReplayFrom(uint64_t first_seq);
+  Status RebuildAll();
+  // Applies already-stored events to identity and traits.
+  void ApplyStored(const EventBatch& batch, std::span<const uint32_t> indices);
+  Status StoreBlock(const EventBatch& batch, std::span<const uint32_t> indices, bool sync);
+  bool IsSuppressed(const Event& e) const;
+  uint64_t SuppressionKey(IdKind kind, std::string_view value) const;
+  // Replays stored events up to as_of into a fresh Derived.
+  Status ReplayInto(Derived* derived, std::optional<TimeMicros> as_of) const;
+  TraitTable TableOf(const IdentityGraph& identity, const std::vector<CustomerState>& states,
+                     const PopulationState& population, TimeMicros as_of) const;
+
+  EngineOptions options_;
+  Context ctx_;
+  WorkspaceConfig config_;
+  std::unique_ptr<KvStore> store_;
+  std::unique_ptr<TraitCatalogue> catalogue_;
+  IdentityGraph identity_;
+  std::vector<CustomerState> states_;
+  PopulationState population_;
+  std::vector<uint8_t> dirty_;          // per profile slot: changed since the last checkpoint
+  std::vector<uint32_t> dirty_list_;
+  FlatSetU64 seen_ids_;                 // event-id hashes of every stored event
+  FlatSetU64 suppressed_;               // keyed hashes of forgotten identifiers
+  uint64_t suppression_salt_ = 0;
+  uint64_t next_seq_ = 1;               // next block sequence number
+  uint64_t checkpoint_seq_ = 0;         // blocks <= this are reflected in stored profiles
+  uint64_t blocks_since_checkpoint_ = 0;
+  TimeMicros latest_event_ = 0;
+  std::vector<MergeRecord> merges_scratch_;
+  std::vector<uint32_t> kept_scratch_;
+  std::string block_scratch_;
+};
+
+}  // namespace shoal

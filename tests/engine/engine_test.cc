@@ -1,0 +1,329 @@
+#include "engine/engine.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "common/time.h"
+
+namespace shoal {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    path_ = fs::temp_directory_path() / ("shoal-engine-test-" + std::to_string(getpid()) + "-" +
+                                         std::to_string(counter_++));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  std::string Sub(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  static inline int counter_ = 0;
+  fs::path path_;
+};
+
+std::string Day(int day_offset) {
+  return FormatIso8601(*ParseIso8601("2024-01-01") + day_offset * kMicrosPerDay + 3600 * kMicrosPerSecond);
+}
+
+// A deterministic random shop as JSONL: customers with orders, views, carts, emails; some
+// browse anonymously first and are identified later; some use a second email.
+std::string RandomShop(int customers, uint64_t seed, int* events_out = nullptr) {
+  std::mt19937_64 rng(seed);
+  std::ostringstream out;
+  int events = 0;
+  const char* cats[] = {"bedding", "cleaning", "toys", "garden", "books"};
+  for (int c = 0; c < customers; ++c) {
+    std::string cid = "C" + std::to_string(c);
+    std::string anon = "dev-" + std::to_string(c);
+    int n = 3 + static_cast<int>(rng() % 12);
+    bool anon_first = rng() % 3 == 0;
+    for (int k = 0; k < n; ++k) {
+      int day = static_cast<int>(rng() % 400);
+      std::string id = "e-" + std::to_string(c) + "-" + std::to_string(k);
+      std::string who = (anon_first && k < n / 2) ? "\"anonymous_id\":\"" + anon + "\""
+                                                   : "\"customer_id\":\"" + cid + "\"";
+      int kind = static_cast<int>(rng() % 4);
+      if (kind == 0) {
+        double price = 5 + static_cast<double>(rng() % 100);
+        out << "{\"event_id\":\"" << id << "\",\"type\":\"order\",\"timestamp\":\"" << Day(day) << "\"," << who
+            << ",\"order_id\":\"o" << id << "\",\"lines\":[{\"product_id\":\"p" << rng() % 20
+            << "\",\"category\":\"" << cats[rng() % 5] << "\",\"quantity\":" << 1 + rng() % 3
+            << ",\"unit_price\":" << price << ",\"discount\":" << (rng() % 2 ? 1.5 : 0) << "}]}\n";
+      } else if (kind == 1) {
+        out << "{\"event_id\":\"" << id << "\",\"type\":\"product_view\",\"timestamp\":\"" << Day(day) << "\","
+            << who << ",\"product_id\":\"p" << rng() % 20 << "\",\"category\":\"" << cats[rng() % 5]
+            << "\",\"price\":12.5}\n";
+      } else if (kind == 2) {
+        out << "{\"event_id\":\"" << id << "\",\"type\":\"cart_add\",\"timestamp\":\"" << Day(day) << "\","
+            << who << ",\"product_id\":\"p1\",\"category\":\"toys\",\"price\":9,\"quantity\":1}\n";
+      } else {
+        out << "{\"event_id\":\"" << id << "\",\"type\":\"email_open\",\"timestamp\":\"" << Day(day) << "\","
+            << who << ",\"campaign_id\":\"cmp" << rng() % 3 << "\"}\n";
+      }
+      ++events;
+    }
+    if (anon_first) {
+      out << "{\"event_id\":\"id-" << c << "\",\"type\":\"identify\",\"timestamp\":\"" << Day(401)
+          << "\",\"customer_id\":\"" << cid << "\",\"anonymous_id\":\"" << anon << "\",\"email\":\"user" << c
+          << "@example.com\"}\n";
+      ++events;
+    }
+  }
+  if (events_out) *events_out = events;
+  return out.str();
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Context FixedClock() {
+  Context ctx;
+  ctx.threads = 2;
+  TimeMicros now = *ParseIso8601("2025-03-01");
+  ctx.clock = [now] { return now; };
+  return ctx;
+}
+
+std::unique_ptr<Engine> OpenAt(const std::string& db, size_t block_events = 65536) {
+  EngineOptions o;
+  o.db_dir = db;
+  o.block_events = block_events;
+  auto e = Engine::Open(o, FixedClock());
+  EXPECT_TRUE(e.ok()) << e.status().ToString();
+  return std::move(e).value();
+}
+
+IngestSummary IngestFile(Engine& engine, const std::string& path) {
+  SourceSpec s;
+  s.path = path;
+  auto r = engine.Ingest({s}, IngestOptions(), nullptr);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return r.ok() ? *r : IngestSummary();
+}
+
+std::string Export(Engine& engine, const std::string& path, std::optional<TimeMicros> as_of = std::nullopt) {
+  Status st = engine.ExportCsv(path, as_of);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  return ReadFile(path);
+}
+
+TEST(EngineTest, IngestIsIdempotentAndSurvivesReopen) {
+  TempDir dir;
+  int events = 0;
+  WriteFile(dir.Sub("shop.jsonl"), RandomShop(300, 1, &events));
+  std::string first_export;
+  {
+    auto engine = OpenAt(dir.Sub("db"));
+    IngestSummary s = IngestFile(*engine, dir.Sub("shop.jsonl"));
+    EXPECT_EQ(s.events, static_cast<uint64_t>(events));
+    EXPECT_EQ(s.stored, static_cast<uint64_t>(events));
+    EXPECT_EQ(s.bad, 0u);
+    EXPECT_EQ(s.profiles, 300u);  // every anonymous profile merged into its customer
+    EXPECT_GT(s.merges, 50u);
+    first_export = Export(*engine, dir.Sub("a.csv"));
+    IngestSummary again = IngestFile(*engine, dir.Sub("shop.jsonl"));
+    EXPECT_EQ(again.stored, 0u);
+    EXPECT_EQ(again.duplicates, static_cast<uint64_t>(events));
+    EXPECT_EQ(Export(*engine, dir.Sub("b.csv")), first_export);
+  }
+  auto reopened = OpenAt(dir.Sub("db"));
+  EXPECT_EQ(reopened->identity().num_alive(), 300u);
+  EXPECT_EQ(Export(*reopened, dir.Sub("c.csv")), first_export);
+  EXPECT_NE(reopened->FindProfile("user7@example.com"), kNoProfile);
+}
+
+TEST(EngineTest, KillNineMidIngestThenReingestCountsEveryEventOnce) {
+  TempDir dir;
+  int events = 0;
+  WriteFile(dir.Sub("shop.jsonl"), RandomShop(2000, 2, &events));
+  // Reference: one clean ingest.
+  std::string reference;
+  {
+    auto engine = OpenAt(dir.Sub("clean"), 500);
+    IngestFile(*engine, dir.Sub("shop.jsonl"));
+    reference = Export(*engine, dir.Sub("ref.csv"));
+  }
+  // A child process ingests with small blocks and is SIGKILLed after its 7th stored block:
+  // some blocks are durable, no checkpoint was taken since, nothing was closed.
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    EngineOptions o;
+    o.db_dir = dir.Sub("crash");
+    o.block_events = 500;
+    o.checkpoint_blocks = 5;  // one checkpoint happens before the kill, then more blocks
+    auto engine = Engine::Open(o, FixedClock());
+    if (!engine.ok()) _exit(10);
+    int batches = 0;
+    SourceSpec s;
+    s.path = dir.Sub("shop.jsonl");
+    (void)(*engine)->Ingest({s}, IngestOptions(), [&](const Progress&) {
+      if (++batches == 7) kill(getpid(), SIGKILL);
+    });
+    _exit(11);  // not reached if the kill happened mid-ingest
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "child exited with " << WEXITSTATUS(status);
+  ASSERT_EQ(WTERMSIG(status), SIGKILL);
+  auto engine = OpenAt(dir.Sub("crash"), 500);
+  EXPECT_GT(engine->num_events(), 0u);
+  EXPECT_LT(engine->num_events(), static_cast<uint64_t>(events));
+  IngestSummary s = IngestFile(*engine, dir.Sub("shop.jsonl"));
+  EXPECT_EQ(engine->num_events(), static_cast<uint64_t>(events));
+  EXPECT_EQ(s.stored + s.duplicates, static_cast<uint64_t>(events));
+  EXPECT_EQ(Export(*engine, dir.Sub("after.csv")), reference);
+}
+
+TEST(EngineTest, AsOfSeesOnlyEarlierEvents) {
+  TempDir dir;
+  std::string shop = RandomShop(200, 3);
+  WriteFile(dir.Sub("all.jsonl"), shop);
+  // The same shop with only events before the cut-off.
+  TimeMicros cut = *ParseIso8601("2024-07-01");
+  std::istringstream in(shop);
+  std::string line, early;
+  while (std::getline(in, line)) {
+    auto pos = line.find("\"timestamp\":\"") + 13;
+    if (*ParseIso8601(line.substr(pos, 20)) < cut) early += line + "\n";
+  }
+  WriteFile(dir.Sub("early.jsonl"), early);
+  auto all = OpenAt(dir.Sub("db-all"));
+  IngestFile(*all, dir.Sub("all.jsonl"));
+  auto part = OpenAt(dir.Sub("db-early"));
+  IngestFile(*part, dir.Sub("early.jsonl"));
+  std::string as_of = Export(*all, dir.Sub("asof.csv"), cut);
+  std::string truth = Export(*part, dir.Sub("early.csv"), cut);
+  EXPECT_EQ(as_of, truth);
+  EXPECT_NE(as_of, Export(*all, dir.Sub("now.csv")));
+}
+
+// Scans every file of a folder for a byte string.
+bool FolderContains(const std::string& dir, const std::string& needle) {
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    if (ReadFile(entry.path().string()).find(needle) != std::string::npos) return true;
+  }
+  return false;
+}
+
+TEST(EngineTest, ForgetErasesEveryByteOfThePerson) {
+  TempDir dir;
+  std::string shop = RandomShop(100, 4);
+  // A referral by someone else names the person's email.
+  shop += "{\"event_id\":\"ref-1\",\"type\":\"referral\",\"timestamp\":\"" + Day(10) +
+          "\",\"customer_id\":\"C3\",\"referee\":\"secret.person@example.org\"}\n";
+  shop += "{\"event_id\":\"sp-1\",\"type\":\"identify\",\"timestamp\":\"" + Day(11) +
+          "\",\"customer_id\":\"SECRET-CUSTOMER-77\",\"email\":\"secret.person@example.org\",\"anonymous_id\":\"secret-device-1\"}\n";
+  shop += "{\"event_id\":\"sp-2\",\"type\":\"order\",\"timestamp\":\"" + Day(12) +
+          "\",\"customer_id\":\"SECRET-CUSTOMER-77\",\"total\":99.5}\n";
+  WriteFile(dir.Sub("shop.jsonl"), shop);
+  auto engine = OpenAt(dir.Sub("db"));
+  IngestFile(*engine, dir.Sub("shop.jsonl"));
+  ASSERT_NE(engine->FindProfile("secret.person@example.org"), kNoProfile);
+  size_t before = engine->identity().num_alive();
+  auto summary = engine->Forget("secret-device-1");
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  EXPECT_EQ(summary->events_removed, 2u);
+  EXPECT_EQ(summary->references_scrubbed, 1u);
+  EXPECT_EQ(engine->identity().num_alive(), before - 1);
+  EXPECT_EQ(engine->FindProfile("SECRET-CUSTOMER-77"), kNoProfile);
+  std::string exported = Export(*engine, dir.Sub("export.csv"));
+  EXPECT_EQ(exported.find("SECRET-CUSTOMER-77"), std::string::npos);
+  // Logical check: no stored event mentions them.
+  Status st = engine->ForEachStoredBatch([](const EventBatch& b) {
+    for (const Event& e : b.events) {
+      EXPECT_NE(e.customer_id, "SECRET-CUSTOMER-77");
+      EXPECT_NE(e.referee, "secret.person@example.org");
+    }
+    return Status::OK();
+  });
+  EXPECT_TRUE(st.ok());
+  engine.reset();
+  // Physical check: no byte of any of their identifiers remains in the workspace folder.
+  for (const char* id : {"SECRET-CUSTOMER-77", "secret.person@example.org", "secret-device-1"}) {
+    EXPECT_FALSE(FolderContains(dir.Sub("db"), id)) << id;
+  }
+  // Re-ingesting the same file does not bring them back.
+  auto reopened = OpenAt(dir.Sub("db"));
+  IngestSummary again = IngestFile(*reopened, dir.Sub("shop.jsonl"));
+  EXPECT_EQ(again.suppressed, 2u);
+  EXPECT_EQ(reopened->FindProfile("SECRET-CUSTOMER-77"), kNoProfile);
+}
+
+// Merging two profiles gives exactly the traits one profile with all events would have: the
+// same random history, once split across an anonymous id and a customer id that an identify
+// event links (in both orders), once under the customer id alone.
+TEST(EngineTest, MergedProfileEqualsSingleProfileProperty) {
+  for (uint64_t seed = 10; seed < 16; ++seed) {
+    TempDir dir;
+    std::mt19937_64 rng(seed);
+    std::string split, single;
+    int n = 20 + static_cast<int>(rng() % 30);
+    for (int k = 0; k < n; ++k) {
+      int day = static_cast<int>(rng() % 300);
+      bool anon = rng() % 2;
+      std::string body = "\"type\":\"order\",\"timestamp\":\"" + Day(day) + "\",\"order_id\":\"o" +
+                         std::to_string(k) + "\",\"lines\":[{\"product_id\":\"p" + std::to_string(rng() % 9) +
+                         "\",\"category\":\"c" + std::to_string(rng() % 4) + "\",\"quantity\":1,\"unit_price\":" +
+                         std::to_string(5 + rng() % 50) + "}]";
+      std::string id = "\"event_id\":\"e" + std::to_string(k) + "\",";
+      split += "{" + id + (anon ? "\"anonymous_id\":\"D\"," : "\"customer_id\":\"C\",") + body + "}\n";
+      single += "{" + id + "\"customer_id\":\"C\"," + body + "}\n";
+    }
+    std::string link = "{\"event_id\":\"link\",\"type\":\"identify\",\"timestamp\":\"" + Day(150) +
+                       "\",\"customer_id\":\"C\",\"anonymous_id\":\"D\"}\n";
+    WriteFile(dir.Sub("link-last.jsonl"), split + link);
+    WriteFile(dir.Sub("link-first.jsonl"), link + split);
+    WriteFile(dir.Sub("single.jsonl"), single + link);
+    std::vector<std::string> outputs;
+    for (const char* name : {"link-last", "link-first", "single"}) {
+      auto engine = OpenAt(dir.Sub(std::string("db-") + name));
+      IngestFile(*engine, dir.Sub(std::string(name) + ".jsonl"));
+      EXPECT_EQ(engine->identity().num_alive(), 1u);
+      auto json = engine->ProfileJson("C", std::nullopt);
+      ASSERT_TRUE(json.ok());
+      // Profile numbers differ (the anonymous profile may come first); traits must not.
+      outputs.push_back(json->substr(json->find("\"traits\"")));
+    }
+    EXPECT_EQ(outputs[0], outputs[2]) << "seed " << seed;
+    EXPECT_EQ(outputs[1], outputs[2]) << "seed " << seed;
+  }
+}
+
+TEST(EngineTest, ProfileJsonNamesTraitsAndUnknownIdentifierIsNotFound) {
+  TempDir dir;
+  WriteFile(dir.Sub("shop.jsonl"), RandomShop(20, 5));
+  auto engine = OpenAt(dir.Sub("db"));
+  IngestFile(*engine, dir.Sub("shop.jsonl"));
+  auto json = engine->ProfileJson("C1", std::nullopt);
+  ASSERT_TRUE(json.ok());
+  EXPECT_NE(json->find("\"recency_days\""), std::string::npos);
+  EXPECT_NE(json->find("\"customer_id\":\"C1\""), std::string::npos);
+  auto missing = engine->ProfileJson("nobody", std::nullopt);
+  EXPECT_TRUE(missing.status().IsNotFound());
+}
+
+}  // namespace
+}  // namespace shoal
