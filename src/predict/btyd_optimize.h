@@ -1,0 +1,99 @@
+// Internal machinery shared by the BTYD fits: a deterministic blocked sum over customer rows and
+// a maximum-likelihood driver in log-parameter space (NLopt L-BFGS + Newton polish + standard
+// errors). Not part of the public API.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstddef>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/parallel.h"
+#include "predict/btyd_data.h"
+
+namespace shoal::btyd_internal {
+
+// Rows per block of the deterministic sum. Fixed, so partial sums (and therefore the result to
+// the last bit) do not depend on the thread count.
+inline constexpr size_t kRowsPerBlock = 2048;
+
+// Sums row_fn(row_idx, grad_acc) -> log-likelihood contribution over [0, n), where row_fn adds
+// its gradient into grad_acc (K entries). Blocks run on up to `threads` workers; partials are
+// merged in block order. Returns the total and writes the summed gradient to *grad if non-null.
+template <size_t K, typename RowFn>
+double BlockedSum(size_t n, int threads, const RowFn& row_fn, std::array<double, K>* grad) {
+  const size_t blocks = (n + kRowsPerBlock - 1) / kRowsPerBlock;
+  std::vector<double> block_value(blocks, 0.0);
+  std::vector<std::array<double, K>> block_grad(blocks);
+  ParallelFor(
+      blocks, threads,
+      [&](size_t begin, size_t end, int) {
+        for (size_t block_idx = begin; block_idx < end; ++block_idx) {
+          std::array<double, K> acc{};
+          double value = 0;
+          const size_t row_end = std::min(n, (block_idx + 1) * kRowsPerBlock);
+          for (size_t row_idx = block_idx * kRowsPerBlock; row_idx < row_end; ++row_idx) {
+            value += row_fn(row_idx, acc);
+          }
+          block_value[block_idx] = value;
+          block_grad[block_idx] = acc;
+        }
+      },
+      1);
+  double total = 0;
+  std::array<double, K> total_grad{};
+  for (size_t block_idx = 0; block_idx < blocks; ++block_idx) {
+    total += block_value[block_idx];
+    for (size_t k = 0; k < K; ++k) total_grad[k] += block_grad[block_idx][k];
+  }
+  if (grad != nullptr) *grad = total_grad;
+  return total;
+}
+
+// Total weighted log-likelihood at natural parameters `params`; writes dLL/dparams to `grad`.
+// May return a non-finite value outside the model's domain.
+using LogLikelihoodFn = std::function<double(std::span<const double> params, std::span<double> grad)>;
+
+struct MleResult {
+  std::vector<double> params;
+  double log_likelihood = 0;
+  int evaluations = 0;
+  bool converged = false;
+  std::vector<double> std_errors;  // NaN when the Hessian is not negative definite
+  double max_abs_gradient = 0;     // of the mean LL w.r.t. log-parameters, at the end
+  std::string message;
+};
+
+// Maximises `log_likelihood` over positive parameters, optimising u = log(params) with NLopt
+// L-BFGS on the mean LL (divided by `total_weight`), then up to 8 damped Newton steps on a
+// numerical Hessian (central differences of the analytic gradient) to polish. Standard errors:
+// sqrt of the diagonal of the inverse negative Hessian of the total LL in u, mapped to natural
+// parameters by the delta method (se(theta) = theta * se(u)).
+MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vector<double> start,
+                                double total_weight, const BtydFitOptions& options);
+
+// Inverse of a symmetric negative-definite matrix (row-major, n x n) via Cholesky of -m.
+// Returns false if -m is not positive definite.
+bool InvertNegativeDefinite(std::vector<double> m, size_t n, std::vector<double>* inverse);
+
+// Summary of the input rows for fit diagnostics.
+BtydInputSummary SummarizeRows(std::span<const RfmSummaryRow> rows, size_t distinct_rows);
+
+// Rows sorted by (x, t_x, T) with rows equal on those three merged (weights summed; mean_value
+// dropped). Used by BG/NBD and Pareto/NBD, which ignore mean_value.
+std::vector<RfmSummaryRow> MergeOnRecencyFrequency(std::span<const RfmSummaryRow> rows);
+
+// Rows in structure-of-arrays form with each row's index into the sorted table of distinct x
+// values, so x-only special functions are evaluated once per distinct x per likelihood call.
+struct PreparedRows {
+  std::vector<double> distinct_x;
+  std::vector<uint32_t> x_group;
+  std::vector<double> t_x, T, weight;
+};
+PreparedRows Prepare(std::span<const RfmSummaryRow> rows);
+
+}  // namespace shoal::btyd_internal

@@ -1,0 +1,152 @@
+#include "predict/gamma_gamma.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "predict/btyd_optimize.h"
+#include "predict/btyd_special.h"
+
+namespace shoal {
+namespace {
+
+using btyd_internal::Digamma;
+using btyd_internal::LogGamma;
+
+// Repeat buyers only, structure of arrays; log(mean_value) is data, so it is computed once.
+struct SpendRows {
+  std::vector<double> distinct_x;
+  std::vector<uint32_t> x_group;
+  std::vector<double> mean_value, log_mean_value, weight;
+};
+
+SpendRows PrepareSpend(std::span<const RfmSummaryRow> rows) {
+  SpendRows spend;
+  for (const RfmSummaryRow& row : rows) {
+    if (row.x > 0) spend.distinct_x.push_back(row.x);
+  }
+  std::sort(spend.distinct_x.begin(), spend.distinct_x.end());
+  spend.distinct_x.erase(std::unique(spend.distinct_x.begin(), spend.distinct_x.end()),
+                         spend.distinct_x.end());
+  for (const RfmSummaryRow& row : rows) {
+    if (!(row.x > 0)) continue;
+    const auto it = std::lower_bound(spend.distinct_x.begin(), spend.distinct_x.end(), row.x);
+    spend.x_group.push_back(static_cast<uint32_t>(it - spend.distinct_x.begin()));
+    spend.mean_value.push_back(row.mean_value);
+    spend.log_mean_value.push_back(std::log(row.mean_value));
+    spend.weight.push_back(row.weight);
+  }
+  return spend;
+}
+
+struct XTerms {
+  double x, px, log_x, c0, d_c0_dp, d_c0_dq;
+};
+
+double LogLikelihoodPrepared(const GammaGammaParams& prm, const SpendRows& rows,
+                             std::array<double, 3>* gradient, int threads) {
+  const double log_gamma = std::log(prm.gamma);
+  const double lg_q = LogGamma(prm.q), psi_q = Digamma(prm.q);
+  std::vector<XTerms> terms(rows.distinct_x.size());
+  for (size_t group_idx = 0; group_idx < terms.size(); ++group_idx) {
+    const double x = rows.distinct_x[group_idx];
+    XTerms& t = terms[group_idx];
+    t.x = x;
+    t.px = prm.p * x;
+    t.log_x = std::log(x);
+    const double psi_pxq = Digamma(t.px + prm.q);
+    t.c0 = LogGamma(t.px + prm.q) - LogGamma(t.px) - lg_q + prm.q * log_gamma + t.px * t.log_x;
+    t.d_c0_dp = x * (psi_pxq - Digamma(t.px) + t.log_x);
+    t.d_c0_dq = psi_pxq - psi_q + log_gamma;
+  }
+  const double q_over_gamma = prm.q / prm.gamma;
+  auto row_fn = [&](size_t row_idx, std::array<double, 3>& acc) -> double {
+    const XTerms& t = terms[rows.x_group[row_idx]];
+    const double weight = rows.weight[row_idx];
+    const double log_mean = rows.log_mean_value[row_idx];
+    const double denominator = prm.gamma + t.x * rows.mean_value[row_idx];
+    const double log_denominator = std::log(denominator);
+    const double pxq = t.px + prm.q;
+    acc[0] += weight * (t.d_c0_dp + t.x * (log_mean - log_denominator));
+    acc[1] += weight * (t.d_c0_dq - log_denominator);
+    acc[2] += weight * (q_over_gamma - pxq / denominator);
+    return weight * (t.c0 + (t.px - 1) * log_mean - pxq * log_denominator);
+  };
+  return btyd_internal::BlockedSum<3>(rows.weight.size(), threads, row_fn, gradient);
+}
+
+}  // namespace
+
+double GammaGammaLogLikelihood(const GammaGammaParams& params, std::span<const RfmSummaryRow> rows,
+                               std::array<double, 3>* gradient, int threads) {
+  return LogLikelihoodPrepared(params, PrepareSpend(rows), gradient, threads);
+}
+
+Result<GammaGammaFit> FitGammaGamma(const CompressedRfm& data, const BtydFitOptions& options,
+                                    const Context& ctx) {
+  SHOAL_RETURN_IF_ERROR(ValidateRfmRows(data).WithContext("FitGammaGamma"));
+  if (!options.initial.empty() && options.initial.size() != 3) {
+    return Status::InvalidArgument("FitGammaGamma: options.initial must hold 3 values (p, q, gamma)");
+  }
+  double bad_customers = 0, repeat_customers = 0, value_sum = 0;
+  std::vector<RfmSummaryRow> repeat_rows;
+  for (const RfmSummaryRow& row : data.rows) {
+    if (!(row.x > 0)) continue;
+    repeat_customers += row.weight;
+    if (!(row.mean_value > 0)) {
+      bad_customers += row.weight;
+      continue;
+    }
+    value_sum += row.weight * row.mean_value;
+    repeat_rows.push_back(row);
+  }
+  if (bad_customers > 0) {
+    return Status::InvalidArgument(
+        "FitGammaGamma: " + std::to_string(static_cast<long long>(bad_customers)) + " of " +
+        std::to_string(static_cast<long long>(repeat_customers)) +
+        " repeat customers (x > 0) have a zero or negative mean spend; the Gamma-Gamma model "
+        "needs a positive mean transaction value (filter refunds/free orders or drop them)");
+  }
+  if (repeat_rows.empty()) {
+    return Status::InvalidArgument("FitGammaGamma: no repeat customers (x > 0) to fit on");
+  }
+  const SpendRows prepared = PrepareSpend(repeat_rows);
+  GammaGammaFit fit;
+  fit.input = btyd_internal::SummarizeRows(repeat_rows, repeat_rows.size());
+  std::vector<double> start = options.initial;
+  if (start.empty()) {
+    // p = 1, q = 2 gives a population mean of gamma: start gamma at the observed mean.
+    start = {1.0, 2.0, value_sum / repeat_customers};
+  }
+  const int threads = ctx.Threads();
+  auto log_likelihood = [&](std::span<const double> theta, std::span<double> grad) {
+    std::array<double, 3> g{};
+    const double ll = LogLikelihoodPrepared(GammaGammaParams{theta[0], theta[1], theta[2]},
+                                            prepared, &g, threads);
+    std::copy(g.begin(), g.end(), grad.begin());
+    return ll;
+  };
+  const btyd_internal::MleResult mle = btyd_internal::MaximizeLogLikelihood(
+      log_likelihood, start, repeat_customers, options);
+  if (!std::isfinite(mle.log_likelihood)) {
+    return Status::FailedPrecondition(
+        "FitGammaGamma: the likelihood is not finite at the optimum (" + mle.message + ")");
+  }
+  fit.params = GammaGammaParams{mle.params[0], mle.params[1], mle.params[2]};
+  fit.log_likelihood = mle.log_likelihood;
+  fit.iterations = mle.evaluations;
+  fit.converged = mle.converged;
+  fit.max_abs_gradient = mle.max_abs_gradient;
+  std::copy(mle.std_errors.begin(), mle.std_errors.end(), fit.std_errors.begin());
+  fit.optimizer_message = mle.message;
+  return fit;
+}
+
+double GammaGammaExpectedValue(const GammaGammaParams& prm, double x, double mean_value) {
+  const double denominator = prm.p * x + prm.q - 1;
+  if (!(denominator > 0)) return std::numeric_limits<double>::infinity();
+  return prm.p * (prm.gamma + x * mean_value) / denominator;
+}
+
+}  // namespace shoal

@@ -1,0 +1,203 @@
+#include "predict/pareto_nbd.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "predict/btyd_optimize.h"
+#include "predict/btyd_special.h"
+
+namespace shoal {
+namespace {
+
+using btyd_internal::Digamma;
+using btyd_internal::LogGamma;
+using btyd_internal::LogSumExp;
+using btyd_internal::PreparedRows;
+
+// The "died in (t_x, T]" part of the likelihood, in logs, and its derivatives w.r.t. the four
+// parameters. log_value = -inf when t_x == T.
+struct DeathTerm {
+  double log_value;
+  double d_r, d_alpha, d_s, d_beta;
+};
+
+// S = sum_n (b)_n/n! z^n / (a+n) * (1 - rho^(a+n)) and its partial derivatives in a, b, z, rho,
+// all multiplied by exp(-log_scale) (the series can exceed double range for large x).
+struct SeriesSums {
+  double value = 0, d_a = 0, d_b = 0, d_z = 0, d_rho = 0;
+  double log_scale = 0;
+};
+
+SeriesSums SumSeries(double a, double b, double z, double rho) {
+  SeriesSums sums;
+  const double log_rho = std::log(rho);
+  double coefficient = 1.0 / a;   // (b)_n/n! z^n / (a+n), rescaled
+  double power = std::exp(a * log_rho);  // rho^(a+n)
+  double harmonic = 0;            // sum_{k<n} 1/(b+k) = psi(b+n) - psi(b)
+  constexpr int kMaxTerms = 2'000'000;
+  for (int n = 0; n < kMaxTerms; ++n) {
+    const double a_n = a + n;
+    const double one_minus_power = power > 0.5 ? -std::expm1(a_n * log_rho) : 1 - power;
+    const double term = coefficient * one_minus_power;
+    sums.value += term;
+    sums.d_a += -term / a_n - coefficient * power * log_rho;
+    sums.d_b += term * harmonic;
+    sums.d_z += n * term;
+    sums.d_rho += -coefficient * a_n * power / rho;
+    if (z == 0) break;
+    const double ratio = (b + n) / (n + 1.0) * z * a_n / (a_n + 1);
+    if (ratio < 1 && (n + 1.0) * term < 1e-17 * (1 - ratio) * sums.value) break;
+    coefficient *= ratio;
+    power *= rho;
+    harmonic += 1 / (b + n);
+    if (coefficient > 1e250) {
+      constexpr double kShrink = 1e-250;
+      coefficient *= kShrink;
+      sums.value *= kShrink;
+      sums.d_a *= kShrink;
+      sums.d_b *= kShrink;
+      sums.d_z *= kShrink;
+      sums.d_rho *= kShrink;
+      sums.log_scale += 250 * std::log(10.0);
+    }
+  }
+  if (z == 0) {
+    sums.d_z = b / (a + 1) * -std::expm1((a + 1) * log_rho);
+  } else {
+    sums.d_z /= z;
+  }
+  return sums;
+}
+
+DeathTerm ComputeDeathTerm(const ParetoNbdParams& p, double x, double t_x, double T) {
+  DeathTerm death{-INFINITY, 0, 0, 0, 0};
+  if (!(T > t_x)) return death;
+  const double a = p.r + p.s + x;
+  const bool alpha_major = p.alpha >= p.beta;
+  const double major = alpha_major ? p.alpha : p.beta;
+  const double minor = alpha_major ? p.beta : p.alpha;
+  const double b = alpha_major ? p.s + 1 : p.r + x;
+  const double major_tx = major + t_x, major_T = major + T;
+  const double z = (major - minor) / major_tx;
+  const double rho = major_tx / major_T;
+  const SeriesSums sums = SumSeries(a, b, z, rho);
+  const double log_major_tx = std::log(major_tx);
+  death.log_value = std::log(p.s) - a * log_major_tx + std::log(sums.value) + sums.log_scale;
+  const double s_a = sums.d_a / sums.value, s_b = sums.d_b / sums.value;
+  const double s_z = sums.d_z / sums.value, s_rho = sums.d_rho / sums.value;
+  // a = r + s + x; b = s + 1 (alpha major) or r + x (beta major).
+  death.d_r = -log_major_tx + s_a + (alpha_major ? 0 : s_b);
+  death.d_s = 1 / p.s - log_major_tx + s_a + (alpha_major ? s_b : 0);
+  const double d_major = -a / major_tx + s_z * (minor + t_x) / (major_tx * major_tx) +
+                         s_rho * (T - t_x) / (major_T * major_T);
+  const double d_minor = -s_z / major_tx;
+  death.d_alpha = alpha_major ? d_major : d_minor;
+  death.d_beta = alpha_major ? d_minor : d_major;
+  return death;
+}
+
+double LogLikelihoodPrepared(const ParetoNbdParams& p, const PreparedRows& rows,
+                             std::array<double, 4>* gradient, int threads) {
+  const double log_alpha = std::log(p.alpha), log_beta = std::log(p.beta);
+  const double lg_r = LogGamma(p.r), psi_r = Digamma(p.r);
+  std::vector<double> lg_ratio(rows.distinct_x.size()), psi_ratio(rows.distinct_x.size());
+  for (size_t group_idx = 0; group_idx < rows.distinct_x.size(); ++group_idx) {
+    const double x = rows.distinct_x[group_idx];
+    lg_ratio[group_idx] = LogGamma(p.r + x) - lg_r;
+    psi_ratio[group_idx] = Digamma(p.r + x) - psi_r;
+  }
+  auto row_fn = [&](size_t row_idx, std::array<double, 4>& acc) -> double {
+    const uint32_t group_idx = rows.x_group[row_idx];
+    const double x = rows.distinct_x[group_idx];
+    const double t_x = rows.t_x[row_idx], T = rows.T[row_idx], weight = rows.weight[row_idx];
+    const double log_alpha_T = std::log(p.alpha + T), log_beta_T = std::log(p.beta + T);
+    const double alive = -(p.r + x) * log_alpha_T - p.s * log_beta_T;
+    const DeathTerm death = ComputeDeathTerm(p, x, t_x, T);
+    const double total = LogSumExp(alive, death.log_value);
+    const double w_alive = std::exp(alive - total), w_death = std::exp(death.log_value - total);
+    acc[0] += weight * (psi_ratio[group_idx] + log_alpha - w_alive * log_alpha_T +
+                        w_death * death.d_r);
+    acc[1] += weight * (p.r / p.alpha - w_alive * (p.r + x) / (p.alpha + T) +
+                        w_death * death.d_alpha);
+    acc[2] += weight * (log_beta - w_alive * log_beta_T + w_death * death.d_s);
+    acc[3] += weight * (p.s / p.beta - w_alive * p.s / (p.beta + T) + w_death * death.d_beta);
+    return weight * (lg_ratio[group_idx] + p.r * log_alpha + p.s * log_beta + total);
+  };
+  return btyd_internal::BlockedSum<4>(rows.weight.size(), threads, row_fn, gradient);
+}
+
+// [1 - q^(s-1)] / (s-1) with q = (beta+T)/(beta+T+t); the s -> 1 limit is -log q.
+double RemainingLifeFactor(double s, double beta_T, double t) {
+  const double log_q = -std::log1p(t / beta_T);
+  if (std::fabs(s - 1) < 1e-10) return -log_q;
+  return -std::expm1((s - 1) * log_q) / (s - 1);
+}
+
+}  // namespace
+
+double ParetoNbdLogLikelihood(const ParetoNbdParams& params, std::span<const RfmSummaryRow> rows,
+                              std::array<double, 4>* gradient, int threads) {
+  return LogLikelihoodPrepared(params, btyd_internal::Prepare(rows), gradient, threads);
+}
+
+Result<ParetoNbdFit> FitParetoNbd(const CompressedRfm& data, const BtydFitOptions& options,
+                                  const Context& ctx) {
+  SHOAL_RETURN_IF_ERROR(ValidateRfmRows(data).WithContext("FitParetoNbd"));
+  if (!options.initial.empty() && options.initial.size() != 4) {
+    return Status::InvalidArgument(
+        "FitParetoNbd: options.initial must hold 4 values (r, alpha, s, beta)");
+  }
+  const std::vector<RfmSummaryRow> merged = btyd_internal::MergeOnRecencyFrequency(data.rows);
+  const PreparedRows prepared = btyd_internal::Prepare(merged);
+  ParetoNbdFit fit;
+  fit.input = btyd_internal::SummarizeRows(merged, merged.size());
+  std::vector<double> start = options.initial;
+  if (start.empty()) {
+    const double rate = std::max(fit.input.repeat_purchases, 0.1 * fit.input.customers) /
+                        (fit.input.mean_T * fit.input.customers);
+    start = {1.0, 1.0 / rate, 1.0, fit.input.mean_T};
+  }
+  const int threads = ctx.Threads();
+  auto log_likelihood = [&](std::span<const double> theta, std::span<double> grad) {
+    std::array<double, 4> g{};
+    const double ll = LogLikelihoodPrepared(
+        ParetoNbdParams{theta[0], theta[1], theta[2], theta[3]}, prepared, &g, threads);
+    std::copy(g.begin(), g.end(), grad.begin());
+    return ll;
+  };
+  const btyd_internal::MleResult mle = btyd_internal::MaximizeLogLikelihood(
+      log_likelihood, start, fit.input.customers, options);
+  if (!std::isfinite(mle.log_likelihood)) {
+    return Status::FailedPrecondition(
+        "FitParetoNbd: the likelihood is not finite at the optimum (" + mle.message + ")");
+  }
+  fit.params = ParetoNbdParams{mle.params[0], mle.params[1], mle.params[2], mle.params[3]};
+  fit.log_likelihood = mle.log_likelihood;
+  fit.iterations = mle.evaluations;
+  fit.converged = mle.converged;
+  fit.max_abs_gradient = mle.max_abs_gradient;
+  std::copy(mle.std_errors.begin(), mle.std_errors.end(), fit.std_errors.begin());
+  fit.optimizer_message = mle.message;
+  return fit;
+}
+
+double ParetoNbdProbabilityAlive(const ParetoNbdParams& p, double x, double t_x, double T) {
+  const double alive = -(p.r + x) * std::log(p.alpha + T) - p.s * std::log(p.beta + T);
+  const DeathTerm death = ComputeDeathTerm(p, x, t_x, T);
+  return std::exp(alive - LogSumExp(alive, death.log_value));
+}
+
+double ParetoNbdExpectedPurchases(const ParetoNbdParams& p, double x, double t_x, double T,
+                                  double t) {
+  if (t <= 0) return 0;
+  return ParetoNbdProbabilityAlive(p, x, t_x, T) * (p.r + x) * (p.beta + T) / (p.alpha + T) *
+         RemainingLifeFactor(p.s, p.beta + T, t);
+}
+
+double ParetoNbdExpectedPurchasesNewCustomer(const ParetoNbdParams& p, double t) {
+  if (t <= 0) return 0;
+  return p.r * p.beta / p.alpha * RemainingLifeFactor(p.s, p.beta, t);
+}
+
+}  // namespace shoal
