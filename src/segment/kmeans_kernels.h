@@ -1,0 +1,37 @@
+// Distance kernels for k-means (internal to src/segment). Every squared distance is the canonical
+// sequence acc = fma(x_j - c_j, x_j - c_j, acc) for j = 0..d-1 starting from 0, in float. The SIMD
+// kernels run that sequence in each lane, so every kernel returns bit-identical values; this is
+// what lets the bound-based algorithms reproduce Lloyd exactly.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+namespace shoal::kmeans_internal {
+
+// Number of rows the block kernel processes at once.
+inline constexpr size_t kRowsPerBlock = 4;
+
+// Centroids transposed into d rows of `padded_k` floats (padded_k = k rounded up to 16; padding
+// columns are 0 and never read back as results).
+struct CentroidPanel {
+  std::vector<float> values;
+  size_t k = 0;
+  size_t d = 0;
+  size_t padded_k = 0;
+};
+
+// Fills `panel` from `centroids` (k x d, row-major).
+void BuildPanel(const float* centroids, size_t k, size_t d, CentroidPanel* panel);
+
+// out[r * panel.padded_k + c] = squared distance of rows[r] to centroid c, for r < kRowsPerBlock,
+// c < panel.k. All kRowsPerBlock row pointers must be valid (repeat one to pad).
+void SquaredDistancesBlock(const float* const* rows, const CentroidPanel& panel, float* out);
+
+// Squared distance of one pair of d-vectors.
+float SquaredDistance(const float* x, const float* c, size_t d);
+
+// Name of the kernel selected at run time ("avx2" or "generic"), for benchmarks.
+const char* KernelName();
+
+}  // namespace shoal::kmeans_internal
