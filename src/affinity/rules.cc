@@ -238,10 +238,15 @@ void SortRules(RuleSet* rules, RuleMeasure measure) {
 }
 
 std::string FormatItemset(std::span<const ItemId> items, const ItemDictionary& dictionary) {
+  std::vector<const std::string*> labels;
+  labels.reserve(items.size());
+  for (ItemId id : items) labels.push_back(&dictionary.Label(id));
+  std::sort(labels.begin(), labels.end(),
+            [](const std::string* a, const std::string* b) { return *a < *b; });
   std::string text = "{";
-  for (size_t k = 0; k < items.size(); ++k) {
+  for (size_t k = 0; k < labels.size(); ++k) {
     if (k > 0) text += ", ";
-    text += dictionary.Label(items[k]);
+    text += *labels[k];
   }
   text += "}";
   return text;

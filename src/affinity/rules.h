@@ -83,7 +83,8 @@ Result<RuleSet> GenerateRules(const FrequentItemsets& itemsets, const RuleOption
 // order, so the result is deterministic.
 void SortRules(RuleSet* rules, RuleMeasure measure);
 
-// "{citrus fruit, margarine}" with labels from `dictionary`; "{}" for an empty set.
+// "{citrus fruit, margarine}": labels from `dictionary` in byte order (as arules prints them,
+// independent of id order); "{}" for an empty set.
 std::string FormatItemset(std::span<const ItemId> items, const ItemDictionary& dictionary);
 // "{a, b} => {c}".
 std::string FormatRule(const RuleSet& rules, size_t rule, const ItemDictionary& dictionary);
