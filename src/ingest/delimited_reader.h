@@ -1,0 +1,87 @@
+// Internal: the delimited (CSV, TSV, whitespace, basket) implementation of EventReader.
+#pragma once
+
+#include <array>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ingest/mapping.h"
+#include "ingest/reader.h"
+#include "ingest/reader_support.h"
+
+namespace shoal::ingest_internal {
+
+class DelimitedReader final : public EventReader {
+ public:
+  // Reads the header (if any) and compiles the mapping (or the canonical header).
+  static Result<std::unique_ptr<EventReader>> Make(std::unique_ptr<InputBuffer> input,
+                                                   const SourceSpec& spec,
+                                                   const EventTypeRegistry& registry,
+                                                   Quarantine* quarantine);
+  Result<bool> Next(EventBatch* batch, size_t max_events) override;
+
+ private:
+  DelimitedReader(std::unique_ptr<InputBuffer> input, const EventTypeRegistry& registry,
+                  Quarantine* quarantine);
+  Status Start(const SourceSpec& spec);
+  void SplitFields(std::string_view text);
+  void ProcessRecord(const InputBuffer::Record& rec, EventBatch* batch);
+  void ProcessRow(std::string_view text, uint64_t line, EventBatch* batch);
+  void ProcessBasket(std::string_view text, uint64_t line, EventBatch* batch);
+  // Reads the row's fields into *e (strings interned into *target). False on a bad value.
+  bool BuildEvent(EventBatch* target, Event* e, bool fields_for_lines, Problem* problem);
+  bool BuildLine(OrderLine* line, EventBatch* target, Problem* problem);
+  // The value of a source for the current row, casts applied (may point into scratch_).
+  std::string_view Value(const CompiledMapping::Source& source, Field field);
+  std::string_view RawValue(const CompiledMapping::Source& source) const;
+  std::string ColumnLabel(const CompiledMapping::Source& source, std::string_view fallback) const;
+  bool NumberValue(const CompiledMapping::Source& source, std::string_view label, double* out,
+                   Problem* problem);
+  void CloseGroup(EventBatch* batch);
+  void Emit(EventBatch* from, Event* e, std::string_view raw, EventBatch* batch);
+  void Reject(uint64_t line, std::string_view field, std::string_view reason, std::string_view raw);
+
+  std::unique_ptr<InputBuffer> input_;
+  const EventTypeRegistry& registry_;
+  TypeResolver types_;
+  Quarantine* quarantine_;
+  std::optional<Mapping> mapping_;
+  SourceOptions options_;
+  CompiledMapping plan_;
+  bool compiled_ = false;
+  char delimiter_ = ',';
+  bool whitespace_ = false;
+  char quote_ = '"';
+  std::optional<CachedTimeParser> time_parser_;
+  std::vector<Field> present_fields_;  // fields read per row (type, timestamp excluded)
+  size_t max_record_bytes_ = 1 << 20;
+
+  // The first data row, read at Start() to learn the column count of a headerless file.
+  bool has_first_ = false;
+  std::string first_text_;
+  uint64_t first_line_ = 0;
+
+  // Per row.
+  std::vector<std::string_view> fields_;
+  std::string unquoted_;  // unescaped quoted fields (reserved per record, never reallocated)
+  std::string scratch_;
+  std::string id_scratch_;
+  std::array<const std::string*, kNumFields> overrides_{};
+  std::vector<const std::string*> flags_;
+  DuplicateCounter duplicates_;
+
+  // The order being grouped from consecutive rows.
+  EventBatch group_;
+  bool group_open_ = false;
+  bool group_keyed_ = false;  // false: a single-row order, never continued
+  std::string group_key_;     // order key + '\x1f' + customer
+  std::string group_raw_;     // its first row, for derived ids of unkeyed orders
+  DuplicateCounter closed_groups_;
+
+  // Events that did not fit the caller's batch, returned first by the next Next().
+  EventBatch carry_;
+};
+
+}  // namespace shoal::ingest_internal
