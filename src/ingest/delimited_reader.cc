@@ -564,25 +564,31 @@ void DelimitedReader::ProcessRow(std::string_view text, uint64_t line, EventBatc
                     *code == static_cast<uint16_t>(EventType::kReturn);
   bool as_line = plan_.has_lines && (!plan_.canonical || order_like);
 
-  // Timestamp.
-  const auto& ts_src = plan_.fields[static_cast<size_t>(Field::kTimestamp)];
-  std::string_view ts_text = TrimSpaces(Value(ts_src, Field::kTimestamp));
-  if (ts_text.empty()) {
-    Reject(line, ColumnLabel(ts_src, "timestamp"), "missing timestamp", text);
-    return;
-  }
-  auto ts = time_parser_->Parse(ts_text);
-  if (!ts.ok()) {
-    Reject(line, ColumnLabel(ts_src, "timestamp"),
-           "unparsable timestamp '" + std::string(ts_text.substr(0, 64)) + "'", text);
-    return;
-  }
+  // Timestamp (not needed on the continuation rows of an order).
+  auto parse_time = [&](TimeMicros* out) {
+    const auto& ts_src = plan_.fields[static_cast<size_t>(Field::kTimestamp)];
+    std::string_view ts_text = TrimSpaces(Value(ts_src, Field::kTimestamp));
+    if (ts_text.empty()) {
+      Reject(line, ColumnLabel(ts_src, "timestamp"), "missing timestamp", text);
+      return false;
+    }
+    auto ts = time_parser_->Parse(ts_text);
+    if (!ts.ok()) {
+      Reject(line, ColumnLabel(ts_src, "timestamp"),
+             "unparsable timestamp '" + std::string(ts_text.substr(0, 64)) + "'", text);
+      return false;
+    }
+    *out = *ts;
+    return true;
+  };
+  TimeMicros timestamp = 0;
 
   if (!as_line) {
     CloseGroup(batch);
+    if (!parse_time(&timestamp)) return;
     Event e;
     e.type = *code;
-    e.timestamp = *ts;
+    e.timestamp = timestamp;
     e.source_line = line;
     e.source_idx = static_cast<uint32_t>(batch->sources.size() - 1);
     size_t lines_mark = batch->lines.size(), props_mark = batch->props.size();
@@ -620,6 +626,7 @@ void DelimitedReader::ProcessRow(std::string_view text, uint64_t line, EventBatc
   // The key joins order id and customer: copy it before Value() reuses scratch_.
   id_scratch_.assign(key);
   id_scratch_.push_back('\x1f');
+  size_t order_part = id_scratch_.size();
   for (Field f : {Field::kCustomerId, Field::kEmail, Field::kAnonymousId}) {
     const auto& s = plan_.fields[static_cast<size_t>(f)];
     if (!s.present) continue;
@@ -630,8 +637,14 @@ void DelimitedReader::ProcessRow(std::string_view text, uint64_t line, EventBatc
     }
   }
   bool keyed = !key.empty();
+  // A row continues the open order when the order id matches and its customer matches or is
+  // blank (Shopify repeats only some order columns on the later line rows).
+  bool continues = keyed && group_open_ && group_keyed_ &&
+                   (id_scratch_ == group_key_ ||
+                    (id_scratch_.size() == order_part &&
+                     group_key_.compare(0, order_part, id_scratch_) == 0));
   OrderLine order_line;
-  if (keyed && group_open_ && group_keyed_ && id_scratch_ == group_key_) {
+  if (continues) {
     if (!BuildLine(&order_line, &group_, &problem)) {
       Reject(line, problem.field, problem.reason, text);
       return;
@@ -651,11 +664,12 @@ void DelimitedReader::ProcessRow(std::string_view text, uint64_t line, EventBatc
       return;
     }
   }
+  if (!parse_time(&timestamp)) return;
   group_.Clear();
   group_.sources.push_back(input_->path());
   Event e;
   e.type = *code;
-  e.timestamp = *ts;
+  e.timestamp = timestamp;
   e.source_line = line;
   e.source_idx = 0;
   if (!BuildEvent(&group_, &e, true, &problem) || !BuildLine(&order_line, &group_, &problem)) {

@@ -585,9 +585,6 @@ class MappingBuilder {
           }
           for (const auto& a : actions) {
             SHOAL_ASSIGN_OR_RETURN(RuleAction act, ParseAction(a, "mapping " + m_.name_ + ": " + key + ".then"));
-            if (act.kind == RuleAction::Kind::kQuarantine && act.value.empty()) {
-              act.value = "rule: " + rule.when;
-            }
             rule.actions.push_back(std::move(act));
           }
         } else {
@@ -595,6 +592,11 @@ class MappingBuilder {
         }
       }
       if (rule.conditions.empty()) return Error(key, "missing 'when'");
+      for (RuleAction& act : rule.actions) {
+        if (act.kind == RuleAction::Kind::kQuarantine && act.value.empty()) {
+          act.value = "rule: " + rule.when;
+        }
+      }
       if (rule.actions.empty()) return Error(key, "missing 'then'");
       m_.rules_.push_back(std::move(rule));
     }
