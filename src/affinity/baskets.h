@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/context.h"
 #include "common/status.h"
 
 namespace shoal::affinity {
@@ -70,6 +71,9 @@ class BasketStore {
   std::vector<uint64_t> ItemCounts() const;
   // Reserves room for `baskets` baskets and `occurrences` item occurrences.
   void Reserve(size_t baskets, size_t occurrences);
+  // Appends every basket of `other`, interning its labels into this dictionary (new labels get
+  // ids in the order of other's ids). Used to merge stores parsed in parallel.
+  void AppendRemapped(const BasketStore& other);
 
  private:
   ItemDictionary dictionary_;
@@ -93,9 +97,16 @@ struct BasketFileOptions {
 // final line without "\n" is read. An empty label (",," or a trailing separator) is a ParseError
 // naming the line. Repeated labels in one basket are kept once.
 Result<BasketStore> ParseBaskets(std::string_view text, const BasketFileOptions& options = {});
+// The same, split at line boundaries over ctx.Threads() workers (text of 1 MiB or more); chunk
+// dictionaries are merged in chunk order, so ids, baskets and errors equal the one-thread parse.
+Result<BasketStore> ParseBaskets(std::string_view text, const BasketFileOptions& options,
+                                 const Context& ctx);
 
 // Reads `path` whole and parses it with ParseBaskets. IOError if it cannot be read; ParseError
 // messages are prefixed with the path.
 Result<BasketStore> LoadBasketFile(const std::string& path, const BasketFileOptions& options = {});
+// The same, parsing with ctx.Threads() workers.
+Result<BasketStore> LoadBasketFile(const std::string& path, const BasketFileOptions& options,
+                                   const Context& ctx);
 
 }  // namespace shoal::affinity

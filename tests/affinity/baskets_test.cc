@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,42 @@ TEST(ParseBasketsTest, RejectsEmptyLabelsWithTheLine) {
   EXPECT_FALSE(ParseBaskets("a,b,\n").ok());
   EXPECT_EQ(LoadBasketFile("/nonexistent/baskets.csv").status().code(),
             Status::Code::kIOError);
+}
+
+TEST(ParseBasketsTest, ParallelParseEqualsSequential) {
+  std::string text;
+  uint64_t state = 12345;
+  for (int line = 0; line < 60000; ++line) {
+    int size = 1 + line % 7;
+    for (int k = 0; k < size; ++k) {
+      state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+      if (k > 0) text += ',';
+      text += "product ";
+      text += std::to_string((state >> 33) % (line < 30000 ? 300 : 600));  // new labels later
+    }
+    text += line % 1000 == 999 ? "\r\n" : "\n";
+  }
+  ASSERT_GT(text.size(), size_t{1} << 20);
+  Context two;
+  two.threads = 2;
+  Result<BasketStore> one_thread = ParseBaskets(text);
+  Result<BasketStore> two_threads = ParseBaskets(text, {}, two);
+  ASSERT_TRUE(one_thread.ok() && two_threads.ok());
+  EXPECT_EQ(one_thread->num_baskets(), 60000u);
+  EXPECT_EQ(two_threads->dictionary().size(), one_thread->dictionary().size());
+  for (ItemId id = 0; id < one_thread->dictionary().size(); ++id) {
+    ASSERT_EQ(one_thread->dictionary().Label(id), two_threads->dictionary().Label(id));
+  }
+  EXPECT_TRUE(std::equal(one_thread->offsets().begin(), one_thread->offsets().end(),
+                         two_threads->offsets().begin(), two_threads->offsets().end()));
+  EXPECT_TRUE(std::equal(one_thread->items().begin(), one_thread->items().end(),
+                         two_threads->items().begin(), two_threads->items().end()));
+  // An error in the second half names the same line as the one-thread parse.
+  std::string broken = text + "a,,b\n";
+  Result<BasketStore> bad = ParseBaskets(broken, {}, two);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("line 60001"), std::string::npos)
+      << bad.status().message();
 }
 
 // Figures from shared/data/groceries/README.md (arules summary(Groceries)).
