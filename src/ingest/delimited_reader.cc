@@ -60,17 +60,30 @@ Status DelimitedReader::Start(const SourceSpec& spec) {
   if (!whitespace_ && !options_.delimiter.empty()) delimiter_ = options_.delimiter[0];
   bool detect = !whitespace_ && options_.delimiter.empty();
 
-  // Skipped lines, comments and blank lines before the header / first row.
+  // Skipped lines (physical lines), then comments and blank lines before the header / first row.
   InputBuffer::Record rec;
-  int to_skip = options_.skip_lines;
+  for (int skipped = 0; skipped < options_.skip_lines; ++skipped) {
+    SHOAL_ASSIGN_OR_RETURN(bool more, input_->NextRecord(&rec, 0, 0));
+    if (!more) break;
+  }
+  if (detect) {
+    // Sniff the delimiter from the first meaningful line of what is buffered.
+    std::string_view rest = input_->Buffered();
+    while (!rest.empty()) {
+      size_t nl = rest.find('\n');
+      std::string_view line = rest.substr(0, nl);
+      if (!IsBlank(line) && !(options_.comment != 0 && line.front() == options_.comment)) {
+        delimiter_ = DetectDelimiter(line);
+        break;
+      }
+      if (nl == std::string_view::npos) break;
+      rest.remove_prefix(nl + 1);
+    }
+  }
   bool found = false;
   while (true) {
-    SHOAL_ASSIGN_OR_RETURN(bool more, input_->NextRecord(&rec, detect ? 0 : quote_, delimiter_));
+    SHOAL_ASSIGN_OR_RETURN(bool more, input_->NextRecord(&rec, quote_, delimiter_));
     if (!more) break;
-    if (to_skip > 0) {
-      --to_skip;
-      continue;
-    }
     if (rec.kind == InputBuffer::Record::Kind::kOk &&
         (IsBlank(rec.text) || (options_.comment != 0 && rec.text.front() == options_.comment))) {
       continue;
@@ -80,13 +93,11 @@ Status DelimitedReader::Start(const SourceSpec& spec) {
   }
   stats_.bytes = input_->bytes_consumed();
   if (!found) return Status::OK();  // empty source: nothing to read, nothing to check
-  if (rec.kind != InputBuffer::Record::Kind::kOk) {
-    if (options_.header) {
-      return Status::InvalidArgument("'" + input_->path() + "': the header line is unreadable (" +
-                                     (rec.kind == InputBuffer::Record::Kind::kTooLong ? "too long" : "unterminated quote") + ")");
-    }
+  if (rec.kind != InputBuffer::Record::Kind::kOk && options_.header) {
+    return Status::InvalidArgument(
+        "'" + input_->path() + "': the header line is unreadable (" +
+        (rec.kind == InputBuffer::Record::Kind::kTooLong ? "too long" : "unterminated quote") + ")");
   }
-  if (detect) delimiter_ = DetectDelimiter(rec.text);
   std::vector<std::string> header;
   if (options_.header) {
     SplitFields(rec.text);
@@ -95,6 +106,8 @@ Status DelimitedReader::Start(const SourceSpec& spec) {
     has_first_ = true;
     first_text_.assign(rec.text);
     first_line_ = rec.line;
+    first_kind_ = rec.kind;
+    first_size_ = rec.full_size;
     if (!options_.columns.empty()) {
       header = options_.columns;
     } else {
@@ -699,8 +712,8 @@ Result<bool> DelimitedReader::Next(EventBatch* batch, size_t max_events) {
       has_first_ = false;
       rec.text = first_text_;
       rec.line = first_line_;
-      rec.kind = InputBuffer::Record::Kind::kOk;
-      rec.full_size = first_text_.size();
+      rec.kind = first_kind_;
+      rec.full_size = first_size_;
       ProcessRecord(rec, batch);
       continue;
     }

@@ -62,6 +62,8 @@ class DelimitedReader final : public EventReader {
   bool has_first_ = false;
   std::string first_text_;
   uint64_t first_line_ = 0;
+  InputBuffer::Record::Kind first_kind_ = InputBuffer::Record::Kind::kOk;
+  size_t first_size_ = 0;
 
   // Per row.
   std::vector<std::string_view> fields_;

@@ -39,6 +39,10 @@ class InputBuffer {
   // text are readable (the text lies inside the buffer). `quote` 0 = plain lines.
   Result<bool> NextRecord(Record* rec, char quote, char delimiter);
 
+  // The bytes read ahead and not yet handed out (at least the first chunk after Open), for
+  // sniffing the delimiter before reading records.
+  std::string_view Buffered() const { return std::string_view(buf_.get() + pos_, end_ - pos_); }
+
   uint64_t bytes_total() const { return bytes_total_; }
   uint64_t bytes_consumed() const { return bytes_consumed_; }
   const std::string& path() const { return path_; }
