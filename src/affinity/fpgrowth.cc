@@ -8,6 +8,8 @@
 #include <numeric>
 #include <thread>
 
+#include "common/parallel.h"
+
 namespace shoal::affinity {
 
 std::vector<uint64_t> FrequentItemsets::CountByLength() const {
@@ -312,39 +314,87 @@ Result<FrequentItemsets> MineFrequentItemsets(const BasketStore& baskets,
 
   // Each basket's frequent items as ranks, ascending, in one flat array (baskets with fewer
   // than two frequent items add nothing beyond the item counts and are left out). Then, per
-  // rank, where it occurs at a position >= 1: the basket start and that position.
-  std::vector<uint32_t> flat;
-  flat.reserve(baskets.num_occurrences());
+  // rank, where it occurs at a position >= 1: the basket start and that position. Built by
+  // contiguous basket ranges per worker and laid out in range order, so the arrays equal the
+  // one-thread ones.
+  const int prep_workers = ParallelWorkers(num_baskets, ctx.Threads(), 1 << 16);
+  struct RangePart {
+    std::vector<uint32_t> flat;
+    std::vector<uint64_t> starts;        // basket starts within this part's flat
+    std::vector<uint64_t> occurrences;   // per rank: positions >= 1 in this part
+    uint64_t flat_base = 0;              // where this part's flat begins globally
+  };
+  std::vector<RangePart> parts(prep_workers);
+  ParallelFor(
+      num_baskets, prep_workers,
+      [&](size_t begin, size_t end, int worker) {
+        RangePart& part = parts[worker];
+        part.occurrences.assign(num_ranks, 0);
+        part.flat.reserve(baskets.offsets()[end] - baskets.offsets()[begin]);
+        for (size_t basket_idx = begin; basket_idx < end; ++basket_idx) {
+          const size_t start = part.flat.size();
+          for (ItemId id : baskets.Basket(basket_idx)) {
+            if (item_to_rank[id] != kNone) part.flat.push_back(item_to_rank[id]);
+          }
+          if (part.flat.size() - start < 2) {
+            part.flat.resize(start);
+            continue;
+          }
+          std::sort(part.flat.begin() + static_cast<std::ptrdiff_t>(start), part.flat.end());
+          part.starts.push_back(start);
+          for (size_t pos = start + 1; pos < part.flat.size(); ++pos) {
+            ++part.occurrences[part.flat[pos]];
+          }
+        }
+      },
+      1 << 16);
   std::vector<uint64_t> occurrences(num_ranks + 1, 0);
-  std::vector<uint64_t> basket_starts;
-  for (size_t basket_idx = 0; basket_idx < num_baskets; ++basket_idx) {
-    const size_t start = flat.size();
-    for (ItemId id : baskets.Basket(basket_idx)) {
-      if (item_to_rank[id] != kNone) flat.push_back(item_to_rank[id]);
-    }
-    if (flat.size() - start < 2) {
-      flat.resize(start);
-      continue;
-    }
-    std::sort(flat.begin() + static_cast<std::ptrdiff_t>(start), flat.end());
-    basket_starts.push_back(start);
-    for (size_t pos = start + 1; pos < flat.size(); ++pos) ++occurrences[flat[pos] + 1];
-  }
-  for (uint32_t rank = 0; rank < num_ranks; ++rank) occurrences[rank + 1] += occurrences[rank];
-  std::vector<uint64_t> prefix_starts(occurrences.back());
-  std::vector<uint32_t> prefix_lengths(occurrences.back());
+  // fill_from[worker][rank]: the first slot of rank `rank` that worker writes.
+  std::vector<std::vector<uint64_t>> fill_from(prep_workers, std::vector<uint64_t>(num_ranks));
   {
-    std::vector<uint64_t> fill(occurrences.begin(), occurrences.end() - 1);
-    for (size_t k = 0; k < basket_starts.size(); ++k) {
-      const uint64_t start = basket_starts[k];
-      const uint64_t end = k + 1 < basket_starts.size() ? basket_starts[k + 1] : flat.size();
-      for (uint64_t pos = start + 1; pos < end; ++pos) {
-        const uint64_t slot = fill[flat[pos]]++;
-        prefix_starts[slot] = start;
-        prefix_lengths[slot] = static_cast<uint32_t>(pos - start);
+    uint64_t slot = 0;
+    for (uint32_t rank = 0; rank < num_ranks; ++rank) {
+      occurrences[rank] = slot;
+      for (int worker = 0; worker < prep_workers; ++worker) {
+        fill_from[worker][rank] = slot;
+        slot += parts[worker].occurrences[rank];
       }
     }
+    occurrences[num_ranks] = slot;
   }
+  std::vector<uint32_t> flat;
+  {
+    size_t total = 0;
+    for (RangePart& part : parts) {
+      part.flat_base = total;
+      total += part.flat.size();
+    }
+    flat.resize(total);
+  }
+  std::vector<uint64_t> prefix_starts(occurrences.back());
+  std::vector<uint32_t> prefix_lengths(occurrences.back());
+  ParallelFor(
+      static_cast<size_t>(prep_workers), prep_workers,
+      [&](size_t begin, size_t end, int) {
+        for (size_t worker = begin; worker < end; ++worker) {
+          RangePart& part = parts[worker];
+          std::copy(part.flat.begin(), part.flat.end(),
+                    flat.begin() + static_cast<std::ptrdiff_t>(part.flat_base));
+          std::vector<uint64_t>& fill = fill_from[worker];
+          for (size_t k = 0; k < part.starts.size(); ++k) {
+            const uint64_t start = part.starts[k];
+            const uint64_t end_pos = k + 1 < part.starts.size() ? part.starts[k + 1]
+                                                                : part.flat.size();
+            for (uint64_t pos = start + 1; pos < end_pos; ++pos) {
+              const uint64_t slot = fill[part.flat[pos]]++;
+              prefix_starts[slot] = part.flat_base + start;
+              prefix_lengths[slot] = static_cast<uint32_t>(pos - start);
+            }
+          }
+          std::vector<uint32_t>().swap(part.flat);
+        }
+      },
+      1);
 
   // Top-level items are independent tasks; each writes its own chunk.
   std::vector<Chunk> chunks(num_ranks);

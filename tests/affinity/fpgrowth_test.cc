@@ -207,6 +207,23 @@ TEST(FpGrowthTest, RandomBasketsEqualBruteForce) {
   }
 }
 
+// Enough baskets for the preparation step to split across two workers.
+TEST(FpGrowthTest, LargeRandomBasketsEqualBruteForceWithOneAndTwoThreads) {
+  BasketStore baskets = RandomBaskets(11, 150000, 30);
+  FpGrowthOptions options;
+  options.min_support_count = 400;
+  Context one, two;
+  one.threads = 1;
+  two.threads = 2;
+  Result<FrequentItemsets> a = MineFrequentItemsets(baskets, options, one);
+  Result<FrequentItemsets> b = MineFrequentItemsets(baskets, options, two);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->items, b->items);
+  EXPECT_EQ(a->counts, b->counts);
+  EXPECT_GT(a->CountByLength().size(), 5u);  // the planted 6-item bundle makes long itemsets
+  EXPECT_TRUE(ToMap(*b) == BruteForce(baskets, 400, 0));
+}
+
 TEST(FpGrowthTest, SortCanonicalOrdersByLengthThenItems) {
   BasketStore baskets = RandomBaskets(9, 400, 14);
   FpGrowthOptions options;
