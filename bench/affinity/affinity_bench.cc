@@ -91,15 +91,15 @@ double WriteItemsets(const FrequentItemsets& sets, const ItemDictionary& diction
 ShoalRun RunShoal(const std::string& path, double support, int threads,
                   const std::string& out_path) {
   ShoalRun run;
+  Context ctx;
+  ctx.threads = threads;
   Clock::time_point start = Clock::now();
-  shoal::Result<BasketStore> baskets = LoadBasketFile(path);
+  shoal::Result<BasketStore> baskets = LoadBasketFile(path, {}, ctx);
   run.load_s = Seconds(start);
   if (!baskets.ok()) {
     std::fprintf(stderr, "shoal: %s\n", baskets.status().ToString().c_str());
     std::exit(2);
   }
-  Context ctx;
-  ctx.threads = threads;
   FpGrowthOptions options;
   options.min_support = support;
   start = Clock::now();
