@@ -12,7 +12,7 @@
 
 namespace shoal::ingest_internal {
 
-
+using simdjson::dom::element;
 
 JsonlReader::JsonlReader(std::unique_ptr<InputBuffer> input, const EventTypeRegistry& registry,
                          Quarantine* quarantine)
