@@ -1,0 +1,391 @@
+// CustomerState + TraitCatalogue against a brute-force recomputation from the raw events, and
+// the merge laws: order independence, Combine in both orders, Serialize round trips.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <random>
+
+#include "test_events.h"
+#include "traits/catalogue.h"
+#include "traits/customer_state.h"
+
+namespace shoal::traits_test {
+namespace {
+
+struct Workspace {
+  EventTypeRegistry registry;
+  TraitConfig config;
+};
+
+Workspace MakeWorkspace() {
+  Workspace w;
+  toml::table table = toml::parse(kWorkspaceToml);
+  for (auto&& node : *table["event_types"].as_array()) {
+    const toml::table& t = *node.as_table();
+    EventTypeRegistry::CustomType type;
+    type.name = *t["name"].value<std::string>();
+    for (auto&& n : *t["numeric"].as_array()) type.numeric_properties.push_back(*n.value<std::string>());
+    for (auto&& n : *t["text"].as_array()) type.text_properties.push_back(*n.value<std::string>());
+    EXPECT_TRUE(w.registry.Declare(type).ok());
+  }
+  Result<TraitConfig> config = ParseTraitConfig(table, w.registry);
+  EXPECT_TRUE(config.ok()) << config.status().ToString();
+  w.config = *config;
+  return w;
+}
+
+// Registers every category in a fixed order so ids do not depend on event order.
+PopulationState MakePopulation() {
+  PopulationState pop;
+  for (const std::string& c : Categories()) pop.CategoryId(c);
+  return pop;
+}
+
+CustomerState Feed(const std::vector<const Event*>& events, const EventBatch& batch,
+                   PopulationState& pop, const TraitConfig& config) {
+  CustomerState s;
+  for (const Event* e : events) s.Update(*e, batch, pop, config);
+  return s;
+}
+
+std::vector<const Event*> Pointers(const EventBatch& batch) {
+  std::vector<const Event*> out;
+  for (const Event& e : batch.events) out.push_back(&e);
+  return out;
+}
+
+std::string Bytes(const CustomerState& s) {
+  std::string out;
+  s.Serialize(&out);
+  return out;
+}
+
+void ExpectMatchesBruteForce(const TraitCatalogue& catalogue, const CustomerState& state,
+                             const std::vector<const Event*>& events, const EventBatch& batch,
+                             const PopulationState& pop, TimeMicros as_of,
+                             const std::string& label) {
+  std::vector<double> got(catalogue.traits().size());
+  catalogue.ComputeOne(state, pop, as_of, got);
+  BruteForce::Values want = BruteForce::Compute(events, batch, pop, catalogue.config(), as_of);
+  ASSERT_EQ(want.size(), catalogue.traits().size()) << "reference covers every trait";
+  for (size_t i = 0; i < got.size(); ++i) {
+    const std::string& name = catalogue.traits()[i].name;
+    ASSERT_TRUE(want.count(name)) << "no reference for " << name;
+    double w = want[name], g = got[i];
+    if (std::isnan(w)) {
+      EXPECT_TRUE(std::isnan(g)) << label << " " << name << " = " << g << ", want NaN";
+    } else {
+      EXPECT_NEAR(g, w, 1e-6 + 1e-9 * std::fabs(w)) << label << " " << name;
+    }
+  }
+}
+
+TEST(CustomerStateTest, EveryTraitMatchesBruteForce) {
+  Workspace w = MakeWorkspace();
+  TraitCatalogue catalogue(w.config);
+  // Population from all customers first (premium_index compares with shop-wide medians).
+  std::vector<EventBatch> batches(300);
+  PopulationState pop = MakePopulation();
+  std::vector<CustomerState> states(batches.size());
+  for (size_t c = 0; c < batches.size(); ++c) {
+    EventGenerator gen(1000 + c);
+    gen.Generate(static_cast<int>(c % 90), &batches[c]);
+    states[c] = Feed(Pointers(batches[c]), batches[c], pop, w.config);
+  }
+  std::vector<std::set<double>> seen(catalogue.traits().size());
+  std::vector<double> row(catalogue.traits().size());
+  for (size_t c = 0; c < batches.size(); ++c) {
+    ExpectMatchesBruteForce(catalogue, states[c], Pointers(batches[c]), batches[c], pop, AsOf(),
+                            "customer " + std::to_string(c));
+    if (HasFailure()) return;
+    catalogue.ComputeOne(states[c], pop, AsOf(), row);
+    for (size_t t = 0; t < row.size(); ++t) {
+      if (!std::isnan(row[t])) seen[t].insert(row[t]);
+    }
+  }
+  // The random streams exercise every trait: each takes several values.
+  for (size_t t = 0; t < seen.size(); ++t) {
+    EXPECT_GE(seen[t].size(), 2u) << catalogue.traits()[t].name;
+    if (catalogue.traits()[t].unit != "flag") {
+      EXPECT_GE(seen[t].size(), 3u) << catalogue.traits()[t].name;
+    }
+  }
+}
+
+TEST(CustomerStateTest, AsOfOnPrefixMatchesBruteForce) {
+  Workspace w = MakeWorkspace();
+  TraitCatalogue catalogue(w.config);
+  for (int c = 0; c < 60; ++c) {
+    EventBatch batch;
+    EventGenerator(5000 + c).Generate(80, &batch);
+    PopulationState pop = MakePopulation();
+    for (const Event& e : batch.events) {  // population of everything, as the engine would
+      CustomerState scratch;
+      scratch.Update(e, batch, pop, w.config);
+    }
+    for (int days_back : {0, 3, 29, 100, 250}) {
+      TimeMicros as_of = AsOf() - days_back * kDay - (c % 7) * kHour;
+      std::vector<const Event*> prefix;
+      for (const Event& e : batch.events) {
+        if (e.timestamp <= as_of) prefix.push_back(&e);
+      }
+      PopulationState scratch_pop = pop;
+      CustomerState state = Feed(prefix, batch, scratch_pop, w.config);
+      ExpectMatchesBruteForce(catalogue, state, prefix, batch, pop, as_of,
+                              "customer " + std::to_string(c) + " as_of -" +
+                                  std::to_string(days_back) + "d");
+      if (HasFailure()) return;
+    }
+  }
+}
+
+TEST(CustomerStateTest, OrderOfEventsDoesNotMatter) {
+  Workspace w = MakeWorkspace();
+  std::mt19937_64 rng(7);
+  for (int c = 0; c < 100; ++c) {
+    EventBatch batch;
+    EventGenerator(200 + c).Generate(1 + c, &batch);
+    std::vector<const Event*> events = Pointers(batch);
+    std::sort(events.begin(), events.end(),
+              [](const Event* a, const Event* b) { return a->timestamp < b->timestamp; });
+    PopulationState pop = MakePopulation();
+    CustomerState sorted = Feed(events, batch, pop, w.config);
+    std::shuffle(events.begin(), events.end(), rng);
+    CustomerState shuffled = Feed(events, batch, pop, w.config);
+    std::reverse(events.begin(), events.end());
+    std::stable_sort(events.begin(), events.end(),
+                     [](const Event* a, const Event* b) { return a->timestamp > b->timestamp; });
+    CustomerState reversed = Feed(events, batch, pop, w.config);
+    EXPECT_TRUE(sorted == shuffled) << "customer " << c;
+    EXPECT_TRUE(sorted == reversed) << "customer " << c;
+    EXPECT_EQ(Bytes(sorted), Bytes(shuffled)) << "customer " << c;
+    EXPECT_EQ(Bytes(sorted), Bytes(reversed)) << "customer " << c;
+  }
+}
+
+TEST(CustomerStateTest, CombineEqualsSingleStreamInBothOrders) {
+  Workspace w = MakeWorkspace();
+  TraitCatalogue catalogue(w.config);
+  std::mt19937_64 rng(11);
+  for (int c = 0; c < 150; ++c) {
+    EventBatch batch;
+    EventGenerator(9000 + c).Generate(c % 70, &batch);
+    std::vector<const Event*> events = Pointers(batch);
+    std::shuffle(events.begin(), events.end(), rng);
+    PopulationState pop = MakePopulation();
+    CustomerState single = Feed(events, batch, pop, w.config);
+    // Random split into 3 parts (some possibly empty), each fed in its own order.
+    std::vector<std::vector<const Event*>> parts(3);
+    for (const Event* e : events) parts[rng() % 3].push_back(e);
+    std::vector<CustomerState> states;
+    for (auto& part : parts) states.push_back(Feed(part, batch, pop, w.config));
+    CustomerState forward = states[0];
+    forward.Combine(states[1]);
+    forward.Combine(states[2]);
+    CustomerState backward = states[2];
+    CustomerState middle = states[1];
+    middle.Combine(states[0]);
+    backward.Combine(middle);
+    EXPECT_TRUE(forward == single) << "customer " << c;
+    EXPECT_TRUE(backward == single) << "customer " << c;
+    EXPECT_EQ(Bytes(forward), Bytes(single)) << "customer " << c;
+    EXPECT_EQ(Bytes(backward), Bytes(single)) << "customer " << c;
+    std::vector<double> a(catalogue.traits().size()), b(a.size());
+    catalogue.ComputeOne(single, pop, AsOf(), a);
+    catalogue.ComputeOne(backward, pop, AsOf(), b);
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_TRUE(a[i] == b[i] || (std::isnan(a[i]) && std::isnan(b[i])))
+          << catalogue.traits()[i].name;
+    }
+  }
+}
+
+TEST(CustomerStateTest, SerializeRoundTripAndCorruption) {
+  Workspace w = MakeWorkspace();
+  for (int c = 0; c < 40; ++c) {
+    EventBatch batch;
+    EventGenerator(300 + c).Generate(c * 2, &batch);
+    PopulationState pop = MakePopulation();
+    CustomerState state = Feed(Pointers(batch), batch, pop, w.config);
+    std::string bytes = "prefix";
+    state.Serialize(&bytes);  // appends
+    ASSERT_EQ(bytes.substr(0, 6), "prefix");
+    std::string_view encoded = std::string_view(bytes).substr(6);
+    CustomerState back;
+    ASSERT_TRUE(back.Deserialize(encoded).ok());
+    EXPECT_TRUE(back == state);
+    EXPECT_EQ(Bytes(back), std::string(encoded));
+    for (size_t len = 0; len < encoded.size(); ++len) {
+      CustomerState truncated;
+      Status st = truncated.Deserialize(encoded.substr(0, len));
+      ASSERT_EQ(st.code(), Status::Code::kCorruption) << "prefix of " << len << " bytes";
+      EXPECT_TRUE(truncated.Empty());
+    }
+    std::string trailing(encoded);
+    trailing.push_back('\0');
+    EXPECT_EQ(back.Deserialize(trailing).code(), Status::Code::kCorruption);
+    // Random byte flips never crash (they may or may not decode).
+    std::mt19937_64 rng(c);
+    for (int flip = 0; flip < 50 && !encoded.empty(); ++flip) {
+      std::string damaged(encoded);
+      damaged[rng() % damaged.size()] ^= static_cast<char>(1 + rng() % 255);
+      CustomerState d;
+      (void)d.Deserialize(damaged);
+    }
+  }
+  CustomerState empty, back;
+  ASSERT_TRUE(back.Deserialize(Bytes(empty)).ok());
+  EXPECT_TRUE(back.Empty());
+}
+
+TEST(CustomerStateTest, TypicalCustomerFitsInOneKiB) {
+  Workspace w;  // built-in traits only
+  EventBatch batch;
+  EventGenerator(42).Generate(30, &batch);
+  PopulationState pop = MakePopulation();
+  std::vector<const Event*> events = Pointers(batch);
+  std::sort(events.begin(), events.end(),
+            [](const Event* a, const Event* b) { return a->timestamp < b->timestamp; });
+  CustomerState state = Feed(events, batch, pop, w.config);
+  std::printf("[ memory ] 30-event customer: %zu bytes in memory, %zu serialized\n",
+              state.MemoryBytes(), Bytes(state).size());
+  EXPECT_LE(state.MemoryBytes(), 1024u);
+  EXPECT_GT(state.MemoryBytes(), sizeof(CustomerState));
+}
+
+TEST(CustomerStateTest, RemapCategoriesAfterPopulationCombine) {
+  Workspace w = MakeWorkspace();
+  TraitCatalogue catalogue(w.config);
+  EventBatch batch;
+  EventGenerator(77).Generate(120, &batch);
+  std::vector<const Event*> events = Pointers(batch);
+  std::vector<const Event*> first(events.begin(), events.begin() + 60),
+      second(events.begin() + 60, events.end());
+  // Two shards with their own populations; categories registered in different orders.
+  PopulationState pop_a, pop_b;
+  std::vector<std::string> reversed(Categories().rbegin(), Categories().rend());
+  for (const std::string& c : reversed) pop_b.CategoryId(c);
+  CustomerState a = Feed(first, batch, pop_a, w.config);
+  CustomerState b = Feed(second, batch, pop_b, w.config);
+  std::vector<uint32_t> b_to_a;
+  pop_a.Combine(pop_b, &b_to_a);
+  b.RemapCategories(b_to_a);
+  a.Combine(b);
+  PopulationState pop_single;
+  CustomerState single = Feed(events, batch, pop_single, w.config);
+  std::vector<double> x(catalogue.traits().size()), y(x.size());
+  catalogue.ComputeOne(a, pop_a, AsOf(), x);
+  catalogue.ComputeOne(single, pop_single, AsOf(), y);
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (std::isnan(y[i])) {
+      EXPECT_TRUE(std::isnan(x[i])) << catalogue.traits()[i].name;
+    } else {
+      EXPECT_NEAR(x[i], y[i], 1e-9 * (1 + std::fabs(y[i]))) << catalogue.traits()[i].name;
+    }
+  }
+}
+
+TEST(CustomerStateTest, OrderHistoryIsSortedWithTotals) {
+  Workspace w;
+  EventBatch batch;
+  EventGenerator(5).Generate(200, &batch);
+  PopulationState pop;
+  CustomerState state = Feed(Pointers(batch), batch, pop, w.config);
+  std::vector<OrderRecord> history = OrderHistory(state);
+  size_t orders = 0;
+  for (const Event& e : batch.events) orders += e.Is(EventType::kOrder);
+  ASSERT_EQ(history.size(), orders);
+  ASSERT_GT(orders, 10u);
+  for (size_t i = 1; i < history.size(); ++i) {
+    EXPECT_LE(history[i - 1].timestamp, history[i].timestamp);
+  }
+}
+
+TEST(CatalogueTest, NamesUniqueSnakeCaseAndComputeMatchesComputeOne) {
+  Workspace w = MakeWorkspace();
+  TraitCatalogue catalogue(w.config);
+  std::set<std::string> names;
+  for (const TraitInfo& t : catalogue.traits()) {
+    EXPECT_TRUE(names.insert(t.name).second) << t.name;
+    EXPECT_FALSE(t.unit.empty()) << t.name;
+    EXPECT_FALSE(t.description.empty()) << t.name;
+    for (char ch : t.name) EXPECT_TRUE(std::islower(ch) || std::isdigit(ch) || ch == '_') << t.name;
+  }
+  EXPECT_EQ(catalogue.Find("recency_days"), 0);
+  EXPECT_EQ(catalogue.Find("no_such_trait"), -1);
+  EXPECT_EQ(catalogue.Find("reviews"), static_cast<int>(BuiltinTraits().size()));
+
+  std::vector<EventBatch> batches(3000);
+  std::vector<CustomerState> states(batches.size());
+  PopulationState pop = MakePopulation();
+  for (size_t c = 0; c < batches.size(); ++c) {
+    EventGenerator(c).Generate(static_cast<int>(c % 25), &batches[c]);
+    states[c] = Feed(Pointers(batches[c]), batches[c], pop, w.config);
+  }
+  std::vector<const CustomerState*> pointers;
+  for (const auto& s : states) pointers.push_back(&s);
+  TraitMatrix one_thread, two_threads;
+  Context ctx1, ctx2;
+  ctx1.threads = 1;
+  ctx2.threads = 2;
+  catalogue.Compute(pointers, pop, AsOf(), ctx1, &one_thread);
+  catalogue.Compute(pointers, pop, AsOf(), ctx2, &two_threads);
+  ASSERT_EQ(one_thread.values.size(), catalogue.traits().size() * states.size());
+  EXPECT_EQ(0, std::memcmp(one_thread.values.data(), two_threads.values.data(),
+                           one_thread.values.size() * sizeof(double)));
+  EXPECT_EQ(one_thread.Find("frequency"), catalogue.Find("frequency"));
+  std::vector<double> row(catalogue.traits().size());
+  for (size_t c = 0; c < states.size(); c += 97) {
+    catalogue.ComputeOne(states[c], pop, AsOf(), row);
+    for (size_t t = 0; t < row.size(); ++t) {
+      double m = one_thread.Column(t)[c];
+      EXPECT_TRUE(m == row[t] || (std::isnan(m) && std::isnan(row[t])))
+          << catalogue.traits()[t].name;
+    }
+  }
+}
+
+TEST(CatalogueTest, IsoWeeks) {
+  EXPECT_EQ(IsoWeekOfDay(DaysFromCivil(2024, 3, 5)), 10);
+  EXPECT_EQ(IsoWeekOfDay(DaysFromCivil(2024, 12, 30)), 1);   // belongs to 2025-W01
+  EXPECT_EQ(IsoWeekOfDay(DaysFromCivil(2021, 1, 3)), 53);    // 2020-W53
+  EXPECT_EQ(IsoWeekOfDay(DaysFromCivil(2026, 11, 23)), 48);
+  for (int64_t day = DaysFromCivil(1999, 1, 1); day < DaysFromCivil(2031, 1, 1); ++day) {
+    ASSERT_EQ(IsoWeekOfDay(day), BruteForce::SlowIsoWeek(day)) << day;
+  }
+}
+
+// Update throughput, single thread: run with --gtest_also_run_disabled_tests.
+TEST(CustomerStateTest, DISABLED_UpdateThroughput) {
+  Workspace w;  // built-in traits only, as for a workspace without custom traits
+  constexpr int kCustomers = 20000, kEventsPerCustomer = 50;
+  std::vector<EventBatch> batches(kCustomers);
+  size_t total = 0;
+  for (int c = 0; c < kCustomers; ++c) {
+    EventGenerator(c).Generate(kEventsPerCustomer, &batches[c]);
+    std::sort(batches[c].events.begin(), batches[c].events.end(),
+              [](const Event& a, const Event& b) { return a.timestamp < b.timestamp; });
+    total += batches[c].size();
+  }
+  for (bool with_user_traits : {false, true}) {
+    TraitConfig config = with_user_traits ? MakeWorkspace().config : w.config;
+    PopulationState pop = MakePopulation();
+    std::vector<CustomerState> states(kCustomers);
+    auto start = std::chrono::steady_clock::now();
+    for (int c = 0; c < kCustomers; ++c) {
+      for (const Event& e : batches[c].events) states[c].Update(e, batches[c], pop, config);
+    }
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("[ throughput ] Update (%s): %.2f M events/s (%zu events, %.3f s)\n",
+                with_user_traits ? "22 user traits" : "built-ins only", total / seconds / 1e6,
+                total, seconds);
+    EXPECT_GT(states[0].num_events(), 0u);
+  }
+}
+
+}  // namespace
+}  // namespace shoal::traits_test
