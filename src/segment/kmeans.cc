@@ -4,6 +4,7 @@
 #include <cassert>
 #include <cfloat>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <string>
@@ -14,10 +15,13 @@
 namespace shoal {
 namespace {
 
+using kmeans_internal::ArgMinTwo;
 using kmeans_internal::BuildPanel;
 using kmeans_internal::CentroidPanel;
 using kmeans_internal::kRowsPerBlock;
+using kmeans_internal::NearestTwoBlock;
 using kmeans_internal::SquaredDistance;
+using kmeans_internal::SquaredDistances4;
 using kmeans_internal::SquaredDistancesBlock;
 using Algorithm = KMeansOptions::Algorithm;
 
@@ -69,6 +73,21 @@ class Rng {
   uint64_t state_;
 };
 
+// Squared norm in float64 with four interleaved partial sums (fixed order, so deterministic).
+inline double NormSquared(const float* x, size_t d) {
+  double p0 = 0, p1 = 0, p2 = 0, p3 = 0;
+  size_t j = 0;
+  for (; j + 4 <= d; j += 4) {
+    double v0 = x[j], v1 = x[j + 1], v2 = x[j + 2], v3 = x[j + 3];
+    p0 += v0 * v0;
+    p1 += v1 * v1;
+    p2 += v2 * v2;
+    p3 += v3 * v3;
+  }
+  for (; j < d; ++j) p0 += static_cast<double>(x[j]) * x[j];
+  return (p0 + p1) + (p2 + p3);
+}
+
 // Per-cluster first and second moments in float64 with counts; mergeable.
 struct Moments {
   size_t k = 0, d = 0;
@@ -95,13 +114,9 @@ struct Moments {
   // Moves point x from cluster `from` (-1 = none) to cluster `to`.
   void Move(const float* x, int32_t from, int32_t to) {
     touched = true;
-    double norm_sq = 0;
     double* to_sum = sum.data() + static_cast<size_t>(to) * d;
-    for (size_t j = 0; j < d; ++j) {
-      double v = x[j];
-      norm_sq += v * v;
-      to_sum[j] += v;
-    }
+    for (size_t j = 0; j < d; ++j) to_sum[j] += x[j];
+    const double norm_sq = NormSquared(x, d);
     sum_sq[to] += norm_sq;
     count[to] += 1;
     if (from >= 0) {
@@ -120,6 +135,22 @@ struct Moments {
       count[c] += other.count[c];
     }
   }
+  // Mean over features of the population variance of all points counted (scikit-learn's
+  // tolerance scale), from the pooled moments.
+  double MeanVariance() const {
+    double total_sq = 0, total_count = 0, centre_sq = 0;
+    for (size_t c = 0; c < k; ++c) {
+      total_sq += sum_sq[c];
+      total_count += static_cast<double>(count[c]);
+    }
+    for (size_t j = 0; j < d; ++j) {
+      double s = 0;
+      for (size_t c = 0; c < k; ++c) s += sum[c * d + j];
+      centre_sq += s * s;
+    }
+    if (total_count == 0) return 0;
+    return std::max(0.0, total_sq - centre_sq / total_count) / (total_count * d);
+  }
   // Sum over clusters of squared distances of members to their mean.
   double Inertia() const {
     double total = 0;
@@ -137,6 +168,14 @@ Status CheckFinite(std::span<const float> values, const char* what, int threads)
   const size_t n = values.size();
   std::vector<size_t> first_bad(NumBlocks(n), n);
   ForEachBlock(n, threads, [&](size_t block, size_t begin, size_t end) {
+    // Exponent bits all ones = infinity or NaN; a branch-free scan that vectorises.
+    uint32_t any_bad = 0;
+    for (size_t i = begin; i < end; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, &values[i], sizeof(bits));
+      any_bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    if (!any_bad) return;
     for (size_t i = begin; i < end; ++i) {
       if (!std::isfinite(values[i])) {
         first_bad[block] = i;
@@ -184,35 +223,6 @@ Status ValidateInputs(std::span<const float> data, size_t n, size_t d,
   return CheckFinite(data, "data", threads);
 }
 
-// Mean over features of the population variance, in float64 (scikit-learn's tolerance scale).
-double MeanVariance(const float* data, size_t n, size_t d, int threads) {
-  const size_t blocks = NumBlocks(n);
-  std::vector<double> partial_sum(blocks * d, 0.0), partial_sq(blocks * d, 0.0);
-  // Shift by the first row to keep the one-pass variance well conditioned.
-  ForEachBlock(n, threads, [&](size_t block, size_t begin, size_t end) {
-    double* s = partial_sum.data() + block * d;
-    double* q = partial_sq.data() + block * d;
-    for (size_t i = begin; i < end; ++i) {
-      for (size_t j = 0; j < d; ++j) {
-        double v = static_cast<double>(data[i * d + j]) - data[j];
-        s[j] += v;
-        q[j] += v * v;
-      }
-    }
-  });
-  double total = 0;
-  for (size_t j = 0; j < d; ++j) {
-    double s = 0, q = 0;
-    for (size_t block = 0; block < blocks; ++block) {
-      s += partial_sum[block * d + j];
-      q += partial_sq[block * d + j];
-    }
-    double mean = s / static_cast<double>(n);
-    total += std::max(0.0, q / static_cast<double>(n) - mean * mean);
-  }
-  return total / static_cast<double>(d);
-}
-
 // Exact float64 inertia of `labels` around `centroids`.
 double ExactInertia(const float* data, size_t n, size_t d, const float* centroids,
                     const int32_t* labels, int threads) {
@@ -222,35 +232,28 @@ double ExactInertia(const float* data, size_t n, size_t d, const float* centroid
     for (size_t i = begin; i < end; ++i) {
       const float* x = data + i * d;
       const float* c = centroids + static_cast<size_t>(labels[i]) * d;
-      for (size_t j = 0; j < d; ++j) {
-        double diff = static_cast<double>(x[j]) - c[j];
-        total += diff * diff;
+      double p0 = 0, p1 = 0, p2 = 0, p3 = 0;  // independent chains; fixed order
+      size_t j = 0;
+      for (; j + 4 <= d; j += 4) {
+        double e0 = static_cast<double>(x[j]) - c[j], e1 = static_cast<double>(x[j + 1]) - c[j + 1];
+        double e2 = static_cast<double>(x[j + 2]) - c[j + 2];
+        double e3 = static_cast<double>(x[j + 3]) - c[j + 3];
+        p0 += e0 * e0;
+        p1 += e1 * e1;
+        p2 += e2 * e2;
+        p3 += e3 * e3;
       }
+      for (; j < d; ++j) {
+        double e = static_cast<double>(x[j]) - c[j];
+        p0 += e * e;
+      }
+      total += (p0 + p1) + (p2 + p3);
     }
     partial[block] = total;
   });
   double total = 0;
   for (double p : partial) total += p;
   return total;
-}
-
-// Index of the smallest of values[0..k) (lowest index on ties) and the second smallest value.
-inline int32_t ArgMinTwo(const float* values, size_t k, float* best, float* second) {
-  int32_t best_idx = 0;
-  float b = values[0], s = kInfinity;
-  for (size_t c = 1; c < k; ++c) {
-    float v = values[c];
-    if (v < b) {
-      s = b;
-      b = v;
-      best_idx = static_cast<int32_t>(c);
-    } else if (v < s) {
-      s = v;
-    }
-  }
-  *best = b;
-  *second = s;
-  return best_idx;
 }
 
 // One k-means run from given centroids. Holds the state of the exact algorithms: labels, moments
@@ -271,7 +274,7 @@ class Clusterer {
 
   KMeansResult Run(std::span<const float> init) {
     if (algorithm_ == Algorithm::kMiniBatch) return RunMiniBatch(init);
-    const double tolerance = options_.tolerance * MeanVariance(data_, n_, d_, threads_);
+    double tolerance = 0;
     centroids_.assign(init.begin(), init.end());
     labels_.assign(n_, -1);
     totals_.Init(k_, d_);
@@ -288,6 +291,7 @@ class Clusterer {
     bool labels_consistent = false;
     for (int iteration = 0; iteration < options_.max_iterations; ++iteration) {
       size_t changed = Assign(iteration == 0);
+      if (iteration == 0) tolerance = options_.tolerance * totals_.MeanVariance();
       bool relocated = RelocateEmptyClusters();
       result.iterations = iteration + 1;
       if (iteration > 0 && changed == 0 && !relocated) {
@@ -357,7 +361,19 @@ class Clusterer {
     return changed;
   }
 
-  // Full scan of rows[0..count) (count <= kRowsPerBlock); calls on_row(r, best, best_sq,
+  // Nearest and second nearest centroid of points[0..count) (count <= kRowsPerBlock); calls
+  // on_row(r, best, best_sq, second_sq).
+  template <typename OnRow>
+  void NearestRows(const size_t* points, size_t count, OnRow&& on_row) const {
+    const float* rows[kRowsPerBlock];
+    for (size_t r = 0; r < kRowsPerBlock; ++r) rows[r] = Row(points[r < count ? r : 0]);
+    int32_t best[kRowsPerBlock];
+    float best_sq[kRowsPerBlock], second_sq[kRowsPerBlock];
+    NearestTwoBlock(rows, panel_, best, best_sq, second_sq);
+    for (size_t r = 0; r < count; ++r) on_row(r, best[r], best_sq[r], second_sq[r]);
+  }
+
+  // Full scan of points[0..count) (count <= kRowsPerBlock); calls on_row(r, best, best_sq,
   // second_sq, distances_of_row).
   template <typename OnRow>
   void ScanRows(const size_t* points, size_t count, float* buffer, OnRow&& on_row) const {
@@ -377,13 +393,11 @@ class Clusterer {
       Moments& moments = block_moments_[block];
       moments.Clear();
       size_t changes = 0;
-      std::vector<float> buffer(kRowsPerBlock * panel_.padded_k);
       size_t points[kRowsPerBlock];
       for (size_t i = begin; i < end; i += kRowsPerBlock) {
         size_t count = std::min(kRowsPerBlock, end - i);
         for (size_t r = 0; r < count; ++r) points[r] = i + r;
-        ScanRows(points, count, buffer.data(),
-                 [&](size_t r, int32_t best, float, float, const float*) {
+        NearestRows(points, count, [&](size_t r, int32_t best, float, float) {
                    size_t p = points[r];
                    if (labels_[p] != best) {
                      moments.Move(Row(p), labels_[p], best);
@@ -398,6 +412,9 @@ class Clusterer {
 
   // Hamerly (2010): upper bound to the own centroid, one lower bound to all others.
   void AssignHamerly(bool first) {
+    // A full scan of up to 16 centroids costs about as much as one exact distance, so small k
+    // goes straight to the scan, which also refreshes the lower bound.
+    const bool tighten = k_ > 16;
     // Largest and second largest drift, so that "largest drift of another centroid" is O(1).
     size_t top = 0;
     for (size_t c = 1; c < k_; ++c) {
@@ -411,12 +428,10 @@ class Clusterer {
       Moments& moments = block_moments_[block];
       moments.Clear();
       size_t changes = 0;
-      std::vector<float> buffer(kRowsPerBlock * panel_.padded_k);
       size_t pending[kRowsPerBlock];
       size_t num_pending = 0;
       auto flush = [&] {
-        ScanRows(pending, num_pending, buffer.data(),
-                 [&](size_t r, int32_t best, float best_sq, float second_sq, const float*) {
+        NearestRows(pending, num_pending, [&](size_t r, int32_t best, float best_sq, float second_sq) {
                    size_t p = pending[r];
                    upper_[p] = std::sqrt(best_sq) * grow_;
                    lower_[p] = std::sqrt(second_sq) * shrink_;
@@ -428,6 +443,29 @@ class Clusterer {
                  });
         num_pending = 0;
       };
+      size_t tighten_points[kRowsPerBlock];
+      float tighten_bound[kRowsPerBlock];
+      size_t num_tighten = 0;
+      auto tighten_flush = [&] {
+        const float* x[kRowsPerBlock];
+        const float* c[kRowsPerBlock];
+        float sq[kRowsPerBlock];
+        for (size_t r = 0; r < kRowsPerBlock; ++r) {
+          size_t p = tighten_points[r < num_tighten ? r : 0];
+          x[r] = Row(p);
+          c[r] = centroids_.data() + static_cast<size_t>(labels_[p]) * d_;
+        }
+        SquaredDistances4(x, c, d_, sq);
+        for (size_t r = 0; r < num_tighten; ++r) {
+          size_t p = tighten_points[r];
+          float upper = std::sqrt(sq[r]) * grow_;
+          upper_[p] = upper;
+          if (Prunes(upper, tighten_bound[r])) continue;
+          pending[num_pending++] = p;
+          if (num_pending == kRowsPerBlock) flush();
+        }
+        num_tighten = 0;
+      };
       for (size_t i = begin; i < end; ++i) {
         if (!first) {
           int32_t a = labels_[i];
@@ -438,13 +476,18 @@ class Clusterer {
           lower_[i] = lower;
           float bound = std::max(half_gap_[a], lower);
           if (Prunes(upper, bound)) continue;
-          upper = std::sqrt(SquaredDistance(Row(i), centroids_.data() + a * d_, d_)) * grow_;
-          upper_[i] = upper;
-          if (Prunes(upper, bound)) continue;
+          if (tighten) {
+            // Recompute the upper bound exactly, four points at a time for throughput.
+            tighten_points[num_tighten] = i;
+            tighten_bound[num_tighten++] = bound;
+            if (num_tighten == kRowsPerBlock) tighten_flush();
+            continue;
+          }
         }
         pending[num_pending++] = i;
         if (num_pending == kRowsPerBlock) flush();
       }
+      if (num_tighten > 0) tighten_flush();
       if (num_pending > 0) flush();
       block_changes_[block] = changes;
     });
@@ -596,12 +639,11 @@ class Clusterer {
       ParallelFor(
           groups, threads_,
           [&](size_t group_begin, size_t group_end, int) {
-            std::vector<float> buffer(kRowsPerBlock * panel_.padded_k);
             for (size_t g = group_begin; g < group_end; ++g) {
               size_t first = g * kRowsPerBlock;
               size_t count = std::min(kRowsPerBlock, batch - first);
-              ScanRows(sample.data() + first, count, buffer.data(),
-                       [&](size_t r, int32_t best, float best_sq, float, const float*) {
+              NearestRows(sample.data() + first, count,
+                       [&](size_t r, int32_t best, float best_sq, float) {
                          sample_label[first + r] = best;
                          sample_sq[first + r] = best_sq;
                        });
@@ -760,18 +802,18 @@ void AssignNearest(std::span<const float> data, size_t n, size_t d,
   CentroidPanel panel;
   BuildPanel(centroids.data(), k, d, &panel);
   ForEachBlock(n, ctx.Threads(), [&](size_t, size_t begin, size_t end) {
-    std::vector<float> buffer(kRowsPerBlock * panel.padded_k);
     const float* rows[kRowsPerBlock];
+    int32_t best[kRowsPerBlock];
+    float best_sq[kRowsPerBlock], second_sq[kRowsPerBlock];
     for (size_t i = begin; i < end; i += kRowsPerBlock) {
       size_t count = std::min(kRowsPerBlock, end - i);
       for (size_t r = 0; r < kRowsPerBlock; ++r) {
         rows[r] = data.data() + (i + (r < count ? r : 0)) * d;
       }
-      SquaredDistancesBlock(rows, panel, buffer.data());
+      NearestTwoBlock(rows, panel, best, best_sq, second_sq);
       for (size_t r = 0; r < count; ++r) {
-        float best_sq, second_sq;
-        labels[i + r] = ArgMinTwo(buffer.data() + r * panel.padded_k, k, &best_sq, &second_sq);
-        sq_distances[i + r] = best_sq;
+        labels[i + r] = best[r];
+        sq_distances[i + r] = best_sq[r];
       }
     }
   });

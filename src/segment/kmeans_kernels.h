@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 namespace shoal::kmeans_internal {
@@ -28,8 +29,34 @@ void BuildPanel(const float* centroids, size_t k, size_t d, CentroidPanel* panel
 // c < panel.k. All kRowsPerBlock row pointers must be valid (repeat one to pad).
 void SquaredDistancesBlock(const float* const* rows, const CentroidPanel& panel, float* out);
 
+// For each of the kRowsPerBlock rows: index of the nearest centroid (lowest index on ties), its
+// squared distance and the second smallest squared distance (+inf when k == 1). Same values as
+// SquaredDistancesBlock followed by a scan.
+void NearestTwoBlock(const float* const* rows, const CentroidPanel& panel, int32_t* best,
+                     float* best_sq, float* second_sq);
+
 // Squared distance of one pair of d-vectors.
 float SquaredDistance(const float* x, const float* c, size_t d);
+
+// out[r] = SquaredDistance(x[r], c[r], d) for r < kRowsPerBlock, interleaved for throughput.
+void SquaredDistances4(const float* const* x, const float* const* c, size_t d, float* out);
+
+// Index of the smallest of values[0..k) (lowest index on ties), the smallest and the second
+// smallest value (+inf when k == 1).
+inline int32_t ArgMinTwo(const float* values, size_t k, float* best, float* second) {
+  int32_t best_idx = 0;
+  float b = values[0], s = __builtin_inff();
+  for (size_t c = 1; c < k; ++c) {
+    float v = values[c];
+    bool better = v < b;
+    s = better ? b : (v < s ? v : s);
+    b = better ? v : b;
+    best_idx = better ? static_cast<int32_t>(c) : best_idx;
+  }
+  *best = b;
+  *second = s;
+  return best_idx;
+}
 
 // Name of the kernel selected at run time ("avx2" or "generic"), for benchmarks.
 const char* KernelName();
