@@ -1010,11 +1010,121 @@ double BoundRule::Run(size_t program_begin, size_t program_end, size_t row) cons
 
 bool BoundRule::Matches(size_t row) const { return Run(0, rule_->program_.size(), row) != 0; }
 
+void BoundRule::RunBlock(size_t row_begin, size_t count, double* stack, uint8_t* out) const {
+  int top = -1;
+  const RuleColumnData* columns = data_->columns.data();
+  auto slot = [&](int idx) { return stack + static_cast<size_t>(idx) * kRuleBlock; };
+  for (size_t ins_idx = 0; ins_idx < rule_->program_.size(); ++ins_idx) {
+    const RuleInstruction& ins = rule_->program_[ins_idx];
+    // Binary operators combine slot `top - 1` (a, the result) with slot `top` (b).
+    double* a = top >= 1 ? slot(top - 1) : nullptr;
+    double* b = top >= 0 ? slot(top) : nullptr;
+    auto binary = [&](auto op) {
+      for (size_t i = 0; i < count; ++i) a[i] = op(a[i], b[i]);
+      --top;
+    };
+    switch (ins.op) {
+      case RuleOp::kPushConst: {
+        double* dst = slot(++top);
+        for (size_t i = 0; i < count; ++i) dst[i] = ins.value;
+        break;
+      }
+      case RuleOp::kLoadNumber: {
+        double* dst = slot(++top);
+        const double* src = columns[ins.column].numbers.data() + row_begin;
+        for (size_t i = 0; i < count; ++i) dst[i] = src[i];
+        break;
+      }
+      case RuleOp::kAdd: binary([](double x, double y) { return x + y; }); break;
+      case RuleOp::kSub: binary([](double x, double y) { return x - y; }); break;
+      case RuleOp::kMul: binary([](double x, double y) { return x * y; }); break;
+      case RuleOp::kDiv: binary([](double x, double y) { return y == 0 ? kNaN : x / y; }); break;
+      case RuleOp::kLt: binary([](double x, double y) { return x < y ? 1.0 : 0.0; }); break;
+      case RuleOp::kLe: binary([](double x, double y) { return x <= y ? 1.0 : 0.0; }); break;
+      case RuleOp::kGt: binary([](double x, double y) { return x > y ? 1.0 : 0.0; }); break;
+      case RuleOp::kGe: binary([](double x, double y) { return x >= y ? 1.0 : 0.0; }); break;
+      case RuleOp::kEq: binary([](double x, double y) { return x == y ? 1.0 : 0.0; }); break;
+      case RuleOp::kNe:
+        // x < y || x > y is x != y for numbers and false when either is NaN.
+        binary([](double x, double y) { return (x < y || x > y) ? 1.0 : 0.0; });
+        break;
+      case RuleOp::kAnd:
+        binary([](double x, double y) { return (x != 0) & (y != 0) ? 1.0 : 0.0; });
+        break;
+      case RuleOp::kOr:
+        binary([](double x, double y) { return (x != 0) | (y != 0) ? 1.0 : 0.0; });
+        break;
+      case RuleOp::kMin:
+        binary([](double x, double y) { return std::isnan(y) ? kNaN : std::min(x, y); });
+        break;
+      case RuleOp::kMax:
+        binary([](double x, double y) { return std::isnan(y) ? kNaN : std::max(x, y); });
+        break;
+      case RuleOp::kNeg:
+        for (size_t i = 0; i < count; ++i) b[i] = -b[i];
+        break;
+      case RuleOp::kNot:
+        for (size_t i = 0; i < count; ++i) b[i] = b[i] == 0 ? 1.0 : 0.0;
+        break;
+      case RuleOp::kAbs:
+        for (size_t i = 0; i < count; ++i) b[i] = std::fabs(b[i]);
+        break;
+      case RuleOp::kIsNull:
+        for (size_t i = 0; i < count; ++i) b[i] = std::isnan(b[i]) ? 1.0 : 0.0;
+        break;
+      case RuleOp::kNumberIn:
+      case RuleOp::kNumberNotIn: {
+        const std::vector<double>& set = rule_->number_sets_[ins.slot];
+        const double want = ins.op == RuleOp::kNumberIn ? 1.0 : 0.0;
+        for (size_t i = 0; i < count; ++i) {
+          const double value = b[i];
+          if (std::isnan(value)) {
+            b[i] = 0;
+            continue;
+          }
+          const bool member = std::binary_search(set.begin(), set.end(), value);
+          b[i] = (member ? 1.0 : 0.0) == want ? 1.0 : 0.0;
+        }
+        break;
+      }
+      case RuleOp::kStringEqLiteral:
+      case RuleOp::kStringIn:
+      case RuleOp::kStringNeLiteral:
+      case RuleOp::kStringNotIn: {
+        double* dst = slot(++top);
+        const int32_t* codes = columns[ins.column].codes.data() + row_begin;
+        const uint8_t* members = set_members_[ins.slot].data();
+        const uint8_t want =
+            ins.op == RuleOp::kStringEqLiteral || ins.op == RuleOp::kStringIn ? 1 : 0;
+        for (size_t i = 0; i < count; ++i) {
+          const int32_t code = codes[i];
+          dst[i] = code < 0 ? 0.0 : ((members[code] != 0) == (want != 0) ? 1.0 : 0.0);
+        }
+        break;
+      }
+      case RuleOp::kStringEqColumn:
+      case RuleOp::kStringNeColumn:
+      case RuleOp::kStringIsNull: {
+        double* dst = slot(++top);
+        // Rare: fall back to the row interpreter for this one instruction.
+        for (size_t i = 0; i < count; ++i) dst[i] = Run(ins_idx, ins_idx + 1, row_begin + i);
+        break;
+      }
+    }
+  }
+  const double* result = slot(0);
+  for (size_t i = 0; i < count; ++i) out[i] = result[i] != 0 ? 1 : 0;
+}
+
 std::vector<uint8_t> BoundRule::MatchAll(const Context& context) const {
   std::vector<uint8_t> matches(data_->rows);
-  const size_t program_size = rule_->program_.size();
+  const size_t stack_doubles = static_cast<size_t>(std::max(1, rule_->max_stack_)) * kRuleBlock;
   ParallelFor(data_->rows, context.Threads(), [&](size_t begin, size_t end, int) {
-    for (size_t row = begin; row < end; ++row) matches[row] = Run(0, program_size, row) != 0;
+    std::vector<double> stack(stack_doubles);  // one per worker, reused for every block
+    for (size_t block = begin; block < end; block += kRuleBlock) {
+      const size_t count = std::min(kRuleBlock, end - block);
+      RunBlock(block, count, stack.data(), matches.data() + block);
+    }
   });
   return matches;
 }
