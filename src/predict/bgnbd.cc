@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <vector>
 
+#include "common/parallel.h"
 #include "predict/btyd_optimize.h"
 #include "predict/btyd_special.h"
 
@@ -14,7 +16,6 @@ namespace {
 using btyd_internal::Digamma;
 using btyd_internal::LogBeta;
 using btyd_internal::LogGamma;
-using btyd_internal::LogSumExp;
 
 using btyd_internal::PreparedRows;
 using btyd_internal::Prepare;
@@ -60,26 +61,45 @@ double LogLikelihoodPrepared(const BgNbdParams& p, const PreparedRows& rows,
     }
   }
   const double r_over_alpha = p.r / p.alpha;
+  // log(alpha + time) and 1/(alpha + time) once per distinct time value.
+  const size_t time_count = rows.distinct_times.size();
+  std::vector<double> log_alpha_time(time_count), inv_alpha_time(time_count);
+  ParallelFor(
+      time_count, threads,
+      [&](size_t begin, size_t end, int) {
+        for (size_t time_idx = begin; time_idx < end; ++time_idx) {
+          const double shifted = p.alpha + rows.distinct_times[time_idx];
+          log_alpha_time[time_idx] = std::log(shifted);
+          inv_alpha_time[time_idx] = 1 / shifted;
+        }
+      },
+      16384);
   auto row_fn = [&](size_t row_idx, std::array<double, 4>& acc) -> double {
     const XTerms& t = terms[rows.x_group[row_idx]];
     const double weight = rows.weight[row_idx];
-    const double alpha_T = p.alpha + rows.T[row_idx];
-    const double log_alpha_T = std::log(alpha_T);
+    const uint32_t T_idx = rows.T_idx[row_idx];
+    const double log_alpha_T = log_alpha_time[T_idx];
     const double alive = t.log_beta_alive - t.r_plus_x * log_alpha_T;
     if (t.x == 0) {
       acc[0] += weight * (t.dc0_dr - log_alpha_T);
-      acc[1] += weight * (r_over_alpha - t.r_plus_x / alpha_T);
+      acc[1] += weight * (r_over_alpha - t.r_plus_x * inv_alpha_time[T_idx]);
       acc[2] += weight * (t.dc0_da + t.d_alive_da);
       acc[3] += weight * (t.dc0_db + t.d_alive_db);
       return weight * (t.c0 + alive);
     }
-    const double alpha_tx = p.alpha + rows.t_x[row_idx];
-    const double log_alpha_tx = std::log(alpha_tx);
+    const uint32_t t_x_idx = rows.t_x_idx[row_idx];
+    const double log_alpha_tx = log_alpha_time[t_x_idx];
     const double dropped = t.log_beta_dropped - t.r_plus_x * log_alpha_tx;
-    const double total = LogSumExp(alive, dropped);
-    const double w_alive = std::exp(alive - total), w_dropped = std::exp(dropped - total);
+    // log-sum-exp of the two terms with a single exp: e = exp(-|difference|).
+    const double difference = dropped - alive;
+    const double e = std::exp(-std::fabs(difference));
+    const double total = (difference <= 0 ? alive : dropped) + std::log1p(e);
+    const double w_big = 1 / (1 + e), w_small = e * w_big;
+    const double w_alive = difference <= 0 ? w_big : w_small;
+    const double w_dropped = difference <= 0 ? w_small : w_big;
     acc[0] += weight * (t.dc0_dr - w_alive * log_alpha_T - w_dropped * log_alpha_tx);
-    acc[1] += weight * (r_over_alpha - t.r_plus_x * (w_alive / alpha_T + w_dropped / alpha_tx));
+    acc[1] += weight * (r_over_alpha - t.r_plus_x * (w_alive * inv_alpha_time[T_idx] +
+                                                      w_dropped * inv_alpha_time[t_x_idx]));
     acc[2] += weight * (t.dc0_da + w_alive * t.d_alive_da + w_dropped * t.d_dropped_da);
     acc[3] += weight * (t.dc0_db + w_alive * t.d_alive_db + w_dropped * t.d_dropped_db);
     return weight * (t.c0 + total);
@@ -120,7 +140,6 @@ Result<BgNbdFit> FitBgNbd(const CompressedRfm& data, const BtydFitOptions& optio
     return Status::InvalidArgument("FitBgNbd: options.initial must hold 4 values (r, alpha, a, b)");
   }
   const std::vector<RfmSummaryRow> merged = btyd_internal::MergeOnRecencyFrequency(data.rows);
-  const PreparedRows prepared = Prepare(merged);
   BgNbdFit fit;
   fit.input = btyd_internal::SummarizeRows(merged, merged.size());
   std::vector<double> start = options.initial;
@@ -131,16 +150,19 @@ Result<BgNbdFit> FitBgNbd(const CompressedRfm& data, const BtydFitOptions& optio
     start = {1.0, 1.0 / rate, 1.0, 1.0};
   }
   const int threads = ctx.Threads();
-  auto log_likelihood = [&](std::span<const double> theta, std::span<double> grad) {
-    std::array<double, 4> g{};
-    const double ll =
-        LogLikelihoodPrepared(BgNbdParams{theta[0], theta[1], theta[2], theta[3]}, prepared, &g,
-                              threads);
-    std::copy(g.begin(), g.end(), grad.begin());
-    return ll;
+  auto make_log_likelihood = [threads](std::span<const RfmSummaryRow> rows) {
+    auto prepared = std::make_shared<const PreparedRows>(Prepare(rows));
+    return btyd_internal::LogLikelihoodFn(
+        [prepared, threads](std::span<const double> theta, std::span<double> grad) {
+          std::array<double, 4> g{};
+          const double ll = LogLikelihoodPrepared(
+              BgNbdParams{theta[0], theta[1], theta[2], theta[3]}, *prepared, &g, threads);
+          std::copy(g.begin(), g.end(), grad.begin());
+          return ll;
+        });
   };
-  const btyd_internal::MleResult mle = btyd_internal::MaximizeLogLikelihood(
-      log_likelihood, start, fit.input.customers, options);
+  const btyd_internal::MleResult mle = btyd_internal::FitWithWarmStart<RfmSummaryRow>(
+      merged, start, options, make_log_likelihood);
   if (!std::isfinite(mle.log_likelihood)) {
     return Status::FailedPrecondition("FitBgNbd: the likelihood is not finite at the optimum (" +
                                       mle.message + ")");

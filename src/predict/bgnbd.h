@@ -24,7 +24,7 @@ struct BgNbdParams {
 struct BgNbdFit {
   BgNbdParams params;
   double log_likelihood = 0;      // total over customers, in the data's time unit
-  int iterations = 0;             // likelihood+gradient evaluations (optimiser + polish + Hessian)
+  int iterations = 0;  // likelihood+gradient evaluations (BFGS, Newton polish, Hessian)
   bool converged = false;
   std::array<double, 4> std_errors{};  // of r, alpha, a, b (NaN if the Hessian is singular)
   double max_abs_gradient = 0;    // mean-LL gradient w.r.t. log-parameters at the optimum
@@ -39,7 +39,7 @@ struct BgNbdFit {
 double BgNbdLogLikelihood(const BgNbdParams& params, std::span<const RfmSummaryRow> rows,
                           std::array<double, 4>* gradient = nullptr, int threads = 1);
 
-// Maximum-likelihood fit (log-parameters, L-BFGS + Newton polish, analytic gradient). Rows with
+// Maximum-likelihood fit (log-parameters, BFGS + Newton polish, analytic gradient). Rows with
 // identical (x, t_x, T) are merged first. Returns InvalidArgument for invalid rows.
 Result<BgNbdFit> FitBgNbd(const CompressedRfm& data, const BtydFitOptions& options = {},
                           const Context& ctx = {});

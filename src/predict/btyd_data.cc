@@ -1,37 +1,90 @@
 #include "predict/btyd_data.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <string>
-#include <thread>
 
 namespace shoal {
 namespace {
 
+// Empty string when the values are valid, else the reason.
+std::string RowProblem(double x, double t_x, double T, double weight) {
+  if (!std::isfinite(x) || !std::isfinite(t_x) || !std::isfinite(T) || !std::isfinite(weight)) {
+    return "non-finite value";
+  }
+  if (x < 0 || x != std::floor(x)) return "x must be a non-negative integer";
+  if (T <= 0) return "T must be > 0";
+  if (t_x < 0 || t_x > T) return "t_x must satisfy 0 <= t_x <= T";
+  if (weight <= 0) return "weight must be > 0";
+  return "";
+}
+
+std::string DescribeRow(const char* what, size_t idx, double x, double t_x, double T) {
+  return std::string(what) + " " + std::to_string(idx) + " (x=" + std::to_string(x) +
+         ", t_x=" + std::to_string(t_x) + ", T=" + std::to_string(T) + ")";
+}
+
+// Larger repeat counts are surely data errors (and would lose integer precision).
+constexpr double kMaxFrequency = 1e15;
+
 bool RowLess(const RfmSummaryRow& lhs, const RfmSummaryRow& rhs) {
   if (lhs.x != rhs.x) return lhs.x < rhs.x;
   if (lhs.t_x != rhs.t_x) return lhs.t_x < rhs.t_x;
-  if (lhs.T != rhs.T) return lhs.T < rhs.T;
-  return lhs.mean_value < rhs.mean_value;
+  return lhs.T < rhs.T;
 }
 
-bool SameKey(const RfmSummaryRow& lhs, const RfmSummaryRow& rhs) {
-  return lhs.x == rhs.x && lhs.t_x == rhs.t_x && lhs.T == rhs.T &&
-         lhs.mean_value == rhs.mean_value;
+uint64_t HashKey(double x, double t_x, double T) {
+  // +0.0 folds -0.0 into 0.0 so equal values hash equally.
+  uint64_t h = std::bit_cast<uint64_t>(x + 0.0) * 0x9e3779b97f4a7c15ULL;
+  h ^= std::bit_cast<uint64_t>(t_x + 0.0) + 0x632be59bd9b4e019ULL + (h << 6) + (h >> 2);
+  h ^= std::bit_cast<uint64_t>(T + 0.0) + 0x8cb92ba72f3d8dd7ULL + (h << 6) + (h >> 2);
+  h ^= h >> 31;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  return h ^ (h >> 29);
 }
 
-// Empty string when the row is valid, else the reason.
-std::string RowProblem(const RfmSummaryRow& row) {
-  if (!std::isfinite(row.x) || !std::isfinite(row.t_x) || !std::isfinite(row.T) ||
-      !std::isfinite(row.weight) || !std::isfinite(row.mean_value)) {
-    return "non-finite value";
+// Open-addressing table from (x, t_x, T) to an index into `rows`.
+class RowGrouper {
+ public:
+  explicit RowGrouper(std::vector<RfmSummaryRow>* rows) : rows_(rows) { Resize(1 << 12); }
+
+  void Add(double x, double t_x, double T) {
+    if (2 * (rows_->size() + 1) > slots_.size()) Resize(slots_.size() * 2);
+    size_t slot = HashKey(x, t_x, T) & mask_;
+    for (;;) {
+      const uint32_t entry = slots_[slot];
+      if (entry == 0) {
+        rows_->push_back(RfmSummaryRow{x, t_x, T, 1.0});
+        slots_[slot] = static_cast<uint32_t>(rows_->size());
+        return;
+      }
+      RfmSummaryRow& row = (*rows_)[entry - 1];
+      if (row.x == x && row.t_x == t_x && row.T == T) {
+        row.weight += 1;
+        return;
+      }
+      slot = (slot + 1) & mask_;
+    }
   }
-  if (row.x < 0 || row.x != std::floor(row.x)) return "x must be a non-negative integer";
-  if (row.T <= 0) return "T must be > 0";
-  if (row.t_x < 0 || row.t_x > row.T) return "t_x must satisfy 0 <= t_x <= T";
-  if (row.weight <= 0) return "weight must be > 0";
-  return "";
-}
+
+ private:
+  void Resize(size_t capacity) {
+    slots_.assign(capacity, 0);
+    mask_ = capacity - 1;
+    for (size_t row_idx = 0; row_idx < rows_->size(); ++row_idx) {
+      const RfmSummaryRow& row = (*rows_)[row_idx];
+      size_t slot = HashKey(row.x, row.t_x, row.T) & mask_;
+      while (slots_[slot] != 0) slot = (slot + 1) & mask_;
+      slots_[slot] = static_cast<uint32_t>(row_idx + 1);
+    }
+  }
+
+  std::vector<RfmSummaryRow>* rows_;
+  std::vector<uint32_t> slots_;  // 0 = empty, else row index + 1
+  size_t mask_ = 0;
+};
 
 }  // namespace
 
@@ -39,15 +92,10 @@ Status ValidateRfmRows(const CompressedRfm& data) {
   size_t bad = 0;
   std::string first;
   for (size_t row_idx = 0; row_idx < data.rows.size(); ++row_idx) {
-    std::string problem = RowProblem(data.rows[row_idx]);
+    const RfmSummaryRow& row = data.rows[row_idx];
+    std::string problem = RowProblem(row.x, row.t_x, row.T, row.weight);
     if (problem.empty()) continue;
-    if (bad == 0) {
-      const RfmSummaryRow& row = data.rows[row_idx];
-      first = "row " + std::to_string(row_idx) + " (x=" + std::to_string(row.x) +
-              ", t_x=" + std::to_string(row.t_x) + ", T=" + std::to_string(row.T) +
-              ", weight=" + std::to_string(row.weight) + "): " + problem;
-    }
-    ++bad;
+    if (bad++ == 0) first = DescribeRow("row", row_idx, row.x, row.t_x, row.T) + ": " + problem;
   }
   if (bad > 0) {
     return Status::InvalidArgument(std::to_string(bad) + " invalid RFM summary row(s); first: " +
@@ -58,8 +106,7 @@ Status ValidateRfmRows(const CompressedRfm& data) {
 }
 
 Result<CompressedRfm> CompressRfm(std::span<const double> x, std::span<const double> t_x,
-                                  std::span<const double> T, std::span<const double> mean_value,
-                                  const Context& ctx) {
+                                  std::span<const double> T, std::span<const double> mean_value) {
   const size_t n = x.size();
   if (t_x.size() != n || T.size() != n || (!mean_value.empty() && mean_value.size() != n)) {
     return Status::InvalidArgument("CompressRfm: x, t_x, T (and mean_value if given) must have "
@@ -67,35 +114,37 @@ Result<CompressedRfm> CompressRfm(std::span<const double> x, std::span<const dou
                                    std::to_string(t_x.size()) + ", " + std::to_string(T.size()) +
                                    ", " + std::to_string(mean_value.size()));
   }
-  std::vector<RfmSummaryRow> rows(n);
-  for (size_t customer_idx = 0; customer_idx < n; ++customer_idx) {
-    rows[customer_idx] = RfmSummaryRow{x[customer_idx], t_x[customer_idx], T[customer_idx], 1.0,
-                                       mean_value.empty() ? 0.0 : mean_value[customer_idx]};
-  }
-  CompressedRfm raw{std::move(rows), static_cast<double>(n)};
-  SHOAL_RETURN_IF_ERROR(ValidateRfmRows(raw));
-  // Sort (two halves in parallel, then merge): the sorted order is a total order on the key
-  // and equal keys are identical rows, so the result does not depend on the thread count.
-  auto& all = raw.rows;
-  if (ctx.Threads() > 1 && n > 200000) {
-    const auto middle = all.begin() + static_cast<std::ptrdiff_t>(n / 2);
-    std::thread first_half([&] { std::sort(all.begin(), middle, RowLess); });
-    std::sort(middle, all.end(), RowLess);
-    first_half.join();
-    std::inplace_merge(all.begin(), middle, all.end(), RowLess);
-  } else {
-    std::sort(all.begin(), all.end(), RowLess);
-  }
+  if (n == 0) return Status::InvalidArgument("CompressRfm: no customers");
   CompressedRfm out;
   out.total_weight = static_cast<double>(n);
-  out.rows.reserve(std::min<size_t>(n, 1 << 20));
-  for (const RfmSummaryRow& row : all) {
-    if (!out.rows.empty() && SameKey(out.rows.back(), row)) {
-      out.rows.back().weight += 1;
-    } else {
-      out.rows.push_back(row);
+  size_t repeat_buyers = 0;
+  for (double value : x) repeat_buyers += value > 0;
+  out.spend.reserve(repeat_buyers);
+  RowGrouper grouper(&out.rows);
+  size_t bad = 0;
+  std::string first;
+  for (size_t customer_idx = 0; customer_idx < n; ++customer_idx) {
+    const double cx = x[customer_idx], ctx_ = t_x[customer_idx], cT = T[customer_idx];
+    const double value = mean_value.empty() ? 0.0 : mean_value[customer_idx];
+    // Fast check; the message is built only for a bad row (NaN fails every comparison).
+    const bool valid = cx >= 0 && cx == std::floor(cx) && cx < kMaxFrequency && cT > 0 &&
+                       cT < INFINITY && ctx_ >= 0 && ctx_ <= cT && std::isfinite(value);
+    if (!valid) {
+      if (bad++ == 0) {
+        std::string problem = RowProblem(cx, ctx_, cT, 1.0);
+        if (problem.empty()) problem = "non-finite mean_value or x too large";
+        first = DescribeRow("customer", customer_idx, cx, ctx_, cT) + ": " + problem;
+      }
+      continue;
     }
+    grouper.Add(cx, ctx_, cT);
+    if (cx > 0) out.spend.push_back(SpendRow{cx, value, 1.0});
   }
+  if (bad > 0) {
+    return Status::InvalidArgument("CompressRfm: " + std::to_string(bad) +
+                                   " invalid customer(s); first: " + first);
+  }
+  std::sort(out.rows.begin(), out.rows.end(), RowLess);
   out.rows.shrink_to_fit();
   return out;
 }

@@ -12,38 +12,49 @@
 
 namespace shoal {
 
-// One customer (or `weight` identical customers).
+// One customer (or `weight` identical customers) of the purchase process.
 //   x          repeat purchases in the calibration period (purchases after the first), an
 //              integer >= 0;
 //   t_x        time of the last repeat purchase, measured from the first purchase (0 if x = 0);
 //   T          length of observation, from the first purchase to the end of calibration;
-//   weight     number of identical customers this row stands for (> 0);
-//   mean_value mean value of the x repeat purchases (Gamma-Gamma input; 0 when unknown/x = 0).
+//   weight     number of identical customers this row stands for (> 0).
 // Times are in one unit chosen by the caller (weeks in the literature); fitted scale
-// parameters (alpha, beta, gamma) are in that unit.
+// parameters (alpha, beta) are in that unit.
 struct RfmSummaryRow {
   double x = 0;
   double t_x = 0;
   double T = 0;
   double weight = 1;
-  double mean_value = 0;
 };
 
-// Rows sorted by (x, t_x, T, mean_value) with exact duplicates merged; total_weight is the
-// number of customers. Fitting functions accept any row order; this order lets them merge
-// rows that differ only in mean_value (which BG/NBD and Pareto/NBD ignore).
+// One repeat buyer (or `weight` identical ones) for the Gamma-Gamma spend model:
+//   x          repeat purchases (> 0);
+//   mean_value mean value of those x repeat purchases (must be > 0 to fit).
+struct SpendRow {
+  double x = 0;
+  double mean_value = 0;
+  double weight = 1;
+};
+
+// The input of the BTYD fits.
+//   rows   purchase-process rows, sorted by (x, t_x, T), identical rows merged (CompressRfm);
+//   spend  Gamma-Gamma rows of the repeat buyers. CompressRfm keeps one row per repeat buyer in
+//          input order: mean values are continuous, so merging them rarely pays;
+//   total_weight  number of customers (sum of rows' weights).
+// Fitting functions accept rows in any order and merge duplicates themselves.
 struct CompressedRfm {
   std::vector<RfmSummaryRow> rows;
+  std::vector<SpendRow> spend;
   double total_weight = 0;
 };
 
-// Merges exactly identical (x, t_x, T, mean_value) customers. `mean_value` may be empty (all 0).
-// Uses up to ctx.Threads() threads for the sort; the output does not depend on the thread count.
-// Returns InvalidArgument if the spans differ in length or any value is invalid (see
-// ValidateRfmRows).
+// Builds a CompressedRfm from per-customer columns in one pass: customers with identical (x, t_x, T) are
+// merged (hash grouping, then the distinct rows are sorted, so the output does not depend on the
+// input order); every customer with x > 0 gets a spend row with its mean_value (0 if
+// `mean_value` is empty, which FitGammaGamma rejects). Returns InvalidArgument if the spans
+// differ in length or a value is invalid (see ValidateRfmRows), naming the first bad customer.
 Result<CompressedRfm> CompressRfm(std::span<const double> x, std::span<const double> t_x,
-                                  std::span<const double> T, std::span<const double> mean_value,
-                                  const Context& ctx = {});
+                                  std::span<const double> T, std::span<const double> mean_value);
 
 // Checks every row: finite values, x a non-negative integer, 0 <= t_x <= T, T > 0, weight > 0,
 // t_x = 0 when x = 0 is NOT required (it is ignored). Returns InvalidArgument naming the first
@@ -63,13 +74,15 @@ struct BtydInputSummary {
 
 // Options shared by the BTYD maximum-likelihood fits.
 struct BtydFitOptions {
-  // Cap on likelihood+gradient evaluations by the optimiser (NLopt L-BFGS).
-  int max_evaluations = 3000;
-  // Stop when the mean log-likelihood changes by less than this (relative) between iterations.
-  double relative_tolerance = 1e-13;
-  // Converged means: optimiser stopped on a tolerance (not on the evaluation cap) and the largest
-  // gradient component of the mean log-likelihood w.r.t. log-parameters is below this.
-  double gradient_tolerance = 1e-5;
+  // Cap on BFGS iterations (each costs one or a few likelihood+gradient evaluations).
+  int max_iterations = 500;
+  // BFGS stops when the mean log-likelihood changes by less than this (relative) and the step is
+  // below 1e-8 in log-parameters, or the gradient is below gradient_tolerance / 1000; up to 8
+  // Newton steps on a numerical Hessian then polish the optimum.
+  double relative_tolerance = 1e-12;
+  // Converged means: no cap was hit and the largest gradient component of the mean
+  // log-likelihood w.r.t. log-parameters is below this at the end.
+  double gradient_tolerance = 1e-6;
   // Compute standard errors from the inverse of a numerical Hessian of the analytic gradient.
   bool compute_std_errors = true;
   // Starting point in natural parameters (model order); empty = a data-driven default.

@@ -1,44 +1,10 @@
 #include "predict/btyd_optimize.h"
 
-#include <nlopt.h>
-
 #include <cmath>
 #include <limits>
 
 namespace shoal::btyd_internal {
 namespace {
-
-struct NloptState {
-  const LogLikelihoodFn* log_likelihood;
-  double total_weight;
-  size_t dim;
-  int evaluations = 0;
-  std::vector<double> params;
-  std::vector<double> grad;
-};
-
-// Negative mean LL in log-parameter space, for NLopt (which minimises).
-double NegativeMeanLogLikelihood(unsigned n, const double* u, double* grad_u, void* data) {
-  auto* state = static_cast<NloptState*>(data);
-  ++state->evaluations;
-  for (unsigned k = 0; k < n; ++k) state->params[k] = std::exp(u[k]);
-  const double ll = (*state->log_likelihood)(state->params, state->grad);
-  bool finite = std::isfinite(ll);
-  for (unsigned k = 0; k < n && finite; ++k) finite = std::isfinite(state->grad[k]);
-  if (!finite) {
-    // Outside the numerically representable region: a large value makes the line search back off.
-    if (grad_u != nullptr) {
-      for (unsigned k = 0; k < n; ++k) grad_u[k] = 0;
-    }
-    return 1e300;
-  }
-  if (grad_u != nullptr) {
-    for (unsigned k = 0; k < n; ++k) {
-      grad_u[k] = -state->grad[k] * state->params[k] / state->total_weight;
-    }
-  }
-  return -ll / state->total_weight;
-}
 
 // LL and gradient w.r.t. u = log(params) (total, not mean).
 double LogSpaceValue(const LogLikelihoodFn& fn, std::span<const double> u, std::vector<double>* grad_u,
@@ -79,6 +45,12 @@ bool LogSpaceHessian(const LogLikelihoodFn& fn, std::span<const double> u, std::
   }
   return true;
 }
+
+// BFGS and the Newton polish stop once the mean-LL gradient (log-parameters) is this fraction of
+// the convergence tolerance.
+constexpr double kGradientStop = 1e-3;
+// Relative change of the log-likelihood treated as rounding noise by the line searches.
+constexpr double kRoundingAllowance = 1e-14;
 
 double MaxAbs(std::span<const double> values, double scale) {
   double result = 0;
@@ -123,37 +95,130 @@ bool InvertNegativeDefinite(std::vector<double> m, size_t n, std::vector<double>
 }
 
 MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vector<double> start,
-                                double total_weight, const BtydFitOptions& options) {
+                                double total_weight, const BtydFitOptions& options,
+                                const std::vector<double>& initial_inverse_hessian) {
   const size_t n = start.size();
   MleResult result;
   std::vector<double> u(n);
   for (size_t k = 0; k < n; ++k) u[k] = std::log(start[k]);
+  int evaluations = 0;
 
-  NloptState state{&log_likelihood, total_weight, n, 0, std::vector<double>(n),
-                   std::vector<double>(n)};
-  nlopt_opt opt = nlopt_create(NLOPT_LD_LBFGS, static_cast<unsigned>(n));
-  std::vector<double> lower(n, -30.0), upper(n, 30.0);
-  nlopt_set_lower_bounds(opt, lower.data());
-  nlopt_set_upper_bounds(opt, upper.data());
-  nlopt_set_min_objective(opt, &NegativeMeanLogLikelihood, &state);
-  nlopt_set_ftol_rel(opt, options.relative_tolerance);
-  nlopt_set_xtol_rel(opt, 1e-12);
-  nlopt_set_maxeval(opt, options.max_evaluations);
-  nlopt_set_vector_storage(opt, 20);
-  double best = 0;
-  const nlopt_result code = nlopt_optimize(opt, u.data(), &best);
-  nlopt_destroy(opt);
-  int evaluations = state.evaluations;
-  const bool hit_cap = code == NLOPT_MAXEVAL_REACHED || code == NLOPT_MAXTIME_REACHED;
-  result.message = "nlopt L-BFGS code " + std::to_string(static_cast<int>(code));
+  // BFGS on f(u) = -LL(exp(u)) / total_weight with an Armijo backtracking line search and a
+  // dense inverse-Hessian approximation (n <= 4, so dense is cheapest).
+  auto objective = [&](std::span<const double> point, std::vector<double>* grad) {
+    const double ll = LogSpaceValue(log_likelihood, point, grad, &evaluations);
+    for (double& component : *grad) component = -component / total_weight;
+    bool finite = std::isfinite(ll);
+    for (double component : *grad) finite = finite && std::isfinite(component);
+    return finite ? -ll / total_weight : std::numeric_limits<double>::infinity();
+  };
+  std::vector<double> grad, next(n), next_grad, direction(n), step(n), change(n);
+  double value = objective(u, &grad);
+  if (!std::isfinite(value)) {
+    result.params = start;
+    result.log_likelihood = -std::numeric_limits<double>::infinity();
+    result.evaluations = evaluations;
+    result.message = "likelihood not finite at the starting point";
+    return result;
+  }
+  std::vector<double> inverse_hessian(n * n, 0.0);
+  for (size_t k = 0; k < n; ++k) inverse_hessian[k * n + k] = 1.0;
+  bool scaled = false, stalled = false;
+  if (initial_inverse_hessian.size() == n * n) {
+    inverse_hessian = initial_inverse_hessian;
+    scaled = true;
+  }
+  int iteration = 0;
+  for (; iteration < options.max_iterations; ++iteration) {
+    if (MaxAbs(grad, 1.0) < kGradientStop * options.gradient_tolerance) break;
+    double slope = 0;
+    for (size_t i = 0; i < n; ++i) {
+      direction[i] = 0;
+      for (size_t j = 0; j < n; ++j) direction[i] -= inverse_hessian[i * n + j] * grad[j];
+      slope += direction[i] * grad[i];
+    }
+    if (!(slope < 0)) {  // not a descent direction: restart from steepest descent
+      for (size_t k = 0; k < n; ++k) {
+        direction[k] = -grad[k];
+        for (size_t j = 0; j < n; ++j) inverse_hessian[k * n + j] = k == j ? 1.0 : 0.0;
+      }
+      slope = 0;
+      for (size_t k = 0; k < n; ++k) slope -= grad[k] * grad[k];
+      scaled = false;
+    }
+    // Keep a trial step within 5 log-units (a factor e^5) per parameter.
+    double alpha = std::min(1.0, 5.0 / std::max(MaxAbs(direction, 1.0), 1e-300));
+    double next_value = 0;
+    bool accepted = false;
+    for (int halving = 0; halving < 40; ++halving) {
+      for (size_t k = 0; k < n; ++k) next[k] = std::clamp(u[k] + alpha * direction[k], -40.0, 40.0);
+      next_value = objective(next, &next_grad);
+      // Armijo, with a rounding allowance: near the optimum the mean LL changes below its own
+      // rounding error and a strict test would reject every step.
+      if (std::isfinite(next_value) &&
+          next_value <= value + 1e-4 * alpha * slope + kRoundingAllowance * std::fabs(value)) {
+        accepted = true;
+        break;
+      }
+      alpha *= std::isfinite(next_value) ? 0.5 : 0.1;
+    }
+    if (!accepted) {
+      stalled = true;
+      break;
+    }
+    double curvature = 0, change_norm = 0;
+    for (size_t k = 0; k < n; ++k) {
+      step[k] = next[k] - u[k];
+      change[k] = next_grad[k] - grad[k];
+      curvature += step[k] * change[k];
+      change_norm += change[k] * change[k];
+    }
+    const double previous_value = value;
+    u = next;
+    value = next_value;
+    grad = next_grad;
+    if (curvature > 1e-16 * change_norm && curvature > 0) {
+      if (!scaled) {  // first update: scale the identity to the observed curvature
+        for (size_t k = 0; k < n; ++k) {
+          for (size_t j = 0; j < n; ++j) inverse_hessian[k * n + j] = k == j ? curvature / change_norm : 0;
+        }
+        scaled = true;
+      }
+      // H <- (I - rho s y^T) H (I - rho y s^T) + rho s s^T
+      const double rho = 1 / curvature;
+      std::vector<double> hy(n, 0.0);
+      double yhy = 0;
+      for (size_t i = 0; i < n; ++i) {
+        for (size_t j = 0; j < n; ++j) hy[i] += inverse_hessian[i * n + j] * change[j];
+        yhy += change[i] * hy[i];
+      }
+      for (size_t i = 0; i < n; ++i) {
+        for (size_t j = 0; j < n; ++j) {
+          inverse_hessian[i * n + j] += -rho * (hy[i] * step[j] + step[i] * hy[j]) +
+                                        (rho * rho * yhy + rho) * step[i] * step[j];
+        }
+      }
+    }
+    if (std::fabs(previous_value - value) <= options.relative_tolerance * std::fabs(value) &&
+        MaxAbs(step, 1.0) < 1e-8) {
+      break;
+    }
+  }
+  const bool hit_cap = iteration >= options.max_iterations;
+  result.message = "BFGS " + std::to_string(iteration) + " iterations" +
+                   (hit_cap ? " (iteration cap reached)" : "") +
+                   (stalled ? " (line search stalled)" : "");
 
   // Newton polish in u: the optimum is smooth and low-dimensional, so a few exact-ish Newton
   // steps take L-BFGS's answer to machine precision of the gradient.
   std::vector<double> grad_u, hessian, inverse, trial(n), trial_grad;
+  std::vector<double> last_hessian, last_hessian_at;
   double ll = LogSpaceValue(log_likelihood, u, &grad_u, &evaluations);
   for (int newton_step = 0; newton_step < 8 && std::isfinite(ll); ++newton_step) {
-    if (MaxAbs(grad_u, total_weight) < 1e-12) break;
+    if (MaxAbs(grad_u, total_weight) < kGradientStop * options.gradient_tolerance) break;
     if (!LogSpaceHessian(log_likelihood, u, &hessian, &evaluations)) break;
+    last_hessian = hessian;
+    last_hessian_at = u;
     if (!InvertNegativeDefinite(hessian, n, &inverse)) break;
     std::vector<double> direction(n, 0.0);  // -H^{-1} g
     for (size_t i = 0; i < n; ++i) {
@@ -163,7 +228,7 @@ MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vect
     for (double damping = 1.0; damping > 1e-4; damping *= 0.5) {
       for (size_t k = 0; k < n; ++k) trial[k] = u[k] + damping * direction[k];
       const double trial_ll = LogSpaceValue(log_likelihood, trial, &trial_grad, &evaluations);
-      if (std::isfinite(trial_ll) && trial_ll >= ll) {
+      if (std::isfinite(trial_ll) && trial_ll >= ll - kRoundingAllowance * std::fabs(ll)) {
         u = trial;
         ll = trial_ll;
         grad_u = trial_grad;
@@ -179,19 +244,45 @@ MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vect
   result.log_likelihood = ll;
   result.evaluations = evaluations;
   result.max_abs_gradient = MaxAbs(grad_u, total_weight);
-  const bool nlopt_ok = code > 0 || code == NLOPT_ROUNDOFF_LIMITED;
-  result.converged = std::isfinite(ll) && !hit_cap && nlopt_ok &&
+  result.converged = std::isfinite(ll) && !hit_cap &&
                      result.max_abs_gradient < options.gradient_tolerance;
   result.std_errors.assign(n, std::numeric_limits<double>::quiet_NaN());
-  if (options.compute_std_errors && std::isfinite(ll) &&
-      LogSpaceHessian(log_likelihood, u, &hessian, &evaluations) &&
-      InvertNegativeDefinite(hessian, n, &inverse)) {
+  // The last Newton Hessian serves when it was taken within 1e-3 (in log-parameters) of the
+  // optimum: standard errors change by O(1e-3) relative at most; else compute it afresh.
+  bool have_hessian = false;
+  if (!last_hessian.empty()) {
+    double moved = 0;
+    for (size_t k = 0; k < n; ++k) moved = std::max(moved, std::fabs(u[k] - last_hessian_at[k]));
+    if (moved < 1e-3) {
+      hessian = last_hessian;
+      have_hessian = true;
+    }
+  }
+  if (options.compute_std_errors && std::isfinite(ll) && !have_hessian) {
+    have_hessian = LogSpaceHessian(log_likelihood, u, &hessian, &evaluations);
+  }
+  if (options.compute_std_errors && have_hessian && InvertNegativeDefinite(hessian, n, &inverse)) {
     for (size_t k = 0; k < n; ++k) {
       result.std_errors[k] = result.params[k] * std::sqrt(-inverse[k * n + k]);
     }
   }
+  if (have_hessian) {
+    result.mean_hessian = hessian;
+    for (double& entry : result.mean_hessian) entry /= total_weight;
+  }
   result.evaluations = evaluations;
   return result;
+}
+
+std::vector<double> SeedInverseHessian(const MleResult& subsample_fit) {
+  const size_t n = subsample_fit.params.size();
+  std::vector<double> inverse;
+  if (subsample_fit.mean_hessian.size() != n * n ||
+      !InvertNegativeDefinite(subsample_fit.mean_hessian, n, &inverse)) {
+    return {};
+  }
+  for (double& entry : inverse) entry = -entry;  // inverse Hessian of the mean NEGATIVE LL
+  return inverse;
 }
 
 BtydInputSummary SummarizeRows(std::span<const RfmSummaryRow> rows, size_t distinct_rows) {
@@ -228,7 +319,6 @@ std::vector<RfmSummaryRow> MergeOnRecencyFrequency(std::span<const RfmSummaryRow
       merged.back().weight += row.weight;
     } else {
       merged.push_back(row);
-      merged.back().mean_value = 0;
     }
   }
   return merged;
@@ -244,12 +334,30 @@ PreparedRows Prepare(std::span<const RfmSummaryRow> rows) {
   prepared.t_x.reserve(rows.size());
   prepared.T.reserve(rows.size());
   prepared.weight.reserve(rows.size());
+  prepared.distinct_times.reserve(2 * rows.size());
+  for (const RfmSummaryRow& row : rows) {
+    prepared.distinct_times.push_back(row.t_x);
+    prepared.distinct_times.push_back(row.T);
+  }
+  std::sort(prepared.distinct_times.begin(), prepared.distinct_times.end());
+  prepared.distinct_times.erase(
+      std::unique(prepared.distinct_times.begin(), prepared.distinct_times.end()),
+      prepared.distinct_times.end());
+  auto time_index = [&](double value) {
+    return static_cast<uint32_t>(std::lower_bound(prepared.distinct_times.begin(),
+                                                  prepared.distinct_times.end(), value) -
+                                 prepared.distinct_times.begin());
+  };
+  prepared.t_x_idx.reserve(rows.size());
+  prepared.T_idx.reserve(rows.size());
   for (const RfmSummaryRow& row : rows) {
     const auto it = std::lower_bound(prepared.distinct_x.begin(), prepared.distinct_x.end(), row.x);
     prepared.x_group.push_back(static_cast<uint32_t>(it - prepared.distinct_x.begin()));
     prepared.t_x.push_back(row.t_x);
     prepared.T.push_back(row.T);
     prepared.weight.push_back(row.weight);
+    prepared.t_x_idx.push_back(time_index(row.t_x));
+    prepared.T_idx.push_back(time_index(row.T));
   }
   return prepared;
 }

@@ -1,10 +1,11 @@
 // Internal machinery shared by the BTYD fits: a deterministic blocked sum over customer rows and
-// a maximum-likelihood driver in log-parameter space (NLopt L-BFGS + Newton polish + standard
-// errors). Not part of the public API.
+// a maximum-likelihood driver in log-parameter space (BFGS + Newton polish + standard errors).
+// Not part of the public API.
 #pragma once
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <cstddef>
 #include <functional>
@@ -66,15 +67,74 @@ struct MleResult {
   std::vector<double> std_errors;  // NaN when the Hessian is not negative definite
   double max_abs_gradient = 0;     // of the mean LL w.r.t. log-parameters, at the end
   std::string message;
+  std::vector<double> mean_hessian;  // of the mean LL in log-parameters (n x n), if computed
 };
 
-// Maximises `log_likelihood` over positive parameters, optimising u = log(params) with NLopt
-// L-BFGS on the mean LL (divided by `total_weight`), then up to 8 damped Newton steps on a
+// Maximises `log_likelihood` over positive parameters, optimising u = log(params) with BFGS
+// (Armijo backtracking) on the mean LL (divided by `total_weight`), then up to 8 damped Newton
+// steps on a
 // numerical Hessian (central differences of the analytic gradient) to polish. Standard errors:
 // sqrt of the diagonal of the inverse negative Hessian of the total LL in u, mapped to natural
 // parameters by the delta method (se(theta) = theta * se(u)).
+// `initial_inverse_hessian` (n x n, of the mean NEGATIVE LL in log-parameters; empty = identity)
+// seeds BFGS, e.g. from a fit on a subsample.
 MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vector<double> start,
-                                double total_weight, const BtydFitOptions& options);
+                                double total_weight, const BtydFitOptions& options,
+                                const std::vector<double>& initial_inverse_hessian = {});
+
+// Inputs with more rows than this are fitted with a warm start (FitWithWarmStart).
+inline constexpr size_t kWarmStartRows = 60000;
+
+// Every k-th row (weights kept; deterministic), about kWarmStartRows / 2 rows.
+template <typename Row>
+std::vector<Row> StrideSubsample(std::span<const Row> rows) {
+  const size_t stride = (rows.size() + kWarmStartRows / 2 - 1) / (kWarmStartRows / 2);
+  std::vector<Row> sample;
+  sample.reserve(rows.size() / stride + 1);
+  for (size_t row_idx = 0; row_idx < rows.size(); row_idx += stride) sample.push_back(rows[row_idx]);
+  return sample;
+}
+
+// -(mean_hessian)^{-1}: the BFGS seed from a subsample's MleResult; empty if not invertible.
+std::vector<double> SeedInverseHessian(const MleResult& subsample_fit);
+
+// Maximum likelihood over `rows`. make_log_likelihood(span<const Row>) returns a LogLikelihoodFn
+// (owning whatever it prepared). With more than kWarmStartRows rows and no user start, a fit on
+// a stride subsample first supplies the starting point and the BFGS inverse-Hessian seed (the
+// mean-LL Hessian barely depends on the sample size), so the full data are evaluated only a few
+// times; the optimum is still the full-data MLE.
+template <typename Row, typename MakeLogLikelihood>
+MleResult FitWithWarmStart(std::span<const Row> rows, std::vector<double> start,
+                           const BtydFitOptions& options, const MakeLogLikelihood& make_log_likelihood) {
+  double total_weight = 0;
+  for (const Row& row : rows) total_weight += row.weight;
+  std::vector<double> seed;
+  int subsample_evaluations = 0;
+  if (rows.size() > kWarmStartRows && options.initial.empty()) {
+    const std::vector<Row> sample = StrideSubsample<Row>(rows);
+    double sample_weight = 0;
+    for (const Row& row : sample) sample_weight += row.weight;
+    BtydFitOptions sample_options = options;
+    sample_options.compute_std_errors = true;  // its Hessian seeds the full fit
+    const MleResult warm = MaximizeLogLikelihood(make_log_likelihood(std::span<const Row>(sample)),
+                                                 start, sample_weight, sample_options);
+    subsample_evaluations = warm.evaluations;
+    bool finite = std::isfinite(warm.log_likelihood);
+    for (double value : warm.params) finite = finite && std::isfinite(value) && value > 0;
+    if (finite) {
+      start = warm.params;
+      seed = SeedInverseHessian(warm);
+    }
+  }
+  MleResult result = MaximizeLogLikelihood(make_log_likelihood(rows), start, total_weight, options,
+                                           seed);
+  if (subsample_evaluations > 0) {
+    result.message += "; warm start from a " + std::to_string(StrideSubsample<Row>(rows).size()) +
+                      "-row subsample (" + std::to_string(subsample_evaluations) +
+                      " evaluations there)";
+  }
+  return result;
+}
 
 // Inverse of a symmetric negative-definite matrix (row-major, n x n) via Cholesky of -m.
 // Returns false if -m is not positive definite.
@@ -83,16 +143,19 @@ bool InvertNegativeDefinite(std::vector<double> m, size_t n, std::vector<double>
 // Summary of the input rows for fit diagnostics.
 BtydInputSummary SummarizeRows(std::span<const RfmSummaryRow> rows, size_t distinct_rows);
 
-// Rows sorted by (x, t_x, T) with rows equal on those three merged (weights summed; mean_value
-// dropped). Used by BG/NBD and Pareto/NBD, which ignore mean_value.
+// Rows sorted by (x, t_x, T) with equal rows merged (weights summed).
 std::vector<RfmSummaryRow> MergeOnRecencyFrequency(std::span<const RfmSummaryRow> rows);
 
 // Rows in structure-of-arrays form with each row's index into the sorted table of distinct x
-// values, so x-only special functions are evaluated once per distinct x per likelihood call.
+// values, so x-only special functions are evaluated once per distinct x per likelihood call,
+// and into the sorted table of distinct time values (t_x and T), so log(alpha + time) is
+// evaluated once per distinct time (order logs have day-resolution times: a few hundred values).
 struct PreparedRows {
   std::vector<double> distinct_x;
   std::vector<uint32_t> x_group;
   std::vector<double> t_x, T, weight;
+  std::vector<double> distinct_times;
+  std::vector<uint32_t> t_x_idx, T_idx;
 };
 PreparedRows Prepare(std::span<const RfmSummaryRow> rows);
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "predict/btyd_optimize.h"
@@ -18,22 +19,22 @@ using btyd_internal::LogGamma;
 struct SpendRows {
   std::vector<double> distinct_x;
   std::vector<uint32_t> x_group;
-  std::vector<double> mean_value, log_mean_value, weight;
+  std::vector<double> total_value, log_mean_value, weight;  // total_value = x * mean_value
 };
 
-SpendRows PrepareSpend(std::span<const RfmSummaryRow> rows) {
+SpendRows PrepareSpend(std::span<const SpendRow> rows) {
   SpendRows spend;
-  for (const RfmSummaryRow& row : rows) {
+  for (const SpendRow& row : rows) {
     if (row.x > 0) spend.distinct_x.push_back(row.x);
   }
   std::sort(spend.distinct_x.begin(), spend.distinct_x.end());
   spend.distinct_x.erase(std::unique(spend.distinct_x.begin(), spend.distinct_x.end()),
                          spend.distinct_x.end());
-  for (const RfmSummaryRow& row : rows) {
+  for (const SpendRow& row : rows) {
     if (!(row.x > 0)) continue;
     const auto it = std::lower_bound(spend.distinct_x.begin(), spend.distinct_x.end(), row.x);
     spend.x_group.push_back(static_cast<uint32_t>(it - spend.distinct_x.begin()));
-    spend.mean_value.push_back(row.mean_value);
+    spend.total_value.push_back(row.x * row.mean_value);
     spend.log_mean_value.push_back(std::log(row.mean_value));
     spend.weight.push_back(row.weight);
   }
@@ -65,7 +66,7 @@ double LogLikelihoodPrepared(const GammaGammaParams& prm, const SpendRows& rows,
     const XTerms& t = terms[rows.x_group[row_idx]];
     const double weight = rows.weight[row_idx];
     const double log_mean = rows.log_mean_value[row_idx];
-    const double denominator = prm.gamma + t.x * rows.mean_value[row_idx];
+    const double denominator = prm.gamma + rows.total_value[row_idx];
     const double log_denominator = std::log(denominator);
     const double pxq = t.px + prm.q;
     acc[0] += weight * (t.d_c0_dp + t.x * (log_mean - log_denominator));
@@ -78,20 +79,26 @@ double LogLikelihoodPrepared(const GammaGammaParams& prm, const SpendRows& rows,
 
 }  // namespace
 
-double GammaGammaLogLikelihood(const GammaGammaParams& params, std::span<const RfmSummaryRow> rows,
+double GammaGammaLogLikelihood(const GammaGammaParams& params, std::span<const SpendRow> rows,
                                std::array<double, 3>* gradient, int threads) {
   return LogLikelihoodPrepared(params, PrepareSpend(rows), gradient, threads);
 }
 
 Result<GammaGammaFit> FitGammaGamma(const CompressedRfm& data, const BtydFitOptions& options,
                                     const Context& ctx) {
-  SHOAL_RETURN_IF_ERROR(ValidateRfmRows(data).WithContext("FitGammaGamma"));
   if (!options.initial.empty() && options.initial.size() != 3) {
     return Status::InvalidArgument("FitGammaGamma: options.initial must hold 3 values (p, q, gamma)");
   }
-  double bad_customers = 0, repeat_customers = 0, value_sum = 0;
-  std::vector<RfmSummaryRow> repeat_rows;
-  for (const RfmSummaryRow& row : data.rows) {
+  double bad_customers = 0, repeat_customers = 0, value_sum = 0, invalid_rows = 0;
+  std::vector<SpendRow> repeat_rows;
+  repeat_rows.reserve(data.spend.size());
+  GammaGammaFit fit;
+  for (const SpendRow& row : data.spend) {
+    if (!std::isfinite(row.x) || !std::isfinite(row.mean_value) || !(row.weight > 0) ||
+        !std::isfinite(row.weight) || row.x != std::floor(row.x)) {
+      ++invalid_rows;
+      continue;
+    }
     if (!(row.x > 0)) continue;
     repeat_customers += row.weight;
     if (!(row.mean_value > 0)) {
@@ -99,7 +106,14 @@ Result<GammaGammaFit> FitGammaGamma(const CompressedRfm& data, const BtydFitOpti
       continue;
     }
     value_sum += row.weight * row.mean_value;
+    fit.input.repeat_purchases += row.weight * row.x;
+    fit.input.max_x = std::max(fit.input.max_x, row.x);
     repeat_rows.push_back(row);
+  }
+  if (invalid_rows > 0) {
+    return Status::InvalidArgument("FitGammaGamma: " + std::to_string(invalid_rows) +
+                                   " spend row(s) with a non-finite value, a non-integer x or "
+                                   "a weight <= 0");
   }
   if (bad_customers > 0) {
     return Status::InvalidArgument(
@@ -111,24 +125,27 @@ Result<GammaGammaFit> FitGammaGamma(const CompressedRfm& data, const BtydFitOpti
   if (repeat_rows.empty()) {
     return Status::InvalidArgument("FitGammaGamma: no repeat customers (x > 0) to fit on");
   }
-  const SpendRows prepared = PrepareSpend(repeat_rows);
-  GammaGammaFit fit;
-  fit.input = btyd_internal::SummarizeRows(repeat_rows, repeat_rows.size());
+  fit.input.customers = fit.input.repeat_buyers = repeat_customers;
+  fit.input.distinct_rows = repeat_rows.size();
   std::vector<double> start = options.initial;
   if (start.empty()) {
     // p = 1, q = 2 gives a population mean of gamma: start gamma at the observed mean.
     start = {1.0, 2.0, value_sum / repeat_customers};
   }
   const int threads = ctx.Threads();
-  auto log_likelihood = [&](std::span<const double> theta, std::span<double> grad) {
-    std::array<double, 3> g{};
-    const double ll = LogLikelihoodPrepared(GammaGammaParams{theta[0], theta[1], theta[2]},
-                                            prepared, &g, threads);
-    std::copy(g.begin(), g.end(), grad.begin());
-    return ll;
+  auto make_log_likelihood = [threads](std::span<const SpendRow> rows) {
+    auto prepared = std::make_shared<const SpendRows>(PrepareSpend(rows));
+    return btyd_internal::LogLikelihoodFn(
+        [prepared, threads](std::span<const double> theta, std::span<double> grad) {
+          std::array<double, 3> g{};
+          const double ll = LogLikelihoodPrepared(GammaGammaParams{theta[0], theta[1], theta[2]},
+                                                  *prepared, &g, threads);
+          std::copy(g.begin(), g.end(), grad.begin());
+          return ll;
+        });
   };
-  const btyd_internal::MleResult mle = btyd_internal::MaximizeLogLikelihood(
-      log_likelihood, start, repeat_customers, options);
+  const btyd_internal::MleResult mle = btyd_internal::FitWithWarmStart<SpendRow>(
+      repeat_rows, start, options, make_log_likelihood);
   if (!std::isfinite(mle.log_likelihood)) {
     return Status::FailedPrecondition(
         "FitGammaGamma: the likelihood is not finite at the optimum (" + mle.message + ")");

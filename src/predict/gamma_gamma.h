@@ -23,7 +23,7 @@ struct GammaGammaParams {
 struct GammaGammaFit {
   GammaGammaParams params;
   double log_likelihood = 0;  // over repeat buyers only
-  int iterations = 0;         // likelihood+gradient evaluations
+  int iterations = 0;  // likelihood+gradient evaluations (BFGS, Newton polish, Hessian)
   bool converged = false;
   std::array<double, 3> std_errors{};  // of p, q, gamma
   double max_abs_gradient = 0;
@@ -31,15 +31,16 @@ struct GammaGammaFit {
   std::string optimizer_message;
 };
 
-// Total weighted log-likelihood over rows with x > 0 (rows with x = 0 are skipped):
+// Total weighted log-likelihood over spend rows with x > 0 (rows with x = 0 are skipped):
 //   log f(mbar | x) = lgG(px+q) - lgG(px) - lgG(q) + q log(gamma) + (px-1) log(mbar)
 //                     + px log(x) - (px+q) log(gamma + x mbar),
 // and dLL/d(p, q, gamma) if gradient is non-null. Every used row needs mean_value > 0.
-double GammaGammaLogLikelihood(const GammaGammaParams& params, std::span<const RfmSummaryRow> rows,
+double GammaGammaLogLikelihood(const GammaGammaParams& params, std::span<const SpendRow> rows,
                                std::array<double, 3>* gradient = nullptr, int threads = 1);
 
-// Maximum-likelihood fit on the rows with x > 0. Returns InvalidArgument when there is no repeat
-// buyer, or when some repeat buyers have mean_value <= 0 (the message gives their count).
+// Maximum-likelihood fit on data.spend (rows with x > 0). Returns InvalidArgument when there is
+// no repeat buyer, or when some repeat buyers have mean_value <= 0 (the message gives their
+// count). input.customers etc. describe the repeat buyers used.
 Result<GammaGammaFit> FitGammaGamma(const CompressedRfm& data, const BtydFitOptions& options = {},
                                     const Context& ctx = {});
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "predict/btyd_optimize.h"
@@ -149,7 +150,6 @@ Result<ParetoNbdFit> FitParetoNbd(const CompressedRfm& data, const BtydFitOption
         "FitParetoNbd: options.initial must hold 4 values (r, alpha, s, beta)");
   }
   const std::vector<RfmSummaryRow> merged = btyd_internal::MergeOnRecencyFrequency(data.rows);
-  const PreparedRows prepared = btyd_internal::Prepare(merged);
   ParetoNbdFit fit;
   fit.input = btyd_internal::SummarizeRows(merged, merged.size());
   std::vector<double> start = options.initial;
@@ -159,15 +159,19 @@ Result<ParetoNbdFit> FitParetoNbd(const CompressedRfm& data, const BtydFitOption
     start = {1.0, 1.0 / rate, 1.0, fit.input.mean_T};
   }
   const int threads = ctx.Threads();
-  auto log_likelihood = [&](std::span<const double> theta, std::span<double> grad) {
-    std::array<double, 4> g{};
-    const double ll = LogLikelihoodPrepared(
-        ParetoNbdParams{theta[0], theta[1], theta[2], theta[3]}, prepared, &g, threads);
-    std::copy(g.begin(), g.end(), grad.begin());
-    return ll;
+  auto make_log_likelihood = [threads](std::span<const RfmSummaryRow> rows) {
+    auto prepared = std::make_shared<const PreparedRows>(btyd_internal::Prepare(rows));
+    return btyd_internal::LogLikelihoodFn(
+        [prepared, threads](std::span<const double> theta, std::span<double> grad) {
+          std::array<double, 4> g{};
+          const double ll = LogLikelihoodPrepared(
+              ParetoNbdParams{theta[0], theta[1], theta[2], theta[3]}, *prepared, &g, threads);
+          std::copy(g.begin(), g.end(), grad.begin());
+          return ll;
+        });
   };
-  const btyd_internal::MleResult mle = btyd_internal::MaximizeLogLikelihood(
-      log_likelihood, start, fit.input.customers, options);
+  const btyd_internal::MleResult mle = btyd_internal::FitWithWarmStart<RfmSummaryRow>(
+      merged, start, options, make_log_likelihood);
   if (!std::isfinite(mle.log_likelihood)) {
     return Status::FailedPrecondition(
         "FitParetoNbd: the likelihood is not finite at the optimum (" + mle.message + ")");

@@ -24,7 +24,7 @@ struct ParetoNbdParams {
 struct ParetoNbdFit {
   ParetoNbdParams params;
   double log_likelihood = 0;
-  int iterations = 0;             // likelihood+gradient evaluations
+  int iterations = 0;  // likelihood+gradient evaluations (BFGS, Newton polish, Hessian)
   bool converged = false;
   std::array<double, 4> std_errors{};  // of r, alpha, s, beta
   double max_abs_gradient = 0;
