@@ -2,10 +2,15 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
+#include <fstream>
+#include <sstream>
 #include <limits>
 #include <map>
+#include <set>
 #include <random>
+#include <unordered_map>
 
 namespace shoal::segment {
 namespace {
@@ -216,6 +221,70 @@ TEST(RfmToml, ErrorsNameTheKey) {
   auto empty = ParseRfmOptions("");
   ASSERT_TRUE(empty.ok());
   EXPECT_EQ(empty->bins, 5);
+}
+
+// Real data: the CDNOW cohort (23,570 customers, about half of whom bought once). Frequency is the
+// number of distinct purchase days, recency the days from the last one to 1998-07-01.
+TEST(RfmCdnow, SkewedRealFrequencyUsesEveryScoreWithoutSplittingTies) {
+  std::ifstream file(std::string(SHOAL_SHARED_DATA) + "/cdnow/CDNOW_master.txt");
+  ASSERT_TRUE(file.is_open()) << "CDNOW data missing";
+  std::string line;
+  std::getline(file, line);  // header
+  struct Customer {
+    int last_day = std::numeric_limits<int>::min();
+    double orders = 0;
+    double spend = 0;
+  };
+  std::unordered_map<int, Customer> customers;
+  using namespace std::chrono;
+  const sys_days end = year{1998} / July / 1;
+  while (std::getline(file, line)) {
+    std::istringstream fields(line);
+    int id = 0, date = 0, cds = 0;
+    double dollars = 0;
+    ASSERT_TRUE(fields >> id >> date >> cds >> dollars) << line;
+    const sys_days day = year{date / 10000} / month{static_cast<unsigned>(date / 100 % 100)} /
+                         std::chrono::day{static_cast<unsigned>(date % 100)};
+    const int day_number = static_cast<int>((day - end).count());
+    Customer& customer = customers[id];
+    if (day_number != customer.last_day) customer.orders += 1;  // records are sorted by date
+    customer.last_day = std::max(customer.last_day, day_number);
+    customer.spend += dollars;
+  }
+  ASSERT_EQ(customers.size(), 23570u);
+  std::vector<double> recency, frequency, monetary;
+  for (const auto& [id, customer] : customers) {
+    recency.push_back(-customer.last_day);
+    frequency.push_back(customer.orders);
+    monetary.push_back(customer.spend);
+  }
+  Context context;
+  context.threads = 2;
+  auto result = ComputeRfm(recency, frequency, monetary, RfmOptions{}, context);
+  ASSERT_TRUE(result.ok());
+  std::map<int, int> f_counts;
+  std::map<double, std::set<int>> scores_of_value;
+  size_t one_order = 0;
+  for (size_t idx = 0; idx < frequency.size(); ++idx) {
+    if (frequency[idx] == 1) ++one_order;
+    ++f_counts[result->f[idx]];
+    scores_of_value[frequency[idx]].insert(result->f[idx]);
+  }
+  EXPECT_GT(one_order, frequency.size() * 45 / 100);  // heavily skewed
+  for (int score = 1; score <= 5; ++score) EXPECT_GT(f_counts[score], 0) << score;
+  EXPECT_EQ(f_counts[1], static_cast<int>(one_order));  // the tie at 1 is one score
+  for (const auto& [value, scores] : scores_of_value) EXPECT_EQ(scores.size(), 1u) << value;
+  // Scores are monotone in the value.
+  int previous_score = 0;
+  for (const auto& [value, scores] : scores_of_value) {
+    EXPECT_GE(*scores.begin(), previous_score);
+    previous_score = *scores.begin();
+  }
+  std::map<std::string, int> segments;
+  for (int32_t segment : result->segment) ++segments[result->segment_names[segment]];
+  EXPECT_EQ(segments["No Orders"], 0);
+  EXPECT_GT(segments["Champions"], 0);
+  EXPECT_GT(segments["Lost"] + segments["Hibernating"], static_cast<int>(customers.size() / 4));
 }
 
 }  // namespace
