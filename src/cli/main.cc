@@ -57,6 +57,8 @@ void PrintIngestSummary(const IngestSummary& s) {
   std::printf("merges           %llu\n", static_cast<unsigned long long>(s.merges));
   std::printf("seconds          %.2f  (%s events/s)\n", s.seconds,
               HumanCount(s.seconds > 0 ? s.events / s.seconds : 0).c_str());
+  std::printf("state memory     %.1f MiB (%.0f bytes per profile)\n", s.state_bytes / 1048576.0,
+              s.profiles ? static_cast<double>(s.state_bytes) / s.profiles : 0.0);
   for (const auto& u : s.unreadable_sources) std::printf("UNREADABLE: %s\n", u.c_str());
 }
 

@@ -428,6 +428,7 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
   total.profiles = identity_.num_alive();
   total.merges = identity_.stats().merges - merges_before;
   total.seconds = SecondsSince(start);
+  total.state_bytes = MemoryBytes();
   return total;
 }
 

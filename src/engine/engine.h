@@ -59,6 +59,7 @@ struct IngestSummary {
   uint64_t profiles = 0;         // alive profiles after the ingest
   uint64_t merges = 0;           // profile merges during the ingest
   double seconds = 0;
+  size_t state_bytes = 0;        // resident bytes of identity, traits and dedupe state after it
   std::vector<std::pair<std::string, uint64_t>> bad_by_reason;
   std::string quarantine_path;
   std::vector<std::string> unreadable_sources;  // sources that could not be opened at all
