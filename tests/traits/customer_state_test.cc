@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <numeric>
 #include <random>
 
@@ -387,5 +389,20 @@ TEST(CustomerStateTest, DISABLED_UpdateThroughput) {
   }
 }
 
+}  // namespace
+}  // namespace shoal::traits_test
+
+namespace shoal::traits_test {
+namespace {
+TEST(CatalogueTest, DocsDefineEveryBuiltinTrait) {
+  std::ifstream in(std::string(SHOAL_SOURCE_DIR) + "/docs/traits.md");
+  ASSERT_TRUE(in.good());
+  std::stringstream text;
+  text << in.rdbuf();
+  for (const TraitInfo& t : BuiltinTraits()) {
+    EXPECT_NE(text.str().find("| `" + t.name + "` | " + t.unit + " |"), std::string::npos)
+        << t.name << " is missing from docs/traits.md";
+  }
+}
 }  // namespace
 }  // namespace shoal::traits_test
