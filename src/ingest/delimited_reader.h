@@ -26,9 +26,10 @@ class DelimitedReader final : public EventReader {
   DelimitedReader(std::unique_ptr<InputBuffer> input, const EventTypeRegistry& registry,
                   Quarantine* quarantine);
   Status Start(const SourceSpec& spec);
-  void SplitFields(std::string_view text);
+  // Splits a record into fields_; `may_have_quote` false skips the search for quotes.
+  void SplitFields(std::string_view text, bool may_have_quote = true);
   void ProcessRecord(const InputBuffer::Record& rec, EventBatch* batch);
-  void ProcessRow(std::string_view text, uint64_t line, EventBatch* batch);
+  void ProcessRow(std::string_view text, uint64_t line, bool may_have_quote, EventBatch* batch);
   void ProcessBasket(std::string_view text, uint64_t line, EventBatch* batch);
   // Reads the row's fields into *e (strings interned into *target). False on a bad value.
   bool BuildEvent(EventBatch* target, Event* e, bool fields_for_lines, Problem* problem);
@@ -55,7 +56,15 @@ class DelimitedReader final : public EventReader {
   bool whitespace_ = false;
   char quote_ = '"';
   std::optional<CachedTimeParser> time_parser_;
-  std::vector<Field> present_fields_;  // fields read per row (type, timestamp excluded)
+  // The fields read per row (type and timestamp excluded), with what the loop needs to know.
+  struct FieldSlot {
+    Field field;
+    bool numeric;
+    bool line_field;  // canonical CSV: a line field of orders and returns
+    const CompiledMapping::Source* source;
+  };
+  std::vector<FieldSlot> slots_;
+  bool has_overrides_ = false;  // a rule set a field on this row
   size_t max_record_bytes_ = 1 << 20;
 
   // The first data row, read at Start() to learn the column count of a headerless file.

@@ -16,10 +16,15 @@ constexpr std::array<std::string_view, static_cast<size_t>(EventType::kNumBuilti
     "email_open",    "email_click", "support_ticket", "referral",   "identify",
     "consent"};
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
+// ASCII case-insensitive equality; `lower` is already lower-case.
+bool EqualsIgnoreCase(std::string_view text, std::string_view lower) {
+  if (text.size() != lower.size()) return false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != lower[i]) return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -48,13 +53,14 @@ std::string_view ChannelName(Channel channel) {
   return idx < std::size(kNames) ? kNames[idx] : "unknown";
 }
 
-Channel ParseChannel(std::string_view raw) {
-  std::string name = Lower(raw);
-  if (name == "web" || name == "website" || name == "online") return Channel::kWeb;
-  if (name == "app" || name == "mobile" || name == "ios" || name == "android") return Channel::kApp;
-  if (name == "email") return Channel::kEmail;
-  if (name == "pos" || name == "store" || name == "retail" || name == "offline") return Channel::kPos;
-  if (name == "support" || name == "call_center") return Channel::kSupport;
+Channel ParseChannel(std::string_view name) {
+  // Case-insensitive comparisons without allocating: readers call this once per event.
+  auto is = [&](std::string_view word) { return EqualsIgnoreCase(name, word); };
+  if (is("web") || is("website") || is("online")) return Channel::kWeb;
+  if (is("app") || is("mobile") || is("ios") || is("android")) return Channel::kApp;
+  if (is("email")) return Channel::kEmail;
+  if (is("pos") || is("store") || is("retail") || is("offline")) return Channel::kPos;
+  if (is("support") || is("call_center")) return Channel::kSupport;
   return Channel::kUnknown;
 }
 
@@ -64,12 +70,12 @@ std::string_view DeviceClassName(DeviceClass device) {
   return idx < std::size(kNames) ? kNames[idx] : "unknown";
 }
 
-DeviceClass ParseDeviceClass(std::string_view raw) {
-  if (raw.empty()) return DeviceClass::kUnknown;
-  std::string name = Lower(raw);
-  if (name == "desktop" || name == "pc" || name == "laptop") return DeviceClass::kDesktop;
-  if (name == "mobile" || name == "phone" || name == "smartphone") return DeviceClass::kMobile;
-  if (name == "tablet") return DeviceClass::kTablet;
+DeviceClass ParseDeviceClass(std::string_view name) {
+  if (name.empty()) return DeviceClass::kUnknown;
+  auto is = [&](std::string_view word) { return EqualsIgnoreCase(name, word); };
+  if (is("desktop") || is("pc") || is("laptop")) return DeviceClass::kDesktop;
+  if (is("mobile") || is("phone") || is("smartphone")) return DeviceClass::kMobile;
+  if (is("tablet")) return DeviceClass::kTablet;
   return DeviceClass::kOther;
 }
 

@@ -975,7 +975,8 @@ Result<CompiledMapping> Mapping::CompileCanonical(const std::vector<std::string>
                                                           Field::kQuantity, Field::kUnitPrice,
                                                           Field::kDiscount};
   for (size_t i = 0; i < kNumLineFields; ++i) out.lines[i] = out.fields[static_cast<size_t>(kLineSources[i])];
-  out.columns_needed = 0;  // short rows read missing cells as empty
+  // A canonical file is written by a tool: a row with fewer cells than the header is truncated.
+  out.columns_needed = static_cast<int>(header.size());
   return out;
 }
 

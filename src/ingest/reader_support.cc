@@ -124,8 +124,9 @@ Result<bool> InputBuffer::NextRecord(Record* rec, char quote, char delimiter) {
     size_t end = nl;
     bool open_quote = false;
     bool quoted_scan = false;
+    size_t scan_limit = nl == std::string::npos ? end_ : nl;  // bytes checked for quotes
     if (quote != 0) {
-      size_t scan_end = nl == std::string::npos ? end_ : nl;
+      size_t scan_end = scan_limit;
       if (std::memchr(data + pos_, quote, scan_end - pos_) != nullptr) {
         quoted_scan = true;
         end = FindQuotedEnd(quote, delimiter, &open_quote);
@@ -138,6 +139,7 @@ Result<bool> InputBuffer::NextRecord(Record* rec, char quote, char delimiter) {
       rec->line = line_;
       rec->full_size = len;
       rec->kind = kind;
+      rec->has_quote = quote == 0 || quoted_scan || stop > scan_limit;
       if (kind == Record::Kind::kOk && len > max_record_) {
         rec->kind = Record::Kind::kTooLong;
         text = text.substr(0, kRawPrefix);
@@ -248,8 +250,12 @@ void FormatDerivedId(std::string_view tag, uint64_t hash, uint32_t k, std::strin
 // ---- TypeResolver, CachedTimeParser -------------------------------------------------------------
 
 std::optional<uint16_t> TypeResolver::Find(std::string_view name) {
-  for (const Entry& e : cache_) {
-    if (e.name == name) return e.code;
+  if (last_hit_ < cache_.size() && cache_[last_hit_].name == name) return cache_[last_hit_].code;
+  for (size_t i = 0; i < cache_.size(); ++i) {
+    if (cache_[i].name == name) {
+      last_hit_ = i;
+      return cache_[i].code;
+    }
   }
   std::optional<uint16_t> code = registry_.Find(name);
   if (!code) {
@@ -314,6 +320,13 @@ bool FinishEvent(const EventTypeRegistry& registry, EventBatch* batch, Event* e,
   if (e->customer_id.empty() && e->email.empty() && e->anonymous_id.empty() && !is_order) {
     problem->field = "customer_id";
     problem->reason = "no identifier (customer_id, email or anonymous_id)";
+    return false;
+  }
+  if ((e->Is(EventType::kCartAdd) || e->Is(EventType::kCartRemove)) && e->quantity < 0) {
+    problem->field = "quantity";
+    char buf[64];
+    problem->reason = "negative quantity " + std::string(NumberToText(e->quantity, buf)) +
+                      " on a cart event";
     return false;
   }
   if (e->Is(EventType::kConsent) && e->consent < 0) {

@@ -29,6 +29,7 @@ class InputBuffer {
     uint64_t line = 0;      // 1-based line where the record starts
     Kind kind = Kind::kOk;
     size_t full_size = 0;   // bytes of the record (kTooLong: its real length)
+    bool has_quote = true;  // false when the record surely holds no quote byte
   };
 
   // IOError naming the path if it cannot be opened.
@@ -96,6 +97,7 @@ class TypeResolver {
   struct Entry { std::string name; uint16_t code; };
   std::vector<Entry> cache_;
   size_t next_ = 0;
+  size_t last_hit_ = 0;
 };
 
 // A timestamp parser that remembers the last text it parsed (exports repeat dates).
