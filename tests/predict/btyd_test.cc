@@ -502,3 +502,49 @@ TEST(Holdout, ExpectedVersusActualWeeks40To78) {
 
 }  // namespace
 }  // namespace shoal
+
+namespace shoal {
+namespace {
+
+// Large inputs are fitted from a warm start (a fit on a stride subsample); the optimum must be
+// the full-data MLE, i.e. the same as a cold fit from a user-given start.
+TEST(WarmStart, LargeFitsReachTheColdStartOptimum) {
+  // CDNOW replicated 80 times with tiny time/value jitter: 81k distinct (x, t_x, T) rows and 76k
+  // spend rows, with an optimum close to the published one.
+  const std::vector<CdnowCustomer> cdnow = testing_cdnow::ReadPublishedSummaryWithValues();
+  CompressedRfm data;
+  for (int copy = 0; copy < 80; ++copy) {
+    for (const CdnowCustomer& c : cdnow) {
+      const double T = c.T + 0.001 * copy;
+      data.rows.push_back({c.x, std::min(T, c.t_x * T / c.T), T, 1});
+      data.total_weight += 1;
+      if (c.x > 0) data.spend.push_back({c.x, c.mean_value * (1 + 1e-4 * copy), 1});
+    }
+  }
+  Result<BgNbdFit> warm = FitBgNbd(data);
+  BtydFitOptions cold_options;
+  cold_options.initial = {1, 30, 1, 1};
+  Result<BgNbdFit> cold = FitBgNbd(data, cold_options);
+  ASSERT_TRUE(warm.ok()) << warm.status().ToString();
+  ASSERT_TRUE(cold.ok()) << cold.status().ToString();
+  EXPECT_NE(warm->optimizer_message.find("warm start"), std::string::npos);
+  EXPECT_TRUE(warm->converged && cold->converged) << warm->optimizer_message << " | "
+                                                  << cold->optimizer_message;
+  EXPECT_NEAR(warm->log_likelihood, cold->log_likelihood, 1e-10 * std::fabs(cold->log_likelihood));
+  EXPECT_NEAR(warm->params.r, cold->params.r, 1e-4 * cold->params.r);
+  EXPECT_NEAR(warm->params.b, cold->params.b, 1e-4 * cold->params.b);
+  EXPECT_NEAR(warm->params.r, 0.243, 0.01);
+  Result<GammaGammaFit> gg_warm = FitGammaGamma(data);
+  BtydFitOptions gg_cold_options;
+  gg_cold_options.initial = {1, 2, 10};
+  Result<GammaGammaFit> gg_cold = FitGammaGamma(data, gg_cold_options);
+  ASSERT_TRUE(gg_warm.ok() && gg_cold.ok());
+  EXPECT_GT(data.spend.size(), 60000u);  // above the warm-start threshold
+  EXPECT_NE(gg_warm->optimizer_message.find("warm start"), std::string::npos);
+  EXPECT_NEAR(gg_warm->log_likelihood, gg_cold->log_likelihood,
+              1e-10 * std::fabs(gg_cold->log_likelihood));
+  EXPECT_NEAR(gg_warm->params.p, gg_cold->params.p, 1e-4 * gg_cold->params.p);
+}
+
+}  // namespace
+}  // namespace shoal
