@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <thread>
 
 #include "common/parallel.h"
 #include "generate/customer_synth.h"
@@ -30,7 +31,7 @@ enum MessKind : int {
   kMessNoTimestamp,      // timestamp missing
   kMessUnknownType,      // type "pageview_v2"
   kMessNoIdentifier,     // no customer_id, email nor anonymous_id (not used on orders)
-  kMessNegativeQuantity, // negative quantity on an order line / cart event
+  kMessNegativeQuantity, // negative quantity on an order line
   kMessNonFinite,        // a number field is 1e999 (overflows to infinity)
   kNumMessKinds,
 };
@@ -82,8 +83,7 @@ class EventWriter {
  private:
   // Falls back to a corruption that applies to this event.
   static int Applicable(const GenEvent& e, int mess) {
-    bool has_quantity = e.type == EventType::kOrder || e.type == EventType::kCartAdd ||
-                        e.type == EventType::kCartRemove;
+    bool has_quantity = e.type == EventType::kOrder;  // only order lines must be >= 0
     bool has_number = e.type == EventType::kOrder || e.type == EventType::kReturn ||
                       e.type == EventType::kCheckoutStart || e.type == EventType::kProductView ||
                       e.type == EventType::kCartAdd || e.type == EventType::kCartRemove ||
@@ -564,7 +564,27 @@ Result<GenerateStats> GenerateShop(const GenerateOptions& options, const std::st
   const uint64_t chunk = options.chunk_customers;
   const uint64_t num_chunks = (options.customers + chunk - 1) / chunk;
   const size_t wave = static_cast<size_t>(2 * threads);
-  std::vector<ChunkOutput> outputs(wave);
+  // Two sets of chunk outputs: workers fill one while a writer thread drains the other, so
+  // file writes (mostly kernel copy time) overlap generation.
+  std::vector<ChunkOutput> output_sets[2] = {std::vector<ChunkOutput>(wave),
+                                             std::vector<ChunkOutput>(wave)};
+  Status write_status;
+  std::thread writer;
+  struct JoinOnExit {
+    std::thread* thread;
+    ~JoinOnExit() {
+      if (thread->joinable()) thread->join();
+    }
+  } join_on_exit{&writer};
+  auto write_wave = [&](const std::vector<ChunkOutput>& outputs, size_t count) -> Status {
+    for (size_t slot = 0; slot < count; ++slot) {
+      const ChunkOutput& out = outputs[slot];
+      if (options.write_jsonl) SHOAL_RETURN_IF_ERROR(jsonl_file.Write(out.jsonl.view()));
+      if (options.write_csv) SHOAL_RETURN_IF_ERROR(csv_file.Write(out.csv.view()));
+      SHOAL_RETURN_IF_ERROR(truth_file.Write(out.truth.view()));
+    }
+    return Status::OK();
+  };
   std::vector<std::unique_ptr<CustomerSynth>> synths;
   std::vector<std::unique_ptr<EventWriter>> writers;
   for (int t = 0; t < threads; ++t) {
@@ -572,8 +592,10 @@ Result<GenerateStats> GenerateShop(const GenerateOptions& options, const std::st
     writers.push_back(std::make_unique<EventWriter>(model));
   }
 
-  for (uint64_t wave_start = 0; wave_start < num_chunks; wave_start += wave) {
+  size_t wave_idx = 0;
+  for (uint64_t wave_start = 0; wave_start < num_chunks; wave_start += wave, ++wave_idx) {
     size_t in_wave = static_cast<size_t>(std::min<uint64_t>(wave, num_chunks - wave_start));
+    std::vector<ChunkOutput>& outputs = output_sets[wave_idx % 2];
     ParallelFor(
         in_wave, threads,
         [&](size_t begin, size_t end, int worker) {
@@ -598,15 +620,16 @@ Result<GenerateStats> GenerateShop(const GenerateOptions& options, const std::st
           }
         },
         1);
-    for (size_t slot = 0; slot < in_wave; ++slot) {
-      const ChunkOutput& out = outputs[slot];
-      if (options.write_jsonl) SHOAL_RETURN_IF_ERROR(jsonl_file.Write(out.jsonl.view()));
-      if (options.write_csv) SHOAL_RETURN_IF_ERROR(csv_file.Write(out.csv.view()));
-      SHOAL_RETURN_IF_ERROR(truth_file.Write(out.truth.view()));
-      Accumulate(out.stats, &total);
-    }
+    if (writer.joinable()) writer.join();  // the previous wave is on disk: its set is free
+    SHOAL_RETURN_IF_ERROR(write_status);
+    for (size_t slot = 0; slot < in_wave; ++slot) Accumulate(outputs[slot].stats, &total);
+    writer = std::thread([&write_status, &write_wave, &outputs, in_wave] {
+      write_status = write_wave(outputs, in_wave);
+    });
     if (options.progress) options.progress(total.customers, options.customers);
   }
+  if (writer.joinable()) writer.join();
+  SHOAL_RETURN_IF_ERROR(write_status);
   total.jsonl_bytes = jsonl_file.bytes();
   total.csv_bytes = csv_file.bytes();
   SHOAL_RETURN_IF_ERROR(jsonl_file.Close());

@@ -61,8 +61,9 @@ struct GenerateOptions {
   double opt_out_scale = 1.0;     // multiplies the per-segment marketing opt-out rates (2-6 %)
   int products_per_category = 50; // catalogue size = 40 categories x this (2,000 by default)
   std::string currency = "EUR";   // currency code on orders, returns and checkouts
-  uint64_t chunk_customers = 1024;  // customers per parallel work unit (output never depends
-                                    // on it; it bounds memory: ~2 x threads chunks in flight)
+  uint64_t chunk_customers = 256;  // customers per parallel work unit; the output never depends
+                                   // on it. Memory: 4 x threads chunks in flight, ~20 KB of
+                                   // text per customer (~40 MB with 2 threads by default)
   // Optional: called after each batch of chunks is written with (customers done, total).
   std::function<void(uint64_t, uint64_t)> progress;
 };
