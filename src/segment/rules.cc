@@ -746,6 +746,22 @@ class RuleCompiler {
           EmitStringComparison(node, depth);
           break;
         }
+        const Node& rhs = nodes_[node.children[1]];
+        if (rhs.kind == NodeKind::kNumber && node.op != RuleOp::kAnd && node.op != RuleOp::kOr) {
+          RuleInstruction ins;
+          ins.op = node.op;
+          ins.value = rhs.number;
+          if (lhs.kind == NodeKind::kColumn) {  // trait <op> constant: one instruction
+            ins.operands = RuleOperands::kColumnConst;
+            ins.column = lhs.column;
+            Push(ins, depth, 1);
+          } else {  // expression <op> constant
+            Emit(node.children[0], depth);
+            ins.operands = RuleOperands::kStackConst;
+            Push(ins, depth, 0);
+          }
+          break;
+        }
         Emit(node.children[0], depth);
         Emit(node.children[1], depth);
         Push(RuleInstruction{node.op}, depth, -1);
@@ -922,6 +938,54 @@ Result<BoundRule> BoundRule::Bind(const CompiledRule& rule, const RuleData& data
   return bound;
 }
 
+namespace {
+
+// The binary operators, shared by the row and the block interpreter.
+inline double ApplyBinary(RuleOp op, double x, double y) {
+  switch (op) {
+    case RuleOp::kAdd: return x + y;
+    case RuleOp::kSub: return x - y;
+    case RuleOp::kMul: return x * y;
+    case RuleOp::kDiv: return y == 0 ? kNaN : x / y;
+    case RuleOp::kLt: return x < y ? 1.0 : 0.0;
+    case RuleOp::kLe: return x <= y ? 1.0 : 0.0;
+    case RuleOp::kGt: return x > y ? 1.0 : 0.0;
+    case RuleOp::kGe: return x >= y ? 1.0 : 0.0;
+    case RuleOp::kEq: return x == y ? 1.0 : 0.0;
+    // x < y || x > y is x != y for numbers and false when either is NaN.
+    case RuleOp::kNe: return (x < y || x > y) ? 1.0 : 0.0;
+    case RuleOp::kAnd: return (x != 0) & (y != 0) ? 1.0 : 0.0;
+    case RuleOp::kOr: return (x != 0) | (y != 0) ? 1.0 : 0.0;
+    case RuleOp::kMin: return std::isnan(y) ? kNaN : std::min(x, y);
+    case RuleOp::kMax: return std::isnan(y) ? kNaN : std::max(x, y);
+    default: return kNaN;
+  }
+}
+
+bool IsBinary(RuleOp op) {
+  switch (op) {
+    case RuleOp::kAdd: case RuleOp::kSub: case RuleOp::kMul: case RuleOp::kDiv:
+    case RuleOp::kLt: case RuleOp::kLe: case RuleOp::kGt: case RuleOp::kGe:
+    case RuleOp::kEq: case RuleOp::kNe: case RuleOp::kAnd: case RuleOp::kOr:
+    case RuleOp::kMin: case RuleOp::kMax:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool SetContains(const std::vector<double>& set, double value) {
+  // Lists in rules are short: a linear scan beats a binary search below a few dozen entries.
+  if (set.size() <= 16) {
+    bool found = false;
+    for (double member : set) found |= member == value;
+    return found;
+  }
+  return std::binary_search(set.begin(), set.end(), value);
+}
+
+}  // namespace
+
 double BoundRule::Run(size_t program_begin, size_t program_end, size_t row) const {
   std::array<double, kMaxStack> stack;
   int top = -1;
@@ -930,39 +994,28 @@ double BoundRule::Run(size_t program_begin, size_t program_end, size_t row) cons
   auto truth = [](bool held) { return held ? 1.0 : 0.0; };
   for (size_t ins_idx = program_begin; ins_idx < program_end; ++ins_idx) {
     const RuleInstruction& ins = program[ins_idx];
+    if (IsBinary(ins.op)) {
+      switch (ins.operands) {
+        case RuleOperands::kStackStack:
+          --top;
+          stack[top] = ApplyBinary(ins.op, stack[top], stack[top + 1]);
+          break;
+        case RuleOperands::kColumnConst:
+          ++top;
+          stack[top] = ApplyBinary(ins.op, columns[ins.column].numbers[row], ins.value);
+          break;
+        case RuleOperands::kStackConst:
+          stack[top] = ApplyBinary(ins.op, stack[top], ins.value);
+          break;
+      }
+      continue;
+    }
     switch (ins.op) {
       case RuleOp::kPushConst: stack[++top] = ins.value; break;
       case RuleOp::kLoadNumber: stack[++top] = columns[ins.column].numbers[row]; break;
-      case RuleOp::kAdd: --top; stack[top] += stack[top + 1]; break;
-      case RuleOp::kSub: --top; stack[top] -= stack[top + 1]; break;
-      case RuleOp::kMul: --top; stack[top] *= stack[top + 1]; break;
-      case RuleOp::kDiv:
-        --top;
-        stack[top] = stack[top + 1] == 0 ? kNaN : stack[top] / stack[top + 1];
-        break;
       case RuleOp::kNeg: stack[top] = -stack[top]; break;
-      case RuleOp::kLt: --top; stack[top] = truth(stack[top] < stack[top + 1]); break;
-      case RuleOp::kLe: --top; stack[top] = truth(stack[top] <= stack[top + 1]); break;
-      case RuleOp::kGt: --top; stack[top] = truth(stack[top] > stack[top + 1]); break;
-      case RuleOp::kGe: --top; stack[top] = truth(stack[top] >= stack[top + 1]); break;
-      case RuleOp::kEq: --top; stack[top] = truth(stack[top] == stack[top + 1]); break;
-      case RuleOp::kNe:
-        --top;
-        stack[top] = truth(!std::isnan(stack[top]) && !std::isnan(stack[top + 1]) &&
-                           stack[top] != stack[top + 1]);
-        break;
-      case RuleOp::kAnd: --top; stack[top] = truth(stack[top] != 0 && stack[top + 1] != 0); break;
-      case RuleOp::kOr: --top; stack[top] = truth(stack[top] != 0 || stack[top + 1] != 0); break;
       case RuleOp::kNot: stack[top] = truth(stack[top] == 0); break;
       case RuleOp::kAbs: stack[top] = std::fabs(stack[top]); break;
-      case RuleOp::kMin:
-        --top;
-        stack[top] = std::isnan(stack[top + 1]) ? kNaN : std::min(stack[top], stack[top + 1]);
-        break;
-      case RuleOp::kMax:
-        --top;
-        stack[top] = std::isnan(stack[top + 1]) ? kNaN : std::max(stack[top], stack[top + 1]);
-        break;
       case RuleOp::kIsNull: stack[top] = truth(std::isnan(stack[top])); break;
       case RuleOp::kNumberIn:
       case RuleOp::kNumberNotIn: {
@@ -971,8 +1024,7 @@ double BoundRule::Run(size_t program_begin, size_t program_end, size_t row) cons
           stack[top] = 0;
           break;
         }
-        const std::vector<double>& set = rule_->number_sets_[ins.slot];
-        const bool member = std::binary_search(set.begin(), set.end(), value);
+        const bool member = SetContains(rule_->number_sets_[ins.slot], value);
         stack[top] = truth(member == (ins.op == RuleOp::kNumberIn));
         break;
       }
@@ -1003,6 +1055,8 @@ double BoundRule::Run(size_t program_begin, size_t program_end, size_t row) cons
       case RuleOp::kStringIsNull:
         stack[++top] = truth(columns[ins.column].codes[row] < 0);
         break;
+      default:
+        break;
     }
   }
   return stack[0];
@@ -1010,19 +1064,95 @@ double BoundRule::Run(size_t program_begin, size_t program_end, size_t row) cons
 
 bool BoundRule::Matches(size_t row) const { return Run(0, rule_->program_.size(), row) != 0; }
 
+namespace {
+
+// One binary operator over a block, for each operand shape; `Op` is a stateless functor so each
+// instantiation is a tight, vectorisable loop.
+template <typename Op>
+void BlockBinary(RuleOperands operands, size_t count, double* __restrict x,
+                 const double* __restrict y, const double* __restrict column, double value,
+                 double* __restrict dst) {
+  Op op;
+  switch (operands) {
+    case RuleOperands::kStackStack:
+      for (size_t i = 0; i < count; ++i) x[i] = op(x[i], y[i]);
+      break;
+    case RuleOperands::kColumnConst:
+      for (size_t i = 0; i < count; ++i) dst[i] = op(column[i], value);
+      break;
+    case RuleOperands::kStackConst:
+      for (size_t i = 0; i < count; ++i) x[i] = op(x[i], value);
+      break;
+  }
+}
+
+#define SHOAL_RULE_OP(Name, expr)                                  \
+  struct Name {                                                    \
+    double operator()(double x, double y) const { return (expr); } \
+  };
+SHOAL_RULE_OP(AddOp, x + y)
+SHOAL_RULE_OP(SubOp, x - y)
+SHOAL_RULE_OP(MulOp, x * y)
+SHOAL_RULE_OP(DivOp, y == 0 ? kNaN : x / y)
+SHOAL_RULE_OP(LtOp, x < y ? 1.0 : 0.0)
+SHOAL_RULE_OP(LeOp, x <= y ? 1.0 : 0.0)
+SHOAL_RULE_OP(GtOp, x > y ? 1.0 : 0.0)
+SHOAL_RULE_OP(GeOp, x >= y ? 1.0 : 0.0)
+SHOAL_RULE_OP(EqOp, x == y ? 1.0 : 0.0)
+SHOAL_RULE_OP(NeOp, (x < y || x > y) ? 1.0 : 0.0)
+SHOAL_RULE_OP(AndOp, (x != 0) & (y != 0) ? 1.0 : 0.0)
+SHOAL_RULE_OP(OrOp, (x != 0) | (y != 0) ? 1.0 : 0.0)
+SHOAL_RULE_OP(MinOp, std::isnan(y) ? kNaN : std::min(x, y))
+SHOAL_RULE_OP(MaxOp, std::isnan(y) ? kNaN : std::max(x, y))
+#undef SHOAL_RULE_OP
+
+}  // namespace
+
 void BoundRule::RunBlock(size_t row_begin, size_t count, double* stack, uint8_t* out) const {
   int top = -1;
   const RuleColumnData* columns = data_->columns.data();
   auto slot = [&](int idx) { return stack + static_cast<size_t>(idx) * kRuleBlock; };
   for (size_t ins_idx = 0; ins_idx < rule_->program_.size(); ++ins_idx) {
     const RuleInstruction& ins = rule_->program_[ins_idx];
-    // Binary operators combine slot `top - 1` (a, the result) with slot `top` (b).
-    double* a = top >= 1 ? slot(top - 1) : nullptr;
+    if (IsBinary(ins.op)) {
+      double* x = nullptr;
+      const double* y = nullptr;
+      const double* column = nullptr;
+      double* dst = nullptr;
+      switch (ins.operands) {
+        case RuleOperands::kStackStack:
+          x = slot(top - 1);
+          y = slot(top);
+          --top;
+          break;
+        case RuleOperands::kColumnConst:
+          column = columns[ins.column].numbers.data() + row_begin;
+          dst = slot(++top);
+          break;
+        case RuleOperands::kStackConst:
+          x = slot(top);
+          break;
+      }
+      switch (ins.op) {
+        case RuleOp::kAdd: BlockBinary<AddOp>(ins.operands, count, x, y, column, ins.value, dst); break;
+        case RuleOp::kSub: BlockBinary<SubOp>(ins.operands, count, x, y, column, ins.value, dst); break;
+        case RuleOp::kMul: BlockBinary<MulOp>(ins.operands, count, x, y, column, ins.value, dst); break;
+        case RuleOp::kDiv: BlockBinary<DivOp>(ins.operands, count, x, y, column, ins.value, dst); break;
+        case RuleOp::kLt: BlockBinary<LtOp>(ins.operands, count, x, y, column, ins.value, dst); break;
+        case RuleOp::kLe: BlockBinary<LeOp>(ins.operands, count, x, y, column, ins.value, dst); break;
+        case RuleOp::kGt: BlockBinary<GtOp>(ins.operands, count, x, y, column, ins.value, dst); break;
+        case RuleOp::kGe: BlockBinary<GeOp>(ins.operands, count, x, y, column, ins.value, dst); break;
+        case RuleOp::kEq: BlockBinary<EqOp>(ins.operands, count, x, y, column, ins.value, dst); break;
+        case RuleOp::kNe: BlockBinary<NeOp>(ins.operands, count, x, y, column, ins.value, dst); break;
+        case RuleOp::kAnd: BlockBinary<AndOp>(ins.operands, count, x, y, column, ins.value, dst); break;
+        case RuleOp::kOr: BlockBinary<OrOp>(ins.operands, count, x, y, column, ins.value, dst); break;
+        case RuleOp::kMin: BlockBinary<MinOp>(ins.operands, count, x, y, column, ins.value, dst); break;
+        case RuleOp::kMax: BlockBinary<MaxOp>(ins.operands, count, x, y, column, ins.value, dst); break;
+        default: break;
+      }
+      continue;
+    }
     double* b = top >= 0 ? slot(top) : nullptr;
-    auto binary = [&](auto op) {
-      for (size_t i = 0; i < count; ++i) a[i] = op(a[i], b[i]);
-      --top;
-    };
     switch (ins.op) {
       case RuleOp::kPushConst: {
         double* dst = slot(++top);
@@ -1035,31 +1165,6 @@ void BoundRule::RunBlock(size_t row_begin, size_t count, double* stack, uint8_t*
         for (size_t i = 0; i < count; ++i) dst[i] = src[i];
         break;
       }
-      case RuleOp::kAdd: binary([](double x, double y) { return x + y; }); break;
-      case RuleOp::kSub: binary([](double x, double y) { return x - y; }); break;
-      case RuleOp::kMul: binary([](double x, double y) { return x * y; }); break;
-      case RuleOp::kDiv: binary([](double x, double y) { return y == 0 ? kNaN : x / y; }); break;
-      case RuleOp::kLt: binary([](double x, double y) { return x < y ? 1.0 : 0.0; }); break;
-      case RuleOp::kLe: binary([](double x, double y) { return x <= y ? 1.0 : 0.0; }); break;
-      case RuleOp::kGt: binary([](double x, double y) { return x > y ? 1.0 : 0.0; }); break;
-      case RuleOp::kGe: binary([](double x, double y) { return x >= y ? 1.0 : 0.0; }); break;
-      case RuleOp::kEq: binary([](double x, double y) { return x == y ? 1.0 : 0.0; }); break;
-      case RuleOp::kNe:
-        // x < y || x > y is x != y for numbers and false when either is NaN.
-        binary([](double x, double y) { return (x < y || x > y) ? 1.0 : 0.0; });
-        break;
-      case RuleOp::kAnd:
-        binary([](double x, double y) { return (x != 0) & (y != 0) ? 1.0 : 0.0; });
-        break;
-      case RuleOp::kOr:
-        binary([](double x, double y) { return (x != 0) | (y != 0) ? 1.0 : 0.0; });
-        break;
-      case RuleOp::kMin:
-        binary([](double x, double y) { return std::isnan(y) ? kNaN : std::min(x, y); });
-        break;
-      case RuleOp::kMax:
-        binary([](double x, double y) { return std::isnan(y) ? kNaN : std::max(x, y); });
-        break;
       case RuleOp::kNeg:
         for (size_t i = 0; i < count; ++i) b[i] = -b[i];
         break;
@@ -1078,12 +1183,8 @@ void BoundRule::RunBlock(size_t row_begin, size_t count, double* stack, uint8_t*
         const double want = ins.op == RuleOp::kNumberIn ? 1.0 : 0.0;
         for (size_t i = 0; i < count; ++i) {
           const double value = b[i];
-          if (std::isnan(value)) {
-            b[i] = 0;
-            continue;
-          }
-          const bool member = std::binary_search(set.begin(), set.end(), value);
-          b[i] = (member ? 1.0 : 0.0) == want ? 1.0 : 0.0;
+          const double member = SetContains(set, value) ? 1.0 : 0.0;
+          b[i] = !std::isnan(value) && member == want ? 1.0 : 0.0;
         }
         break;
       }
@@ -1094,11 +1195,10 @@ void BoundRule::RunBlock(size_t row_begin, size_t count, double* stack, uint8_t*
         double* dst = slot(++top);
         const int32_t* codes = columns[ins.column].codes.data() + row_begin;
         const uint8_t* members = set_members_[ins.slot].data();
-        const uint8_t want =
-            ins.op == RuleOp::kStringEqLiteral || ins.op == RuleOp::kStringIn ? 1 : 0;
+        const bool want = ins.op == RuleOp::kStringEqLiteral || ins.op == RuleOp::kStringIn;
         for (size_t i = 0; i < count; ++i) {
           const int32_t code = codes[i];
-          dst[i] = code < 0 ? 0.0 : ((members[code] != 0) == (want != 0) ? 1.0 : 0.0);
+          dst[i] = code < 0 ? 0.0 : ((members[code] != 0) == want ? 1.0 : 0.0);
         }
         break;
       }
@@ -1106,10 +1206,12 @@ void BoundRule::RunBlock(size_t row_begin, size_t count, double* stack, uint8_t*
       case RuleOp::kStringNeColumn:
       case RuleOp::kStringIsNull: {
         double* dst = slot(++top);
-        // Rare: fall back to the row interpreter for this one instruction.
+        // Rare: the row interpreter runs this one instruction.
         for (size_t i = 0; i < count; ++i) dst[i] = Run(ins_idx, ins_idx + 1, row_begin + i);
         break;
       }
+      default:
+        break;
     }
   }
   const double* result = slot(0);

@@ -58,12 +58,16 @@ enum class RuleOp : uint8_t {
   kStringEqLiteral, kStringNeLiteral, kStringIn, kStringNotIn, kStringEqColumn, kStringNeColumn,
   kStringIsNull,
 };
+// Where a binary operator takes its operands: both from the stack, or (fused, the commonest
+// shapes of a rule) a column and a constant, or the stack top and a constant.
+enum class RuleOperands : uint8_t { kStackStack, kColumnConst, kStackConst };
 struct RuleInstruction {
   RuleOp op = RuleOp::kPushConst;
-  int32_t column = -1;  // column index for loads and string ops; second column for *Column ops
-  int32_t column2 = -1;
+  RuleOperands operands = RuleOperands::kStackStack;
+  int32_t column = -1;  // column index for loads, fused operands and string ops
+  int32_t column2 = -1; // second column for kString{Eq,Ne}Column
   int32_t slot = -1;    // index of a number set or of a string set (a literal is a 1-element set)
-  double value = 0;     // constant for kPushConst
+  double value = 0;     // constant for kPushConst and fused operands
 };
 
 // A compiled rule: immutable, cheap to share across threads. Built by CompileRule.
