@@ -148,9 +148,17 @@ Result<RfmResult> ComputeRfm(std::span<const double> recency_days, std::span<con
       if (has_orders(idx)) with_orders.push_back(column[idx]);
     return TieAwareQuantileCuts(with_orders, bins);
   };
-  result.recency_cuts = derive(recency_days, options.recency_cuts);
-  result.frequency_cuts = derive(frequency, options.frequency_cuts);
-  result.monetary_cuts = derive(monetary, options.monetary_cuts);
+  // The three dimensions are independent: one task each (each writes only its own cuts).
+  ParallelFor(
+      3, context.Threads(),
+      [&](size_t begin, size_t end, int) {
+        for (size_t dimension = begin; dimension < end; ++dimension) {
+          if (dimension == 0) result.recency_cuts = derive(recency_days, options.recency_cuts);
+          if (dimension == 1) result.frequency_cuts = derive(frequency, options.frequency_cuts);
+          if (dimension == 2) result.monetary_cuts = derive(monetary, options.monetary_cuts);
+        }
+      },
+      1);
 
   for (const RfmSegmentRule& rule : table) result.segment_names.push_back(rule.name);
   const auto no_orders_idx = static_cast<int32_t>(result.segment_names.size());
