@@ -167,21 +167,12 @@ class Miner {
     prefix_.push_back(rank);
     Emit(support);
     if (max_length_ == 0 || prefix_.size() < max_length_) {
-      std::fill(item_counts_.begin(), item_counts_.begin() + rank, 0u);
       for (size_t k = 0; k < starts.size(); ++k) {
         const uint32_t* basket = flat.data() + starts[k];
-        for (uint32_t pos = 0; pos < lengths[k]; ++pos) ++item_counts_[basket[pos]];
+        for (uint32_t pos = 0; pos < lengths[k]; ++pos) CountItem(basket[pos], 1);
       }
-      uint32_t num_frequent = 0;
-      for (uint32_t local = 0; local < rank; ++local) {
-        new_local_[local] = item_counts_[local] >= min_count_ ? num_frequent++ : kNone;
-      }
-      if (num_frequent > 0) {
-        FpTree& conditional = Workspace(1);
-        conditional.Reset(num_frequent);
-        for (uint32_t local = 0; local < rank; ++local) {
-          if (new_local_[local] != kNone) conditional.local_to_rank[new_local_[local]] = local;
-        }
+      FpTree& conditional = Workspace(1);
+      if (AssignFrequent(rank, nullptr, &conditional) > 0) {
         for (size_t k = 0; k < starts.size(); ++k) {
           const uint32_t* basket = flat.data() + starts[k];
           path_.clear();
@@ -212,28 +203,59 @@ class Miner {
     return *trees_[depth];
   }
 
+  // Adds `weight` to a local item's count; item_counts_ is all zero between uses, so a zero
+  // count marks an item not yet touched.
+  void CountItem(uint32_t local, uint32_t weight) {
+    if (item_counts_[local] == 0) touched_.push_back(local);
+    item_counts_[local] += weight;
+  }
+
+  // After counting items below `range`: numbers those reaching min_count in ascending order
+  // (new_local_; kNone for the others counted), and if any, resets *conditional to them with
+  // local_to_rank taken through `rank_of` (nullptr: identity). Leaves item_counts_ zero and
+  // touched_ empty. Costs O(range) when most of the range was touched, else O(t log t) for the
+  // t touched items, so sparse bases over many items are not quadratic in the item count.
+  uint32_t AssignFrequent(uint32_t range, const uint32_t* rank_of, FpTree* conditional) {
+    uint32_t num_frequent = 0;
+    const bool dense = touched_.size() * 8 >= range;
+    auto number = [&](uint32_t local) {
+      new_local_[local] = item_counts_[local] >= min_count_ ? num_frequent++ : kNone;
+      item_counts_[local] = 0;
+    };
+    if (dense) {
+      for (uint32_t local = 0; local < range; ++local) number(local);
+    } else {
+      std::sort(touched_.begin(), touched_.end());
+      for (uint32_t local : touched_) number(local);
+    }
+    if (num_frequent > 0) {
+      conditional->Reset(num_frequent);
+      auto map = [&](uint32_t local) {
+        if (new_local_[local] != kNone) {
+          conditional->local_to_rank[new_local_[local]] = rank_of ? rank_of[local] : local;
+        }
+      };
+      if (dense) {
+        for (uint32_t local = 0; local < range; ++local) map(local);
+      } else {
+        for (uint32_t local : touched_) map(local);
+      }
+    }
+    touched_.clear();
+    return num_frequent;
+  }
+
   // Builds the conditional tree of `item` (its prefix paths, infrequent items dropped) into
   // *conditional. Returns false when no item of the prefix paths is frequent.
   bool BuildConditional(const FpTree& tree, uint32_t item, FpTree* conditional) {
     const std::vector<Node>& nodes = tree.nodes;
-    std::fill(item_counts_.begin(), item_counts_.begin() + item, 0u);
     for (uint32_t node = tree.head[item]; node != kNone; node = nodes[node].next_same) {
       const uint32_t weight = nodes[node].count;
       for (uint32_t up = nodes[node].parent; up != 0; up = nodes[up].parent) {
-        item_counts_[nodes[up].item] += weight;
+        CountItem(nodes[up].item, weight);
       }
     }
-    uint32_t num_frequent = 0;
-    for (uint32_t local = 0; local < item; ++local) {
-      new_local_[local] = item_counts_[local] >= min_count_ ? num_frequent++ : kNone;
-    }
-    if (num_frequent == 0) return false;
-    conditional->Reset(num_frequent);
-    for (uint32_t local = 0; local < item; ++local) {
-      if (new_local_[local] != kNone) {
-        conditional->local_to_rank[new_local_[local]] = tree.local_to_rank[local];
-      }
-    }
+    if (AssignFrequent(item, tree.local_to_rank.data(), conditional) == 0) return false;
     for (uint32_t node = tree.head[item]; node != kNone; node = nodes[node].next_same) {
       path_.clear();
       for (uint32_t up = nodes[node].parent; up != 0; up = nodes[up].parent) {
@@ -272,7 +294,8 @@ class Miner {
   const uint32_t max_length_;
   std::vector<std::unique_ptr<FpTree>> trees_;  // trees_[d]: workspace at depth d
   std::vector<uint32_t> prefix_;                // global ranks of the current prefix
-  std::vector<uint32_t> item_counts_;           // scratch: per local item support
+  std::vector<uint32_t> item_counts_;           // scratch: per local item support, kept zero
+  std::vector<uint32_t> touched_;               // scratch: items with a non-zero count
   std::vector<uint32_t> new_local_;             // scratch: local -> conditional local
   std::vector<uint32_t> path_;                  // scratch: one prefix path
   Chunk* out_ = nullptr;
