@@ -224,6 +224,21 @@ TEST(FpGrowthTest, LargeRandomBasketsEqualBruteForceWithOneAndTwoThreads) {
   EXPECT_TRUE(ToMap(*b) == BruteForce(baskets, 400, 0));
 }
 
+// Many items, few per basket: conditional bases touch a small part of the item range (the
+// sparse counting path).
+TEST(FpGrowthTest, ManySparseItemsEqualBruteForce) {
+  BasketStore baskets = RandomBaskets(5, 4000, 300);
+  for (uint64_t min_count : {2, 4}) {
+    FpGrowthOptions options;
+    options.min_support_count = min_count;
+    Context two;
+    two.threads = 2;
+    Result<FrequentItemsets> sets = MineFrequentItemsets(baskets, options, two);
+    ASSERT_TRUE(sets.ok());
+    EXPECT_TRUE(ToMap(*sets) == BruteForce(baskets, min_count, 0)) << min_count;
+  }
+}
+
 TEST(FpGrowthTest, SortCanonicalOrdersByLengthThenItems) {
   BasketStore baskets = RandomBaskets(9, 400, 14);
   FpGrowthOptions options;
