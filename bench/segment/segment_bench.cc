@@ -122,9 +122,8 @@ int Run(const std::string& dir, int threads) {
 
   // RFM: derived tie-aware cuts + scores + named segments.
   Result<RfmResult> rfm = Status::Internal("not run");
-  const double rfm_s = BestOf(3, [&] {
-    rfm = ComputeRfm(recency, frequency, monetary, RfmOptions{}, context);
-  });
+  const double rfm_s =
+      BestOf(3, [&] { rfm = ComputeRfm(recency, frequency, monetary, RfmOptions{}, context); });
   if (!rfm.ok()) {
     std::fprintf(stderr, "rfm: %s\n", rfm.status().ToString().c_str());
     return 1;
@@ -134,12 +133,10 @@ int Run(const std::string& dir, int threads) {
   std::printf("rfm\t%zu\t%d\t%.6f\tchampions=%lld\n", n, threads, rfm_s,
               static_cast<long long>(champions));
 
-  RuleSchema schema = {{"days_since_last_order", RuleType::kNumber},
-                       {"frequency", RuleType::kNumber},
-                       {"monetary_total", RuleType::kNumber},
-                       {"orders_365d", RuleType::kNumber},
-                       {"discount_share", RuleType::kNumber},
-                       {"segment", RuleType::kString}};
+  RuleSchema schema = {
+      {"days_since_last_order", RuleType::kNumber}, {"frequency", RuleType::kNumber},
+      {"monetary_total", RuleType::kNumber},        {"orders_365d", RuleType::kNumber},
+      {"discount_share", RuleType::kNumber},        {"segment", RuleType::kString}};
   RuleData data;
   data.rows = n;
   data.columns.resize(schema.size());
@@ -191,9 +188,12 @@ int main(int argc, char** argv) {
   int threads = 2;
   for (int arg = 2; arg + 1 < argc; arg += 2) {
     const std::string key = argv[arg];
-    if (key == "--dir") dir = argv[arg + 1];
-    else if (key == "--customers") customers = std::strtoull(argv[arg + 1], nullptr, 10);
-    else if (key == "--threads") threads = std::atoi(argv[arg + 1]);
+    if (key == "--dir")
+      dir = argv[arg + 1];
+    else if (key == "--customers")
+      customers = std::strtoull(argv[arg + 1], nullptr, 10);
+    else if (key == "--threads")
+      threads = std::atoi(argv[arg + 1]);
   }
   if (dir.empty() || (mode != "generate" && mode != "run")) {
     std::fprintf(stderr,

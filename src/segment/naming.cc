@@ -40,7 +40,7 @@ bool Below(double value, double threshold) { return !std::isnan(value) && value 
 
 struct NounRule {
   const char* noun;
-  const char* fixed_adjective;  // "" = none
+  const char* fixed_adjective;        // "" = none
   std::vector<const char*> consumes;  // traits the noun explains (no adjectives from them)
   const char* condition;
   bool (*matches)(const ProfileView&);
@@ -48,15 +48,19 @@ struct NounRule {
 
 const std::vector<NounRule>& NounRules() {
   static const std::vector<NounRule> kRules = {
-      {"cart abandoners", "", {"cart_abandonment_rate", "cart_abandonment_count"},
+      {"cart abandoners",
+       "",
+       {"cart_abandonment_rate", "cart_abandonment_count"},
        "cart_abandonment_rate z >= 1 and its mean >= 0.3 (or cart_abandonment_count z >= 1 "
        "without a rate)",
        [](const ProfileView& v) {
          const double rate_z = v.Z("cart_abandonment_rate");
-         if (!std::isnan(rate_z)) return rate_z >= 1 && AtLeast(v.Mean("cart_abandonment_rate"), 0.3);
+         if (!std::isnan(rate_z))
+           return rate_z >= 1 && AtLeast(v.Mean("cart_abandonment_rate"), 0.3);
          return AtLeast(v.Z("cart_abandonment_count"), 1);
        }},
-      {"window shoppers", "",
+      {"window shoppers",
+       "",
        {"frequency", "monetary_total", "orders_365d", "spend_365d", "aov", "recency_days",
         "discount_share", "premium_index", "distinct_categories", "new_categories_30d",
         "category_entropy", "ipi_std_days", "ipi_mean_days", "trend_orders", "return_rate",
@@ -66,45 +70,61 @@ const std::vector<NounRule>& NounRules() {
          return Below(v.Mean("frequency"), 0.5) &&
                 (AtLeast(v.Z("product_views"), 0.5) || AtLeast(v.Z("sessions"), 0.5));
        }},
-      {"visitors", "non-buying",
+      {"visitors",
+       "non-buying",
        {"frequency", "monetary_total", "orders_365d", "spend_365d", "aov", "recency_days",
         "discount_share", "premium_index", "distinct_categories", "new_categories_30d",
         "category_entropy", "ipi_std_days", "ipi_mean_days", "trend_orders", "return_rate"},
        "mean frequency < 0.5 (most never ordered)",
        [](const ProfileView& v) { return Below(v.Mean("frequency"), 0.5); }},
-      {"big spenders", "lapsed", {"monetary_total", "spend_365d", "recency_days"},
+      {"big spenders",
+       "lapsed",
+       {"monetary_total", "spend_365d", "recency_days"},
        "monetary_total z >= 0.8 and recency_days z >= 0.8",
        [](const ProfileView& v) {
          return AtLeast(v.Z("monetary_total"), 0.8) && AtLeast(v.Z("recency_days"), 0.8);
        }},
-      {"champions", "loyal",
+      {"champions",
+       "loyal",
        {"frequency", "orders_365d", "monetary_total", "spend_365d", "recency_days"},
        "frequency z >= 0.8, monetary_total z >= 0.8 and recency_days z <= -0.3",
        [](const ProfileView& v) {
          return AtLeast(v.Z("frequency"), 0.8) && AtLeast(v.Z("monetary_total"), 0.8) &&
                 AtMost(v.Z("recency_days"), -0.3);
        }},
-      {"replenishment buyers", "", {"frequency", "orders_365d", "ipi_std_days", "ipi_mean_days"},
+      {"replenishment buyers",
+       "",
+       {"frequency", "orders_365d", "ipi_std_days", "ipi_mean_days"},
        "frequency z >= 0.5 and regular intervals: mean ipi_std_days <= 0.4 x mean ipi_mean_days",
        [](const ProfileView& v) {
          const double spread = v.Mean("ipi_std_days"), interval = v.Mean("ipi_mean_days");
          return AtLeast(v.Z("frequency"), 0.5) && AtLeast(interval, 0) &&
                 AtMost(spread, 0.4 * interval);
        }},
-      {"explorers", "", {"distinct_categories", "category_entropy"},
+      {"explorers",
+       "",
+       {"distinct_categories", "category_entropy"},
        "distinct_categories, category_entropy or new_categories_30d z >= 0.8",
        [](const ProfileView& v) {
          return AtLeast(v.Z("distinct_categories"), 0.8) || AtLeast(v.Z("category_entropy"), 0.8) ||
                 AtLeast(v.Z("new_categories_30d"), 0.8);
        }},
-      {"one-time buyers", "", {"frequency", "orders_365d", "ipi_std_days", "ipi_mean_days"},
+      {"one-time buyers",
+       "",
+       {"frequency", "orders_365d", "ipi_std_days", "ipi_mean_days"},
        "median frequency <= 1 and mean frequency < 1.5",
        [](const ProfileView& v) {
          return AtMost(v.Median("frequency"), 1) && Below(v.Mean("frequency"), 1.5);
        }},
-      {"big spenders", "", {"monetary_total", "spend_365d"}, "monetary_total z >= 1",
+      {"big spenders",
+       "",
+       {"monetary_total", "spend_365d"},
+       "monetary_total z >= 1",
        [](const ProfileView& v) { return AtLeast(v.Z("monetary_total"), 1); }},
-      {"regulars", "", {"frequency", "orders_365d"}, "frequency z >= 0.8",
+      {"regulars",
+       "",
+       {"frequency", "orders_365d"},
+       "frequency z >= 0.8",
        [](const ProfileView& v) { return AtLeast(v.Z("frequency"), 0.8); }},
       {"shoppers", "", {}, "otherwise", [](const ProfileView&) { return true; }},
   };
@@ -165,9 +185,9 @@ std::vector<Candidate> Candidates(const ClusterProfile& profile, const NounRule&
   for (const TraitProfile& trait : profile.traits) {
     const double score = DistinguishingScore(trait);
     if (std::isnan(score) || std::abs(score) < min_z) continue;
-    if (std::find_if(noun.consumes.begin(), noun.consumes.end(),
-                     [&](const char* consumed) { return trait.name == consumed; }) !=
-        noun.consumes.end()) {
+    if (std::find_if(noun.consumes.begin(), noun.consumes.end(), [&](const char* consumed) {
+          return trait.name == consumed;
+        }) != noun.consumes.end()) {
       continue;
     }
     Candidate candidate;
@@ -213,7 +233,8 @@ std::string Assemble(const Draft& draft) {
                    [](const Candidate& a, const Candidate& b) { return a.order < b.order; });
   std::string name;
   for (const Candidate& candidate : ordered) name += candidate.adjective + " ";
-  if (draft.noun->fixed_adjective[0] != '\0') name += std::string(draft.noun->fixed_adjective) + " ";
+  if (draft.noun->fixed_adjective[0] != '\0')
+    name += std::string(draft.noun->fixed_adjective) + " ";
   return name + draft.noun->noun;
 }
 
@@ -287,19 +308,19 @@ std::vector<ClusterName> NameClusters(const std::vector<ClusterProfile>& profile
     for (const char* trait : drafts[c].noun->consumes) {
       const TraitProfile* found = FindTrait(profiles[c], trait);
       if (found == nullptr || std::isnan(DistinguishingScore(*found))) continue;
-      evidence += (evidence.empty() ? "" : ", ") + std::string(trait) + " z=" +
-                  FormatZ(DistinguishingScore(*found));
+      evidence += (evidence.empty() ? "" : ", ") + std::string(trait) +
+                  " z=" + FormatZ(DistinguishingScore(*found));
     }
-    result.reasons.push_back("noun '" + std::string(drafts[c].noun->noun) + "': " +
-                             drafts[c].noun->condition +
+    result.reasons.push_back("noun '" + std::string(drafts[c].noun->noun) +
+                             "': " + drafts[c].noun->condition +
                              (evidence.empty() ? "" : " [" + evidence + "]"));
     std::vector<Candidate> ordered = drafts[c].chosen;
     std::stable_sort(ordered.begin(), ordered.end(),
                      [](const Candidate& a, const Candidate& b) { return a.order < b.order; });
     for (const Candidate& candidate : ordered) {
       result.adjectives.push_back(candidate.adjective);
-      result.reasons.push_back(candidate.adjective + ": " + candidate.trait + " z=" +
-                               FormatZ(candidate.z));
+      result.reasons.push_back(candidate.adjective + ": " + candidate.trait +
+                               " z=" + FormatZ(candidate.z));
     }
     if (drafts[c].noun->fixed_adjective[0] != '\0') {
       result.adjectives.emplace_back(drafts[c].noun->fixed_adjective);

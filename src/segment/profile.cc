@@ -20,7 +20,8 @@ double MedianInPlace(std::vector<double>& values) {
   std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(mid), values.end());
   const double upper = values[mid];
   if (values.size() % 2 == 1) return upper;
-  const double lower = *std::max_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(mid));
+  const double lower =
+      *std::max_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(mid));
   return 0.5 * (lower + upper);
 }
 
@@ -93,7 +94,8 @@ Result<ProfileResult> ProfileClusters(const ProfileInput& input, const Context& 
     ClusterProfile& cluster = result.clusters[c];
     cluster.cluster = static_cast<int32_t>(c);
     cluster.size = static_cast<int64_t>(offsets[c + 1] - offsets[c]);
-    cluster.share_customers = n == 0 ? 0 : static_cast<double>(cluster.size) / static_cast<double>(n);
+    cluster.share_customers =
+        n == 0 ? 0 : static_cast<double>(cluster.size) / static_cast<double>(n);
     cluster.traits.resize(trait_count);
   }
 
@@ -146,8 +148,8 @@ Result<ProfileResult> ProfileClusters(const ProfileInput& input, const Context& 
               trait.z = trait.robust_z = kNaN;
               continue;
             }
-            trait.z = population.std_dev > 0 ? (trait.mean - population.mean) / population.std_dev
-                                             : 0;
+            trait.z =
+                population.std_dev > 0 ? (trait.mean - population.mean) / population.std_dev : 0;
             trait.robust_z =
                 population.scale > 0 ? (trait.median - population.median) / population.scale : 0;
           }
@@ -192,9 +194,9 @@ Result<ProfileResult> ProfileClusters(const ProfileInput& input, const Context& 
       ClusterProfile& cluster = result.clusters[c];
       for (size_t rank = 0; rank < order.size() && rank < input.top_categories; ++rank) {
         if (counts[order[rank]] == 0) break;
-        cluster.top_categories.push_back(
-            CategoryShare{input.category_names[order[rank]],
-                          static_cast<double>(counts[order[rank]]) / static_cast<double>(cluster.size)});
+        cluster.top_categories.push_back(CategoryShare{
+            input.category_names[order[rank]],
+            static_cast<double>(counts[order[rank]]) / static_cast<double>(cluster.size)});
       }
     }
   }

@@ -71,9 +71,9 @@ struct CategoryShare {
 struct ClusterProfile {
   int32_t cluster = 0;
   int64_t size = 0;
-  double share_customers = 0;  // of all customers (labelled or not)
-  double share_revenue = 0;    // of the revenue trait's total over all customers
-  std::vector<TraitProfile> traits;  // in input order
+  double share_customers = 0;                 // of all customers (labelled or not)
+  double share_revenue = 0;                   // of the revenue trait's total over all customers
+  std::vector<TraitProfile> traits;           // in input order
   std::vector<CategoryShare> top_categories;  // most frequent first
 };
 

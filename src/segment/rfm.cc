@@ -1,10 +1,10 @@
 #include "segment/rfm.h"
 
+#include <toml++/toml.h>
+
 #include <algorithm>
 #include <cmath>
 #include <string>
-
-#include <toml++/toml.h>
 
 #include "common/parallel.h"
 
@@ -14,16 +14,11 @@ const std::vector<RfmSegmentRule>& DefaultRfmSegments() {
   // R on 1..5 (5 = most recent) against FM = round-half-up mean of F and M. First match wins; the
   // table covers every one of the 25 cells (rfm_test checks it).
   static const std::vector<RfmSegmentRule> kTable = {
-      {"Champions", {4, 5}, {}, {}, {4, 5}},
-      {"Can't Lose Them", {1, 1}, {}, {}, {4, 5}},
-      {"At Risk", {1, 2}, {}, {}, {3, 5}},
-      {"Need Attention", {3, 3}, {}, {}, {3, 3}},
-      {"Loyal", {3, 5}, {}, {}, {3, 5}},
-      {"New", {5, 5}, {}, {}, {1, 1}},
-      {"Promising", {4, 4}, {}, {}, {1, 1}},
-      {"Potential Loyalist", {4, 5}, {}, {}, {2, 2}},
-      {"About to Sleep", {3, 3}, {}, {}, {1, 2}},
-      {"Lost", {1, 1}, {}, {}, {1, 1}},
+      {"Champions", {4, 5}, {}, {}, {4, 5}},      {"Can't Lose Them", {1, 1}, {}, {}, {4, 5}},
+      {"At Risk", {1, 2}, {}, {}, {3, 5}},        {"Need Attention", {3, 3}, {}, {}, {3, 3}},
+      {"Loyal", {3, 5}, {}, {}, {3, 5}},          {"New", {5, 5}, {}, {}, {1, 1}},
+      {"Promising", {4, 4}, {}, {}, {1, 1}},      {"Potential Loyalist", {4, 5}, {}, {}, {2, 2}},
+      {"About to Sleep", {3, 3}, {}, {}, {1, 2}}, {"Lost", {1, 1}, {}, {}, {1, 1}},
       {"Hibernating", {1, 2}, {}, {}, {1, 2}},
   };
   return kTable;
@@ -65,9 +60,8 @@ std::vector<double> TieAwareQuantileCuts(std::span<const double> values, int bin
     auto it = std::lower_bound(begin, end, target,
                                [](size_t c, double t) { return static_cast<double>(c) < t; });
     size_t gap = it == end ? last_allowed : static_cast<size_t>(it - cumulative.begin());
-    if (gap > first_allowed &&
-        std::abs(static_cast<double>(cumulative[gap - 1]) - target) <=
-            std::abs(static_cast<double>(cumulative[gap]) - target)) {
+    if (gap > first_allowed && std::abs(static_cast<double>(cumulative[gap - 1]) - target) <=
+                                   std::abs(static_cast<double>(cumulative[gap]) - target)) {
       --gap;
     }
     cuts.push_back(distinct[gap]);
@@ -90,10 +84,9 @@ namespace {
 Status ValidateCuts(const std::vector<double>& cuts, int bins, std::string_view dimension) {
   if (cuts.empty()) return Status::OK();
   if (static_cast<int>(cuts.size()) != bins - 1) {
-    return Status::InvalidArgument("rfm: " + std::string(dimension) + "_cuts needs " +
-                                   std::to_string(bins - 1) + " values for " +
-                                   std::to_string(bins) + " bins, got " +
-                                   std::to_string(cuts.size()));
+    return Status::InvalidArgument(
+        "rfm: " + std::string(dimension) + "_cuts needs " + std::to_string(bins - 1) +
+        " values for " + std::to_string(bins) + " bins, got " + std::to_string(cuts.size()));
   }
   for (size_t idx = 0; idx < cuts.size(); ++idx) {
     if (!std::isfinite(cuts[idx]) || (idx > 0 && cuts[idx] <= cuts[idx - 1])) {
@@ -111,9 +104,9 @@ int RescaleToFive(int score, int bins) {
 
 }  // namespace
 
-Result<RfmResult> ComputeRfm(std::span<const double> recency_days, std::span<const double> frequency,
-                             std::span<const double> monetary, const RfmOptions& options,
-                             const Context& context) {
+Result<RfmResult> ComputeRfm(std::span<const double> recency_days,
+                             std::span<const double> frequency, std::span<const double> monetary,
+                             const RfmOptions& options, const Context& context) {
   const int bins = options.bins;
   if (bins < 3 || bins > 5) {
     return Status::InvalidArgument("rfm: bins must be 3, 4 or 5, got " + std::to_string(bins));
@@ -126,7 +119,8 @@ Result<RfmResult> ComputeRfm(std::span<const double> recency_days, std::span<con
   SHOAL_RETURN_IF_ERROR(ValidateCuts(options.frequency_cuts, bins, "frequency"));
   SHOAL_RETURN_IF_ERROR(ValidateCuts(options.monetary_cuts, bins, "monetary"));
   const bool default_table = options.segments.empty();
-  const std::vector<RfmSegmentRule>& table = default_table ? DefaultRfmSegments() : options.segments;
+  const std::vector<RfmSegmentRule>& table =
+      default_table ? DefaultRfmSegments() : options.segments;
   for (const RfmSegmentRule& rule : table) {
     if (rule.name.empty()) return Status::InvalidArgument("rfm: a segment has an empty name");
     for (const ScoreRange* range : {&rule.r, &rule.f, &rule.m, &rule.fm}) {
@@ -178,9 +172,10 @@ Result<RfmResult> ComputeRfm(std::span<const double> recency_days, std::span<con
         continue;
       }
       const int f_score = ScoreFromCuts(frequency[idx], result.frequency_cuts, bins);
-      const int r_score = std::isnan(recency_days[idx])
-                              ? 0
-                              : bins + 1 - ScoreFromCuts(recency_days[idx], result.recency_cuts, bins);
+      const int r_score =
+          std::isnan(recency_days[idx])
+              ? 0
+              : bins + 1 - ScoreFromCuts(recency_days[idx], result.recency_cuts, bins);
       const int m_score =
           std::isnan(monetary[idx]) ? 0 : ScoreFromCuts(monetary[idx], result.monetary_cuts, bins);
       result.r[idx] = static_cast<uint8_t>(r_score);
@@ -200,7 +195,8 @@ Result<RfmResult> ComputeRfm(std::span<const double> recency_days, std::span<con
       int32_t segment_idx = no_orders_idx + 2;
       for (size_t rule_idx = 0; rule_idx < table.size(); ++rule_idx) {
         const RfmSegmentRule& rule = table[rule_idx];
-        if (rule.r.Contains(r) && rule.f.Contains(f) && rule.m.Contains(m) && rule.fm.Contains(fm)) {
+        if (rule.r.Contains(r) && rule.f.Contains(f) && rule.m.Contains(m) &&
+            rule.fm.Contains(fm)) {
           segment_idx = static_cast<int32_t>(rule_idx);
           break;
         }
@@ -281,7 +277,8 @@ Result<RfmOptions> ParseRfmOptions(std::string_view toml_text) {
   SHOAL_ASSIGN_OR_RETURN(options.monetary_cuts, ReadNumberArray(*rfm, "monetary_cuts"));
   if (const toml::node* segments = rfm->get("segments")) {
     const toml::array* array = segments->as_array();
-    if (array == nullptr) return Status::ParseError("[rfm] segments must be [[rfm.segments]] tables");
+    if (array == nullptr)
+      return Status::ParseError("[rfm] segments must be [[rfm.segments]] tables");
     for (const toml::node& element : *array) {
       const toml::table* segment = element.as_table();
       if (segment == nullptr) {

@@ -83,9 +83,9 @@ int ScoreFromCuts(double value, std::span<const double> cuts, int bins);
 // since the last order, frequency = number of orders, monetary = total spend. Validates options
 // (bins, cut counts and order, segment ranges) once; InvalidArgument on bad options or mismatched
 // column lengths. Thread-safe; uses context.Threads() for the scoring pass.
-Result<RfmResult> ComputeRfm(std::span<const double> recency_days, std::span<const double> frequency,
-                             std::span<const double> monetary, const RfmOptions& options,
-                             const Context& context);
+Result<RfmResult> ComputeRfm(std::span<const double> recency_days,
+                             std::span<const double> frequency, std::span<const double> monetary,
+                             const RfmOptions& options, const Context& context);
 
 // Reads the [rfm] table of a TOML document: bins, recency_cuts, frequency_cuts, monetary_cuts and
 // [[rfm.segments]] entries {name, r, f, m, fm} where each range is [lo, hi] or a single integer.

@@ -1,5 +1,7 @@
 #include "segment/rules.h"
 
+#include <toml++/toml.h>
+
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -11,8 +13,6 @@
 #include <string_view>
 #include <unordered_map>
 
-#include <toml++/toml.h>
-
 #include "common/parallel.h"
 
 namespace shoal::segment {
@@ -23,9 +23,31 @@ constexpr int kMaxStack = 64;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 enum class TokenKind {
-  kEnd, kNumber, kString, kIdentifier, kAnd, kOr, kNot, kIn, kTrue, kFalse,
-  kLParen, kRParen, kLBracket, kRBracket, kComma, kPlus, kMinus, kStar, kSlash,
-  kEq, kNe, kLt, kLe, kGt, kGe,
+  kEnd,
+  kNumber,
+  kString,
+  kIdentifier,
+  kAnd,
+  kOr,
+  kNot,
+  kIn,
+  kTrue,
+  kFalse,
+  kLParen,
+  kRParen,
+  kLBracket,
+  kRBracket,
+  kComma,
+  kPlus,
+  kMinus,
+  kStar,
+  kSlash,
+  kEq,
+  kNe,
+  kLt,
+  kLe,
+  kGt,
+  kGe,
 };
 
 struct Token {
@@ -37,31 +59,56 @@ struct Token {
 
 const char* TokenName(TokenKind kind) {
   switch (kind) {
-    case TokenKind::kEnd: return "end of rule";
-    case TokenKind::kNumber: return "number";
-    case TokenKind::kString: return "string";
-    case TokenKind::kIdentifier: return "name";
-    case TokenKind::kAnd: return "'and'";
-    case TokenKind::kOr: return "'or'";
-    case TokenKind::kNot: return "'not'";
-    case TokenKind::kIn: return "'in'";
-    case TokenKind::kTrue: return "'true'";
-    case TokenKind::kFalse: return "'false'";
-    case TokenKind::kLParen: return "'('";
-    case TokenKind::kRParen: return "')'";
-    case TokenKind::kLBracket: return "'['";
-    case TokenKind::kRBracket: return "']'";
-    case TokenKind::kComma: return "','";
-    case TokenKind::kPlus: return "'+'";
-    case TokenKind::kMinus: return "'-'";
-    case TokenKind::kStar: return "'*'";
-    case TokenKind::kSlash: return "'/'";
-    case TokenKind::kEq: return "'=='";
-    case TokenKind::kNe: return "'!='";
-    case TokenKind::kLt: return "'<'";
-    case TokenKind::kLe: return "'<='";
-    case TokenKind::kGt: return "'>'";
-    case TokenKind::kGe: return "'>='";
+    case TokenKind::kEnd:
+      return "end of rule";
+    case TokenKind::kNumber:
+      return "number";
+    case TokenKind::kString:
+      return "string";
+    case TokenKind::kIdentifier:
+      return "name";
+    case TokenKind::kAnd:
+      return "'and'";
+    case TokenKind::kOr:
+      return "'or'";
+    case TokenKind::kNot:
+      return "'not'";
+    case TokenKind::kIn:
+      return "'in'";
+    case TokenKind::kTrue:
+      return "'true'";
+    case TokenKind::kFalse:
+      return "'false'";
+    case TokenKind::kLParen:
+      return "'('";
+    case TokenKind::kRParen:
+      return "')'";
+    case TokenKind::kLBracket:
+      return "'['";
+    case TokenKind::kRBracket:
+      return "']'";
+    case TokenKind::kComma:
+      return "','";
+    case TokenKind::kPlus:
+      return "'+'";
+    case TokenKind::kMinus:
+      return "'-'";
+    case TokenKind::kStar:
+      return "'*'";
+    case TokenKind::kSlash:
+      return "'/'";
+    case TokenKind::kEq:
+      return "'=='";
+    case TokenKind::kNe:
+      return "'!='";
+    case TokenKind::kLt:
+      return "'<'";
+    case TokenKind::kLe:
+      return "'<='";
+    case TokenKind::kGt:
+      return "'>'";
+    case TokenKind::kGe:
+      return "'>='";
   }
   return "?";
 }
@@ -142,11 +189,11 @@ class Lexer {
     token->kind = TokenKind::kNumber;
     token->number = std::strtod(std::string(text_.substr(start, pos_ - start)).c_str(), nullptr);
     // A duration suffix: d = days, w = weeks (7 days), h = hours (1/24 day).
-    if (pos_ < text_.size() && (std::isalpha(static_cast<unsigned char>(text_[pos_])) ||
-                                text_[pos_] == '_')) {
+    if (pos_ < text_.size() &&
+        (std::isalpha(static_cast<unsigned char>(text_[pos_])) || text_[pos_] == '_')) {
       const size_t unit_start = pos_;
-      while (pos_ < text_.size() && (std::isalnum(static_cast<unsigned char>(text_[pos_])) ||
-                                     text_[pos_] == '_')) {
+      while (pos_ < text_.size() &&
+             (std::isalnum(static_cast<unsigned char>(text_[pos_])) || text_[pos_] == '_')) {
         ++pos_;
       }
       const std::string_view unit = text_.substr(unit_start, pos_ - unit_start);
@@ -171,13 +218,20 @@ class Lexer {
     }
     token->text = std::string(text_.substr(start, pos_ - start));
     const std::string lower = Lower(token->text);
-    if (lower == "and") token->kind = TokenKind::kAnd;
-    else if (lower == "or") token->kind = TokenKind::kOr;
-    else if (lower == "not") token->kind = TokenKind::kNot;
-    else if (lower == "in") token->kind = TokenKind::kIn;
-    else if (lower == "true") token->kind = TokenKind::kTrue;
-    else if (lower == "false") token->kind = TokenKind::kFalse;
-    else token->kind = TokenKind::kIdentifier;
+    if (lower == "and")
+      token->kind = TokenKind::kAnd;
+    else if (lower == "or")
+      token->kind = TokenKind::kOr;
+    else if (lower == "not")
+      token->kind = TokenKind::kNot;
+    else if (lower == "in")
+      token->kind = TokenKind::kIn;
+    else if (lower == "true")
+      token->kind = TokenKind::kTrue;
+    else if (lower == "false")
+      token->kind = TokenKind::kFalse;
+    else
+      token->kind = TokenKind::kIdentifier;
   }
 
   std::optional<CompileError> LexString(Token* token) {
@@ -202,36 +256,78 @@ class Lexer {
   std::optional<CompileError> LexOperator(Token* token) {
     const char c = text_[pos_];
     const char next = pos_ + 1 < text_.size() ? text_[pos_ + 1] : '\0';
-    auto two = [&](TokenKind kind) { token->kind = kind; pos_ += 2; };
-    auto one = [&](TokenKind kind) { token->kind = kind; pos_ += 1; };
+    auto two = [&](TokenKind kind) {
+      token->kind = kind;
+      pos_ += 2;
+    };
+    auto one = [&](TokenKind kind) {
+      token->kind = kind;
+      pos_ += 1;
+    };
     switch (c) {
-      case '(': one(TokenKind::kLParen); return std::nullopt;
-      case ')': one(TokenKind::kRParen); return std::nullopt;
-      case '[': one(TokenKind::kLBracket); return std::nullopt;
-      case ']': one(TokenKind::kRBracket); return std::nullopt;
-      case ',': one(TokenKind::kComma); return std::nullopt;
-      case '+': one(TokenKind::kPlus); return std::nullopt;
-      case '-': one(TokenKind::kMinus); return std::nullopt;
-      case '*': one(TokenKind::kStar); return std::nullopt;
-      case '/': one(TokenKind::kSlash); return std::nullopt;
+      case '(':
+        one(TokenKind::kLParen);
+        return std::nullopt;
+      case ')':
+        one(TokenKind::kRParen);
+        return std::nullopt;
+      case '[':
+        one(TokenKind::kLBracket);
+        return std::nullopt;
+      case ']':
+        one(TokenKind::kRBracket);
+        return std::nullopt;
+      case ',':
+        one(TokenKind::kComma);
+        return std::nullopt;
+      case '+':
+        one(TokenKind::kPlus);
+        return std::nullopt;
+      case '-':
+        one(TokenKind::kMinus);
+        return std::nullopt;
+      case '*':
+        one(TokenKind::kStar);
+        return std::nullopt;
+      case '/':
+        one(TokenKind::kSlash);
+        return std::nullopt;
       case '=':
-        if (next == '=') { two(TokenKind::kEq); return std::nullopt; }
+        if (next == '=') {
+          two(TokenKind::kEq);
+          return std::nullopt;
+        }
         return CompileError{pos_, "use '==' to test equality"};
       case '!':
-        if (next == '=') { two(TokenKind::kNe); return std::nullopt; }
+        if (next == '=') {
+          two(TokenKind::kNe);
+          return std::nullopt;
+        }
         one(TokenKind::kNot);
         return std::nullopt;
       case '<':
-        if (next == '=') two(TokenKind::kLe); else one(TokenKind::kLt);
+        if (next == '=')
+          two(TokenKind::kLe);
+        else
+          one(TokenKind::kLt);
         return std::nullopt;
       case '>':
-        if (next == '=') two(TokenKind::kGe); else one(TokenKind::kGt);
+        if (next == '=')
+          two(TokenKind::kGe);
+        else
+          one(TokenKind::kGt);
         return std::nullopt;
       case '&':
-        if (next == '&') { two(TokenKind::kAnd); return std::nullopt; }
+        if (next == '&') {
+          two(TokenKind::kAnd);
+          return std::nullopt;
+        }
         break;
       case '|':
-        if (next == '|') { two(TokenKind::kOr); return std::nullopt; }
+        if (next == '|') {
+          two(TokenKind::kOr);
+          return std::nullopt;
+        }
         break;
       default:
         break;
@@ -271,8 +367,8 @@ int EditDistance(std::string_view a, std::string_view b) {
   for (size_t i = 1; i < rows; ++i) {
     for (size_t j = 1; j < cols; ++j) {
       const int cost = a[i - 1] == b[j - 1] ? 0 : 1;
-      int best = std::min({d[(i - 1) * cols + j] + 1, d[i * cols + j - 1] + 1,
-                           d[(i - 1) * cols + j - 1] + cost});
+      int best = std::min(
+          {d[(i - 1) * cols + j] + 1, d[i * cols + j - 1] + 1, d[(i - 1) * cols + j - 1] + cost});
       if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
         best = std::min(best, d[(i - 2) * cols + j - 2] + 1);
       }
@@ -300,8 +396,8 @@ class RuleCompiler {
       return CompileError{Peek().begin, std::string("unexpected ") + TokenName(Peek().kind)};
     }
     if (nodes_[root].type != RuleType::kBool) {
-      return CompileError{nodes_[root].begin, "a rule must be a condition (true or false), got " +
-                                                  Describe(root)};
+      return CompileError{nodes_[root].begin,
+                          "a rule must be a condition (true or false), got " + Describe(root)};
     }
     out_ = out;
     out->text_ = std::string(text_);
@@ -309,8 +405,8 @@ class RuleCompiler {
     int depth = 0;
     Emit(root, &depth);
     if (out->max_stack_ > kMaxStack) {
-      return CompileError{0, "rule too complex: it needs a stack deeper than " +
-                                 std::to_string(kMaxStack)};
+      return CompileError{
+          0, "rule too complex: it needs a stack deeper than " + std::to_string(kMaxStack)};
     }
     std::set<int32_t> used;
     for (const RuleInstruction& ins : out->program_) {
@@ -336,15 +432,20 @@ class RuleCompiler {
       case NodeKind::kColumn:
         return std::string(node.type == RuleType::kString ? "string" : "number") + " '" +
                node.text + "'";
-      case NodeKind::kNumber: return "number " + FormatNumber(node.number);
-      case NodeKind::kString: return "string \"" + node.text + "\"";
+      case NodeKind::kNumber:
+        return "number " + FormatNumber(node.number);
+      case NodeKind::kString:
+        return "string \"" + node.text + "\"";
       default:
         break;
     }
     switch (node.type) {
-      case RuleType::kNumber: return "number expression '" + SourceOf(idx) + "'";
-      case RuleType::kString: return "string";
-      case RuleType::kBool: return "condition '" + SourceOf(idx) + "'";
+      case RuleType::kNumber:
+        return "number expression '" + SourceOf(idx) + "'";
+      case RuleType::kString:
+        return "string";
+      case RuleType::kBool:
+        return "condition '" + SourceOf(idx) + "'";
     }
     return "?";
   }
@@ -354,8 +455,8 @@ class RuleCompiler {
 
   std::optional<CompileError> Expect(TokenKind kind, const char* what) {
     if (Peek().kind != kind) {
-      return CompileError{Peek().begin, std::string("expected ") + what + ", found " +
-                                            TokenName(Peek().kind)};
+      return CompileError{Peek().begin,
+                          std::string("expected ") + what + ", found " + TokenName(Peek().kind)};
     }
     Next();
     return std::nullopt;
@@ -363,8 +464,8 @@ class RuleCompiler {
 
   std::optional<CompileError> RequireBool(int idx, const char* op) const {
     if (nodes_[idx].type == RuleType::kBool) return std::nullopt;
-    return CompileError{nodes_[idx].begin, std::string("'") + op + "' needs conditions, got " +
-                                               Describe(idx)};
+    return CompileError{nodes_[idx].begin,
+                        std::string("'") + op + "' needs conditions, got " + Describe(idx)};
   }
   std::optional<CompileError> RequireNumber(int idx, const char* op) const {
     if (nodes_[idx].type == RuleType::kNumber) return std::nullopt;
@@ -430,13 +531,20 @@ class RuleCompiler {
 
   static std::optional<RuleOp> ComparisonOp(TokenKind kind) {
     switch (kind) {
-      case TokenKind::kEq: return RuleOp::kEq;
-      case TokenKind::kNe: return RuleOp::kNe;
-      case TokenKind::kLt: return RuleOp::kLt;
-      case TokenKind::kLe: return RuleOp::kLe;
-      case TokenKind::kGt: return RuleOp::kGt;
-      case TokenKind::kGe: return RuleOp::kGe;
-      default: return std::nullopt;
+      case TokenKind::kEq:
+        return RuleOp::kEq;
+      case TokenKind::kNe:
+        return RuleOp::kNe;
+      case TokenKind::kLt:
+        return RuleOp::kLt;
+      case TokenKind::kLe:
+        return RuleOp::kLe;
+      case TokenKind::kGt:
+        return RuleOp::kGt;
+      case TokenKind::kGe:
+        return RuleOp::kGe;
+      default:
+        return std::nullopt;
     }
   }
 
@@ -503,9 +611,10 @@ class RuleCompiler {
       } else if (value.kind == TokenKind::kString && type == RuleType::kString && sign > 0) {
         node.list_strings.push_back(value.text);
       } else if (value.kind == TokenKind::kNumber || value.kind == TokenKind::kString) {
-        return CompileError{value.begin, "cannot compare " + Describe(lhs) + " with " +
-                                             (value.kind == TokenKind::kNumber ? "number" : "string") +
-                                             " list element"};
+        return CompileError{value.begin,
+                            "cannot compare " + Describe(lhs) + " with " +
+                                (value.kind == TokenKind::kNumber ? "number" : "string") +
+                                " list element"};
       } else {
         return CompileError{value.begin, std::string("a list holds numbers or strings, found ") +
                                              TokenName(value.kind)};
@@ -625,8 +734,8 @@ class RuleCompiler {
         for (size_t idx = 0; idx < schema_.size(); ++idx) {
           if (schema_[idx].name == token.text) {
             node.kind = NodeKind::kColumn;
-            node.type = schema_[idx].type == RuleType::kString ? RuleType::kString
-                                                                : RuleType::kNumber;
+            node.type =
+                schema_[idx].type == RuleType::kString ? RuleType::kString : RuleType::kNumber;
             node.column = static_cast<int32_t>(idx);
             node.text = token.text;
             *out = Add(std::move(node));
@@ -636,8 +745,8 @@ class RuleCompiler {
         return CompileError{token.begin,
                             "unknown trait '" + token.text + "'" + Suggest(token.text, false)};
       default:
-        return CompileError{token.begin, std::string("expected a value, found ") +
-                                             TokenName(token.kind)};
+        return CompileError{token.begin,
+                            std::string("expected a value, found ") + TokenName(token.kind)};
     }
   }
 
@@ -661,9 +770,9 @@ class RuleCompiler {
     const size_t want_min = function == "min" || function == "max" ? 2 : 1;
     const size_t want_max = function == "min" || function == "max" ? 64 : 1;
     if (args.size() < want_min || args.size() > want_max) {
-      return CompileError{name.begin, function + "() takes " +
-                                          (want_min == want_max ? "one argument"
-                                                                : "two or more arguments")};
+      return CompileError{name.begin,
+                          function + "() takes " +
+                              (want_min == want_max ? "one argument" : "two or more arguments")};
     }
     if (function == "is_null") {
       if (nodes_[args[0]].type == RuleType::kBool) {
@@ -943,31 +1052,56 @@ namespace {
 // The binary operators, shared by the row and the block interpreter.
 inline double ApplyBinary(RuleOp op, double x, double y) {
   switch (op) {
-    case RuleOp::kAdd: return x + y;
-    case RuleOp::kSub: return x - y;
-    case RuleOp::kMul: return x * y;
-    case RuleOp::kDiv: return y == 0 ? kNaN : x / y;
-    case RuleOp::kLt: return x < y ? 1.0 : 0.0;
-    case RuleOp::kLe: return x <= y ? 1.0 : 0.0;
-    case RuleOp::kGt: return x > y ? 1.0 : 0.0;
-    case RuleOp::kGe: return x >= y ? 1.0 : 0.0;
-    case RuleOp::kEq: return x == y ? 1.0 : 0.0;
+    case RuleOp::kAdd:
+      return x + y;
+    case RuleOp::kSub:
+      return x - y;
+    case RuleOp::kMul:
+      return x * y;
+    case RuleOp::kDiv:
+      return y == 0 ? kNaN : x / y;
+    case RuleOp::kLt:
+      return x < y ? 1.0 : 0.0;
+    case RuleOp::kLe:
+      return x <= y ? 1.0 : 0.0;
+    case RuleOp::kGt:
+      return x > y ? 1.0 : 0.0;
+    case RuleOp::kGe:
+      return x >= y ? 1.0 : 0.0;
+    case RuleOp::kEq:
+      return x == y ? 1.0 : 0.0;
     // x < y || x > y is x != y for numbers and false when either is NaN.
-    case RuleOp::kNe: return (x < y || x > y) ? 1.0 : 0.0;
-    case RuleOp::kAnd: return (x != 0) & (y != 0) ? 1.0 : 0.0;
-    case RuleOp::kOr: return (x != 0) | (y != 0) ? 1.0 : 0.0;
-    case RuleOp::kMin: return std::isnan(y) ? kNaN : std::min(x, y);
-    case RuleOp::kMax: return std::isnan(y) ? kNaN : std::max(x, y);
-    default: return kNaN;
+    case RuleOp::kNe:
+      return (x < y || x > y) ? 1.0 : 0.0;
+    case RuleOp::kAnd:
+      return (x != 0) & (y != 0) ? 1.0 : 0.0;
+    case RuleOp::kOr:
+      return (x != 0) | (y != 0) ? 1.0 : 0.0;
+    case RuleOp::kMin:
+      return std::isnan(y) ? kNaN : std::min(x, y);
+    case RuleOp::kMax:
+      return std::isnan(y) ? kNaN : std::max(x, y);
+    default:
+      return kNaN;
   }
 }
 
 bool IsBinary(RuleOp op) {
   switch (op) {
-    case RuleOp::kAdd: case RuleOp::kSub: case RuleOp::kMul: case RuleOp::kDiv:
-    case RuleOp::kLt: case RuleOp::kLe: case RuleOp::kGt: case RuleOp::kGe:
-    case RuleOp::kEq: case RuleOp::kNe: case RuleOp::kAnd: case RuleOp::kOr:
-    case RuleOp::kMin: case RuleOp::kMax:
+    case RuleOp::kAdd:
+    case RuleOp::kSub:
+    case RuleOp::kMul:
+    case RuleOp::kDiv:
+    case RuleOp::kLt:
+    case RuleOp::kLe:
+    case RuleOp::kGt:
+    case RuleOp::kGe:
+    case RuleOp::kEq:
+    case RuleOp::kNe:
+    case RuleOp::kAnd:
+    case RuleOp::kOr:
+    case RuleOp::kMin:
+    case RuleOp::kMax:
       return true;
     default:
       return false;
@@ -1011,12 +1145,24 @@ double BoundRule::Run(size_t program_begin, size_t program_end, size_t row) cons
       continue;
     }
     switch (ins.op) {
-      case RuleOp::kPushConst: stack[++top] = ins.value; break;
-      case RuleOp::kLoadNumber: stack[++top] = columns[ins.column].numbers[row]; break;
-      case RuleOp::kNeg: stack[top] = -stack[top]; break;
-      case RuleOp::kNot: stack[top] = truth(stack[top] == 0); break;
-      case RuleOp::kAbs: stack[top] = std::fabs(stack[top]); break;
-      case RuleOp::kIsNull: stack[top] = truth(std::isnan(stack[top])); break;
+      case RuleOp::kPushConst:
+        stack[++top] = ins.value;
+        break;
+      case RuleOp::kLoadNumber:
+        stack[++top] = columns[ins.column].numbers[row];
+        break;
+      case RuleOp::kNeg:
+        stack[top] = -stack[top];
+        break;
+      case RuleOp::kNot:
+        stack[top] = truth(stack[top] == 0);
+        break;
+      case RuleOp::kAbs:
+        stack[top] = std::fabs(stack[top]);
+        break;
+      case RuleOp::kIsNull:
+        stack[top] = truth(std::isnan(stack[top]));
+        break;
       case RuleOp::kNumberIn:
       case RuleOp::kNumberNotIn: {
         const double value = stack[top];
@@ -1092,7 +1238,7 @@ void BlockBinary(RuleOperands operands, size_t count, double* __restrict x,
   };
 SHOAL_RULE_OP(AddOp, x + y)
 SHOAL_RULE_OP(SubOp, x - y)
-SHOAL_RULE_OP(MulOp, x * y)
+SHOAL_RULE_OP(MulOp, x* y)
 SHOAL_RULE_OP(DivOp, y == 0 ? kNaN : x / y)
 SHOAL_RULE_OP(LtOp, x < y ? 1.0 : 0.0)
 SHOAL_RULE_OP(LeOp, x <= y ? 1.0 : 0.0)
@@ -1134,21 +1280,50 @@ void BoundRule::RunBlock(size_t row_begin, size_t count, double* stack, uint8_t*
           break;
       }
       switch (ins.op) {
-        case RuleOp::kAdd: BlockBinary<AddOp>(ins.operands, count, x, y, column, ins.value, dst); break;
-        case RuleOp::kSub: BlockBinary<SubOp>(ins.operands, count, x, y, column, ins.value, dst); break;
-        case RuleOp::kMul: BlockBinary<MulOp>(ins.operands, count, x, y, column, ins.value, dst); break;
-        case RuleOp::kDiv: BlockBinary<DivOp>(ins.operands, count, x, y, column, ins.value, dst); break;
-        case RuleOp::kLt: BlockBinary<LtOp>(ins.operands, count, x, y, column, ins.value, dst); break;
-        case RuleOp::kLe: BlockBinary<LeOp>(ins.operands, count, x, y, column, ins.value, dst); break;
-        case RuleOp::kGt: BlockBinary<GtOp>(ins.operands, count, x, y, column, ins.value, dst); break;
-        case RuleOp::kGe: BlockBinary<GeOp>(ins.operands, count, x, y, column, ins.value, dst); break;
-        case RuleOp::kEq: BlockBinary<EqOp>(ins.operands, count, x, y, column, ins.value, dst); break;
-        case RuleOp::kNe: BlockBinary<NeOp>(ins.operands, count, x, y, column, ins.value, dst); break;
-        case RuleOp::kAnd: BlockBinary<AndOp>(ins.operands, count, x, y, column, ins.value, dst); break;
-        case RuleOp::kOr: BlockBinary<OrOp>(ins.operands, count, x, y, column, ins.value, dst); break;
-        case RuleOp::kMin: BlockBinary<MinOp>(ins.operands, count, x, y, column, ins.value, dst); break;
-        case RuleOp::kMax: BlockBinary<MaxOp>(ins.operands, count, x, y, column, ins.value, dst); break;
-        default: break;
+        case RuleOp::kAdd:
+          BlockBinary<AddOp>(ins.operands, count, x, y, column, ins.value, dst);
+          break;
+        case RuleOp::kSub:
+          BlockBinary<SubOp>(ins.operands, count, x, y, column, ins.value, dst);
+          break;
+        case RuleOp::kMul:
+          BlockBinary<MulOp>(ins.operands, count, x, y, column, ins.value, dst);
+          break;
+        case RuleOp::kDiv:
+          BlockBinary<DivOp>(ins.operands, count, x, y, column, ins.value, dst);
+          break;
+        case RuleOp::kLt:
+          BlockBinary<LtOp>(ins.operands, count, x, y, column, ins.value, dst);
+          break;
+        case RuleOp::kLe:
+          BlockBinary<LeOp>(ins.operands, count, x, y, column, ins.value, dst);
+          break;
+        case RuleOp::kGt:
+          BlockBinary<GtOp>(ins.operands, count, x, y, column, ins.value, dst);
+          break;
+        case RuleOp::kGe:
+          BlockBinary<GeOp>(ins.operands, count, x, y, column, ins.value, dst);
+          break;
+        case RuleOp::kEq:
+          BlockBinary<EqOp>(ins.operands, count, x, y, column, ins.value, dst);
+          break;
+        case RuleOp::kNe:
+          BlockBinary<NeOp>(ins.operands, count, x, y, column, ins.value, dst);
+          break;
+        case RuleOp::kAnd:
+          BlockBinary<AndOp>(ins.operands, count, x, y, column, ins.value, dst);
+          break;
+        case RuleOp::kOr:
+          BlockBinary<OrOp>(ins.operands, count, x, y, column, ins.value, dst);
+          break;
+        case RuleOp::kMin:
+          BlockBinary<MinOp>(ins.operands, count, x, y, column, ins.value, dst);
+          break;
+        case RuleOp::kMax:
+          BlockBinary<MaxOp>(ins.operands, count, x, y, column, ins.value, dst);
+          break;
+        default:
+          break;
       }
       continue;
     }

@@ -53,9 +53,34 @@ struct RuleData {
 // One instruction of the postfix program (internal to the compiler and interpreter; public so the
 // program can be inspected in tests and docs).
 enum class RuleOp : uint8_t {
-  kPushConst, kLoadNumber, kAdd, kSub, kMul, kDiv, kNeg, kLt, kLe, kGt, kGe, kEq, kNe,
-  kAnd, kOr, kNot, kAbs, kMin, kMax, kIsNull, kNumberIn, kNumberNotIn,
-  kStringEqLiteral, kStringNeLiteral, kStringIn, kStringNotIn, kStringEqColumn, kStringNeColumn,
+  kPushConst,
+  kLoadNumber,
+  kAdd,
+  kSub,
+  kMul,
+  kDiv,
+  kNeg,
+  kLt,
+  kLe,
+  kGt,
+  kGe,
+  kEq,
+  kNe,
+  kAnd,
+  kOr,
+  kNot,
+  kAbs,
+  kMin,
+  kMax,
+  kIsNull,
+  kNumberIn,
+  kNumberNotIn,
+  kStringEqLiteral,
+  kStringNeLiteral,
+  kStringIn,
+  kStringNotIn,
+  kStringEqColumn,
+  kStringNeColumn,
   kStringIsNull,
 };
 // Where a binary operator takes its operands: both from the stack, or (fused, the commonest
@@ -64,10 +89,10 @@ enum class RuleOperands : uint8_t { kStackStack, kColumnConst, kStackConst };
 struct RuleInstruction {
   RuleOp op = RuleOp::kPushConst;
   RuleOperands operands = RuleOperands::kStackStack;
-  int32_t column = -1;  // column index for loads, fused operands and string ops
-  int32_t column2 = -1; // second column for kString{Eq,Ne}Column
-  int32_t slot = -1;    // index of a number set or of a string set (a literal is a 1-element set)
-  double value = 0;     // constant for kPushConst and fused operands
+  int32_t column = -1;   // column index for loads, fused operands and string ops
+  int32_t column2 = -1;  // second column for kString{Eq,Ne}Column
+  int32_t slot = -1;     // index of a number set or of a string set (a literal is a 1-element set)
+  double value = 0;      // constant for kPushConst and fused operands
 };
 
 // A compiled rule: immutable, cheap to share across threads. Built by CompileRule.
@@ -82,7 +107,7 @@ class CompiledRule {
  private:
   friend class RuleCompiler;
   friend class BoundRule;
-  struct ClauseInfo {  // an atomic condition, for Explain
+  struct ClauseInfo {                           // an atomic condition, for Explain
     size_t program_begin = 0, program_end = 0;  // its instructions (postfix is contiguous)
     size_t text_begin = 0, text_end = 0;        // its source text
     std::vector<int32_t> columns;               // columns it reads
@@ -90,8 +115,9 @@ class CompiledRule {
   std::string text_;
   RuleSchema schema_;
   std::vector<RuleInstruction> program_;
-  std::vector<std::vector<double>> number_sets_;       // sorted
-  std::vector<std::vector<std::string>> string_sets_;  // for kString{Eq,Ne}Literal, kString{In,NotIn}
+  std::vector<std::vector<double>> number_sets_;  // sorted
+  std::vector<std::vector<std::string>>
+      string_sets_;  // for kString{Eq,Ne}Literal, kString{In,NotIn}
   std::vector<ClauseInfo> clauses_;
   std::vector<int32_t> columns_used_;
   int max_stack_ = 0;
@@ -143,7 +169,7 @@ class BoundRule {
   const CompiledRule* rule_ = nullptr;
   const RuleData* data_ = nullptr;
   std::vector<std::vector<uint8_t>> set_members_;  // per string set: membership by code
-  std::vector<uint8_t> same_dictionary_;  // per instruction: *Column ops may compare codes
+  std::vector<uint8_t> same_dictionary_;           // per instruction: *Column ops may compare codes
 };
 
 // An audience as written in TOML: [[audiences]] name = "...", rule = "...".

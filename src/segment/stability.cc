@@ -150,15 +150,15 @@ Result<StableClusters> StabiliseClusters(std::span<const double> points,
       for (size_t a = 0; a < k_prev; ++a) {
         for (size_t b = 0; b < k_prev; ++b) {
           if (a == b) continue;
-          nearest[a] = std::min(nearest[a], std::sqrt(SquaredDistance(
-                                                &previous.centroids[a * dimensions],
-                                                &previous.centroids[b * dimensions], dimensions)));
+          nearest[a] =
+              std::min(nearest[a],
+                       std::sqrt(SquaredDistance(&previous.centroids[a * dimensions],
+                                                 &previous.centroids[b * dimensions], dimensions)));
         }
       }
       std::sort(nearest.begin(), nearest.end());
-      const double median = k_prev % 2 == 1
-                                ? nearest[k_prev / 2]
-                                : 0.5 * (nearest[k_prev / 2 - 1] + nearest[k_prev / 2]);
+      const double median = k_prev % 2 == 1 ? nearest[k_prev / 2]
+                                            : 0.5 * (nearest[k_prev / 2 - 1] + nearest[k_prev / 2]);
       threshold = 0.5 * median;
     }
   }
@@ -259,7 +259,8 @@ Result<StableClusters> StabiliseClusters(std::span<const double> points,
 
   std::vector<int64_t> from(n, -1);
   for (size_t idx = 0; idx < n; ++idx) {
-    if (!previous_segment_ids.empty()) from[idx] = previous_segment_ids[idx] < 0 ? -1 : previous_segment_ids[idx];
+    if (!previous_segment_ids.empty())
+      from[idx] = previous_segment_ids[idx] < 0 ? -1 : previous_segment_ids[idx];
     if (from[idx] >= 0 && from[idx] != result.customer_segment_ids[idx]) ++result.moved;
   }
   result.transitions = CountTransitions(from, result.customer_segment_ids);

@@ -54,8 +54,8 @@ TEST(Profile, HandComputedStatistics) {
   EXPECT_NEAR(population.std_dev, std_dev, 1e-9);
   EXPECT_NEAR(small.traits[0].z, (20 - 72) / std_dev, 1e-12);
   // Size-weighted classic z's sum to zero.
-  EXPECT_NEAR(3 * small.traits[1].z + 2 * big.traits[1].z + 1 * (1 - 14.0 / 6) /
-                                                                 result->population[1].std_dev,
+  EXPECT_NEAR(3 * small.traits[1].z + 2 * big.traits[1].z +
+                  1 * (1 - 14.0 / 6) / result->population[1].std_dev,
               0, 1e-12);
   // Frequency {1,1,1,4,6,1}: median 1, MAD 0 -> 1.2533 * mean |x - 1| = 1.2533 * 8 / 6.
   EXPECT_DOUBLE_EQ(result->population[1].scale, 1.2533 * 8.0 / 6.0);
@@ -84,10 +84,10 @@ TEST(Profile, RejectsMisalignedInput) {
 class Population {
  public:
   static constexpr const char* kTraits[] = {
-      "recency_days",  "frequency",        "monetary_total",        "aov",
-      "discount_share", "premium_index",   "distinct_categories",   "new_categories_30d",
-      "category_entropy", "ipi_mean_days", "ipi_std_days",          "cart_abandonment_rate",
-      "sessions",      "product_views",    "email_open_rate",       "return_rate"};
+      "recency_days",     "frequency",     "monetary_total",      "aov",
+      "discount_share",   "premium_index", "distinct_categories", "new_categories_30d",
+      "category_entropy", "ipi_mean_days", "ipi_std_days",        "cart_abandonment_rate",
+      "sessions",         "product_views", "email_open_rate",     "return_rate"};
 
   explicit Population(uint64_t seed) : rng_(seed) {
     for (const char* trait : kTraits) columns_[trait];
@@ -121,7 +121,9 @@ class Population {
     }
   }
 
-  double Uniform(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(rng_); }
+  double Uniform(double lo, double hi) {
+    return std::uniform_real_distribution<double>(lo, hi)(rng_);
+  }
   double Int(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
 
   std::vector<ClusterProfile> Profiles() {

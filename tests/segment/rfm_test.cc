@@ -5,11 +5,11 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
-#include <sstream>
 #include <limits>
 #include <map>
-#include <set>
 #include <random>
+#include <set>
+#include <sstream>
 #include <unordered_map>
 
 namespace shoal::segment {

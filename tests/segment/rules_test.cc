@@ -99,9 +99,9 @@ TEST_F(RulesTest, BooleanOperatorsAndPrecedence) {
 
 TEST_F(RulesTest, ArithmeticAndPrecedence) {
   EXPECT_EQ(Rows("monetary_total / orders_365d >= 100"), "11000");
-  EXPECT_EQ(Rows("orders_365d + 2 * 3 == 9"), "10000");    // * before +
+  EXPECT_EQ(Rows("orders_365d + 2 * 3 == 9"), "10000");  // * before +
   EXPECT_EQ(Rows("(orders_365d + 2) * 3 == 15"), "10000");
-  EXPECT_EQ(Rows("orders_365d - 1 - 1 == 1"), "10000");    // left associative
+  EXPECT_EQ(Rows("orders_365d - 1 - 1 == 1"), "10000");  // left associative
   EXPECT_EQ(Rows("-orders_365d < -5"), "01000");
   EXPECT_EQ(Rows("orders_365d * 2 >= 16"), "01000");
   EXPECT_EQ(Rows("1.5e1 < orders_365d * 5"), "01000");
@@ -129,8 +129,8 @@ TEST_F(RulesTest, Strings) {
 
 TEST_F(RulesTest, DurationsAreDays) {
   EXPECT_EQ(Rows("days_since_last_order > 60d"), "10101");
-  EXPECT_EQ(Rows("days_since_last_order > 8w"), "10101");  // 56 days
-  EXPECT_EQ(Rows("days_since_last_order > 9w"), "10100");  // 63 days
+  EXPECT_EQ(Rows("days_since_last_order > 8w"), "10101");     // 56 days
+  EXPECT_EQ(Rows("days_since_last_order > 9w"), "10100");     // 63 days
   EXPECT_EQ(Rows("days_since_last_order > 1464h"), "10100");  // 61 days
   EXPECT_EQ(Rows("days_since_last_order == 1464h"), "00001");
 }
@@ -171,8 +171,9 @@ TEST_F(RulesTest, ErrorsHavePositionsAndSuggestions) {
   EXPECT_NE(Error("orders_365d").find("must be a condition"), std::string::npos);
   EXPECT_NE(Error("1 < orders_365d < 3").find("cannot be chained"), std::string::npos);
   EXPECT_EQ(Error("orders_365d = 3"), "1:13: use '==' to test equality");
-  EXPECT_EQ(Error("orders_365d > 3m"), "1:16: unknown duration unit 'm'; use d (days), w (weeks) "
-                                       "or h (hours)");
+  EXPECT_EQ(Error("orders_365d > 3m"),
+            "1:16: unknown duration unit 'm'; use d (days), w (weeks) "
+            "or h (hours)");
   EXPECT_NE(Error("(orders_365d > 3").find("expected ')'"), std::string::npos);
   EXPECT_NE(Error("segment == 'open").find("unterminated string"), std::string::npos);
   EXPECT_NE(Error("abss(orders_365d) > 1").find("did you mean 'abs'"), std::string::npos);
@@ -183,8 +184,8 @@ TEST_F(RulesTest, ErrorsHavePositionsAndSuggestions) {
 }
 
 TEST_F(RulesTest, ExplainReportsClausesAndValues) {
-  auto rule = CompileRule("days_since_last_order > 60 and (orders_365d >= 3 or is_null(segment))",
-                          schema_);
+  auto rule =
+      CompileRule("days_since_last_order > 60 and (orders_365d >= 3 or is_null(segment))", schema_);
   ASSERT_TRUE(rule.ok());
   auto bound = BoundRule::Bind(*rule, data_);
   ASSERT_TRUE(bound.ok());
@@ -220,8 +221,8 @@ TEST_F(RulesTest, BindChecksData) {
 }
 
 TEST(RulesBatch, MatchAllEqualsPerRowOnRandomData) {
-  RuleSchema schema = {{"a", RuleType::kNumber}, {"b", RuleType::kNumber},
-                       {"s", RuleType::kString}};
+  RuleSchema schema = {
+      {"a", RuleType::kNumber}, {"b", RuleType::kNumber}, {"s", RuleType::kString}};
   const size_t n = 200000;
   std::mt19937_64 rng(3);
   std::uniform_real_distribution<double> uniform(0, 100);
@@ -240,7 +241,8 @@ TEST(RulesBatch, MatchAllEqualsPerRowOnRandomData) {
   data.columns[1].numbers = b;
   data.columns[2].codes = s;
   data.columns[2].dictionary = dictionary;
-  auto rule = CompileRule("(a + b > 100 and s in ['x', 'z']) or not (a < 20) and b / 2 > 40", schema);
+  auto rule =
+      CompileRule("(a + b > 100 and s in ['x', 'z']) or not (a < 20) and b / 2 > 40", schema);
   ASSERT_TRUE(rule.ok()) << rule.status().ToString();
   auto bound = BoundRule::Bind(*rule, data);
   ASSERT_TRUE(bound.ok());
@@ -250,8 +252,7 @@ TEST(RulesBatch, MatchAllEqualsPerRowOnRandomData) {
   size_t matched = 0;
   for (size_t row = 0; row < n; ++row) {
     const bool s_ok = s[row] == 0 || s[row] == 2;
-    const bool expected =
-        (a[row] + b[row] > 100 && s_ok) || (!(a[row] < 20) && b[row] / 2 > 40);
+    const bool expected = (a[row] + b[row] > 100 && s_ok) || (!(a[row] < 20) && b[row] / 2 > 40);
     ASSERT_EQ(all[row] != 0, expected) << row;
     ASSERT_EQ(bound->Matches(row), expected) << row;
     matched += expected;

@@ -54,7 +54,8 @@ TEST(Stability, PermutedCentroidsKeepIdsAndNames) {
   // The same clusters in another order, slightly moved.
   std::vector<double> centroids = {10.3, 9.8, 0.2, 0.1, 9.9, -0.2, 0.1, 10.2};
   std::vector<double> points = {0, 0, 10, 10};
-  auto result = StabiliseClusters(points, centroids, 2, {}, previous, StabilityOptions{}, Context{});
+  auto result =
+      StabiliseClusters(points, centroids, 2, {}, previous, StabilityOptions{}, Context{});
   ASSERT_TRUE(result.ok()) << result.status().ToString();
   EXPECT_EQ(result->segment_ids, (std::vector<int64_t>{13, 10, 11, 12}));
   EXPECT_EQ(result->names, (std::vector<std::string>{"d", "a", "b", "c"}));
@@ -146,11 +147,12 @@ TEST(Stability, HysteresisPreventsFlappingOnTinyNoise) {
   std::vector<double> centroids = {0.12, 10.12};
   StabilityOptions no_hysteresis;
   no_hysteresis.hysteresis = 0;
-  auto flapping = StabiliseClusters(points, centroids, 1, before, previous, no_hysteresis, Context{});
+  auto flapping =
+      StabiliseClusters(points, centroids, 1, before, previous, no_hysteresis, Context{});
   ASSERT_TRUE(flapping.ok());
   EXPECT_EQ(flapping->moved, 3);  // 5.0, 5.05, 5.1 flip to the left
-  auto stable = StabiliseClusters(points, centroids, 1, before, previous, StabilityOptions{},
-                                  Context{});
+  auto stable =
+      StabiliseClusters(points, centroids, 1, before, previous, StabilityOptions{}, Context{});
   ASSERT_TRUE(stable.ok());
   EXPECT_EQ(stable->moved, 0);
   int kept = 0;
@@ -159,8 +161,8 @@ TEST(Stability, HysteresisPreventsFlappingOnTinyNoise) {
   // A customer clearly on the other side still moves: 2.0 was "right" before.
   points.push_back(2.0);
   before.push_back(2);
-  auto moved = StabiliseClusters(points, centroids, 1, before, previous, StabilityOptions{},
-                                 Context{});
+  auto moved =
+      StabiliseClusters(points, centroids, 1, before, previous, StabilityOptions{}, Context{});
   ASSERT_TRUE(moved.ok());
   EXPECT_EQ(moved->moved, 1);
   EXPECT_EQ(moved->customer_segment_ids.back(), 1);
