@@ -2,6 +2,7 @@
 
 #include <cassert>
 #include <cmath>
+#include <cstring>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -141,6 +142,93 @@ __attribute__((target("avx2,fma"))) void BlockAvx2(const float* const* rows,
     _mm256_storeu_ps(o + 2 * padded_k, a2);
     _mm256_storeu_ps(o + 3 * padded_k, a3);
   }
+}
+
+__attribute__((target("avx2,fma"), always_inline)) inline float ReduceMin256(__m256 v) {
+  __m128 m4 = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m4 = _mm_min_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_min_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+  return _mm_cvtss_f32(m4);
+}
+
+__attribute__((target("avx2,fma"), always_inline)) inline int ReduceMinInt256(__m256i v) {
+  __m128i m4 = _mm_min_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  m4 = _mm_min_epi32(m4, _mm_shuffle_epi32(m4, 0x4e));
+  m4 = _mm_min_epi32(m4, _mm_shuffle_epi32(m4, 0xb1));
+  return _mm_cvtsi128_si32(m4);
+}
+
+// AVX2 version of Fold512: lanes where `valid` is all ones count.
+__attribute__((target("avx2,fma"), always_inline)) inline void Fold256(
+    __m256 a, __m256 valid, __m256i index, __m256& b, __m256& s, __m256i& idx) {
+  a = _mm256_blendv_ps(_mm256_set1_ps(__builtin_inff()), a, valid);
+  __m256 better = _mm256_cmp_ps(a, b, _CMP_LT_OQ);
+  s = _mm256_min_ps(s, _mm256_max_ps(b, a));
+  b = _mm256_blendv_ps(b, a, better);
+  idx = _mm256_castps_si256(
+      _mm256_blendv_ps(_mm256_castsi256_ps(idx), _mm256_castsi256_ps(index), better));
+}
+
+__attribute__((target("avx2,fma"), always_inline)) inline void Finish256(
+    __m256 b, __m256 s, __m256i idx, int32_t* best, float* best_sq, float* second_sq) {
+  const __m256 inf = _mm256_set1_ps(__builtin_inff());
+  float m = ReduceMin256(b);
+  __m256i ties = _mm256_castps_si256(_mm256_cmp_ps(b, _mm256_set1_ps(m), _CMP_EQ_OQ));
+  __m256i candidates = _mm256_blendv_epi8(_mm256_set1_epi32(0x7fffffff), idx, ties);
+  int winner = ReduceMinInt256(candidates);
+  __m256i winner_lane = _mm256_and_si256(ties, _mm256_cmpeq_epi32(idx, _mm256_set1_epi32(winner)));
+  __m256 others = _mm256_blendv_ps(b, inf, _mm256_castsi256_ps(winner_lane));
+  *best = winner;
+  *best_sq = m;
+  float s_min = ReduceMin256(s), o_min = ReduceMin256(others);
+  *second_sq = s_min < o_min ? s_min : o_min;
+}
+
+// 4 rows x 8 centroids per step, folded into per-lane best / second / index as in the AVX-512
+// kernel.
+__attribute__((target("avx2,fma"))) void NearestTwoAvx2(const float* const* rows,
+                                                        const CentroidPanel& panel,
+                                                        int32_t* best, float* best_sq,
+                                                        float* second_sq) {
+  const size_t d = panel.d, padded_k = panel.padded_k, k = panel.k;
+  const size_t groups = (k + 7) / 8;
+  const __m256 inf = _mm256_set1_ps(__builtin_inff());
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const float* x0 = rows[0];
+  const float* x1 = rows[1];
+  const float* x2 = rows[2];
+  const float* x3 = rows[3];
+  __m256 b0 = inf, b1 = inf, b2 = inf, b3 = inf;
+  __m256 s0 = inf, s1 = inf, s2 = inf, s3 = inf;
+  __m256i i0 = lane, i1 = lane, i2 = lane, i3 = lane;
+  for (size_t g = 0; g < groups; ++g) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    const float* p = panel.values.data() + g * 8;
+    for (size_t j = 0; j < d; ++j, p += padded_k) {
+      const __m256 c = _mm256_loadu_ps(p);
+      __m256 t = _mm256_sub_ps(_mm256_broadcast_ss(x0 + j), c);
+      a0 = _mm256_fmadd_ps(t, t, a0);
+      t = _mm256_sub_ps(_mm256_broadcast_ss(x1 + j), c);
+      a1 = _mm256_fmadd_ps(t, t, a1);
+      t = _mm256_sub_ps(_mm256_broadcast_ss(x2 + j), c);
+      a2 = _mm256_fmadd_ps(t, t, a2);
+      t = _mm256_sub_ps(_mm256_broadcast_ss(x3 + j), c);
+      a3 = _mm256_fmadd_ps(t, t, a3);
+    }
+    const int remaining = static_cast<int>(k - g * 8);
+    const __m256 valid =
+        _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(remaining), lane));
+    const __m256i index = _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int>(g * 8)));
+    Fold256(a0, valid, index, b0, s0, i0);
+    Fold256(a1, valid, index, b1, s1, i1);
+    Fold256(a2, valid, index, b2, s2, i2);
+    Fold256(a3, valid, index, b3, s3, i3);
+  }
+  Finish256(b0, s0, i0, &best[0], &best_sq[0], &second_sq[0]);
+  Finish256(b1, s1, i1, &best[1], &best_sq[1], &second_sq[1]);
+  Finish256(b2, s2, i2, &best[2], &best_sq[2], &second_sq[2]);
+  Finish256(b3, s3, i3, &best[3], &best_sq[3], &second_sq[3]);
 }
 
 // Same scheme with 16 lanes: 4 rows x 32 centroids per inner step.
@@ -316,27 +404,37 @@ struct Kernels {
   const char* name = "generic";
 };
 
-Kernels SelectKernels() {
-  Kernels kernels;
+// The best set this CPU supports, or the named one ("generic", "avx2", "avx512"); false if the
+// CPU lacks it.
+bool SelectKernels(const char* name, Kernels* kernels) {
+  const bool best = std::strcmp(name, "best") == 0;
+  *kernels = Kernels();
+  if (std::strcmp(name, "generic") == 0) return true;
 #ifdef SHOAL_KMEANS_X86
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    kernels.block = BlockAvx2;
-    kernels.distance = DistanceAvx2;
-    kernels.distances4 = Distances4Avx2;
-    kernels.name = "avx2";
-    if (__builtin_cpu_supports("avx512f")) {
-      kernels.block = BlockAvx512;
-      kernels.nearest = NearestTwoAvx512;
-      kernels.name = "avx512";
-    }
-  }
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return best;
+  kernels->block = BlockAvx2;
+  kernels->distance = DistanceAvx2;
+  kernels->distances4 = Distances4Avx2;
+  kernels->nearest = NearestTwoAvx2;
+  kernels->name = "avx2";
+  if (std::strcmp(name, "avx2") == 0) return true;
+  if (!__builtin_cpu_supports("avx512f")) return best;
+  kernels->block = BlockAvx512;
+  kernels->nearest = NearestTwoAvx512;
+  kernels->name = "avx512";
+  return true;
+#else
+  return best;
 #endif
-  return kernels;
 }
 
-const Kernels& ActiveKernels() {
-  static const Kernels kernels = SelectKernels();
+Kernels& ActiveKernels() {
+  static Kernels kernels = [] {
+    Kernels k;
+    SelectKernels("best", &k);
+    return k;
+  }();
   return kernels;
 }
 
@@ -386,5 +484,12 @@ float SquaredDistance(const float* x, const float* c, size_t d) {
 }
 
 const char* KernelName() { return ActiveKernels().name; }
+
+bool UseKernelsForTesting(const char* name) {
+  Kernels kernels;
+  if (!SelectKernels(name, &kernels)) return false;
+  ActiveKernels() = kernels;
+  return true;
+}
 
 }  // namespace shoal::kmeans_internal

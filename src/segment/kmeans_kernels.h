@@ -58,7 +58,11 @@ inline int32_t ArgMinTwo(const float* values, size_t k, float* best, float* seco
   return best_idx;
 }
 
-// Name of the kernel selected at run time ("avx2" or "generic"), for benchmarks.
+// Name of the kernel set in use ("avx512", "avx2" or "generic"), for benchmarks.
 const char* KernelName();
+
+// Tests only (not thread-safe): switches to the named kernel set if this CPU supports it and
+// returns whether it did; "best" restores the run-time choice.
+bool UseKernelsForTesting(const char* name);
 
 }  // namespace shoal::kmeans_internal

@@ -4,10 +4,13 @@
 
 #include <cmath>
 #include <cstring>
+#include <iostream>
+#include <string>
 #include <limits>
 #include <random>
 #include <vector>
 
+#include "segment/kmeans_kernels.h"
 #include "segment/metrics.h"
 
 namespace shoal {
@@ -495,6 +498,77 @@ TEST(AssignNearestTest, MatchesBruteForceWithLowestIndexOnTies) {
     EXPECT_NE(labels[i], 10);
     EXPECT_NEAR(sq[i], best, 1e-5 * best + 1e-7);
   }
+}
+
+// Every kernel set this CPU supports must return the generic kernel's values bit for bit, which
+// is what keeps the algorithms on one trajectory.
+TEST(KMeansKernelsTest, EveryInstructionSetMatchesGenericBitForBit) {
+  namespace ki = kmeans_internal;
+  std::vector<std::string> sets = {"avx2", "avx512"};
+  for (size_t d : {1u, 5u, 16u, 17u}) {
+    for (size_t k : {1u, 7u, 16u, 17u, 33u, 64u}) {
+      std::vector<float> data = UniformData(64, d, 90 + d);
+      std::vector<float> centroids = UniformData(k, d, 91 + k);
+      if (k > 3) std::copy(centroids.begin(), centroids.begin() + d, centroids.begin() + 2 * d);
+      ki::CentroidPanel panel;
+      ki::BuildPanel(centroids.data(), k, d, &panel);
+      auto evaluate = [&](std::vector<float>* out) {
+        out->clear();
+        std::vector<float> block(ki::kRowsPerBlock * panel.padded_k);
+        for (size_t i = 0; i < 64; i += ki::kRowsPerBlock) {
+          const float* rows[ki::kRowsPerBlock];
+          const float* cs[ki::kRowsPerBlock];
+          for (size_t r = 0; r < ki::kRowsPerBlock; ++r) {
+            rows[r] = data.data() + (i + r) * d;
+            cs[r] = centroids.data() + ((i + r) % k) * d;
+          }
+          ki::SquaredDistancesBlock(rows, panel, block.data());
+          for (size_t r = 0; r < ki::kRowsPerBlock; ++r) {
+            out->insert(out->end(), block.begin() + r * panel.padded_k,
+                        block.begin() + r * panel.padded_k + k);
+          }
+          int32_t best[ki::kRowsPerBlock];
+          float best_sq[ki::kRowsPerBlock], second_sq[ki::kRowsPerBlock], pair[ki::kRowsPerBlock];
+          ki::NearestTwoBlock(rows, panel, best, best_sq, second_sq);
+          ki::SquaredDistances4(rows, cs, d, pair);
+          for (size_t r = 0; r < ki::kRowsPerBlock; ++r) {
+            out->push_back(static_cast<float>(best[r]));
+            out->push_back(best_sq[r]);
+            out->push_back(second_sq[r]);
+            out->push_back(pair[r]);
+            out->push_back(ki::SquaredDistance(rows[r], cs[r], d));
+          }
+        }
+      };
+      ASSERT_TRUE(ki::UseKernelsForTesting("generic"));
+      std::vector<float> expected, got;
+      evaluate(&expected);
+      for (const std::string& set : sets) {
+        if (!ki::UseKernelsForTesting(set.c_str())) continue;
+        evaluate(&got);
+        ASSERT_EQ(got.size(), expected.size());
+        EXPECT_EQ(0, std::memcmp(got.data(), expected.data(), got.size() * sizeof(float)))
+            << set << " d=" << d << " k=" << k;
+      }
+      ki::UseKernelsForTesting("best");
+    }
+  }
+  // Whole runs agree too.
+  Blobs blobs = MakeBlobs(6000, 9, 10, 5.0, 1.5, 92);
+  std::vector<float> init = RandomRows(blobs.data, blobs.n, blobs.d, 10, 93);
+  KMeansOptions options;
+  options.k = 10;
+  ASSERT_TRUE(ki::UseKernelsForTesting("generic"));
+  auto reference = KMeansFrom(blobs.data, blobs.n, blobs.d, init, options, Threads(2));
+  for (const std::string& set : sets) {
+    if (!ki::UseKernelsForTesting(set.c_str())) continue;
+    auto run = KMeansFrom(blobs.data, blobs.n, blobs.d, init, options, Threads(2));
+    ASSERT_TRUE(reference.ok() && run.ok());
+    EXPECT_EQ(run->centroids, reference->centroids) << set;
+    EXPECT_EQ(run->labels, reference->labels) << set;
+  }
+  ki::UseKernelsForTesting("best");
+  std::cout << "kernel in use: " << ki::KernelName() << "\n";
 }
 
 TEST(MetricsTest, AdjustedRandIndexKnownValues) {
