@@ -252,7 +252,9 @@ std::vector<NounRuleDescription> DescribeNounRules() {
 }
 
 std::vector<ClusterName> NameClusters(const std::vector<ClusterProfile>& profiles,
-                                      const NamingOptions& options) {
+                                      const NamingOptions& options,
+                                      std::span<const std::string> kept_names) {
+  auto is_kept = [&](size_t c) { return c < kept_names.size() && !kept_names[c].empty(); };
   std::vector<Draft> drafts(profiles.size());
   for (size_t c = 0; c < profiles.size(); ++c) {
     const ProfileView view(profiles[c]);
@@ -279,7 +281,12 @@ std::vector<ClusterName> NameClusters(const std::vector<ClusterProfile>& profile
   // Break collisions: every cluster sharing a name takes its next strongest adjective, until the
   // names differ or no cluster has adjectives left.
   std::vector<std::string> names(profiles.size());
-  for (size_t c = 0; c < profiles.size(); ++c) names[c] = Assemble(drafts[c]);
+  auto assemble_all = [&] {
+    for (size_t c = 0; c < profiles.size(); ++c) {
+      names[c] = is_kept(c) ? kept_names[c] : Assemble(drafts[c]);
+    }
+  };
+  assemble_all();
   for (bool progress = true; progress;) {
     progress = false;
     std::map<std::string, std::vector<size_t>> groups;
@@ -288,21 +295,28 @@ std::vector<ClusterName> NameClusters(const std::vector<ClusterProfile>& profile
       if (members.size() < 2) continue;
       for (size_t c : members) {
         Draft& draft = drafts[c];
-        if (draft.remaining.empty()) continue;
+        if (is_kept(c) || draft.remaining.empty()) continue;
         draft.chosen.push_back(draft.remaining.front());
         draft.remaining.erase(draft.remaining.begin());
         progress = true;
       }
     }
-    for (size_t c = 0; c < profiles.size(); ++c) names[c] = Assemble(drafts[c]);
+    assemble_all();
   }
-  // Last resort: number the later clusters of a group that is still tied.
+  // Last resort: number the later clusters of a group that is still tied (kept names first).
   std::map<std::string, int> seen;
+  for (size_t c = 0; c < profiles.size(); ++c)
+    if (is_kept(c)) ++seen[names[c]];
   std::vector<ClusterName> out(profiles.size());
   for (size_t c = 0; c < profiles.size(); ++c) {
-    const int occurrence = ++seen[names[c]];
     ClusterName& result = out[c];
-    result.name = occurrence == 1 ? names[c] : names[c] + " " + std::to_string(occurrence);
+    if (is_kept(c)) {
+      result.name = names[c];
+      result.kept = true;
+    } else {
+      const int occurrence = ++seen[names[c]];
+      result.name = occurrence == 1 ? names[c] : names[c] + " " + std::to_string(occurrence);
+    }
     result.noun = drafts[c].noun->noun;
     std::string evidence;
     for (const char* trait : drafts[c].noun->consumes) {

@@ -5,6 +5,7 @@
 // docs/segments.md "Cluster names" holds both rule tables.
 #pragma once
 
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,6 +31,8 @@ struct ClusterName {
   // Why: the noun rule that matched and each adjective's trait with its z, e.g.
   // "noun 'explorers': distinct_categories z=+1.9", "premium: premium_index z=+2.3".
   std::vector<std::string> reasons;
+  // Whether `name` is a kept name (see kept_names) rather than generated now.
+  bool kept = false;
 };
 
 // One row of the noun table, for docs and tests: the noun, its condition in words.
@@ -40,8 +43,13 @@ struct NounRuleDescription {
 std::vector<NounRuleDescription> DescribeNounRules();
 
 // Names every profile (same order). Traits missing from a profile simply do not match rules that
-// need them. Deterministic: depends only on the profiles and options.
+// need them. `kept_names`, when not empty, has one entry per profile: a non-empty entry is a name
+// the cluster keeps (a segment matched to the previous build by StabiliseClusters); the other
+// clusters get fresh names that are unique against the kept ones too. A kept cluster's noun,
+// adjectives and reasons still describe its current profile. Deterministic: depends only on the
+// inputs.
 std::vector<ClusterName> NameClusters(const std::vector<ClusterProfile>& profiles,
-                                      const NamingOptions& options = {});
+                                      const NamingOptions& options = {},
+                                      std::span<const std::string> kept_names = {});
 
 }  // namespace shoal::segment

@@ -985,6 +985,37 @@ Result<CompiledRule> CompileRule(std::string_view text, const RuleSchema& schema
   return rule;
 }
 
+Status RuleTable::Check(const std::string& name, size_t size) const {
+  for (const RuleColumn& column : schema_) {
+    if (column.name == name) return Status::InvalidArgument("rule column '" + name + "' twice");
+  }
+  if (size != data_.rows) {
+    return Status::InvalidArgument("rule column '" + name + "' has " + std::to_string(size) +
+                                   " values for " + std::to_string(data_.rows) + " rows");
+  }
+  return Status::OK();
+}
+
+Status RuleTable::AddNumber(std::string name, std::span<const double> values) {
+  SHOAL_RETURN_IF_ERROR(Check(name, values.size()));
+  schema_.push_back(RuleColumn{std::move(name), RuleType::kNumber});
+  RuleColumnData column;
+  column.numbers = values;
+  data_.columns.push_back(column);
+  return Status::OK();
+}
+
+Status RuleTable::AddString(std::string name, std::span<const int32_t> codes,
+                            std::span<const std::string> dictionary) {
+  SHOAL_RETURN_IF_ERROR(Check(name, codes.size()));
+  schema_.push_back(RuleColumn{std::move(name), RuleType::kString});
+  RuleColumnData column;
+  column.codes = codes;
+  column.dictionary = dictionary;
+  data_.columns.push_back(column);
+  return Status::OK();
+}
+
 Result<BoundRule> BoundRule::Bind(const CompiledRule& rule, const RuleData& data) {
   if (data.columns.size() != rule.schema_.size()) {
     return Status::InvalidArgument("rule data has " + std::to_string(data.columns.size()) +

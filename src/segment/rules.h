@@ -50,6 +50,26 @@ struct RuleData {
   std::vector<RuleColumnData> columns;
 };
 
+// Builds a RuleSchema and its RuleData together, column by column, e.g. from the trait matrix
+// plus the segment labels. Spans are borrowed: the data must outlive the table and every
+// BoundRule bound to data(); a BoundRule keeps a pointer to data(), so the table must not move.
+class RuleTable {
+ public:
+  explicit RuleTable(size_t rows) { data_.rows = rows; }
+  // InvalidArgument on a duplicate name or a length other than rows.
+  Status AddNumber(std::string name, std::span<const double> values);
+  // Codes index `dictionary`; negative = undefined. Same failures as AddNumber.
+  Status AddString(std::string name, std::span<const int32_t> codes,
+                   std::span<const std::string> dictionary);
+  const RuleSchema& schema() const { return schema_; }
+  const RuleData& data() const { return data_; }
+
+ private:
+  Status Check(const std::string& name, size_t size) const;
+  RuleSchema schema_;
+  RuleData data_;
+};
+
 // One instruction of the postfix program (internal to the compiler and interpreter; public so the
 // program can be inspected in tests and docs).
 enum class RuleOp : uint8_t {

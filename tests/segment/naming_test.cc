@@ -253,6 +253,24 @@ TEST(Naming, UnknownTraitsDescribeThemselves) {
   EXPECT_EQ(names[0].name, "high push clicks shoppers");
 }
 
+TEST(Naming, KeptNamesStayAndNewNamesAvoidThem) {
+  ClusterProfile one_time;
+  one_time.traits.push_back(TraitProfile{"frequency", 10, 1, 1, 0, 0});
+  one_time.traits.push_back(TraitProfile{"email_open_rate", 10, 0.8, 0.8, 0.1, 0.5});
+  ClusterProfile drifted = one_time;
+  drifted.traits[0] = TraitProfile{"frequency", 10, 4, 4, 1.2, 1.5};
+  // Cluster 0 keeps its old name although it now looks different; cluster 1 would be called
+  // "one-time buyers", the name cluster 2 keeps, so it takes its next adjective.
+  std::vector<std::string> kept = {"loyal regulars", "", "one-time buyers"};
+  std::vector<ClusterName> names = NameClusters({drifted, one_time, one_time}, {}, kept);
+  EXPECT_EQ(names[0].name, "loyal regulars");
+  EXPECT_TRUE(names[0].kept);
+  EXPECT_EQ(names[0].noun, "regulars");  // the current profile still speaks through the noun
+  EXPECT_EQ(names[2].name, "one-time buyers");
+  EXPECT_FALSE(names[1].kept);
+  EXPECT_EQ(names[1].name, "email-engaged one-time buyers");
+}
+
 TEST(Naming, NounTableIsDescribed) {
   std::vector<NounRuleDescription> rules = DescribeNounRules();
   ASSERT_FALSE(rules.empty());

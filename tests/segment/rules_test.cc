@@ -261,6 +261,25 @@ TEST(RulesBatch, MatchAllEqualsPerRowOnRandomData) {
   EXPECT_LT(matched, n);
 }
 
+TEST(RuleTable, BuildsSchemaAndData) {
+  std::vector<double> recency = {10, 90, 400};
+  std::vector<int32_t> segment = {1, 0, -1};
+  std::vector<std::string> names = {"lapsed big spenders", "loyal champions"};
+  RuleTable table(3);
+  ASSERT_TRUE(table.AddNumber("recency_days", recency).ok());
+  ASSERT_TRUE(table.AddString("segment", segment, names).ok());
+  EXPECT_FALSE(table.AddNumber("recency_days", recency).ok());  // duplicate
+  std::vector<double> short_column = {1};
+  EXPECT_FALSE(table.AddNumber("x", short_column).ok());
+  auto rule = CompileRule("recency_days < 100 and segment == 'loyal champions'", table.schema());
+  ASSERT_TRUE(rule.ok());
+  auto bound = BoundRule::Bind(*rule, table.data());
+  ASSERT_TRUE(bound.ok());
+  EXPECT_TRUE(bound->Matches(0));
+  EXPECT_FALSE(bound->Matches(1));
+  EXPECT_FALSE(bound->Matches(2));
+}
+
 TEST(RulesEditDistance, Basics) {
   EXPECT_EQ(EditDistance("recency", "recency"), 0);
   EXPECT_EQ(EditDistance("recnecy", "recency"), 1);  // transposition
