@@ -95,26 +95,27 @@ TransitionMatrix CountTransitions(std::span<const int64_t> previous_ids,
 
 namespace {
 
-double SquaredDistance(const double* a, const double* b, size_t dimensions) {
+// Accumulates in double whatever the element types, so float and double inputs agree closely.
+template <typename A, typename B>
+double SquaredDistance(const A* a, const B* b, size_t dimensions) {
   double sum = 0;
   for (size_t dim = 0; dim < dimensions; ++dim) {
-    const double diff = a[dim] - b[dim];
+    const double diff = static_cast<double>(a[dim]) - static_cast<double>(b[dim]);
     sum += diff * diff;
   }
   return sum;
 }
 
-bool AllFinite(std::span<const double> values) {
+template <typename T>
+bool AllFinite(std::span<const T> values) {
   return std::all_of(values.begin(), values.end(), [](double v) { return std::isfinite(v); });
 }
 
-}  // namespace
-
-Result<StableClusters> StabiliseClusters(std::span<const double> points,
-                                         std::span<const double> centroids, size_t dimensions,
-                                         std::span<const int64_t> previous_segment_ids,
-                                         const PreviousClusters& previous,
-                                         const StabilityOptions& options, const Context& context) {
+template <typename T>
+Result<StableClusters> Stabilise(std::span<const T> points, std::span<const T> centroids,
+                                 size_t dimensions, std::span<const int64_t> previous_segment_ids,
+                                 const PreviousClusters& previous, const StabilityOptions& options,
+                                 const Context& context) {
   if (dimensions == 0 || points.size() % dimensions != 0 || centroids.size() % dimensions != 0 ||
       previous.centroids.size() % dimensions != 0) {
     return Status::InvalidArgument("stability: points and centroids must be multiples of the " +
@@ -135,7 +136,8 @@ Result<StableClusters> StabiliseClusters(std::span<const double> points,
   if (!(options.hysteresis >= 0)) {
     return Status::InvalidArgument("stability: hysteresis must be >= 0");
   }
-  if (!AllFinite(points) || !AllFinite(centroids) || !AllFinite(previous.centroids)) {
+  if (!AllFinite(points) || !AllFinite(centroids) ||
+      !AllFinite(std::span<const double>(previous.centroids))) {
     return Status::InvalidArgument("stability: points and centroids must be finite");
   }
 
@@ -226,7 +228,7 @@ Result<StableClusters> StabiliseClusters(std::span<const double> points,
   const double margin = 1 + options.hysteresis;
   ParallelFor(n, context.Threads(), [&](size_t begin, size_t end, int) {
     for (size_t idx = begin; idx < end; ++idx) {
-      const double* point = &points[idx * dimensions];
+      const T* point = &points[idx * dimensions];
       size_t nearest = 0;
       double nearest_sq = kInf;
       for (size_t c = 0; c < k; ++c) {
@@ -265,6 +267,26 @@ Result<StableClusters> StabiliseClusters(std::span<const double> points,
   }
   result.transitions = CountTransitions(from, result.customer_segment_ids);
   return result;
+}
+
+}  // namespace
+
+Result<StableClusters> StabiliseClusters(std::span<const double> points,
+                                         std::span<const double> centroids, size_t dimensions,
+                                         std::span<const int64_t> previous_segment_ids,
+                                         const PreviousClusters& previous,
+                                         const StabilityOptions& options, const Context& context) {
+  return Stabilise<double>(points, centroids, dimensions, previous_segment_ids, previous, options,
+                           context);
+}
+
+Result<StableClusters> StabiliseClusters(std::span<const float> points,
+                                         std::span<const float> centroids, size_t dimensions,
+                                         std::span<const int64_t> previous_segment_ids,
+                                         const PreviousClusters& previous,
+                                         const StabilityOptions& options, const Context& context) {
+  return Stabilise<float>(points, centroids, dimensions, previous_segment_ids, previous, options,
+                          context);
 }
 
 }  // namespace shoal::segment

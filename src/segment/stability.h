@@ -82,6 +82,14 @@ Result<StableClusters> StabiliseClusters(std::span<const double> points,
                                          const PreviousClusters& previous,
                                          const StabilityOptions& options, const Context& context);
 
+// The same for float32 points and centroids, as KMeans produces them (distances accumulate in
+// double; previous centroids stay double).
+Result<StableClusters> StabiliseClusters(std::span<const float> points,
+                                         std::span<const float> centroids, size_t dimensions,
+                                         std::span<const int64_t> previous_segment_ids,
+                                         const PreviousClusters& previous,
+                                         const StabilityOptions& options, const Context& context);
+
 // Counts per (previous id, new id) pair; the spans are aligned per customer.
 TransitionMatrix CountTransitions(std::span<const int64_t> previous_ids,
                                   std::span<const int64_t> new_ids);

@@ -190,6 +190,21 @@ TEST(Stability, ThreadCountDoesNotMatter) {
   EXPECT_EQ(a->transitions.counts, b->transitions.counts);
 }
 
+TEST(Stability, FloatInputsAgreeWithDouble) {
+  PreviousClusters previous = FourClusters();
+  std::vector<double> centroids = {10.3, 9.8, 0.2, 0.1, 9.9, -0.2, 0.1, 10.2};
+  std::vector<double> points = {0, 0, 10, 10, 4.9, 0.2, 9.7, 5.2};
+  std::vector<int64_t> before = {10, 13, 11, 12};
+  std::vector<float> centroids_f(centroids.begin(), centroids.end());
+  std::vector<float> points_f(points.begin(), points.end());
+  auto as_double = StabiliseClusters(points, centroids, 2, before, previous, {}, Context{});
+  auto as_float = StabiliseClusters(points_f, centroids_f, 2, before, previous, {}, Context{});
+  ASSERT_TRUE(as_double.ok() && as_float.ok());
+  EXPECT_EQ(as_double->segment_ids, as_float->segment_ids);
+  EXPECT_EQ(as_double->customer_segment_ids, as_float->customer_segment_ids);
+  EXPECT_EQ(as_double->kept_by_hysteresis, as_float->kept_by_hysteresis);
+}
+
 TEST(Stability, RejectsBadInput) {
   PreviousClusters previous = FourClusters();
   std::vector<double> centroids = {0, 0, 1};
