@@ -8,6 +8,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "common/parallel.h"
 #include "segment/kmeans_kernels.h"
@@ -427,7 +428,9 @@ class Clusterer {
     ForEachBlock(n_, threads_, [&](size_t block, size_t begin, size_t end) {
       Moments& moments = block_moments_[block];
       moments.Clear();
-      size_t changes = 0;
+      // Points leave the queues out of index order; moves are applied sorted afterwards so the
+      // float64 sums see the same order as Lloyd's.
+      std::vector<std::pair<size_t, int32_t>> moved;  // (point, previous label)
       size_t pending[kRowsPerBlock];
       size_t num_pending = 0;
       auto flush = [&] {
@@ -436,9 +439,8 @@ class Clusterer {
                    upper_[p] = std::sqrt(best_sq) * grow_;
                    lower_[p] = std::sqrt(second_sq) * shrink_;
                    if (labels_[p] != best) {
-                     moments.Move(Row(p), labels_[p], best);
+                     moved.emplace_back(p, labels_[p]);
                      labels_[p] = best;
-                     ++changes;
                    }
                  });
         num_pending = 0;
@@ -489,7 +491,9 @@ class Clusterer {
       }
       if (num_tighten > 0) tighten_flush();
       if (num_pending > 0) flush();
-      block_changes_[block] = changes;
+      std::sort(moved.begin(), moved.end());
+      for (const auto& [p, previous] : moved) moments.Move(Row(p), previous, labels_[p]);
+      block_changes_[block] = moved.size();
     });
   }
 
