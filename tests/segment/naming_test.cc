@@ -6,10 +6,14 @@
 #include <iostream>
 #include <limits>
 #include <map>
+#include <numeric>
 #include <random>
 #include <set>
 
+#include "segment/kmeans.h"
+#include "segment/metrics.h"
 #include "segment/profile.h"
+#include "segment/stability.h"
 
 namespace shoal::segment {
 namespace {
@@ -126,6 +130,9 @@ class Population {
   }
   double Int(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
 
+  const std::map<std::string, std::vector<double>>& columns() const { return columns_; }
+  const std::vector<int32_t>& labels() const { return labels_; }
+
   std::vector<ClusterProfile> Profiles() {
     ProfileInput input;
     for (auto& [name, column] : columns_) {
@@ -150,9 +157,11 @@ bool HasWord(const std::string& name, const std::string& word) {
   return name.find(word) != std::string::npos;
 }
 
-TEST(Naming, PlantedSignaturesGetDescriptiveNames) {
-  Population population(17);
-  population.Add(0, 400, [](Row& r, Population& p) {  // window shoppers
+// Seven clusters, each with one planted behaviour (labels 0..6 in this order): window shoppers,
+// cart abandoners, one-time buyers, lapsed big spenders, price-sensitive replenishment buyers,
+// premium trend explorers, loyal champions.
+void AddPlantedClusters(Population& population, int per_cluster) {
+  population.Add(0, per_cluster, [](Row& r, Population& p) {  // window shoppers
     r["frequency"] = 0;
     r["monetary_total"] = 0;
     r["recency_days"] = kNaN;
@@ -161,35 +170,41 @@ TEST(Naming, PlantedSignaturesGetDescriptiveNames) {
     r["sessions"] = p.Int(25, 40);
     r["product_views"] = r["sessions"] * p.Uniform(4, 6);
   });
-  population.Add(1, 400, [](Row& r, Population& p) {  // cart abandoners
+  population.Add(1, per_cluster, [](Row& r, Population& p) {  // cart abandoners
     r["cart_abandonment_rate"] = p.Uniform(0.6, 0.9);
   });
-  population.Add(2, 400, [](Row& r, Population&) {  // one-time buyers
+  population.Add(2, per_cluster, [](Row& r, Population&) {  // one-time buyers
     r["frequency"] = 1;
     r["monetary_total"] = std::min(r["monetary_total"], 80.0);
   });
-  population.Add(3, 400, [](Row& r, Population& p) {  // lapsed big spenders
+  population.Add(3, per_cluster, [](Row& r, Population& p) {  // lapsed big spenders
     r["monetary_total"] = r["frequency"] * std::exp(p.Uniform(6.3, 6.8));
     r["recency_days"] = p.Uniform(300, 500);
   });
-  population.Add(4, 400, [](Row& r, Population& p) {  // price-sensitive replenishment buyers
-    r["frequency"] = p.Int(8, 12);
-    r["monetary_total"] = r["frequency"] * std::exp(p.Uniform(2.8, 3.2));
-    r["discount_share"] = p.Uniform(0.6, 0.8);
-    r["ipi_mean_days"] = p.Uniform(25, 35);
-    r["ipi_std_days"] = r["ipi_mean_days"] * p.Uniform(0.1, 0.2);
-  });
-  population.Add(5, 400, [](Row& r, Population& p) {  // premium trend explorers
+  population.Add(4, per_cluster,
+                 [](Row& r, Population& p) {  // price-sensitive replenishment buyers
+                   r["frequency"] = p.Int(8, 12);
+                   r["monetary_total"] = r["frequency"] * std::exp(p.Uniform(2.8, 3.2));
+                   r["discount_share"] = p.Uniform(0.6, 0.8);
+                   r["ipi_mean_days"] = p.Uniform(25, 35);
+                   r["ipi_std_days"] = r["ipi_mean_days"] * p.Uniform(0.1, 0.2);
+                 });
+  population.Add(5, per_cluster, [](Row& r, Population& p) {  // premium trend explorers
     r["premium_index"] = p.Uniform(0.8, 0.95);
     r["new_categories_30d"] = p.Int(3, 5);
     r["distinct_categories"] = p.Int(8, 12);
     r["category_entropy"] = p.Uniform(2, 3);
   });
-  population.Add(6, 400, [](Row& r, Population& p) {  // loyal champions
+  population.Add(6, per_cluster, [](Row& r, Population& p) {  // loyal champions
     r["frequency"] = p.Int(12, 20);
     r["monetary_total"] = r["frequency"] * std::exp(p.Uniform(3.8, 4.3));
     r["recency_days"] = p.Uniform(1, 10);
   });
+}
+
+TEST(Naming, PlantedSignaturesGetDescriptiveNames) {
+  Population population(17);
+  AddPlantedClusters(population, 400);
   std::vector<ClusterProfile> profiles = population.Profiles();
   std::vector<ClusterName> names = NameClusters(profiles);
   ASSERT_EQ(names.size(), 7u);
@@ -210,6 +225,116 @@ TEST(Naming, PlantedSignaturesGetDescriptiveNames) {
   ASSERT_GE(names[5].reasons.size(), 3u);
   EXPECT_TRUE(HasWord(names[5].reasons[0], "noun 'explorers'")) << names[5].reasons[0];
   EXPECT_TRUE(HasWord(names[5].reasons[1], "premium: premium_index z=+")) << names[5].reasons[1];
+}
+
+// k-means features from the trait columns: log1p of skewed counts and amounts, NaN imputed with
+// the population median, every column z-scored. Row-major float32, rows in `order`.
+std::vector<float> Features(const Population& population, const std::vector<size_t>& order,
+                            size_t* dimensions) {
+  const std::vector<std::string> used = {
+      "recency_days",     "frequency",     "monetary_total",      "aov",
+      "discount_share",   "premium_index", "distinct_categories", "new_categories_30d",
+      "category_entropy", "ipi_mean_days", "ipi_std_days",        "cart_abandonment_rate",
+      "sessions",         "product_views", "email_open_rate",     "return_rate"};
+  const std::set<std::string> logged = {"recency_days", "frequency",     "monetary_total",
+                                        "aov",          "ipi_mean_days", "ipi_std_days",
+                                        "sessions",     "product_views"};
+  const size_t n = order.size(), d = used.size();
+  std::vector<float> out(n * d);
+  for (size_t dim = 0; dim < d; ++dim) {
+    std::vector<double> column = population.columns().at(used[dim]);
+    for (double& v : column)
+      if (!std::isnan(v) && logged.count(used[dim])) v = std::log1p(v);
+    std::vector<double> defined;
+    for (double v : column)
+      if (!std::isnan(v)) defined.push_back(v);
+    std::sort(defined.begin(), defined.end());
+    const double median = defined[defined.size() / 2];
+    double mean = 0, sq = 0;
+    for (double& v : column) {
+      if (std::isnan(v)) v = median;
+      mean += v;
+    }
+    mean /= static_cast<double>(n);
+    for (double v : column) sq += (v - mean) * (v - mean);
+    const double sd = std::sqrt(sq / static_cast<double>(n));
+    for (size_t row = 0; row < n; ++row) {
+      out[row * d + dim] = static_cast<float>((column[order[row]] - mean) / sd);
+    }
+  }
+  *dimensions = d;
+  return out;
+}
+
+// The whole path: planted behaviours -> k-means -> profiles -> names, then a rebuild on shuffled
+// rows with another seed that must keep every segment id and name.
+TEST(Pipeline, KMeansProfilesNamesAndStableRebuild) {
+  Population population(29);
+  AddPlantedClusters(population, 300);
+  const size_t n = population.labels().size();
+  std::vector<size_t> identity(n);
+  std::iota(identity.begin(), identity.end(), 0);
+  size_t d = 0;
+  std::vector<float> features = Features(population, identity, &d);
+  KMeansOptions options;
+  options.k = 7;
+  options.n_init = 10;
+  Context context;
+  context.threads = 2;
+  auto first = KMeans(features, n, d, options, context);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_GT(AdjustedRandIndex(first->labels, population.labels()), 0.95);
+
+  // Profile and name the k-means clusters.
+  ProfileInput input;
+  for (const auto& [name, column] : population.columns()) {
+    input.trait_names.push_back(name);
+    input.traits.emplace_back(column);
+  }
+  input.labels = first->labels;
+  auto profiles = ProfileClusters(input, context);
+  ASSERT_TRUE(profiles.ok());
+  std::vector<ClusterName> names = NameClusters(profiles->clusters);
+  // The cluster holding most of each planted group is named for that group's behaviour.
+  const std::vector<std::string> planted_noun = {
+      "window shoppers",      "cart abandoners", "one-time buyers", "big spenders",
+      "replenishment buyers", "explorers",       "champions"};
+  for (int32_t group = 0; group < 7; ++group) {
+    std::map<int32_t, int> votes;
+    for (size_t idx = 0; idx < n; ++idx)
+      if (population.labels()[idx] == group) ++votes[first->labels[idx]];
+    const int32_t cluster = std::max_element(votes.begin(), votes.end(), [](auto& a, auto& b) {
+                              return a.second < b.second;
+                            })->first;
+    EXPECT_EQ(names[cluster].noun, planted_noun[group]) << names[cluster].name;
+  }
+
+  // Rebuild: the same customers in another order, another seed.
+  std::vector<size_t> shuffled = identity;
+  std::shuffle(shuffled.begin(), shuffled.end(), std::mt19937_64(3));
+  std::vector<float> features2 = Features(population, shuffled, &d);
+  context.seed = 4242;
+  auto second = KMeans(features2, n, d, options, context);
+  ASSERT_TRUE(second.ok());
+  PreviousClusters previous;
+  previous.centroids.assign(first->centroids.begin(), first->centroids.end());
+  for (int c = 0; c < 7; ++c) {
+    previous.segment_ids.push_back(100 + c);
+    previous.names.push_back(names[c].name);
+  }
+  previous.next_segment_id = 107;
+  std::vector<int64_t> before(n);
+  for (size_t row = 0; row < n; ++row) before[row] = 100 + first->labels[shuffled[row]];
+  auto stable = StabiliseClusters(std::span<const float>(features2), second->centroids, d, before,
+                                  previous, StabilityOptions{}, context);
+  ASSERT_TRUE(stable.ok()) << stable.status().ToString();
+  std::set<int64_t> ids(stable->segment_ids.begin(), stable->segment_ids.end());
+  EXPECT_EQ(ids, (std::set<int64_t>{100, 101, 102, 103, 104, 105, 106}));
+  EXPECT_EQ(stable->next_segment_id, 107);
+  for (int c = 0; c < 7; ++c) {
+    EXPECT_EQ(stable->names[c], names[stable->segment_ids[c] - 100].name);
+  }
+  EXPECT_LT(stable->moved, static_cast<int64_t>(n / 100));
 }
 
 TEST(Naming, CollisionsAreBrokenByTheNextDistinguishingTrait) {
