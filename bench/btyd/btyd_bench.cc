@@ -270,7 +270,7 @@ int Run(int argc, char** argv) {
                 name == "cdnow" ? "read" : "simulated in", make_s);
 
     start = std::chrono::steady_clock::now();
-    Result<CompressedRfm> rfm = CompressRfm(data.x, data.t_x, data.T, data.mean_value);
+    Result<CompressedRfm> rfm = CompressRfm(data.x, data.t_x, data.T, data.mean_value, ctx);
     if (!rfm.ok()) {
       std::fprintf(stderr, "%s\n", rfm.status().ToString().c_str());
       return 1;

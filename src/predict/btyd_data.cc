@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "common/parallel.h"
+
 namespace shoal {
 namespace {
 
@@ -28,6 +30,8 @@ std::string DescribeRow(const char* what, size_t idx, double x, double t_x, doub
 
 // Larger repeat counts are surely data errors (and would lose integer precision).
 constexpr double kMaxFrequency = 1e15;
+// Customers per worker below which CompressRfm does not split the work.
+constexpr size_t kCustomersPerWorker = 1 << 18;
 
 bool RowLess(const RfmSummaryRow& lhs, const RfmSummaryRow& rhs) {
   if (lhs.x != rhs.x) return lhs.x < rhs.x;
@@ -50,19 +54,19 @@ class RowGrouper {
  public:
   explicit RowGrouper(std::vector<RfmSummaryRow>* rows) : rows_(rows) { Resize(1 << 12); }
 
-  void Add(double x, double t_x, double T) {
+  void Add(double x, double t_x, double T, double weight) {
     if (2 * (rows_->size() + 1) > slots_.size()) Resize(slots_.size() * 2);
     size_t slot = HashKey(x, t_x, T) & mask_;
     for (;;) {
       const uint32_t entry = slots_[slot];
       if (entry == 0) {
-        rows_->push_back(RfmSummaryRow{x, t_x, T, 1.0});
+        rows_->push_back(RfmSummaryRow{x, t_x, T, weight});
         slots_[slot] = static_cast<uint32_t>(rows_->size());
         return;
       }
       RfmSummaryRow& row = (*rows_)[entry - 1];
       if (row.x == x && row.t_x == t_x && row.T == T) {
-        row.weight += 1;
+        row.weight += weight;
         return;
       }
       slot = (slot + 1) & mask_;
@@ -106,7 +110,8 @@ Status ValidateRfmRows(const CompressedRfm& data) {
 }
 
 Result<CompressedRfm> CompressRfm(std::span<const double> x, std::span<const double> t_x,
-                                  std::span<const double> T, std::span<const double> mean_value) {
+                                  std::span<const double> T, std::span<const double> mean_value,
+                                  const Context& ctx) {
   const size_t n = x.size();
   if (t_x.size() != n || T.size() != n || (!mean_value.empty() && mean_value.size() != n)) {
     return Status::InvalidArgument("CompressRfm: x, t_x, T (and mean_value if given) must have "
@@ -115,34 +120,70 @@ Result<CompressedRfm> CompressRfm(std::span<const double> x, std::span<const dou
                                    ", " + std::to_string(mean_value.size()));
   }
   if (n == 0) return Status::InvalidArgument("CompressRfm: no customers");
-  CompressedRfm out;
-  out.total_weight = static_cast<double>(n);
-  size_t repeat_buyers = 0;
-  for (double value : x) repeat_buyers += value > 0;
-  out.spend.reserve(repeat_buyers);
-  RowGrouper grouper(&out.rows);
+  // Each worker groups a contiguous range of customers; the partial tables are merged in worker
+  // order and the distinct rows sorted, so the output does not depend on the thread count
+  // (weights are integer counts, exact in double).
+  const int workers = ParallelWorkers(n, ctx.Threads(), kCustomersPerWorker);
+  struct Partial {
+    std::vector<RfmSummaryRow> rows;
+    std::vector<SpendRow> spend;
+    size_t bad = 0;
+    std::string first_problem;
+  };
+  std::vector<Partial> partials(static_cast<size_t>(workers));
+  ParallelFor(
+      n, workers,
+      [&](size_t begin, size_t end, int worker_idx) {
+        Partial& partial = partials[static_cast<size_t>(worker_idx)];
+        size_t repeat_buyers = 0;
+        for (size_t idx = begin; idx < end; ++idx) repeat_buyers += x[idx] > 0;
+        partial.spend.reserve(repeat_buyers);
+        RowGrouper grouper(&partial.rows);
+        for (size_t customer_idx = begin; customer_idx < end; ++customer_idx) {
+          const double cx = x[customer_idx], ctx_ = t_x[customer_idx], cT = T[customer_idx];
+          const double value = mean_value.empty() ? 0.0 : mean_value[customer_idx];
+          // Fast check; the message is built only for a bad row (NaN fails every comparison).
+          const bool valid = cx >= 0 && cx == std::floor(cx) && cx < kMaxFrequency && cT > 0 &&
+                             cT < INFINITY && ctx_ >= 0 && ctx_ <= cT && std::isfinite(value);
+          if (!valid) {
+            if (partial.bad++ == 0) {
+              std::string problem = RowProblem(cx, ctx_, cT, 1.0);
+              if (problem.empty()) problem = "non-finite mean_value or x too large";
+              partial.first_problem =
+                  DescribeRow("customer", customer_idx, cx, ctx_, cT) + ": " + problem;
+            }
+            continue;
+          }
+          grouper.Add(cx, ctx_, cT, 1.0);
+          if (cx > 0) partial.spend.push_back(SpendRow{cx, value, 1.0});
+        }
+      },
+      kCustomersPerWorker);
   size_t bad = 0;
   std::string first;
-  for (size_t customer_idx = 0; customer_idx < n; ++customer_idx) {
-    const double cx = x[customer_idx], ctx_ = t_x[customer_idx], cT = T[customer_idx];
-    const double value = mean_value.empty() ? 0.0 : mean_value[customer_idx];
-    // Fast check; the message is built only for a bad row (NaN fails every comparison).
-    const bool valid = cx >= 0 && cx == std::floor(cx) && cx < kMaxFrequency && cT > 0 &&
-                       cT < INFINITY && ctx_ >= 0 && ctx_ <= cT && std::isfinite(value);
-    if (!valid) {
-      if (bad++ == 0) {
-        std::string problem = RowProblem(cx, ctx_, cT, 1.0);
-        if (problem.empty()) problem = "non-finite mean_value or x too large";
-        first = DescribeRow("customer", customer_idx, cx, ctx_, cT) + ": " + problem;
-      }
-      continue;
-    }
-    grouper.Add(cx, ctx_, cT);
-    if (cx > 0) out.spend.push_back(SpendRow{cx, value, 1.0});
+  for (const Partial& partial : partials) {
+    if (partial.bad > 0 && bad == 0) first = partial.first_problem;
+    bad += partial.bad;
   }
   if (bad > 0) {
     return Status::InvalidArgument("CompressRfm: " + std::to_string(bad) +
                                    " invalid customer(s); first: " + first);
+  }
+  CompressedRfm out;
+  out.total_weight = static_cast<double>(n);
+  if (partials.size() == 1) {
+    out.rows = std::move(partials[0].rows);
+    out.spend = std::move(partials[0].spend);
+  } else {
+    size_t spend_size = 0;
+    for (const Partial& partial : partials) spend_size += partial.spend.size();
+    out.spend.reserve(spend_size);
+    RowGrouper grouper(&out.rows);
+    for (Partial& partial : partials) {
+      for (const RfmSummaryRow& row : partial.rows) grouper.Add(row.x, row.t_x, row.T, row.weight);
+      out.spend.insert(out.spend.end(), partial.spend.begin(), partial.spend.end());
+      partial = Partial();
+    }
   }
   std::sort(out.rows.begin(), out.rows.end(), RowLess);
   out.rows.shrink_to_fit();

@@ -48,13 +48,16 @@ struct CompressedRfm {
   double total_weight = 0;
 };
 
-// Builds a CompressedRfm from per-customer columns in one pass: customers with identical (x, t_x, T) are
-// merged (hash grouping, then the distinct rows are sorted, so the output does not depend on the
-// input order); every customer with x > 0 gets a spend row with its mean_value (0 if
-// `mean_value` is empty, which FitGammaGamma rejects). Returns InvalidArgument if the spans
-// differ in length or a value is invalid (see ValidateRfmRows), naming the first bad customer.
+// Builds a CompressedRfm from per-customer columns in one pass. Customers with identical
+// (x, t_x, T) are merged by hash grouping, then the distinct rows are sorted, so the output does
+// not depend on the input order. Every customer with x > 0 gets a spend row with its mean_value
+// (0 if `mean_value` is empty, which FitGammaGamma rejects), in input order. Uses up to
+// ctx.Threads() threads on contiguous customer ranges merged in order, so the output does not
+// depend on the thread count. Returns InvalidArgument if the spans differ in length or a value
+// is invalid (see ValidateRfmRows), naming the first bad customer.
 Result<CompressedRfm> CompressRfm(std::span<const double> x, std::span<const double> t_x,
-                                  std::span<const double> T, std::span<const double> mean_value);
+                                  std::span<const double> T, std::span<const double> mean_value,
+                                  const Context& ctx = {});
 
 // Checks every row: finite values, x a non-negative integer, 0 <= t_x <= T, T > 0, weight > 0,
 // t_x = 0 when x = 0 is NOT required (it is ignored). Returns InvalidArgument naming the first
