@@ -351,11 +351,11 @@ TEST(DelimitedReaderTest, BasketModeAndDerivedIdsAreDeterministic) {
 TEST(DelimitedReaderTest, ReusedBatchStopsGrowingAfterWarmUp) {
   std::string content = std::string(kCanonicalHeader) + "\n";
   for (int i = 0; i < 30000; ++i) {
-    std::string id = "e" + std::to_string(i / 3);
+    std::string id = std::string("e").append(std::to_string(i / 3));
     content += CanonicalRow({{"event_id", id}, {"type", i % 3 == 2 ? "page_view" : "order"},
                              {"timestamp", "2024-01-01T00:00:00Z"},
-                             {"customer_id", "c" + std::to_string(i / 3 % 101)},
-                             {"product_id", "p" + std::to_string(i % 7)}, {"quantity", "1"},
+                             {"customer_id", std::string("c").append(std::to_string(i / 3 % 101))},
+                             {"product_id", std::string("p").append(std::to_string(i % 7))}, {"quantity", "1"},
                              {"unit_price", "2.5"}});
   }
   EventTypeRegistry registry;
