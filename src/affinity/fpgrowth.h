@@ -1,8 +1,10 @@
 // Frequent itemsets with FP-growth (Han, Pei & Yin 2000), array-based.
 //
-// Items are relabelled by descending support; the FP-tree is a set of parallel arrays (item,
-// parent, count, same-item chain) rather than node objects; conditional trees are rebuilt into
-// per-depth workspaces that are reused, so mining allocates nothing per node. Top-level items are
+// Items are relabelled by descending support. The first level's conditional pattern bases are
+// read straight from the rank-sorted baskets (a flat array plus a per-item index of positions);
+// deeper levels use FP-trees stored as arrays of 24-byte node records (item, parent, count,
+// child/sibling/same-item links) rather than node objects, rebuilt into per-depth workspaces that
+// are reused, so mining allocates nothing per node. Top-level items are
 // shared among the Context's workers and each item's itemsets are kept apart and concatenated in
 // a fixed item order, so the output (content and order) does not depend on the thread count.
 #pragma once
