@@ -238,6 +238,13 @@ TEST(BgNbd, CompressedFitEqualsUncompressedFit) {
   EXPECT_NEAR(fit1->params.alpha, fit2->params.alpha, 1e-6 * fit2->params.alpha);
   EXPECT_NEAR(fit1->params.a, fit2->params.a, 1e-6 * fit2->params.a);
   EXPECT_NEAR(fit1->params.b, fit2->params.b, 1e-6 * fit2->params.b);
+  Result<ParetoNbdFit> pareto1 = FitParetoNbd(compressed);
+  Result<ParetoNbdFit> pareto2 = FitParetoNbd(uncompressed);
+  ASSERT_TRUE(pareto1.ok() && pareto2.ok());
+  EXPECT_NEAR(pareto1->log_likelihood, pareto2->log_likelihood,
+              1e-8 * std::fabs(pareto2->log_likelihood));
+  EXPECT_NEAR(pareto1->params.s, pareto2->params.s, 1e-6 * pareto2->params.s);
+  EXPECT_NEAR(pareto1->params.beta, pareto2->params.beta, 1e-6 * pareto2->params.beta);
 }
 
 TEST(BgNbd, ResultDoesNotDependOnThreadCount) {
