@@ -380,6 +380,80 @@ TEST(GenerateTest, WindowShoppersBrowseAndSearchMost) {
             SegmentMedian(shop, "one_time_buyers", searches));
 }
 
+// The segments are separable on traits computed from the records: standardised trait vectors
+// assigned to the nearest true-segment centroid recover the truth for the vast majority.
+TEST(GenerateTest, SegmentsAreSeparableOnBehaviouralTraits) {
+  const Shop& shop = TheShop();
+  std::vector<std::vector<double>> rows;
+  std::vector<int> labels;
+  for (const auto& [customer, segment] : shop.segment_of) {
+    auto it = shop.behaviour.find(customer);
+    Behaviour empty;
+    const Behaviour& b = it == shop.behaviour.end() ? empty : it->second;
+    std::vector<int64_t> days = b.order_days;
+    std::sort(days.begin(), days.end());
+    double cv = 2;
+    if (days.size() >= 3) {
+      double mean = static_cast<double>(days.back() - days.front()) / static_cast<double>(days.size() - 1);
+      double sq = 0;
+      for (size_t k = 0; k + 1 < days.size(); ++k) {
+        double d = static_cast<double>(days[k + 1] - days[k]) - mean;
+        sq += d * d;
+      }
+      cv = std::sqrt(sq / static_cast<double>(days.size() - 1)) / std::max(mean, 1.0);
+    }
+    double recency = b.orders ? static_cast<double>(shop.end_day - b.last_order_day) : 1500;
+    rows.push_back({std::log1p(b.orders), std::log1p(b.spend),
+                    std::log1p(b.orders ? b.spend / b.orders : 0), std::log1p(recency), cv,
+                    b.lines ? static_cast<double>(b.discounted_lines) / b.lines : 0,
+                    b.lines ? b.premium_sum / b.lines : 0, std::log1p(b.categories.size()),
+                    std::log1p(b.sessions), std::log1p(b.product_views), std::log1p(b.page_views),
+                    std::log1p(b.searches), std::log1p(b.checkouts),
+                    b.checkouts ? 1.0 - static_cast<double>(b.orders) / b.checkouts : 0});
+    int label = 0;
+    while (ShopSegmentNames()[label] != segment) ++label;
+    labels.push_back(label);
+  }
+  size_t dims = rows[0].size();
+  for (size_t d = 0; d < dims; ++d) {
+    double mean = 0, sq = 0;
+    for (const auto& r : rows) mean += r[d];
+    mean /= static_cast<double>(rows.size());
+    for (const auto& r : rows) sq += (r[d] - mean) * (r[d] - mean);
+    double sd = std::sqrt(sq / static_cast<double>(rows.size()));
+    for (auto& r : rows) r[d] = sd > 0 ? (r[d] - mean) / sd : 0;
+  }
+  std::vector<std::vector<double>> centroid(kNumShopSegments, std::vector<double>(dims, 0));
+  std::vector<double> count(kNumShopSegments, 0);
+  for (size_t k = 0; k < rows.size(); ++k) {
+    for (size_t d = 0; d < dims; ++d) centroid[static_cast<size_t>(labels[k])][d] += rows[k][d];
+    count[static_cast<size_t>(labels[k])] += 1;
+  }
+  for (int c = 0; c < kNumShopSegments; ++c) {
+    for (double& v : centroid[static_cast<size_t>(c)]) v /= count[static_cast<size_t>(c)];
+  }
+  size_t correct = 0;
+  for (size_t k = 0; k < rows.size(); ++k) {
+    int best = 0;
+    double best_dist = 1e300;
+    for (int c = 0; c < kNumShopSegments; ++c) {
+      double dist = 0;
+      for (size_t d = 0; d < dims; ++d) {
+        double diff = rows[k][d] - centroid[static_cast<size_t>(c)][d];
+        dist += diff * diff;
+      }
+      if (dist < best_dist) {
+        best_dist = dist;
+        best = c;
+      }
+    }
+    correct += best == labels[k];
+  }
+  double accuracy = static_cast<double>(correct) / static_cast<double>(rows.size());
+  EXPECT_GT(accuracy, 0.93);
+  EXPECT_LT(accuracy, 0.9995);  // realistic overlap: not a trivially separable toy
+}
+
 TEST(GenerateTest, PlantedAffinitiesHaveLiftAboveOne) {
   const Shop& shop = TheShop();
   size_t n = shop.baskets_categories.size();
@@ -554,6 +628,17 @@ TEST(GenerateTest, SegmentOptionsShapeTheShop) {
   EXPECT_EQ(r->orders, 0u);
   EXPECT_EQ(r->per_segment[5], 300u);
   EXPECT_FALSE(fs::exists(dir + "/events.jsonl"));
+  uint64_t last_done = 0, calls = 0;
+  o.progress = [&](uint64_t done, uint64_t total) {
+    EXPECT_EQ(total, 300u);
+    EXPECT_GE(done, last_done);
+    last_done = done;
+    ++calls;
+  };
+  o.chunk_customers = 50;
+  ASSERT_TRUE(GenerateShop(o, dir, Threads(2)).ok());
+  EXPECT_EQ(last_done, 300u);
+  EXPECT_GE(calls, 2u);
   EXPECT_TRUE(fs::exists(dir + "/events.csv"));
 }
 
