@@ -651,7 +651,13 @@ class MappingBuilder {
   Status SpecEntry(std::string_view key, std::string_view value) {
     std::string k(TrimSpaces(key));
     std::string label = "--map " + k;
-    if (k == "delimiter") return SetDelimiter(value, label);
+    if (k == "delimiter") {
+      std::string_view d = value;
+      if (d.size() == 3 && (d.front() == '\'' || d.front() == '"') && d.back() == d.front()) {
+        d = d.substr(1, 1);  // delimiter=',' (quoted so the comma does not end the entry)
+      }
+      return SetDelimiter(d, label);
+    }
     if (k == "header") {
       std::string v = Lower(TrimSpaces(value));
       if (v == "yes" || v == "true" || v == "1") {

@@ -115,6 +115,26 @@ TEST(DelimitedReaderTest, CanonicalCsvLoadsWithoutMapping) {
   EXPECT_NE(qs[0].reason.find("rows of one order must be adjacent"), std::string::npos);
 }
 
+TEST(DelimitedReaderTest, EmptyAndHeaderOnlyFiles) {
+  EventTypeRegistry registry;
+  Quarantine q;
+  auto m = Mapping::FromSpec("customer_id=c,timestamp=t,type=order");
+  ASSERT_TRUE(m.ok());
+  for (const char* content : {"", "\r\n\n", "c,t\r\n"}) {
+    auto r = ReadAll(Spec(WriteTemp("e.csv", content), *m), registry, &q);
+    EXPECT_TRUE(r.status.ok()) << r.status.ToString();
+    EXPECT_EQ(r.events.size(), 0u);
+    EXPECT_EQ(r.stats.records, 0u);
+  }
+  auto canonical = ReadAll(Spec(WriteTemp("e.csv", std::string(kCanonicalHeader) + "\n")), registry, &q);
+  EXPECT_TRUE(canonical.status.ok());
+  EXPECT_EQ(canonical.events.size(), 0u);
+  EXPECT_EQ(q.total(), 0u);
+  auto missing = EventReader::Open(Spec("/no/such/dir/x.csv"), registry, &q);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), Status::Code::kIOError);
+}
+
 TEST(DelimitedReaderTest, NonCanonicalHeaderNeedsAMapping) {
   EventTypeRegistry registry;
   std::string path = WriteTemp("x.csv", "CustomerID,Date\n1,2024-01-01\n");

@@ -129,6 +129,9 @@ TEST(MappingSpecTest, CommandLineString) {
   ASSERT_FALSE(cb.ok());
   EXPECT_NE(cb.status().message().find("--map customer_id: unknown column 'Nope'"), std::string::npos)
       << cb.status().message();
+  auto quoted = Mapping::FromSpec("delimiter=',',type=order");
+  ASSERT_TRUE(quoted.ok()) << quoted.status().ToString();
+  EXPECT_EQ(quoted->source().delimiter, ",");
   EXPECT_FALSE(Mapping::FromSpec("customer_id").ok());
   EXPECT_FALSE(Mapping::FromSpec("colour=red").ok());
   EXPECT_FALSE(Mapping::FromSpec("total=x|weird").ok());
