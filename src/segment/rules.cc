@@ -1460,6 +1460,26 @@ RuleExplanation BoundRule::Explain(size_t row) const {
   return explanation;
 }
 
+std::string FormatExplanation(const RuleExplanation& explanation) {
+  size_t width = 0;
+  for (const ClauseExplanation& clause : explanation.clauses) {
+    width = std::max(width, clause.text.size());
+  }
+  std::string out = explanation.matched ? "matched: true\n" : "matched: false\n";
+  for (const ClauseExplanation& clause : explanation.clauses) {
+    out += clause.held ? "  held    " : "  failed  ";
+    out += clause.text;
+    std::string values;
+    for (const auto& [name, value] : clause.values) {
+      values += (values.empty() ? "" : ", ") + name + " = " + value;
+    }
+    if (!values.empty())
+      out += std::string(width - clause.text.size() + 3, ' ') + "(" + values + ")";
+    out += "\n";
+  }
+  return out;
+}
+
 Result<std::vector<AudienceSpec>> ParseAudiences(std::string_view toml_text) {
   toml::table document;
   try {

@@ -163,6 +163,12 @@ struct RuleExplanation {
 // Rows per block of the batched evaluator.
 inline constexpr size_t kRuleBlock = 512;
 
+// Renders an explanation as text, one clause a line:
+//   matched: false
+//     held    days_since_last_order > 60   (days_since_last_order = 61)
+//     failed  orders_365d >= 3             (orders_365d = 2)
+std::string FormatExplanation(const RuleExplanation& explanation);
+
 // A compiled rule bound to one data set. Holds pointers to the rule and the data: both must
 // outlive it. Matches/MatchAll are thread-safe and never allocate per row.
 class BoundRule {

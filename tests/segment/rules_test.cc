@@ -200,6 +200,11 @@ TEST_F(RulesTest, ExplainReportsClausesAndValues) {
   EXPECT_EQ(explanation.clauses[1].text, "orders_365d >= 3");
   EXPECT_FALSE(explanation.clauses[1].held);
   EXPECT_EQ(explanation.clauses[2].values[0].second, "\"premium trend explorers\"");
+  EXPECT_EQ(FormatExplanation(explanation),
+            "matched: false\n"
+            "  held    days_since_last_order > 60   (days_since_last_order = 61)\n"
+            "  failed  orders_365d >= 3             (orders_365d = 2)\n"
+            "  failed  is_null(segment)             (segment = \"premium trend explorers\")\n");
   EXPECT_TRUE(bound->Explain(0).matched);
   EXPECT_EQ(bound->Explain(3).clauses[0].values[0].second, "null");
 }
