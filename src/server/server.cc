@@ -1,0 +1,1201 @@
+#include "server/server.h"
+
+#include <httplib.h>
+#include <signal.h>
+#include <simdjson.h>
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <mutex>
+#include <queue>
+#include <random>
+#include <shared_mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "common/coding.h"
+#include "common/json_writer.h"
+#include "common/time.h"
+#include "engine/engine.h"
+#include "ingest/json_events.h"
+#include "server/metrics.h"
+#include "store/kv_store.h"
+
+namespace shoal {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr TimeMicros kNever = std::numeric_limits<TimeMicros>::max();
+
+// Keys of the server's records in the models column family (docs/server.md).
+constexpr std::string_view kMembershipPrefix = "m/";  // m/<profile BE32> -> memberships
+constexpr std::string_view kPhonePrefix = "p/";       // p/<profile BE32> -> latest phone
+constexpr std::string_view kOutboxPrefix = "o/";      // o/<dest>/<seq BE64> -> profile, body
+constexpr std::string_view kDeadPrefix = "d/";        // d/<dest>/<seq BE64> -> profile, body
+constexpr std::string_view kChangeSeqKey = "s/change_seq";
+
+std::string MembershipKey(uint32_t profile) { return std::string(kMembershipPrefix) + KeyU32(profile); }
+std::string PhoneKey(uint32_t profile) { return std::string(kPhonePrefix) + KeyU32(profile); }
+std::string OutboxKey(std::string_view prefix, const std::string& dest, uint64_t seq) {
+  return std::string(prefix) + dest + "/" + KeyU64(seq);
+}
+
+std::string EncodeMemberships(const std::vector<std::string>& m) {
+  std::string out;
+  PutVarint(&out, m.size());
+  for (const auto& s : m) PutString(&out, s);
+  return out;
+}
+
+bool DecodeMemberships(std::string_view in, std::vector<std::string>* out) {
+  Reader r(in);
+  uint64_t n = r.Varint();
+  out->clear();
+  for (uint64_t i = 0; i < n && r.ok(); ++i) out->emplace_back(r.String());
+  return r.ok();
+}
+
+std::string Iso(TimeMicros t) { return FormatIso8601(t); }
+
+void JsonStringArray(std::string* out, const std::vector<std::string>& items) {
+  out->push_back('[');
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out->push_back(',');
+    AppendJsonString(out, items[i]);
+  }
+  out->push_back(']');
+}
+
+std::string ErrorJson(std::string_view message, std::string_view field = {}) {
+  std::string out = "{\"error\":";
+  AppendJsonString(&out, message);
+  if (!field.empty()) {
+    out += ",\"field\":";
+    AppendJsonString(&out, field);
+  }
+  out += "}";
+  return out;
+}
+
+int HttpStatusOf(const Status& st) {
+  switch (st.code()) {
+    case Status::Code::kNotFound: return 404;
+    case Status::Code::kInvalidArgument:
+    case Status::Code::kParseError: return 400;
+    case Status::Code::kUnavailable: return 503;
+    default: return 500;
+  }
+}
+
+struct ParsedUrl {
+  std::string host;
+  int port = 80;
+  std::string path = "/";
+};
+
+bool ParseHttpUrl(const std::string& url, ParsedUrl* out) {
+  std::string_view rest(url);
+  if (rest.substr(0, 7) != "http://") return false;
+  rest.remove_prefix(7);
+  size_t slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  out->path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+  size_t colon = authority.rfind(':');
+  if (colon != std::string_view::npos) {
+    out->host = std::string(authority.substr(0, colon));
+    out->port = std::atoi(std::string(authority.substr(colon + 1)).c_str());
+  } else {
+    out->host = std::string(authority);
+  }
+  return !out->host.empty() && out->port > 0 && out->port < 65536;
+}
+
+// One unit of work for the writer thread.
+struct Job {
+  enum class Kind { kEvents, kForget, kRebuild };
+  Kind kind = Kind::kEvents;
+  EventBatch batch;
+  std::string identifier;
+  Status status;
+  IngestSummary summary;
+  std::string reply;  // forget / rebuild: the JSON answer
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+
+  void Finish() {
+    std::lock_guard lock(mu);
+    done = true;
+    cv.notify_all();
+  }
+  void Wait() {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return done; });
+  }
+};
+
+struct OutboxEntry {
+  uint64_t seq = 0;
+  uint32_t profile = 0;
+  std::string body;
+};
+
+}  // namespace
+
+// A webhook destination's queue and its delivery thread.
+struct DestinationWorker {
+  WebhookDestination spec;
+  ParsedUrl url;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<OutboxEntry> queue;
+  bool stop = false;
+  std::thread thread;
+  std::atomic<uint64_t> delivered{0}, failures{0}, dead_letters{0}, consent_suppressed{0};
+  std::atomic<int64_t> dead_depth{0};
+};
+
+struct Server::Impl {
+  ServerOptions options;
+  ServerConfig config;
+  Context ctx;
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<MembershipSource> source;
+  int consent_trait = -1;
+
+  // Engine and membership state: the writer takes it exclusively, readers shared.
+  mutable std::shared_mutex engine_mu;
+  std::vector<std::vector<std::string>> current;  // per profile slot, sorted
+  std::vector<std::string> phones;                // per profile slot
+  uint64_t change_seq = 0;
+
+  // Timer (writer thread only): min-heap of (time, profile); scheduled[p] is the live entry.
+  std::priority_queue<std::pair<TimeMicros, uint32_t>, std::vector<std::pair<TimeMicros, uint32_t>>,
+                      std::greater<>> timer;
+  std::vector<TimeMicros> scheduled;
+
+  // Writer queue.
+  std::mutex queue_mu;
+  std::condition_variable queue_cv;
+  std::deque<std::shared_ptr<Job>> queue;
+  bool stopping = false;
+  std::thread writer;
+  Clock::time_point last_checkpoint = Clock::now();
+
+  std::vector<std::unique_ptr<DestinationWorker>> destinations;
+  std::thread exporter;
+  std::mutex stop_mu;
+  std::condition_variable stop_cv;
+  bool stopped = false;
+
+  httplib::Server http;
+  std::thread http_thread;
+  int port = 0;
+  ServerMetrics metrics;
+
+  // --- startup ---
+  Status Load();
+  // --- writer ---
+  void WriterLoop();
+  void ProcessGroup(std::vector<std::shared_ptr<Job>>& jobs);
+  void ProcessForget(Job& job);
+  uint32_t ProfileOf(const Event& e) const;
+  void Evaluate(uint32_t profile, TimeMicros now, const std::string& cause, WriteGroup* group,
+                std::vector<std::pair<size_t, OutboxEntry>>* pending);
+  void Schedule(uint32_t profile, TimeMicros now);
+  void EnsureSlots(size_t n);
+  void Publish(std::vector<std::pair<size_t, OutboxEntry>>& pending);
+  // --- delivery ---
+  void DeliveryLoop(DestinationWorker* d);
+  // --- exports ---
+  void ExportLoop();
+  // --- http ---
+  void SetUpRoutes();
+  std::string MetricsText() const;
+  Result<std::string> Export(const std::string& membership, const ExportOptions& options,
+                             bool marketing);
+  bool OptedOut(uint32_t profile) const {
+    return engine->identity().Alive(profile) && engine->state(profile).consent() == 0;
+  }
+  void StopAll();
+};
+
+// ---------------------------------------------------------------------------------------------
+// Startup
+
+Status Server::Impl::Load() {
+  KvStore& kv = engine->store();
+  std::string value;
+  if (kv.Get(Column::kModels, kChangeSeqKey, &value).ok()) {
+    Reader r(value);
+    change_seq = r.Varint();
+  }
+  EnsureSlots(engine->identity().num_slots());
+  std::vector<std::string> stored;
+  SHOAL_RETURN_IF_ERROR(kv.Scan(Column::kModels, kMembershipPrefix, [&](std::string_view key, std::string_view v) -> Result<bool> {
+    if (key.substr(0, 2) != kMembershipPrefix) return false;
+    uint32_t p = DecodeKeyU32(key.substr(2));
+    EnsureSlots(p + 1);
+    if (!DecodeMemberships(v, &current[p])) return Status::Corruption("memberships of profile " + std::to_string(p));
+    return true;
+  }));
+  SHOAL_RETURN_IF_ERROR(kv.Scan(Column::kModels, kPhonePrefix, [&](std::string_view key, std::string_view v) -> Result<bool> {
+    if (key.substr(0, 2) != kPhonePrefix) return false;
+    uint32_t p = DecodeKeyU32(key.substr(2));
+    EnsureSlots(p + 1);
+    phones[p] = std::string(v);
+    return true;
+  }));
+  // Reconcile: whatever differs from the stored memberships was not emitted before the last
+  // stop (a crash between an event's write and its memberships' write): emit it now.
+  WriteGroup group;
+  std::vector<std::pair<size_t, OutboxEntry>> pending;
+  TimeMicros now = ctx.Now();
+  const std::string cause = "{\"kind\":\"recovery\"}";
+  for (uint32_t p = 0; p < current.size(); ++p) {
+    if (engine->identity().Alive(p) || !current[p].empty()) Evaluate(p, now, cause, &group, &pending);
+  }
+  std::string seq;
+  PutVarint(&seq, change_seq);
+  group.Put(Column::kModels, kChangeSeqKey, seq);
+  SHOAL_RETURN_IF_ERROR(kv.Write(group, true));
+  // The outbox, in sequence order per destination.
+  for (auto& d : destinations) {
+    std::string prefix = std::string(kOutboxPrefix) + d->spec.name + "/";
+    SHOAL_RETURN_IF_ERROR(kv.Scan(Column::kModels, prefix, [&](std::string_view key, std::string_view v) -> Result<bool> {
+      if (key.substr(0, prefix.size()) != prefix) return false;
+      OutboxEntry e;
+      e.seq = DecodeKeyU64(key.substr(prefix.size()));
+      Reader r(v);
+      e.profile = static_cast<uint32_t>(r.Varint());
+      if (!r.ok()) return Status::Corruption("outbox record " + std::string(key));
+      e.body = std::string(v.substr(v.size() - r.Remaining()));
+      d->queue.push_back(std::move(e));
+      return true;
+    }));
+    std::string dead = std::string(kDeadPrefix) + d->spec.name + "/";
+    SHOAL_RETURN_IF_ERROR(kv.Scan(Column::kModels, dead, [&](std::string_view key, std::string_view) -> Result<bool> {
+      if (key.substr(0, dead.size()) != dead) return false;
+      d->dead_depth.fetch_add(1);
+      return true;
+    }));
+  }
+  return Status::OK();
+}
+
+void Server::Impl::EnsureSlots(size_t n) {
+  if (current.size() < n) {
+    current.resize(n);
+    phones.resize(n);
+    scheduled.resize(n, kNever);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writer
+
+uint32_t Server::Impl::ProfileOf(const Event& e) const {
+  const IdentityGraph& id = engine->identity();
+  uint32_t p = kNoProfile;
+  if (!e.customer_id.empty()) p = id.Find(IdKind::kCustomerId, e.customer_id);
+  if (p == kNoProfile && !e.email.empty()) p = id.Find(IdKind::kEmail, e.email);
+  if (p == kNoProfile && !e.anonymous_id.empty()) p = id.Find(IdKind::kAnonymousId, e.anonymous_id);
+  return p;
+}
+
+void Server::Impl::Schedule(uint32_t profile, TimeMicros now) {
+  if (!engine->identity().Alive(profile)) {
+    scheduled[profile] = kNever;
+    return;
+  }
+  std::optional<TimeMicros> next = source->NextChange(*engine, profile, now);
+  TimeMicros t = next.value_or(kNever);
+  if (t == scheduled[profile]) return;
+  scheduled[profile] = t;
+  if (t != kNever) timer.emplace(t, profile);
+}
+
+void Server::Impl::Evaluate(uint32_t profile, TimeMicros now, const std::string& cause,
+                            WriteGroup* group, std::vector<std::pair<size_t, OutboxEntry>>* pending) {
+  EnsureSlots(profile + 1);
+  const bool alive = engine->identity().Alive(profile);
+  std::vector<std::string> after;
+  if (alive) after = source->Memberships(*engine, profile, now);
+  std::vector<std::string>& before = current[profile];
+  Schedule(profile, now);
+  if (after == before) return;
+  std::vector<std::string> entered, exited;
+  std::set_difference(after.begin(), after.end(), before.begin(), before.end(), std::back_inserter(entered));
+  std::set_difference(before.begin(), before.end(), after.begin(), after.end(), std::back_inserter(exited));
+  std::string customer_id(engine->identity().DisplayIdOf(profile));
+  const bool opted_out = OptedOut(profile);
+  auto emit = [&](const std::string& membership, bool is_entry) {
+    uint64_t seq = ++change_seq;
+    std::string body = "{\"id\":\"shoal-" + std::to_string(seq) + "\",\"type\":\"";
+    body += is_entry ? "entered" : "exited";
+    body += "\",\"membership\":";
+    AppendJsonString(&body, membership);
+    body += ",\"profile\":" + std::to_string(profile) + ",\"customer_id\":";
+    AppendJsonString(&body, customer_id);
+    body += ",\"at\":";
+    AppendJsonString(&body, Iso(now));
+    body += ",\"before\":";
+    JsonStringArray(&body, before);
+    body += ",\"after\":";
+    JsonStringArray(&body, after);
+    body += ",\"cause\":" + cause + "}";
+    (is_entry ? metrics.membership_entered : metrics.membership_exited).fetch_add(1);
+    for (size_t d = 0; d < destinations.size(); ++d) {
+      const WebhookDestination& spec = destinations[d]->spec;
+      if (!spec.memberships.empty() &&
+          std::find(spec.memberships.begin(), spec.memberships.end(), membership) == spec.memberships.end()) {
+        continue;
+      }
+      if (spec.marketing && opted_out) {
+        destinations[d]->consent_suppressed.fetch_add(1);
+        metrics.consent_suppressed.fetch_add(1);
+        continue;
+      }
+      std::string value;
+      PutVarint(&value, profile);
+      value += body;
+      group->Put(Column::kModels, OutboxKey(kOutboxPrefix, spec.name, seq), value);
+      pending->emplace_back(d, OutboxEntry{seq, profile, body});
+    }
+  };
+  for (const auto& m : exited) emit(m, false);
+  for (const auto& m : entered) emit(m, true);
+  if (after.empty()) group->Delete(Column::kModels, MembershipKey(profile));
+  else group->Put(Column::kModels, MembershipKey(profile), EncodeMemberships(after));
+  before = std::move(after);
+}
+
+void Server::Impl::Publish(std::vector<std::pair<size_t, OutboxEntry>>& pending) {
+  for (auto& [d, entry] : pending) {
+    DestinationWorker& w = *destinations[d];
+    std::lock_guard lock(w.mu);
+    w.queue.push_back(std::move(entry));
+    w.cv.notify_one();
+  }
+  pending.clear();
+}
+
+void Server::Impl::ProcessGroup(std::vector<std::shared_ptr<Job>>& jobs) {
+  WriteGroup group;
+  std::vector<std::pair<size_t, OutboxEntry>> pending;
+  {
+    std::unique_lock lock(engine_mu);
+    const TimeMicros now = ctx.Now();
+    std::unordered_map<uint32_t, std::string> touched;
+    bool merged = false;
+    std::string cause;
+    for (auto& job : jobs) {
+      if (job->kind == Job::Kind::kRebuild) {
+        EnsureSlots(engine->identity().num_slots());
+        for (uint32_t p = 0; p < current.size(); ++p) {
+          if (engine->identity().Alive(p) || !current[p].empty()) touched[p] = "{\"kind\":\"rebuild\"}";
+        }
+        job->status = engine->Checkpoint();
+        continue;
+      }
+      auto applied = engine->Apply(job->batch, /*sync=*/false);
+      if (!applied.ok()) {
+        job->status = applied.status();
+        continue;
+      }
+      job->summary = *applied;
+      merged |= applied->merges > 0;
+      EnsureSlots(engine->identity().num_slots());
+      for (const Event& e : job->batch.events) {
+        uint32_t p = ProfileOf(e);
+        if (p == kNoProfile) continue;
+        cause = "{\"kind\":\"event\",\"event_id\":";
+        AppendJsonString(&cause, e.event_id);
+        cause += ",\"type\":";
+        AppendJsonString(&cause, engine->config().registry.Name(e.type));
+        cause += "}";
+        touched[p] = cause;
+        if (!e.phone.empty() && phones[p] != e.phone) {
+          phones[p] = std::string(e.phone);
+          group.Put(Column::kModels, PhoneKey(p), e.phone);
+        }
+      }
+    }
+    if (merged) {  // absorbed profiles leave everything they were in
+      for (uint32_t p = 0; p < current.size(); ++p) {
+        if (!current[p].empty() && !engine->identity().Alive(p)) touched.emplace(p, "{\"kind\":\"merge\"}");
+      }
+    }
+    while (!timer.empty() && timer.top().first <= now) {
+      auto [t, p] = timer.top();
+      timer.pop();
+      if (scheduled[p] != t) continue;  // superseded
+      scheduled[p] = kNever;
+      metrics.timer_evaluations.fetch_add(1);
+      touched.emplace(p, "{\"kind\":\"time\"}");
+    }
+    // Deterministic order of change records: by profile.
+    std::vector<std::pair<uint32_t, std::string>> ordered(touched.begin(), touched.end());
+    std::sort(ordered.begin(), ordered.end());
+    for (const auto& [p, c] : ordered) Evaluate(p, now, c, &group, &pending);
+    std::string seq;
+    PutVarint(&seq, change_seq);
+    group.Put(Column::kModels, kChangeSeqKey, seq);
+    metrics.timer_pending.store(static_cast<int64_t>(timer.size()));
+  }
+  // One fsync makes the events (written unsynced by Apply, earlier in the same write-ahead log),
+  // the memberships and the outbox records durable together.
+  Status st = engine->store().Write(group, /*sync=*/true);
+  metrics.group_commits.fetch_add(1);
+  if (st.ok()) Publish(pending);
+  for (auto& job : jobs) {
+    if (job->status.ok() && !st.ok()) job->status = st;
+    job->Finish();
+  }
+}
+
+void Server::Impl::ProcessForget(Job& job) {
+  std::unique_lock lock(engine_mu);
+  uint32_t p = engine->FindProfile(job.identifier);
+  if (p == kNoProfile) {
+    job.status = Status::NotFound("no profile has the identifier '" + job.identifier + "'");
+    return;
+  }
+  EnsureSlots(p + 1);
+  // Their memberships, phone and undelivered records go first (erasure, not an 'exited').
+  WriteGroup group;
+  group.Delete(Column::kModels, MembershipKey(p));
+  group.Delete(Column::kModels, PhoneKey(p));
+  current[p].clear();
+  phones[p].clear();
+  scheduled[p] = kNever;
+  for (auto& d : destinations) {
+    std::lock_guard qlock(d->mu);
+    std::deque<OutboxEntry> kept;
+    for (auto& e : d->queue) {
+      if (e.profile == p) group.Delete(Column::kModels, OutboxKey(kOutboxPrefix, d->spec.name, e.seq));
+      else kept.push_back(std::move(e));
+    }
+    d->queue.swap(kept);
+    std::string dead = std::string(kDeadPrefix) + d->spec.name + "/";
+    (void)engine->store().Scan(Column::kModels, dead, [&](std::string_view key, std::string_view v) -> Result<bool> {
+      if (key.substr(0, dead.size()) != dead) return false;
+      Reader r(v);
+      if (r.Varint() == p) {
+        group.Delete(Column::kModels, key);
+        d->dead_depth.fetch_sub(1);
+      }
+      return true;
+    });
+  }
+  job.status = engine->store().Write(group, true);
+  if (!job.status.ok()) return;
+  auto forgotten = engine->Forget(job.identifier);  // compacts: the deleted records go too
+  if (!forgotten.ok()) {
+    job.status = forgotten.status();
+    return;
+  }
+  job.reply = "{\"forgotten\":true,\"events_removed\":" + std::to_string(forgotten->events_removed) +
+              ",\"references_scrubbed\":" + std::to_string(forgotten->references_scrubbed) +
+              ",\"identifiers\":" + std::to_string(forgotten->identifiers.size()) + "}";
+}
+
+void Server::Impl::WriterLoop() {
+  std::vector<std::shared_ptr<Job>> jobs;
+  for (;;) {
+    jobs.clear();
+    bool exit_now = false;
+    {
+      std::unique_lock lock(queue_mu);
+      auto ready = [&] { return !queue.empty() || stopping; };
+      if (!ready()) {
+        if (timer.empty()) {
+          queue_cv.wait_for(lock, std::chrono::seconds(1), ready);
+        } else {
+          TimeMicros wait = timer.top().first - ctx.Now();
+          if (wait > 0) {
+            queue_cv.wait_for(lock, std::chrono::microseconds(std::min<TimeMicros>(wait, 1'000'000)), ready);
+          }
+        }
+      }
+      if (stopping && queue.empty()) exit_now = true;
+      size_t events = 0;
+      while (!queue.empty()) {
+        auto& next = queue.front();
+        if (next->kind == Job::Kind::kForget) {
+          if (jobs.empty()) {  // alone
+            jobs.push_back(std::move(next));
+            queue.pop_front();
+          }
+          break;
+        }
+        if (!jobs.empty() && events + next->batch.size() > config.max_group_events) break;
+        events += next->batch.size();
+        jobs.push_back(std::move(next));
+        queue.pop_front();
+      }
+      metrics.writer_queue_depth.store(static_cast<int64_t>(queue.size()));
+    }
+    if (!jobs.empty() && jobs.front()->kind == Job::Kind::kForget) {
+      ProcessForget(*jobs.front());
+      jobs.front()->Finish();
+    } else {
+      bool timer_due = !timer.empty() && timer.top().first <= ctx.Now();
+      if (!jobs.empty() || timer_due) ProcessGroup(jobs);
+    }
+    if (config.checkpoint_seconds > 0 &&
+        Clock::now() - last_checkpoint > std::chrono::duration<double>(config.checkpoint_seconds)) {
+      std::unique_lock lock(engine_mu);
+      Status st = engine->Checkpoint();
+      if (!st.ok()) std::fprintf(stderr, "shoal serve: checkpoint failed: %s\n", st.message().c_str());
+      last_checkpoint = Clock::now();
+    }
+    if (exit_now) break;
+  }
+  std::unique_lock lock(engine_mu);
+  Status st = engine->Checkpoint();
+  if (!st.ok()) std::fprintf(stderr, "shoal serve: checkpoint failed: %s\n", st.message().c_str());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delivery
+
+void Server::Impl::DeliveryLoop(DestinationWorker* d) {
+  std::mt19937_64 rng(ctx.seed ^ std::hash<std::string>()(d->spec.name));
+  std::unique_ptr<httplib::Client> client;
+  int attempts = 0;
+  for (;;) {
+    OutboxEntry entry;
+    {
+      std::unique_lock lock(d->mu);
+      d->cv.wait(lock, [&] { return d->stop || !d->queue.empty(); });
+      if (d->stop) return;
+      entry = d->queue.front();  // copied: the queue may be edited (forget) while we send
+    }
+    bool drop = false;
+    if (d->spec.marketing) {
+      std::shared_lock lock(engine_mu);
+      drop = OptedOut(entry.profile);  // opted out after the record was queued
+    }
+    bool delivered = false;
+    if (!drop) {
+      if (!client) {
+        client = std::make_unique<httplib::Client>(d->url.host, d->url.port);
+        client->set_keep_alive(true);
+        client->set_connection_timeout(std::chrono::milliseconds(d->spec.timeout_ms));
+        client->set_read_timeout(std::chrono::milliseconds(d->spec.timeout_ms));
+        client->set_write_timeout(std::chrono::milliseconds(d->spec.timeout_ms));
+      }
+      httplib::Headers headers = {
+          {"X-Shoal-Idempotency-Key", "shoal-" + std::to_string(entry.seq)},
+          {"X-Shoal-Delivery-Attempt", std::to_string(attempts + 1)}};
+      if (!d->spec.secret.empty()) {
+        headers.emplace("X-Shoal-Signature", "sha256=" + HmacSha256Hex(d->spec.secret, entry.body));
+      }
+      auto res = client->Post(d->url.path, headers, entry.body, "application/json");
+      delivered = res && res->status >= 200 && res->status < 300;
+      if (!res) client.reset();  // reconnect next time
+    }
+    WriteGroup group;
+    std::string key = OutboxKey(kOutboxPrefix, d->spec.name, entry.seq);
+    bool pop = false;
+    if (drop) {
+      d->consent_suppressed.fetch_add(1);
+      metrics.consent_suppressed.fetch_add(1);
+      group.Delete(Column::kModels, key);
+      pop = true;
+    } else if (delivered) {
+      d->delivered.fetch_add(1);
+      group.Delete(Column::kModels, key);
+      pop = true;
+    } else {
+      d->failures.fetch_add(1);
+      ++attempts;
+      if (attempts >= d->spec.max_attempts) {
+        std::string value;
+        PutVarint(&value, entry.profile);
+        value += entry.body;
+        group.Put(Column::kModels, OutboxKey(kDeadPrefix, d->spec.name, entry.seq), value);
+        group.Delete(Column::kModels, key);
+        d->dead_letters.fetch_add(1);
+        d->dead_depth.fetch_add(1);
+        pop = true;
+      }
+    }
+    if (pop) {
+      attempts = 0;
+      // Losing this write in a crash only means delivering the record again (at least once).
+      Status st = engine->store().Write(group, /*sync=*/false);
+      if (!st.ok()) std::fprintf(stderr, "shoal serve: outbox update failed: %s\n", st.message().c_str());
+      std::lock_guard lock(d->mu);
+      if (!d->queue.empty() && d->queue.front().seq == entry.seq) d->queue.pop_front();
+      continue;
+    }
+    // Exponential backoff with +-50% jitter, cut short by Stop().
+    double delay = std::min<double>(d->spec.backoff_max_ms,
+                                    d->spec.backoff_initial_ms * std::pow(2.0, attempts - 1));
+    delay *= std::uniform_real_distribution<double>(0.5, 1.5)(rng);
+    std::unique_lock lock(d->mu);
+    d->cv.wait_for(lock, std::chrono::microseconds(static_cast<int64_t>(delay * 1000)),
+                   [&] { return d->stop; });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exports
+
+Result<std::string> Server::Impl::Export(const std::string& membership_in,
+                                         const ExportOptions& options, bool marketing) {
+  std::string membership = membership_in.find(':') == std::string::npos
+                               ? "audience:" + membership_in : membership_in;
+  std::vector<ExportRow> rows;
+  {
+    std::shared_lock lock(engine_mu);
+    for (uint32_t p = 0; p < current.size(); ++p) {
+      const auto& m = current[p];
+      if (!std::binary_search(m.begin(), m.end(), membership)) continue;
+      if (!engine->identity().Alive(p)) continue;
+      if (marketing && OptedOut(p)) continue;
+      ExportRow row;
+      row.customer_id = std::string(engine->identity().DisplayIdOf(p));
+      for (const auto& [kind, value] : engine->identity().IdentifiersOf(p)) {
+        if (kind == IdKind::kEmail && row.email.empty()) row.email = std::string(value);
+      }
+      row.phone = phones[p];
+      rows.push_back(std::move(row));
+    }
+  }
+  ExportOptions o = options;
+  if (o.default_country_code.empty()) o.default_country_code = config.default_country_code;
+  return FormatAudienceExport(rows, o);
+}
+
+void Server::Impl::ExportLoop() {
+  std::vector<Clock::time_point> due(config.exports.size());
+  for (size_t i = 0; i < due.size(); ++i) {
+    due[i] = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                std::chrono::duration<double>(config.exports[i].every_minutes * 60));
+  }
+  std::unique_lock lock(stop_mu);
+  while (!stopped) {
+    stop_cv.wait_for(lock, std::chrono::milliseconds(200));
+    for (size_t i = 0; i < due.size() && !stopped; ++i) {
+      const ScheduledExport& e = config.exports[i];
+      if (e.every_minutes <= 0 || Clock::now() < due[i]) continue;
+      due[i] = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                  std::chrono::duration<double>(e.every_minutes * 60));
+      ExportOptions o;
+      o.format = e.format;
+      auto text = Export(e.audience, o, e.marketing);
+      if (!text.ok()) continue;
+      namespace fs = std::filesystem;
+      fs::path path = fs::path(e.path).is_absolute() ? fs::path(e.path) : fs::path(options.db_dir) / e.path;
+      std::error_code ec;
+      fs::create_directories(path.parent_path(), ec);
+      fs::path tmp = path;
+      tmp += ".tmp";
+      {
+        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+        out << *text;
+      }
+      fs::rename(tmp, path, ec);
+      if (ec) std::fprintf(stderr, "shoal serve: export to %s failed: %s\n", path.c_str(), ec.message().c_str());
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+std::string Server::Impl::MetricsText() const {
+  std::string out;
+  char line[320];
+  out += "# HELP shoal_http_requests_total HTTP requests by route and status class.\n"
+         "# TYPE shoal_http_requests_total counter\n";
+  static const char* kClasses[] = {"2xx", "4xx", "5xx"};
+  for (int r = 0; r < static_cast<int>(Route::kNumRoutes); ++r) {
+    for (int c = 0; c < 3; ++c) {
+      uint64_t n = metrics.requests[r][c].load();
+      if (n == 0) continue;
+      std::snprintf(line, sizeof line, "shoal_http_requests_total{route=\"%s\",code=\"%s\"} %llu\n",
+                    RouteName(static_cast<Route>(r)), kClasses[c], static_cast<unsigned long long>(n));
+      out += line;
+    }
+  }
+  out += "# HELP shoal_http_request_duration_seconds Time from request to response.\n"
+         "# TYPE shoal_http_request_duration_seconds histogram\n";
+  for (int r = 0; r < static_cast<int>(Route::kNumRoutes); ++r) {
+    metrics.latency[r].Render(&out, "shoal_http_request_duration_seconds",
+                              std::string("route=\"") + RouteName(static_cast<Route>(r)) + "\"");
+  }
+  auto counter = [&](const char* name, const char* help, uint64_t v) {
+    std::snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name,
+                  name, static_cast<unsigned long long>(v));
+    out += line;
+  };
+  auto gauge = [&](const char* name, const char* help, int64_t v) {
+    std::snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name,
+                  name, static_cast<long long>(v));
+    out += line;
+  };
+  counter("shoal_events_accepted_total", "Events that passed validation.", metrics.events_accepted);
+  counter("shoal_events_rejected_total", "Events refused with a per-item error.", metrics.events_rejected);
+  counter("shoal_events_stored_total", "New events stored durably.", metrics.events_stored);
+  counter("shoal_events_duplicate_total", "Events whose id was already stored.", metrics.events_duplicate);
+  counter("shoal_group_commits_total", "Writer groups made durable with one fsync.", metrics.group_commits);
+  counter("shoal_membership_entered_total", "Membership entries emitted.", metrics.membership_entered);
+  counter("shoal_membership_exited_total", "Membership exits emitted.", metrics.membership_exited);
+  counter("shoal_timer_evaluations_total", "Profiles re-evaluated by the timer.", metrics.timer_evaluations);
+  counter("shoal_consent_suppressed_total", "Records not sent to marketing destinations (opt-out).",
+          metrics.consent_suppressed);
+  gauge("shoal_writer_queue_depth", "Requests waiting for the writer.", metrics.writer_queue_depth);
+  gauge("shoal_timer_pending", "Scheduled time-driven re-evaluations.", metrics.timer_pending);
+  out += "# HELP shoal_outbox_depth Records waiting for delivery.\n# TYPE shoal_outbox_depth gauge\n";
+  std::string deliveries =
+      "# HELP shoal_webhook_deliveries_total Records delivered (2xx).\n"
+      "# TYPE shoal_webhook_deliveries_total counter\n";
+  std::string failures =
+      "# HELP shoal_webhook_failures_total Failed delivery attempts.\n"
+      "# TYPE shoal_webhook_failures_total counter\n";
+  std::string dead =
+      "# HELP shoal_webhook_dead_letters_total Records dead-lettered after max_attempts failures.\n"
+      "# TYPE shoal_webhook_dead_letters_total counter\n";
+  std::string dead_depth =
+      "# HELP shoal_dead_letter_depth Records held in the dead-letter store.\n"
+      "# TYPE shoal_dead_letter_depth gauge\n";
+  for (const auto& d : destinations) {
+    size_t depth;
+    {
+      std::lock_guard lock(d->mu);
+      depth = d->queue.size();
+    }
+    const char* n = d->spec.name.c_str();
+    std::snprintf(line, sizeof line, "shoal_outbox_depth{destination=\"%s\"} %zu\n", n, depth);
+    out += line;
+    std::snprintf(line, sizeof line, "shoal_webhook_deliveries_total{destination=\"%s\"} %llu\n", n,
+                  static_cast<unsigned long long>(d->delivered.load()));
+    deliveries += line;
+    std::snprintf(line, sizeof line, "shoal_webhook_failures_total{destination=\"%s\"} %llu\n", n,
+                  static_cast<unsigned long long>(d->failures.load()));
+    failures += line;
+    std::snprintf(line, sizeof line, "shoal_webhook_dead_letters_total{destination=\"%s\"} %llu\n", n,
+                  static_cast<unsigned long long>(d->dead_letters.load()));
+    dead += line;
+    std::snprintf(line, sizeof line, "shoal_dead_letter_depth{destination=\"%s\"} %lld\n", n,
+                  static_cast<long long>(d->dead_depth.load()));
+    dead_depth += line;
+  }
+  out += deliveries + failures + dead + dead_depth;
+  return out;
+}
+
+void Server::Impl::SetUpRoutes() {
+  using httplib::Request;
+  using httplib::Response;
+  http.new_task_queue = [this] { return new httplib::ThreadPool(static_cast<size_t>(config.http_threads)); };
+  http.set_payload_max_length(config.max_body_bytes);
+  http.set_keep_alive_max_count(1u << 30);
+  http.set_keep_alive_timeout(30);
+  http.set_read_timeout(30);
+
+  // Authentication: read scope for GET, write scope for POST; health and the API description
+  // are open. Without configured tokens the server only binds loopback and admits every call.
+  http.set_pre_routing_handler([this](const Request& req, Response& res) {
+    if (config.tokens.empty() || req.path == "/healthz" || req.path == "/openapi.json") {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    std::string auth = req.get_header_value("Authorization");
+    const ApiToken* token = nullptr;
+    if (auth.rfind("Bearer ", 0) == 0) {
+      std::string_view given = std::string_view(auth).substr(7);
+      for (const ApiToken& t : config.tokens) {
+        if (t.token.size() == given.size() &&
+            CRYPTO_memcmp(t.token.data(), given.data(), given.size()) == 0) {
+          token = &t;
+        }
+      }
+    }
+    bool write = req.method == "POST";
+    if (token == nullptr) {
+      res.status = 401;
+      res.set_header("WWW-Authenticate", "Bearer");
+      res.set_content(ErrorJson("missing or unknown bearer token (Authorization: Bearer TOKEN)"),
+                      "application/json");
+    } else if (write ? !token->write : !token->read) {
+      res.status = 403;
+      res.set_content(ErrorJson(std::string("this token lacks the ") + (write ? "write" : "read") + " scope"),
+                      "application/json");
+    } else {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    metrics.requests[static_cast<int>(Route::kOther)][1].fetch_add(1);
+    return httplib::Server::HandlerResponse::Handled;
+  });
+
+  auto timed = [this](Route route, std::function<void(const Request&, Response&)> fn) {
+    return [this, route, fn = std::move(fn)](const Request& req, Response& res) {
+      auto start = Clock::now();
+      try {
+        fn(req, res);
+      } catch (const std::exception& e) {  // library exceptions stop at the boundary
+        res.status = 500;
+        res.set_content(ErrorJson(std::string("internal error: ") + e.what()), "application/json");
+      }
+      int cls = res.status >= 500 ? 2 : res.status >= 400 ? 1 : 0;
+      metrics.requests[static_cast<int>(route)][cls].fetch_add(1, std::memory_order_relaxed);
+      metrics.latency[static_cast<int>(route)].Observe(
+          std::chrono::duration<double>(Clock::now() - start).count());
+    };
+  };
+  auto json = [](Response& res, int status, std::string body) {
+    res.status = status;
+    res.set_content(std::move(body), "application/json");
+  };
+
+  http.Post("/v1/events", timed(Route::kEvents, [this, json](const Request& req, Response& res) {
+    if (req.body.empty()) return json(res, 400, ErrorJson("empty body: send one event object or an array"));
+    auto job = std::make_shared<Job>();
+    std::vector<ItemResult> items;
+    JsonEventsOptions parse_options;
+    parse_options.max_events = config.max_batch_events;
+    Status st = ParseJsonEvents(req.body, engine->config().registry, &job->batch, &items, parse_options);
+    if (!st.ok()) {
+      bool too_many = st.message().rfind("batch has", 0) == 0;
+      return json(res, too_many ? 413 : 400, ErrorJson(st.message()));
+    }
+    size_t accepted = job->batch.size();
+    size_t rejected = items.size() - accepted;
+    metrics.events_accepted.fetch_add(accepted, std::memory_order_relaxed);
+    metrics.events_rejected.fetch_add(rejected, std::memory_order_relaxed);
+    if (accepted > 0) {
+      {
+        std::lock_guard lock(queue_mu);
+        if (stopping) return json(res, 503, ErrorJson("server is stopping"));
+        queue.push_back(job);
+        metrics.writer_queue_depth.store(static_cast<int64_t>(queue.size()));
+      }
+      queue_cv.notify_one();
+      job->Wait();
+      if (!job->status.ok()) return json(res, 500, ErrorJson("events not stored: " + job->status.message()));
+      metrics.events_stored.fetch_add(job->summary.stored, std::memory_order_relaxed);
+      metrics.events_duplicate.fetch_add(job->summary.duplicates, std::memory_order_relaxed);
+    }
+    std::string out = "{\"accepted\":" + std::to_string(accepted) + ",\"rejected\":" + std::to_string(rejected) +
+                      ",\"stored\":" + std::to_string(job->summary.stored) +
+                      ",\"duplicates\":" + std::to_string(job->summary.duplicates) +
+                      ",\"suppressed\":" + std::to_string(job->summary.suppressed) + ",\"results\":[";
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (i) out.push_back(',');
+      out += "{\"index\":" + std::to_string(i) + ",\"ok\":" + (items[i].ok ? "true" : "false");
+      if (items[i].ok) {
+        out += ",\"event_id\":";
+        AppendJsonString(&out, items[i].event_id);
+      } else {
+        out += ",\"field\":";
+        AppendJsonString(&out, items[i].field);
+        out += ",\"error\":";
+        AppendJsonString(&out, items[i].reason);
+      }
+      out += "}";
+    }
+    out += "]}";
+    json(res, accepted == 0 ? 400 : rejected > 0 ? 207 : 200, std::move(out));
+  }));
+
+  http.Get(R"(/v1/profiles/([^/]+))", timed(Route::kProfile, [this, json](const Request& req, Response& res) {
+    std::string identifier = req.matches[1];
+    std::shared_lock lock(engine_mu);
+    auto profile_json = engine->ProfileJson(identifier, ctx.Now());
+    if (!profile_json.ok()) return json(res, HttpStatusOf(profile_json.status()), ErrorJson(profile_json.status().message()));
+    uint32_t p = engine->FindProfile(identifier);
+    std::string out = std::move(*profile_json);
+    out.pop_back();  // the closing brace: memberships follow the traits
+    const std::vector<std::string> none;
+    const auto& m = p < current.size() ? current[p] : none;
+    out += ",\"memberships\":";
+    JsonStringArray(&out, m);
+    // Grouped by kind: "segment:x" under "segments", "audience:y" under "audiences", ...
+    out += ",\"by_kind\":{";
+    std::string kind;
+    bool first_kind = true;
+    for (size_t i = 0; i < m.size(); ++i) {
+      size_t colon = m[i].find(':');
+      std::string k = colon == std::string::npos ? "other" : m[i].substr(0, colon);
+      std::string name = colon == std::string::npos ? m[i] : m[i].substr(colon + 1);
+      if (k != kind) {
+        if (!first_kind) out += "],";
+        first_kind = false;
+        AppendJsonString(&out, k);
+        out += ":[";
+        kind = k;
+      } else {
+        out += ",";
+      }
+      AppendJsonString(&out, name);
+    }
+    if (!first_kind) out += "]";
+    out += "}}";
+    json(res, 200, std::move(out));
+  }));
+
+  auto members = [this, json](const std::string& membership, const Request& req, Response& res) {
+    uint32_t cursor = 0;
+    size_t limit = 100;
+    if (req.has_param("cursor")) cursor = static_cast<uint32_t>(std::strtoul(req.get_param_value("cursor").c_str(), nullptr, 10));
+    if (req.has_param("limit")) limit = std::clamp<size_t>(std::strtoul(req.get_param_value("limit").c_str(), nullptr, 10), 1, 10000);
+    std::string out = "{\"membership\":";
+    AppendJsonString(&out, membership);
+    out += ",\"members\":[";
+    std::shared_lock lock(engine_mu);
+    uint32_t p = cursor;
+    size_t n = 0;
+    for (; p < current.size() && n < limit; ++p) {
+      const auto& m = current[p];
+      if (!std::binary_search(m.begin(), m.end(), membership)) continue;
+      if (n++) out.push_back(',');
+      out += "{\"profile\":" + std::to_string(p) + ",\"customer_id\":";
+      AppendJsonString(&out, engine->identity().DisplayIdOf(p));
+      out += "}";
+    }
+    // Is there anything after p?
+    bool more = false;
+    for (uint32_t q = p; q < current.size() && !more; ++q) {
+      more = std::binary_search(current[q].begin(), current[q].end(), membership);
+    }
+    out += "],\"next_cursor\":";
+    out += more ? std::to_string(p) : "null";
+    out += "}";
+    json(res, 200, std::move(out));
+  };
+
+  http.Get("/v1/segments", timed(Route::kSegments, [this, json](const Request&, Response& res) {
+    std::vector<std::string> defs = source->Definitions();
+    std::vector<uint64_t> counts(defs.size(), 0);
+    {
+      std::shared_lock lock(engine_mu);
+      for (const auto& m : current) {
+        for (size_t i = 0; i < defs.size(); ++i) counts[i] += std::binary_search(m.begin(), m.end(), defs[i]);
+      }
+    }
+    std::string out = "{\"segments\":[";
+    for (size_t i = 0; i < defs.size(); ++i) {
+      if (i) out.push_back(',');
+      out += "{\"id\":";
+      AppendJsonString(&out, defs[i]);
+      out += ",\"members\":" + std::to_string(counts[i]) + "}";
+    }
+    out += "]}";
+    json(res, 200, std::move(out));
+  }));
+  http.Get(R"(/v1/segments/([^/]+)/members)", timed(Route::kMembers, [members](const Request& req, Response& res) {
+    std::string id = req.matches[1];
+    members(id.find(':') == std::string::npos ? "segment:" + id : id, req, res);
+  }));
+  http.Get(R"(/v1/audiences/([^/]+)/members)", timed(Route::kAudienceMembers, [members](const Request& req, Response& res) {
+    members("audience:" + std::string(req.matches[1]), req, res);
+  }));
+  http.Post(R"(/v1/audiences/([^/]+)/export)", timed(Route::kExport, [this, json](const Request& req, Response& res) {
+    std::string format_name = req.has_param("format") ? req.get_param_value("format") : "csv";
+    auto format = ParseExportFormat(format_name);
+    if (!format.ok()) return json(res, 400, ErrorJson(format.status().message(), "format"));
+    bool marketing = *format == ExportFormat::kCustomerList ||
+                     !(req.has_param("marketing") && req.get_param_value("marketing") == "false");
+    ExportOptions o;
+    o.format = *format;
+    auto text = Export("audience:" + std::string(req.matches[1]), o, marketing);
+    if (!text.ok()) return json(res, HttpStatusOf(text.status()), ErrorJson(text.status().message()));
+    res.status = 200;
+    res.set_content(std::move(*text), *format == ExportFormat::kJsonl ? "application/x-ndjson" : "text/csv");
+  }));
+
+  auto run_job = [this, json](std::shared_ptr<Job> job, Response& res) {
+    {
+      std::lock_guard lock(queue_mu);
+      if (stopping) return json(res, 503, ErrorJson("server is stopping"));
+      queue.push_back(job);
+    }
+    queue_cv.notify_one();
+    job->Wait();
+    if (!job->status.ok()) return json(res, HttpStatusOf(job->status), ErrorJson(job->status.message()));
+    json(res, 200, job->reply.empty() ? "{\"ok\":true}" : job->reply);
+  };
+  http.Post("/v1/forget", timed(Route::kForget, [json, run_job](const Request& req, Response& res) {
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    std::string_view identifier;
+    if (parser.parse(req.body).get(doc) || doc.type() != simdjson::dom::element_type::OBJECT) {
+      return json(res, 400, ErrorJson("body must be a JSON object {\"identifier\": \"...\"}"));
+    }
+    if (doc["identifier"].get(identifier) || identifier.empty()) {
+      return json(res, 400, ErrorJson("missing or empty string 'identifier'", "identifier"));
+    }
+    auto job = std::make_shared<Job>();
+    job->kind = Job::Kind::kForget;
+    job->identifier = std::string(identifier);
+    run_job(job, res);
+  }));
+  http.Post("/v1/rebuild", timed(Route::kRebuild, [run_job](const Request&, Response& res) {
+    auto job = std::make_shared<Job>();
+    job->kind = Job::Kind::kRebuild;
+    run_job(job, res);
+  }));
+  http.Get("/healthz", timed(Route::kHealth, [this, json](const Request&, Response& res) {
+    std::shared_lock lock(engine_mu);
+    json(res, 200, "{\"status\":\"ok\",\"events\":" + std::to_string(engine->num_events()) +
+                       ",\"profiles\":" + std::to_string(engine->identity().num_alive()) + "}");
+  }));
+  http.Get("/metrics", timed(Route::kMetrics, [this](const Request&, Response& res) {
+    res.status = 200;
+    res.set_content(MetricsText(), "text/plain; version=0.0.4");
+  }));
+  http.Get("/openapi.json", timed(Route::kOpenApi, [json](const Request&, Response& res) {
+    json(res, 200, OpenApiJson());
+  }));
+  http.set_error_handler([](const Request&, Response& res) {
+    if (!res.body.empty()) return;
+    std::string msg = res.status == 404 ? "no such endpoint (see /openapi.json)"
+                      : res.status == 413 ? "request body too large"
+                                          : "bad request";
+    res.set_content(ErrorJson(msg), "application/json");
+  });
+}
+
+void Server::Impl::StopAll() {
+  {
+    std::lock_guard lock(stop_mu);
+    if (stopped) return;
+    stopped = true;
+  }
+  stop_cv.notify_all();
+  http.stop();
+  if (http_thread.joinable()) http_thread.join();
+  {
+    std::lock_guard lock(queue_mu);
+    stopping = true;
+  }
+  queue_cv.notify_all();
+  if (writer.joinable()) writer.join();
+  for (auto& d : destinations) {
+    {
+      std::lock_guard lock(d->mu);
+      d->stop = true;
+    }
+    d->cv.notify_all();
+    if (d->thread.joinable()) d->thread.join();
+  }
+  if (exporter.joinable()) exporter.join();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
+                                              std::unique_ptr<MembershipSource> source) {
+  auto server = std::unique_ptr<Server>(new Server());
+  server->impl_ = std::make_unique<Impl>();
+  Impl& s = *server->impl_;
+  s.options = options;
+  s.ctx = options.context;
+  EngineOptions engine_options;
+  engine_options.db_dir = options.db_dir;
+  engine_options.config_path = options.config_path;
+  engine_options.checkpoint_blocks = size_t{1} << 40;  // the writer checkpoints on a timer
+  SHOAL_ASSIGN_OR_RETURN(s.engine, Engine::Open(engine_options, s.ctx));
+  static const toml::table kEmpty;
+  const toml::table& root = s.engine->config().table ? *s.engine->config().table : kEmpty;
+  SHOAL_ASSIGN_OR_RETURN(s.config, ParseServerConfig(root));
+  if (options.bind) s.config.bind = *options.bind;
+  if (options.port) s.config.port = *options.port;
+  if (s.config.tokens.empty() && !IsLoopbackAddress(s.config.bind)) {
+    return Status::InvalidArgument("refusing to listen on " + s.config.bind +
+                                   " without API tokens: add [[server.tokens]] to the workspace "
+                                   "config, or bind 127.0.0.1");
+  }
+  if (source) {
+    s.source = std::move(source);
+  } else {
+    SHOAL_ASSIGN_OR_RETURN(auto thresholds, ParseTraitThresholds(root));
+    std::vector<std::string> names;
+    for (const TraitInfo& t : s.engine->catalogue().traits()) names.push_back(t.name);
+    SHOAL_ASSIGN_OR_RETURN(s.source, TraitThresholdSource::Make(std::move(thresholds), names));
+  }
+  s.consent_trait = s.engine->catalogue().Find("consent_marketing");
+  for (const WebhookDestination& spec : s.config.destinations) {
+    auto d = std::make_unique<DestinationWorker>();
+    d->spec = spec;
+    if (!ParseHttpUrl(spec.url, &d->url)) {
+      return Status::InvalidArgument("destination '" + spec.name + "': cannot parse url " + spec.url);
+    }
+    s.destinations.push_back(std::move(d));
+  }
+  SHOAL_RETURN_IF_ERROR(s.Load());
+  s.SetUpRoutes();
+  if (s.config.port == 0) {
+    s.port = s.http.bind_to_any_port(s.config.bind);
+    if (s.port <= 0) return Status::IOError("cannot bind " + s.config.bind);
+  } else {
+    if (!s.http.bind_to_port(s.config.bind, s.config.port)) {
+      return Status::IOError("cannot bind " + s.config.bind + ":" + std::to_string(s.config.port) +
+                             " (in use, or not an address of this machine)");
+    }
+    s.port = s.config.port;
+  }
+  s.writer = std::thread([&s] { s.WriterLoop(); });
+  for (auto& d : s.destinations) {
+    DestinationWorker* w = d.get();
+    w->thread = std::thread([&s, w] { s.DeliveryLoop(w); });
+  }
+  s.exporter = std::thread([&s] { s.ExportLoop(); });
+  s.http_thread = std::thread([&s] { s.http.listen_after_bind(); });
+  while (!s.http.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return server;
+}
+
+Server::~Server() { Stop(); }
+
+int Server::port() const { return impl_->port; }
+const ServerConfig& Server::config() const { return impl_->config; }
+
+void Server::Stop() {
+  if (impl_) impl_->StopAll();
+}
+
+void Server::Wait() {
+  std::unique_lock lock(impl_->stop_mu);
+  impl_->stop_cv.wait(lock, [&] { return impl_->stopped; });
+}
+
+Result<std::string> Server::ExportAudience(const std::string& membership, const ExportOptions& options,
+                                           bool marketing) {
+  return impl_->Export(membership, options, marketing);
+}
+
+int ServeUntilSignal(const ServerOptions& options) {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // every thread started below inherits it
+  auto server = Server::Start(options);
+  if (!server.ok()) {
+    std::fprintf(stderr, "shoal: error: %s\n", server.status().message().c_str());
+    return 2;
+  }
+  std::printf("shoal serve: listening on http://%s:%d (workspace %s)\n",
+              (*server)->config().bind.c_str(), (*server)->port(), options.db_dir.c_str());
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::printf("shoal serve: stopping\n");
+  (*server)->Stop();
+  return 0;
+}
+
+}  // namespace shoal

@@ -1,0 +1,74 @@
+// The real-time server (docs/server.md): an HTTP/JSON API over one workspace, with durable
+// group-committed ingest, memberships kept current event by event and by a timer, and
+// activation of every membership change through a durable outbox to webhooks.
+//
+// Threads: HTTP connection threads parse requests and read profiles (shared lock on the
+// engine); ONE writer thread owns every mutation: it drains the queue of accepted requests,
+// applies them, re-evaluates the memberships of the profiles they touched (and of the profiles
+// whose NextChange time has come: the writer's timed wait is the timer), and makes the events,
+// the new memberships and their outbox records durable with one fsync before answering every
+// waiting request. One delivery thread per webhook destination; one export scheduler thread.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/context.h"
+#include "common/status.h"
+#include "server/activation.h"
+#include "server/membership.h"
+#include "server/server_config.h"
+
+namespace shoal {
+
+struct ServerOptions {
+  std::string db_dir = "./shoal-data";  // the workspace
+  std::string config_path;              // workspace TOML; "" = <db_dir>/shoal.toml if present
+  std::optional<std::string> bind;      // overrides [server].bind
+  std::optional<int> port;              // overrides [server].port (0 = any free port)
+  Context context;                      // clock: the "now" memberships are evaluated at
+};
+
+class Server {
+ public:
+  // Opens the workspace, reconciles every profile's memberships with the last stored ones
+  // (re-emitting any change a crash kept from the outbox, cause "recovery"), loads the outbox,
+  // then starts the writer, the delivery workers, the export scheduler and the listener.
+  // `source` null = TraitThresholdSource built from the workspace's [[audiences]].
+  // InvalidArgument when no [[server.tokens]] are configured and the bind address is not
+  // loopback; IOError when the port cannot be bound.
+  static Result<std::unique_ptr<Server>> Start(const ServerOptions& options,
+                                               std::unique_ptr<MembershipSource> source = nullptr);
+  ~Server();  // Stop()
+
+  // The bound port (the real one when 0 was asked).
+  int port() const;
+  const ServerConfig& config() const;
+  // Stops accepting, answers the requests already queued, checkpoints, stops the workers.
+  // Undelivered outbox records stay stored for the next start. Idempotent; thread-safe.
+  void Stop();
+  // Blocks until Stop() has been called (from another thread or a signal).
+  void Wait();
+
+  // The members of `membership` ("audience:x", "segment:y"; a bare name means "audience:x")
+  // as an export. marketing = leave out customers who opted out. Thread-safe.
+  Result<std::string> ExportAudience(const std::string& membership, const ExportOptions& options,
+                                     bool marketing);
+
+  struct Impl;
+
+ private:
+  Server() = default;
+  std::unique_ptr<Impl> impl_;
+};
+
+// `shoal serve`: starts a server and runs it until SIGINT or SIGTERM; prints where it listens.
+// Returns the process exit code (2 on a start error, printed to stderr).
+int ServeUntilSignal(const ServerOptions& options);
+
+// The OpenAPI 3 description of the API, served at /openapi.json.
+const std::string& OpenApiJson();
+
+}  // namespace shoal
