@@ -453,7 +453,8 @@ void TraitCatalogue::ComputeWith(const CustomerState& s, double premium_index, T
   out[kEventsTotal] = static_cast<double>(s.num_events());
 
   // User traits.
-  const auto user = s.user_traits();
+  const auto user = s.user_traits();  // sparse, sorted by trait_idx
+  size_t user_pos = 0;
   for (size_t i = 0; i < config_.user_traits.size(); ++i) {
     const UserTraitSpec& spec = config_.user_traits[i];
     double& value = out[kNumBuiltinTraits + i];
@@ -461,8 +462,9 @@ void TraitCatalogue::ComputeWith(const CustomerState& s, double premium_index, T
         spec.aggregate == TraitAggregate::kCount || spec.aggregate == TraitAggregate::kSum ||
         spec.aggregate == TraitAggregate::kDistinct;
     value = zero_default ? 0.0 : kNaN;
-    if (i >= user.size()) continue;
-    const CustomerState::UserTraitState& u = user[i];
+    while (user_pos < user.size() && user[user_pos].trait_idx < i) ++user_pos;
+    if (user_pos >= user.size() || user[user_pos].trait_idx != i) continue;
+    const CustomerState::UserTraitState& u = user[user_pos];
     uint64_t n = u.count;
     int64_t sum_fixed = u.sum_fixed;
     double min = u.min, max = u.max;

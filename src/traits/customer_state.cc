@@ -1,6 +1,7 @@
 #include "traits/customer_state.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 
@@ -83,25 +84,17 @@ int64_t ToFixed(double value) {
 }
 
 bool operator==(const CustomerState::UserTraitState& a, const CustomerState::UserTraitState& b) {
-  return a.window_days == b.window_days && a.count == b.count && a.sum_fixed == b.sum_fixed &&
+  return a.trait_idx == b.trait_idx && a.window_days == b.window_days && a.count == b.count && a.sum_fixed == b.sum_fixed &&
          SameDouble(a.min, b.min) && SameDouble(a.max, b.max) && a.last_time == b.last_time &&
          SameDouble(a.last_value, b.last_value) && a.days == b.days && a.distinct == b.distinct;
 }
 
 bool operator==(const CustomerState& a, const CustomerState& b) {
-  return a.num_events_ == b.num_events_ && a.first_event_ == b.first_event_ &&
-         a.last_event_ == b.last_event_ &&
-         std::equal(std::begin(a.type_counts_), std::end(a.type_counts_),
-                    std::begin(b.type_counts_)) &&
-         std::equal(std::begin(a.channel_counts_), std::end(a.channel_counts_),
-                    std::begin(b.channel_counts_)) &&
-         std::equal(std::begin(a.device_counts_), std::end(a.device_counts_),
-                    std::begin(b.device_counts_)) &&
-         a.discount_fixed_ == b.discount_fixed_ && a.refunded_fixed_ == b.refunded_fixed_ &&
-         a.sum_log_price_nano_ == b.sum_log_price_nano_ && a.priced_lines_ == b.priced_lines_ &&
-         a.consent_time_ == b.consent_time_ && a.consent_ == b.consent_ &&
-         a.orders_ == b.orders_ && a.activity_ == b.activity_ && a.cart_days_ == b.cart_days_ &&
-         a.categories_ == b.categories_ && a.campaigns_ == b.campaigns_ && a.user_ == b.user_;
+  // Serialize is canonical (sorted items, live buckets only, raw double bits).
+  std::string x, y;
+  a.Serialize(&x);
+  b.Serialize(&y);
+  return x == y;
 }
 
 int32_t CustomerState::LastDay() const {
@@ -109,33 +102,79 @@ int32_t CustomerState::LastDay() const {
 }
 
 void CustomerState::Touch(TimeMicros t) {
-  int32_t old_last_day = LastDay();
   ++num_events_;
   first_event_ = std::min(first_event_, t);
   if (t > last_event_) {
     last_event_ = t;
-    if (LastDay() > old_last_day) PruneWindows(LastDay());
   }
 }
 
+std::span<const CustomerState::ActivityDay> CustomerState::activity_days() const {
+  auto it = std::find_if(activity_.begin(), activity_.end(), [this](const ActivityDay& d) {
+    return !Expired(d.day, kActivityWindowDays);
+  });
+  return {activity_.data() + (it - activity_.begin()), static_cast<size_t>(activity_.end() - it)};
+}
+
+namespace {
+// Drops the expired buckets of one user trait (days <= last_day - window).
+void PruneUserTrait(CustomerState::UserTraitState& u, int64_t last_day) {
+  if (u.window_days <= 0) return;
+  const int64_t cut = last_day - u.window_days;
+  if (!u.days.empty() && u.days.front().day <= cut) {
+    auto it = std::find_if(u.days.begin(), u.days.end(),
+                           [&](const CustomerState::UserDay& d) { return d.day > cut; });
+    u.days.erase(u.days.begin(), it);
+  }
+  std::erase_if(u.distinct,
+                [&](const CustomerState::DistinctValue& d) { return d.last_day <= cut; });
+}
+}  // namespace
+
 void CustomerState::PruneWindows(int32_t last_day) {
   // A bucket of day d is in some future window only if d > day(as_of) - W >= last_day - W.
-  auto cutoff = [last_day](int window) { return static_cast<int64_t>(last_day) - window; };
-  int64_t activity_cut = cutoff(kActivityWindowDays);
+  const int64_t activity_cut = static_cast<int64_t>(last_day) - kActivityWindowDays;
   if (!activity_.empty() && activity_.front().day <= activity_cut) {
     auto it = std::find_if(activity_.begin(), activity_.end(),
                            [&](const ActivityDay& d) { return d.day > activity_cut; });
     activity_.erase(activity_.begin(), it);
   }
-  for (UserTraitState& u : user_) {
-    if (u.window_days <= 0) continue;
-    int64_t cut = cutoff(u.window_days);
-    if (!u.days.empty() && u.days.front().day <= cut) {
-      auto it = std::find_if(u.days.begin(), u.days.end(),
-                             [&](const UserDay& d) { return d.day > cut; });
-      u.days.erase(u.days.begin(), it);
-    }
-    std::erase_if(u.distinct, [&](const DistinctValue& d) { return d.last_day <= cut; });
+  for (UserTraitState& u : user_) PruneUserTrait(u, last_day);
+}
+
+const CustomerState::UserTraitState* CustomerState::UserTrait(size_t trait_idx) const {
+  auto it = std::lower_bound(
+      user_.begin(), user_.end(), trait_idx,
+      [](const UserTraitState& u, size_t idx) { return u.trait_idx < idx; });
+  return it != user_.end() && it->trait_idx == trait_idx ? &*it : nullptr;
+}
+
+CustomerState::UserTraitState& CustomerState::UserTraitFor(uint32_t trait_idx,
+                                                           int32_t window_days) {
+  auto make = [&] {
+    UserTraitState u;
+    u.trait_idx = trait_idx;
+    u.window_days = window_days;
+    return u;
+  };
+  if (trait_idx < 64) {
+    const uint64_t bit = uint64_t{1} << trait_idx;
+    const auto pos = static_cast<size_t>(std::popcount(user_present_ & (bit - 1)));
+    if (user_present_ & bit) return user_[pos];
+    user_present_ |= bit;
+    // Grow by one: a customer matches each trait at most once here, and doubling would leave
+    // up to half of these large records unused.
+    if (user_.size() == user_.capacity()) user_.reserve(user_.size() + 1);
+    return *user_.insert(user_.begin() + static_cast<ptrdiff_t>(pos), make());
+  }
+  return FindOrInsert(
+      &user_, trait_idx, [](const UserTraitState& u) { return u.trait_idx; }, make);
+}
+
+void CustomerState::RebuildUserIndex() {
+  user_present_ = 0;
+  for (const UserTraitState& u : user_) {
+    if (u.trait_idx < 64) user_present_ |= uint64_t{1} << u.trait_idx;
   }
 }
 
@@ -190,6 +229,10 @@ void CustomerState::Update(const Event& e, const EventBatch& batch, PopulationSt
   const bool recent = static_cast<int64_t>(day) > static_cast<int64_t>(LastDay()) -
                                                       kActivityWindowDays;
   auto activity_day = [&]() -> ActivityDay& {
+    if (activity_.size() == activity_.capacity() && !activity_.empty() &&
+        Expired(activity_.front().day, kActivityWindowDays)) {
+      PruneWindows(LastDay());
+    }
     return FindOrInsert(
         &activity_, day, [](const ActivityDay& d) { return d.day; },
         [&] { return ActivityDay{day, 0, 0}; });
@@ -243,16 +286,8 @@ void CustomerState::Update(const Event& e, const EventBatch& batch, PopulationSt
     default:
       break;
   }
-  if (!config.user_traits.empty()) {
-    if (user_.size() != config.user_traits.size()) {
-      user_.resize(config.user_traits.size());
-      for (size_t i = 0; i < user_.size(); ++i) {
-        user_[i].window_days = config.user_traits[i].window_days;
-      }
-    }
-    for (size_t i = 0; i < config.user_traits.size(); ++i) {
-      UpdateUserTrait(i, config.user_traits[i], e, batch, day);
-    }
+  for (size_t i = 0; i < config.user_traits.size(); ++i) {
+    UpdateUserTrait(i, config.user_traits[i], e, batch, day);
   }
 }
 
@@ -284,7 +319,7 @@ void CustomerState::UpdateUserTrait(size_t trait_idx, const UserTraitSpec& spec,
       if (!std::isfinite(value)) return;
       break;
   }
-  UserTraitState& u = user_[trait_idx];
+  UserTraitState& u = UserTraitFor(static_cast<uint32_t>(trait_idx), spec.window_days);
   const bool windowed = u.window_days > 0;
   ++u.count;
   u.sum_fixed += ToFixed(value);
@@ -294,6 +329,10 @@ void CustomerState::UpdateUserTrait(size_t trait_idx, const UserTraitSpec& spec,
   const bool in_kept_window =
       windowed && static_cast<int64_t>(day) > static_cast<int64_t>(LastDay()) - u.window_days;
   if (in_kept_window) {
+    if (u.days.size() == u.days.capacity() && !u.days.empty() &&
+        Expired(u.days.front().day, u.window_days)) {
+      PruneUserTrait(u, LastDay());  // lazily, instead of growing
+    }
     UserDay& d = FindOrInsert(
         &u.days, day, [](const UserDay& x) { return x.day; },
         [&] { return UserDay{day, 0, 0, kInf, -kInf}; });
@@ -303,6 +342,7 @@ void CustomerState::UpdateUserTrait(size_t trait_idx, const UserTraitSpec& spec,
     d.max = std::max(d.max, value);
   }
   if (spec.aggregate == TraitAggregate::kDistinct && (!windowed || in_kept_window)) {
+    if (windowed && u.distinct.size() == u.distinct.capacity()) PruneUserTrait(u, LastDay());
     DistinctValue& d = FindOrInsert(
         &u.distinct, value_hash, [](const DistinctValue& x) { return x.value_hash; },
         [&] { return DistinctValue{value_hash, day}; });
@@ -360,33 +400,29 @@ void CustomerState::Combine(const CustomerState& other) {
         a.first_send = std::min(a.first_send, b.first_send);
         a.first_open = std::min(a.first_open, b.first_open);
       });
-  if (user_.empty()) {
-    user_ = other.user_;
-  } else if (!other.user_.empty()) {
-    // Same config on both sides (contract); a mismatch keeps the traits both know.
-    for (size_t i = 0; i < std::min(user_.size(), other.user_.size()); ++i) {
-      UserTraitState& a = user_[i];
-      const UserTraitState& b = other.user_[i];
-      a.count += b.count;
-      a.sum_fixed += b.sum_fixed;
-      a.min = std::min(a.min, b.min);
-      a.max = std::max(a.max, b.max);
-      KeepLater(b.last_time, b.last_value, &a.last_time, &a.last_value);
-      MergeByKey(
-          &a.days, b.days, [](const UserDay& d) { return d.day; },
-          [](UserDay& x, const UserDay& y) {
-            x.count += y.count;
-            x.sum_fixed += y.sum_fixed;
-            x.min = std::min(x.min, y.min);
-            x.max = std::max(x.max, y.max);
-          });
-      MergeByKey(
-          &a.distinct, b.distinct, [](const DistinctValue& d) { return d.value_hash; },
-          [](DistinctValue& x, const DistinctValue& y) {
-            x.last_day = std::max(x.last_day, y.last_day);
-          });
-    }
-  }
+  MergeByKey(
+      &user_, other.user_, [](const UserTraitState& u) { return u.trait_idx; },
+      [](UserTraitState& a, const UserTraitState& b) {
+        a.count += b.count;
+        a.sum_fixed += b.sum_fixed;
+        a.min = std::min(a.min, b.min);
+        a.max = std::max(a.max, b.max);
+        KeepLater(b.last_time, b.last_value, &a.last_time, &a.last_value);
+        MergeByKey(
+            &a.days, b.days, [](const UserDay& d) { return d.day; },
+            [](UserDay& x, const UserDay& y) {
+              x.count += y.count;
+              x.sum_fixed += y.sum_fixed;
+              x.min = std::min(x.min, y.min);
+              x.max = std::max(x.max, y.max);
+            });
+        MergeByKey(
+            &a.distinct, b.distinct, [](const DistinctValue& d) { return d.value_hash; },
+            [](DistinctValue& x, const DistinctValue& y) {
+              x.last_day = std::max(x.last_day, y.last_day);
+            });
+      });
+  RebuildUserIndex();
   PruneWindows(LastDay());
 }
 
@@ -442,9 +478,10 @@ void CustomerState::Serialize(std::string* out) const {
     prev_time = o.timestamp;
     PutSigned(out, o.total_fixed);
   }
-  PutVarint(out, activity_.size());
+  const auto live_activity = activity_days();
+  PutVarint(out, live_activity.size());
   int64_t prev_day = 0;
-  for (const ActivityDay& d : activity_) {
+  for (const ActivityDay& d : live_activity) {
     PutSigned(out, d.day - prev_day);
     prev_day = d.day;
     PutVarint(out, d.product_views);
@@ -473,7 +510,10 @@ void CustomerState::Serialize(std::string* out) const {
     PutSigned(out, c.first_open);
   }
   PutVarint(out, user_.size());
+  uint32_t prev_trait = 0;
   for (const UserTraitState& u : user_) {
+    PutVarint(out, u.trait_idx - prev_trait);
+    prev_trait = u.trait_idx;
     PutVarint(out, static_cast<uint64_t>(u.window_days));
     PutVarint(out, u.count);
     PutSigned(out, u.sum_fixed);
@@ -481,9 +521,12 @@ void CustomerState::Serialize(std::string* out) const {
     PutDouble(out, u.max);
     PutSigned(out, u.last_time);
     PutDouble(out, u.last_value);
-    PutVarint(out, u.days.size());
+    auto live_day = std::find_if(u.days.begin(), u.days.end(), [&](const UserDay& d) {
+      return u.window_days <= 0 || !Expired(d.day, u.window_days);
+    });
+    PutVarint(out, static_cast<uint64_t>(u.days.end() - live_day));
     prev_day = 0;
-    for (const UserDay& d : u.days) {
+    for (const UserDay& d : std::span(live_day, u.days.end())) {
       PutSigned(out, d.day - prev_day);
       prev_day = d.day;
       PutVarint(out, d.count);
@@ -491,8 +534,12 @@ void CustomerState::Serialize(std::string* out) const {
       PutDouble(out, d.min);
       PutDouble(out, d.max);
     }
-    PutVarint(out, u.distinct.size());
+    auto live = [&](const DistinctValue& d) {
+      return u.window_days <= 0 || !Expired(d.last_day, u.window_days);
+    };
+    PutVarint(out, static_cast<uint64_t>(std::count_if(u.distinct.begin(), u.distinct.end(), live)));
     for (const DistinctValue& d : u.distinct) {
+      if (!live(d)) continue;
       PutFixed64(out, d.value_hash);
       PutSigned(out, d.last_day);
     }
@@ -597,8 +644,16 @@ Status CustomerState::Deserialize(std::string_view in) {
   }
   if (!r.Count(&n, 30)) return bad("bad user trait count");
   user_.resize(n);
-  for (UserTraitState& u : user_) {
-    uint64_t window;
+  uint64_t trait_idx = 0;
+  for (size_t ui = 0; ui < user_.size(); ++ui) {
+    UserTraitState& u = user_[ui];
+    uint64_t trait_delta, window;
+    if (!r.Varint(&trait_delta) || (ui > 0 && trait_delta == 0) ||
+        trait_idx + trait_delta > UINT32_MAX) {
+      return bad("bad user trait index");
+    }
+    trait_idx += trait_delta;
+    u.trait_idx = static_cast<uint32_t>(trait_idx);
     if (!r.Varint(&window) || window > 100000 || !r.Varint(&u.count) || !r.Signed(&u.sum_fixed) ||
         !r.Double(&u.min) || !r.Double(&u.max) || !r.Signed(&u.last_time) ||
         !r.Double(&u.last_value)) {
@@ -630,6 +685,7 @@ Status CustomerState::Deserialize(std::string_view in) {
     }
   }
   if (!r.done()) return bad("trailing bytes");
+  RebuildUserIndex();
   return Status::OK();
 }
 

@@ -77,7 +77,9 @@ class CustomerState {
   };
   // An event matches a user trait when its type and where-filter match and, for aggregates of
   // a property, it carries a value (numeric for sum/mean/min/max/last; any for distinct).
+  // Kept only for the traits a customer has matched (sparse), sorted by trait_idx.
   struct UserTraitState {
+    uint32_t trait_idx = 0;   // index into TraitConfig::user_traits
     int32_t window_days = 0;  // copied from the spec: how far back `days`/`distinct` are kept
     uint64_t count = 0;       // matching events
     int64_t sum_fixed = 0;
@@ -124,11 +126,14 @@ class CustomerState {
 
   // Read access for TraitCatalogue and for other modules.
   std::span<const Order> orders() const { return orders_; }
-  std::span<const ActivityDay> activity_days() const { return activity_; }
+  std::span<const ActivityDay> activity_days() const;  // live buckets only
   std::span<const int32_t> cart_days() const { return cart_days_; }
   std::span<const CategoryStats> categories() const { return categories_; }
   std::span<const Campaign> campaigns() const { return campaigns_; }
+  // States of the user traits this customer has matched, sorted by trait_idx.
   std::span<const UserTraitState> user_traits() const { return user_; }
+  // State of user trait `trait_idx`, nullptr when no event has matched it.
+  const UserTraitState* UserTrait(size_t trait_idx) const;
   // Events per built-in type, per channel, per device class.
   uint32_t TypeCount(EventType type) const { return type_counts_[static_cast<size_t>(type)]; }
   uint32_t ChannelCount(Channel channel) const {
@@ -146,11 +151,22 @@ class CustomerState {
   int8_t consent() const { return consent_; }
   TimeMicros consent_time() const { return consent_time_; }
 
+  // Equal observable state (equal Serialize bytes).
   friend bool operator==(const CustomerState&, const CustomerState&);
 
  private:
   void Touch(TimeMicros t);
+  // Drops day buckets no window ending at or after `last_day` can read (buckets of days
+  // <= last_day - W). Pruning is lazy: Update prunes a vector only when it is full (so no
+  // per-event work and no reallocation while old buckets can be dropped), Combine prunes all.
+  // Serialize, operator== and the accessors ignore prunable buckets, so the observable state
+  // does not depend on when pruning ran.
   void PruneWindows(int32_t last_day);
+  // True when a bucket of `day` in a `window`-day structure can never be read again.
+  bool Expired(int64_t day, int32_t window) const {
+    return day <= static_cast<int64_t>(LastDay()) - window;
+  }
+  UserTraitState& UserTraitFor(uint32_t trait_idx, int32_t window_days);
   void AddOrder(const Event& e, const EventBatch& batch, PopulationState& population, int32_t day);
   CategoryStats& Category(uint32_t id, int32_t day);
   void UpdateUserTrait(size_t trait_idx, const UserTraitSpec& spec, const Event& e,
@@ -175,6 +191,10 @@ class CustomerState {
   std::vector<CategoryStats> categories_;
   std::vector<Campaign> campaigns_;
   std::vector<UserTraitState> user_;
+  // Derived index, not state: bit i set when user_ holds trait i (i < 64), so a trait's
+  // position is a popcount instead of a search. Rebuilt by Combine and Deserialize.
+  uint64_t user_present_ = 0;
+  void RebuildUserIndex();
 };
 
 // A customer's orders as (timestamp, total), sorted by time: the input of BTYD models

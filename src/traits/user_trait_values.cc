@@ -6,35 +6,64 @@
 namespace shoal {
 
 namespace {
+// Dispatches on length first: these run per event per user trait.
 const double* NumericField(std::string_view name, const Event& e) {
-  if (name == "total") return &e.total;
-  if (name == "price") return &e.price;
-  if (name == "quantity") return &e.quantity;
-  if (name == "dwell_seconds") return &e.dwell_seconds;
-  if (name == "discount") return &e.discount;
-  return nullptr;
+  switch (name.size()) {
+    case 5:
+      if (name == "total") return &e.total;
+      if (name == "price") return &e.price;
+      return nullptr;
+    case 8:
+      if (name == "quantity") return &e.quantity;
+      if (name == "discount") return &e.discount;
+      return nullptr;
+    case 13:
+      return name == "dwell_seconds" ? &e.dwell_seconds : nullptr;
+    default:
+      return nullptr;
+  }
 }
 
 // Returns true when `name` is a built-in text field, with its value in *out (may be empty).
 bool TextField(std::string_view name, const Event& e, std::string_view* out) {
-  if (name == "category") { *out = e.category; return true; }
-  if (name == "product_id") { *out = e.product_id; return true; }
-  if (name == "campaign_id") { *out = e.campaign_id; return true; }
-  if (name == "order_id") { *out = e.order_id; return true; }
-  if (name == "session_id") { *out = e.session_id; return true; }
-  if (name == "query") { *out = e.query; return true; }
-  if (name == "topic") { *out = e.topic; return true; }
-  if (name == "referee") { *out = e.referee; return true; }
-  if (name == "currency") { *out = e.currency; return true; }
-  if (name == "channel") {
-    *out = e.channel == Channel::kUnknown ? std::string_view() : ChannelName(e.channel);
-    return true;
+  const std::string_view* field = nullptr;
+  switch (name.size()) {
+    case 5:
+      if (name == "query") field = &e.query;
+      else if (name == "topic") field = &e.topic;
+      break;
+    case 6:
+      if (name == "device") {
+        *out = e.device == DeviceClass::kUnknown ? std::string_view() : DeviceClassName(e.device);
+        return true;
+      }
+      break;
+    case 7:
+      if (name == "referee") {
+        field = &e.referee;
+      } else if (name == "channel") {
+        *out = e.channel == Channel::kUnknown ? std::string_view() : ChannelName(e.channel);
+        return true;
+      }
+      break;
+    case 8:
+      if (name == "category") field = &e.category;
+      else if (name == "order_id") field = &e.order_id;
+      else if (name == "currency") field = &e.currency;
+      break;
+    case 10:
+      if (name == "product_id") field = &e.product_id;
+      else if (name == "session_id") field = &e.session_id;
+      break;
+    case 11:
+      if (name == "campaign_id") field = &e.campaign_id;
+      break;
+    default:
+      break;
   }
-  if (name == "device") {
-    *out = e.device == DeviceClass::kUnknown ? std::string_view() : DeviceClassName(e.device);
-    return true;
-  }
-  return false;
+  if (!field) return false;
+  *out = *field;
+  return true;
 }
 }  // namespace
 
