@@ -14,6 +14,7 @@
 // autograd/ (else lifetimes is skipped with a message). Printed: fit times, log-likelihoods (both
 // parameter sets evaluated with the same likelihood function) and the ratios.
 #include <sys/stat.h>
+#include <time.h>
 
 #include <array>
 #include <chrono>
@@ -41,6 +42,13 @@ constexpr uint64_t kSeed = 7;
 
 double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+// CPU time of the whole process (all threads): robust to other load on a shared machine.
+double ProcessCpuSeconds() {
+  timespec now{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
+  return static_cast<double>(now.tv_sec) + 1e-9 * static_cast<double>(now.tv_nsec);
 }
 
 // xoshiro256** seeded by SplitMix64: a small, portable generator so the data are the same on
@@ -192,6 +200,7 @@ struct PeerResult {
   std::string message;
   double bg_fit_s = NAN, gg_fit_s = NAN, read_s = NAN, bg_ll = NAN, gg_ll = NAN;
   double weighted_bg_fit_s = NAN;  // groupby + weighted BG/NBD fit
+  double bg_fit_cpu_s = NAN, gg_fit_cpu_s = NAN, weighted_bg_fit_cpu_s = NAN;
   BgNbdParams bg{}, weighted_bg{};
   GammaGammaParams gg{};
 };
@@ -229,6 +238,9 @@ PeerResult RunLifetimes(const std::string& csv_path) {
   result.bg = {JsonNumber(output, "bg_params", 0), JsonNumber(output, "bg_params", 1),
                JsonNumber(output, "bg_params", 2), JsonNumber(output, "bg_params", 3)};
   result.weighted_bg_fit_s = JsonNumber(output, "bgw_fit_s");
+  result.bg_fit_cpu_s = JsonNumber(output, "bg_fit_cpu_s");
+  result.gg_fit_cpu_s = JsonNumber(output, "gg_fit_cpu_s");
+  result.weighted_bg_fit_cpu_s = JsonNumber(output, "bgw_fit_cpu_s");
   result.weighted_bg = {JsonNumber(output, "bgw_params", 0), JsonNumber(output, "bgw_params", 1),
                         JsonNumber(output, "bgw_params", 2), JsonNumber(output, "bgw_params", 3)};
   result.gg = {JsonNumber(output, "gg_params", 0), JsonNumber(output, "gg_params", 1),
@@ -273,6 +285,7 @@ int Run(int argc, char** argv) {
     std::printf("[%s] %zu customers (%s %.2f s)\n", name.c_str(), customers,
                 name == "cdnow" ? "read" : "simulated in", make_s);
 
+    const double cpu_start = ProcessCpuSeconds();
     start = std::chrono::steady_clock::now();
     Result<CompressedRfm> rfm = CompressRfm(data.x, data.t_x, data.T, data.mean_value, ctx);
     if (!rfm.ok()) {
@@ -301,6 +314,8 @@ int Run(int argc, char** argv) {
                 bg->params.r, bg->params.alpha, bg->params.a, bg->params.b, bg->log_likelihood,
                 gg->params.p, gg->params.q, gg->params.gamma, gg->log_likelihood);
     const double shoal_total = compress_s + bg_s + gg_s;
+    const double shoal_cpu = ProcessCpuSeconds() - cpu_start;
+    std::printf("  shoal total: %.3f s wall, %.3f s CPU (all threads)\n", shoal_total, shoal_cpu);
 
     PeerResult peer;
     if (customers > lifetimes_max) {
@@ -317,9 +332,9 @@ int Run(int argc, char** argv) {
     if (!peer.ran) {
       std::printf("  %s\n", peer.message.c_str());
       std::snprintf(row, sizeof row, "| %s | %zu | %zu | %.3f | %.3f | %.3f | %.3f | %.4f | %.4f "
-                    "| - | - | - | - | - | - |",
+                    "| - | - | - | %.3f | - | - | - | - | - |",
                     name.c_str(), customers, bg->input.distinct_rows, compress_s, bg_s, gg_s,
-                    shoal_total, bg->log_likelihood, gg->log_likelihood);
+                    shoal_total, bg->log_likelihood, gg->log_likelihood, shoal_cpu);
     } else {
       // Both parameter sets through the same likelihood code, so the comparison is of optima.
       const double peer_bg_ll = BgNbdLogLikelihood(peer.bg, rfm->rows, nullptr, ctx.Threads());
@@ -340,12 +355,17 @@ int Run(int argc, char** argv) {
                   (bg->log_likelihood - peer_weighted_ll) / std::fabs(peer_weighted_ll),
                   peer.weighted_bg_fit_s / (compress_s + bg_s));
       const double peer_total = peer.bg_fit_s + peer.gg_fit_s;
+      const double peer_cpu = peer.bg_fit_cpu_s + peer.gg_fit_cpu_s;
+      std::printf("  lifetimes fits: %.3f s wall, %.3f s CPU; speed-up wall %.1fx, CPU %.1fx; "
+                  "weighted BG/NBD CPU %.3f s\n",
+                  peer_total, peer_cpu, peer_total / shoal_total, peer_cpu / shoal_cpu,
+                  peer.weighted_bg_fit_cpu_s);
       std::snprintf(row, sizeof row, "| %s | %zu | %zu | %.3f | %.3f | %.3f | %.3f | %.4f | %.4f "
-                    "| %.3f | %.3f | %.1fx | %+.2e | %+.2e | %.3f |",
+                    "| %.3f | %.3f | %.1fx | %.3f | %.3f | %.1fx | %+.2e | %+.2e | %.3f |",
                     name.c_str(), customers, bg->input.distinct_rows, compress_s, bg_s, gg_s,
                     shoal_total, bg->log_likelihood, gg->log_likelihood, peer.bg_fit_s,
-                    peer.gg_fit_s, peer_total / shoal_total, bg_rel, gg_rel,
-                    peer.weighted_bg_fit_s);
+                    peer.gg_fit_s, peer_total / shoal_total, shoal_cpu, peer_cpu,
+                    peer_cpu / shoal_cpu, bg_rel, gg_rel, peer.weighted_bg_fit_s);
     }
     table.push_back(row);
     std::printf("\n");
@@ -353,10 +373,10 @@ int Run(int argc, char** argv) {
   }
   std::printf("| data | customers | distinct (x,t_x,T) | shoal compress s | shoal BG/NBD s | "
               "shoal GG s | shoal total s | shoal BG/NBD LL | shoal GG LL | lifetimes BG/NBD s | "
-              "lifetimes GG s | speed-up (lifetimes fits / shoal total) | BG LL rel. diff "
-              "(shoal - lifetimes) | GG LL rel. diff | lifetimes weighted BG/NBD s "
-              "(groupby + fit) |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+              "lifetimes GG s | speed-up wall (lifetimes fits / shoal total) | shoal CPU s | "
+              "lifetimes CPU s | speed-up CPU | BG LL rel. diff (shoal - lifetimes) | "
+              "GG LL rel. diff | lifetimes weighted BG/NBD s (groupby + fit) |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const std::string& line : table) std::printf("%s\n", line.c_str());
   return 0;
 }
