@@ -326,11 +326,8 @@ std::vector<RfmSummaryRow> MergeOnRecencyFrequency(std::span<const RfmSummaryRow
 
 PreparedRows Prepare(std::span<const RfmSummaryRow> rows) {
   PreparedRows prepared;
-  for (const RfmSummaryRow& row : rows) prepared.distinct_x.push_back(row.x);
-  std::sort(prepared.distinct_x.begin(), prepared.distinct_x.end());
-  prepared.distinct_x.erase(std::unique(prepared.distinct_x.begin(), prepared.distinct_x.end()),
-                            prepared.distinct_x.end());
-  prepared.x_group.reserve(rows.size());
+  GroupByX(rows.size(), [&](size_t idx) { return rows[idx].x; }, &prepared.distinct_x,
+           &prepared.x_group);
   prepared.t_x.reserve(rows.size());
   prepared.T.reserve(rows.size());
   prepared.weight.reserve(rows.size());
@@ -351,8 +348,6 @@ PreparedRows Prepare(std::span<const RfmSummaryRow> rows) {
   prepared.t_x_idx.reserve(rows.size());
   prepared.T_idx.reserve(rows.size());
   for (const RfmSummaryRow& row : rows) {
-    const auto it = std::lower_bound(prepared.distinct_x.begin(), prepared.distinct_x.end(), row.x);
-    prepared.x_group.push_back(static_cast<uint32_t>(it - prepared.distinct_x.begin()));
     prepared.t_x.push_back(row.t_x);
     prepared.T.push_back(row.T);
     prepared.weight.push_back(row.weight);

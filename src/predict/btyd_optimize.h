@@ -146,6 +146,38 @@ BtydInputSummary SummarizeRows(std::span<const RfmSummaryRow> rows, size_t disti
 // Rows sorted by (x, t_x, T) with equal rows merged (weights summed).
 std::vector<RfmSummaryRow> MergeOnRecencyFrequency(std::span<const RfmSummaryRow> rows);
 
+// Distinct values of the (integer-valued, validated) repeat counts x_of(0..n-1), sorted, and each
+// row's index into them. Small counts (the usual case) use a direct table: O(n), no sort.
+template <typename XOf>
+void GroupByX(size_t n, const XOf& x_of, std::vector<double>* distinct, std::vector<uint32_t>* group) {
+  constexpr double kDirectLimit = 1 << 20;
+  double max_x = 0;
+  for (size_t idx = 0; idx < n; ++idx) max_x = std::max(max_x, x_of(idx));
+  distinct->clear();
+  group->resize(n);
+  if (max_x < kDirectLimit) {
+    std::vector<uint32_t> index_of(static_cast<size_t>(max_x) + 1, 0);  // 0 = unseen, else idx+1
+    for (size_t idx = 0; idx < n; ++idx) index_of[static_cast<size_t>(x_of(idx))] = 1;
+    for (size_t value = 0; value < index_of.size(); ++value) {
+      if (index_of[value] != 0) {
+        distinct->push_back(static_cast<double>(value));
+        index_of[value] = static_cast<uint32_t>(distinct->size());
+      }
+    }
+    for (size_t idx = 0; idx < n; ++idx) {
+      (*group)[idx] = index_of[static_cast<size_t>(x_of(idx))] - 1;
+    }
+    return;
+  }
+  for (size_t idx = 0; idx < n; ++idx) distinct->push_back(x_of(idx));
+  std::sort(distinct->begin(), distinct->end());
+  distinct->erase(std::unique(distinct->begin(), distinct->end()), distinct->end());
+  for (size_t idx = 0; idx < n; ++idx) {
+    (*group)[idx] = static_cast<uint32_t>(
+        std::lower_bound(distinct->begin(), distinct->end(), x_of(idx)) - distinct->begin());
+  }
+}
+
 // Rows in structure-of-arrays form with each row's index into the sorted table of distinct x
 // values, so x-only special functions are evaluated once per distinct x per likelihood call,
 // and into the sorted table of distinct time values (t_x and T), so log(alpha + time) is

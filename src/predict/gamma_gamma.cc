@@ -22,21 +22,28 @@ struct SpendRows {
   std::vector<double> total_value, log_mean_value, weight;  // total_value = x * mean_value
 };
 
-SpendRows PrepareSpend(std::span<const SpendRow> rows) {
-  SpendRows spend;
-  for (const SpendRow& row : rows) {
-    if (row.x > 0) spend.distinct_x.push_back(row.x);
+// Rows must have x > 0 and mean_value > 0 (checked by FitGammaGamma; the public likelihood
+// skips other rows).
+SpendRows PrepareSpend(std::span<const SpendRow> all_rows) {
+  std::vector<SpendRow> kept;
+  std::span<const SpendRow> rows = all_rows;
+  if (!std::all_of(all_rows.begin(), all_rows.end(), [](const SpendRow& row) { return row.x > 0; })) {
+    for (const SpendRow& row : all_rows) {
+      if (row.x > 0) kept.push_back(row);
+    }
+    rows = kept;
   }
-  std::sort(spend.distinct_x.begin(), spend.distinct_x.end());
-  spend.distinct_x.erase(std::unique(spend.distinct_x.begin(), spend.distinct_x.end()),
-                         spend.distinct_x.end());
-  for (const SpendRow& row : rows) {
-    if (!(row.x > 0)) continue;
-    const auto it = std::lower_bound(spend.distinct_x.begin(), spend.distinct_x.end(), row.x);
-    spend.x_group.push_back(static_cast<uint32_t>(it - spend.distinct_x.begin()));
-    spend.total_value.push_back(row.x * row.mean_value);
-    spend.log_mean_value.push_back(std::log(row.mean_value));
-    spend.weight.push_back(row.weight);
+  SpendRows spend;
+  btyd_internal::GroupByX(rows.size(), [&](size_t idx) { return rows[idx].x; }, &spend.distinct_x,
+                          &spend.x_group);
+  spend.total_value.resize(rows.size());
+  spend.log_mean_value.resize(rows.size());
+  spend.weight.resize(rows.size());
+  for (size_t row_idx = 0; row_idx < rows.size(); ++row_idx) {
+    const SpendRow& row = rows[row_idx];
+    spend.total_value[row_idx] = row.x * row.mean_value;
+    spend.log_mean_value[row_idx] = std::log(row.mean_value);
+    spend.weight[row_idx] = row.weight;
   }
   return spend;
 }
@@ -90,8 +97,7 @@ Result<GammaGammaFit> FitGammaGamma(const CompressedRfm& data, const BtydFitOpti
     return Status::InvalidArgument("FitGammaGamma: options.initial must hold 3 values (p, q, gamma)");
   }
   double bad_customers = 0, repeat_customers = 0, value_sum = 0, invalid_rows = 0;
-  std::vector<SpendRow> repeat_rows;
-  repeat_rows.reserve(data.spend.size());
+  size_t used_rows = 0;
   GammaGammaFit fit;
   for (const SpendRow& row : data.spend) {
     if (!std::isfinite(row.x) || !std::isfinite(row.mean_value) || !(row.weight > 0) ||
@@ -108,7 +114,7 @@ Result<GammaGammaFit> FitGammaGamma(const CompressedRfm& data, const BtydFitOpti
     value_sum += row.weight * row.mean_value;
     fit.input.repeat_purchases += row.weight * row.x;
     fit.input.max_x = std::max(fit.input.max_x, row.x);
-    repeat_rows.push_back(row);
+    ++used_rows;
   }
   if (invalid_rows > 0) {
     return Status::InvalidArgument("FitGammaGamma: " + std::to_string(invalid_rows) +
@@ -122,11 +128,14 @@ Result<GammaGammaFit> FitGammaGamma(const CompressedRfm& data, const BtydFitOpti
         " repeat customers (x > 0) have a zero or negative mean spend; the Gamma-Gamma model "
         "needs a positive mean transaction value (filter refunds/free orders or drop them)");
   }
-  if (repeat_rows.empty()) {
+  if (used_rows == 0) {
     return Status::InvalidArgument("FitGammaGamma: no repeat customers (x > 0) to fit on");
   }
   fit.input.customers = fit.input.repeat_buyers = repeat_customers;
-  fit.input.distinct_rows = repeat_rows.size();
+  fit.input.distinct_rows = used_rows;
+  // Rows with x = 0 (allowed in hand-built input) are dropped by PrepareSpend; the warm-start
+  // subsample may then hold slightly fewer rows, which only affects the starting point.
+  const std::span<const SpendRow> repeat_rows = data.spend;
   std::vector<double> start = options.initial;
   if (start.empty()) {
     // p = 1, q = 2 gives a population mean of gamma: start gamma at the observed mean.
