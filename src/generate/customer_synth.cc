@@ -11,20 +11,20 @@ namespace {
 constexpr int64_t kDay = 86400;
 
 constexpr std::string_view kFirstNames[] = {
-    "anna",  "ben",   "clara", "david", "emma",  "felix", "greta", "hugo",  "ida",   "jonas",
-    "karla", "leon",  "mia",   "noah",  "olga",  "paul",  "rosa",  "sven",  "tina",  "umar",
-    "vera",  "wim",   "xenia", "yusuf", "zoe",   "amir",  "bea",   "carl",  "dora",  "elif",
-    "finn",  "hana",  "igor",  "jana",  "kemal", "lina",  "marco", "nora",  "oskar", "pia"};
+    "anna",  "ben",  "clara", "david", "emma",  "felix", "greta", "hugo", "ida",   "jonas",
+    "karla", "leon", "mia",   "noah",  "olga",  "paul",  "rosa",  "sven", "tina",  "umar",
+    "vera",  "wim",  "xenia", "yusuf", "zoe",   "amir",  "bea",   "carl", "dora",  "elif",
+    "finn",  "hana", "igor",  "jana",  "kemal", "lina",  "marco", "nora", "oskar", "pia"};
 constexpr std::string_view kDomains[] = {"example.com", "example.org", "example.net",
                                          "mail.example", "post.example"};
 
 // Per-segment behaviour knobs that are plain numbers (the schedules are code below).
 struct SegmentTraits {
-  double uses_app;          // probability the customer uses the app
-  double open_promo, open_news;    // email open probabilities
-  double click_promo, click_news;  // click given open
-  double opt_out;           // probability of a marketing opt-out at some point
-  double return_rate;       // per order
+  double uses_app;                  // probability the customer uses the app
+  double open_promo, open_news;     // email open probabilities
+  double click_promo, click_news;   // click given open
+  double opt_out;                   // probability of a marketing opt-out at some point
+  double return_rate;               // per order
   double quantile_lo, quantile_hi;  // price position inside the category (0 cheapest)
 };
 constexpr SegmentTraits kTraits[kNumShopSegments] = {
@@ -283,7 +283,8 @@ CustomerSynth::Basket CustomerSynth::BuildBasket(int32_t day) {
           product = PickProduct(c, Quantile(), day);
         }
         bool dup = false;
-        for (uint32_t l = basket.first_line; l < lines_.size(); ++l) dup |= lines_[l].product == product;
+        for (uint32_t l = basket.first_line; l < lines_.size(); ++l)
+          dup |= lines_[l].product == product;
         if (dup) continue;
         AddLine(cats, product, std::min(4, 1 + rng_.Poisson(0.8)));
       }
@@ -371,9 +372,12 @@ CustomerSynth::Basket CustomerSynth::BuildBasket(int32_t day) {
     }
   }
   if (lines_.size() == basket.first_line) {  // all draws were duplicates: keep one line
-    int c = favourite_categories_.empty() ? RandomLaunchedCategory(0, day)
-                                          : favourite_categories_[0];
-    AddLine(cats, PickProduct(c, Quantile(), std::max(day, model_.categories[static_cast<size_t>(c)].launch_day)), 1);
+    int c =
+        favourite_categories_.empty() ? RandomLaunchedCategory(0, day) : favourite_categories_[0];
+    AddLine(cats,
+            PickProduct(c, Quantile(),
+                        std::max(day, model_.categories[static_cast<size_t>(c)].launch_day)),
+            1);
   }
   // Planted cross-sell: an antecedent category in the basket pulls in its consequent.
   size_t primary_end = cats.size();
@@ -403,8 +407,8 @@ CustomerSynth::Basket CustomerSynth::BuildBasket(int32_t day) {
   return basket;
 }
 
-void CustomerSynth::PlaceOrder(int64_t t, const Session* s, const Basket& basket,
-                               int32_t order_no, int32_t day) {
+void CustomerSynth::PlaceOrder(int64_t t, const Session* s, const Basket& basket, int32_t order_no,
+                               int32_t day) {
   GenEvent& e = Add(EventType::kOrder, t);
   if (s != nullptr) {
     Tag(e, *s);
@@ -479,7 +483,10 @@ void CustomerSynth::OnlineOrder(int32_t day, int views, double search_p) {
     if (v < static_cast<int>(basket.num_lines)) {
       product = lines_[basket.first_line + static_cast<uint32_t>(v)].product;
     } else {
-      int c = model_.products[lines_[basket.first_line + static_cast<uint32_t>(v) % basket.num_lines].product].category;
+      int c = model_
+                  .products[lines_[basket.first_line + static_cast<uint32_t>(v) % basket.num_lines]
+                                .product]
+                  .category;
       product = PickProduct(c, Quantile(), day);
     }
     ProductView(s, product, 8, dwell_hi);
@@ -634,7 +641,8 @@ void CustomerSynth::Replenishment() {
     } else {
       OnlineOrder(day, static_cast<int>(rng_.Range(0, 1)), 0.05);
     }
-    day += std::max<int32_t>(7, static_cast<int32_t>(std::lround(period * (1 + spread * rng_.Normal()))));
+    day += std::max<int32_t>(
+        7, static_cast<int32_t>(std::lround(period * (1 + spread * rng_.Normal()))));
   }
 }
 
@@ -650,7 +658,9 @@ void CustomerSynth::Explorer() {
     }
     int extra = rng_.Poisson(0.4);
     for (int k = 0; k < extra; ++k) {
-      int32_t browse_day = day + 1 + static_cast<int32_t>(rng_.Below(static_cast<uint64_t>(std::max(1, next - day - 1))));
+      int32_t browse_day =
+          day + 1 +
+          static_cast<int32_t>(rng_.Below(static_cast<uint64_t>(std::max(1, next - day - 1))));
       if (browse_day < model_.days) BrowseSession(browse_day);
     }
     day = next;
@@ -660,14 +670,15 @@ void CustomerSynth::Explorer() {
 void CustomerSynth::Abandoner() {
   double mean_gap = rng_.Uniform(25, 45);
   std::vector<int32_t> days;
-  for (int32_t day = header_.signup_day + static_cast<int32_t>(rng_.Range(0, 5));
-       day < model_.days; day = model_.AdvanceSeasonal(day, std::max(1.0, rng_.Gamma(1.5) * mean_gap / 1.5))) {
+  for (int32_t day = header_.signup_day + static_cast<int32_t>(rng_.Range(0, 5)); day < model_.days;
+       day = model_.AdvanceSeasonal(day, std::max(1.0, rng_.Gamma(1.5) * mean_gap / 1.5))) {
     days.push_back(day);
   }
   // Many sessions even for recent signups: at least five, spread over their time with us.
   while (days.size() < 5) {
     int32_t span = model_.days - header_.signup_day;
-    days.push_back(header_.signup_day + static_cast<int32_t>(rng_.Below(static_cast<uint64_t>(span))));
+    days.push_back(header_.signup_day +
+                   static_cast<int32_t>(rng_.Below(static_cast<uint64_t>(span))));
   }
   std::sort(days.begin(), days.end());
   static constexpr double kOrdersCum[] = {0.25, 0.70, 0.95, 1.0};
@@ -718,14 +729,17 @@ void CustomerSynth::Lapsed() {
       OnlineOrder(days[k], static_cast<int>(rng_.Range(1, 3)), 0.2);
     }
     if (k + 1 < days.size() && rng_.Chance(0.3)) {
-      BrowseSession(days[k] + 1 + static_cast<int32_t>(rng_.Below(static_cast<uint64_t>(std::max(1, days[k + 1] - days[k] - 1)))));
+      BrowseSession(days[k] + 1 +
+                    static_cast<int32_t>(
+                        rng_.Below(static_cast<uint64_t>(std::max(1, days[k + 1] - days[k] - 1)))));
     }
   }
   // Little after the lapse: now and then one look around.
   if (rng_.Chance(0.35)) {
     int32_t from = header_.active_end_day + 30;
     if (from < model_.days) {
-      BrowseSession(from + static_cast<int32_t>(rng_.Below(static_cast<uint64_t>(model_.days - from))));
+      BrowseSession(from +
+                    static_cast<int32_t>(rng_.Below(static_cast<uint64_t>(model_.days - from))));
     }
   }
 }
@@ -746,8 +760,8 @@ void CustomerSynth::WindowShopper() {
     favourite_categories_.push_back(RandomLaunchedCategory(static_cast<int>(rng_.Below(4)), 0));
   }
   double mean_gap = rng_.Uniform(55, 85);
-  for (int32_t day = header_.signup_day + static_cast<int32_t>(rng_.Range(0, 5));
-       day < model_.days; day = model_.AdvanceSeasonal(day, std::max(1.0, rng_.Gamma(1.5) * mean_gap / 1.5))) {
+  for (int32_t day = header_.signup_day + static_cast<int32_t>(rng_.Range(0, 5)); day < model_.days;
+       day = model_.AdvanceSeasonal(day, std::max(1.0, rng_.Gamma(1.5) * mean_gap / 1.5))) {
     BrowseSession(day);
   }
 }
@@ -768,8 +782,8 @@ void CustomerSynth::Generate(uint64_t customer_idx) {
   const SegmentTraits& tr = kTraits[header_.segment];
   uses_app_ = rng_.Chance(tr.uses_app);
   double r = rng_.Uniform();
-  primary_device_ = r < 0.45 ? DeviceClass::kDesktop
-                             : (r < 0.9 ? DeviceClass::kMobile : DeviceClass::kTablet);
+  primary_device_ =
+      r < 0.45 ? DeviceClass::kDesktop : (r < 0.9 ? DeviceClass::kMobile : DeviceClass::kTablet);
 
   // Signup: a first anonymous look around now and then, then the account (identify + consent).
   signup_t_ = header_.signup_day * kDay + TimeOfDay();
@@ -818,19 +832,31 @@ void CustomerSynth::Generate(uint64_t customer_idx) {
   }
 
   switch (header_.segment) {
-    case kReplenishment: Replenishment(); break;
-    case kExplorer: Explorer(); break;
-    case kAbandoner: Abandoner(); break;
-    case kLapsed: Lapsed(); break;
-    case kOneTime: OneTime(); break;
-    default: WindowShopper(); break;
+    case kReplenishment:
+      Replenishment();
+      break;
+    case kExplorer:
+      Explorer();
+      break;
+    case kAbandoner:
+      Abandoner();
+      break;
+    case kLapsed:
+      Lapsed();
+      break;
+    case kOneTime:
+      OneTime();
+      break;
+    default:
+      WindowShopper();
+      break;
   }
 
   int32_t opt_out_day = model_.days;
   if (rng_.Chance(std::min(1.0, tr.opt_out * model_.options.opt_out_scale))) {
     opt_out_day = header_.signup_day + 7 +
-                  static_cast<int32_t>(rng_.Below(static_cast<uint64_t>(
-                      std::max(1, model_.days - header_.signup_day - 7))));
+                  static_cast<int32_t>(rng_.Below(
+                      static_cast<uint64_t>(std::max(1, model_.days - header_.signup_day - 7))));
     if (opt_out_day < model_.days) {
       GenEvent& e = Add(EventType::kConsent, opt_out_day * kDay + TimeOfDay());
       e.channel = Channel::kEmail;
@@ -841,8 +867,9 @@ void CustomerSynth::Generate(uint64_t customer_idx) {
   }
   Emails(opt_out_day);
   if (rng_.Chance(0.03)) {
-    int32_t day = header_.signup_day + static_cast<int32_t>(rng_.Below(
-                                            static_cast<uint64_t>(model_.days - header_.signup_day)));
+    int32_t day =
+        header_.signup_day +
+        static_cast<int32_t>(rng_.Below(static_cast<uint64_t>(model_.days - header_.signup_day)));
     Ticket(day * kDay + TimeOfDay(), kTopicAccount);
   }
   if (header_.segment == kExplorer && rng_.Chance(0.2) && last_order_day_ >= 0) {

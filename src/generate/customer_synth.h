@@ -25,8 +25,15 @@ enum Segment : int {
 enum IdBits : uint8_t { kIdCustomer = 1, kIdEmail = 2, kIdAnonymous = 4, kIdPhone = 8 };
 
 // Page kinds of page_view events.
-enum PageKind : int8_t { kPageHome = 0, kPageCategory, kPageProduct, kPageSearch, kPageCart,
-                         kPageAccount, kPageBlog };
+enum PageKind : int8_t {
+  kPageHome = 0,
+  kPageCategory,
+  kPageProduct,
+  kPageSearch,
+  kPageCart,
+  kPageAccount,
+  kPageBlog
+};
 
 struct GenLine {
   uint32_t product = 0;
@@ -41,25 +48,25 @@ struct GenEvent {
   EventType type = EventType::kIdentify;
   Channel channel = Channel::kUnknown;
   DeviceClass device = DeviceClass::kUnknown;
-  uint8_t ids = 0;               // IdBits
-  int8_t anon = -1;              // anonymous id index (0 web cookie, 1 app install)
-  int8_t marketing = -1;         // consent: 1 opt-in, 0 opt-out
+  uint8_t ids = 0;        // IdBits
+  int8_t anon = -1;       // anonymous id index (0 web cookie, 1 app install)
+  int8_t marketing = -1;  // consent: 1 opt-in, 0 opt-out
   int8_t page_kind = -1;
   bool mixed_case_email = false;  // the email written as a person typed it ("Anna.12@Example.com")
   bool about_other = false;       // referral: identifiers are those of customer `other`
   int32_t session = -1;
-  int32_t order = -1;     // order / checkout number of this customer
+  int32_t order = -1;  // order / checkout number of this customer
   int32_t product = -1;
   int32_t category = -1;  // page_view of a category page
   int32_t quantity = 0;
-  int64_t money = 0;      // price (views, cart) or total (order, return, checkout), cents
+  int64_t money = 0;  // price (views, cart) or total (order, return, checkout), cents
   int32_t dwell = -1;
   int32_t campaign = -1;
   int32_t query = -1;
-  int32_t topic = -1;     // support topic or consent topic
+  int32_t topic = -1;  // support topic or consent topic
   int32_t ticket = -1;
   uint32_t first_line = 0, num_lines = 0;
-  uint64_t other = 0;     // referral: the referrer's customer index
+  uint64_t other = 0;  // referral: the referrer's customer index
 };
 
 // The fixed identity of a customer: pure function of (seed, index).

@@ -26,13 +26,13 @@ constexpr std::string_view kCsvHeader =
 // Deliberate corruptions (messy_share), each a reason docs/events.md quarantines a record for.
 enum MessKind : int {
   kMessNone = -1,
-  kMessTruncated = 0,    // JSONL: cut mid-object; CSV: too few fields
-  kMessBadTimestamp,     // "31/31/2024 25:61"
-  kMessNoTimestamp,      // timestamp missing
-  kMessUnknownType,      // type "pageview_v2"
-  kMessNoIdentifier,     // no customer_id, email nor anonymous_id (not used on orders)
-  kMessNegativeQuantity, // negative quantity on an order line
-  kMessNonFinite,        // a number field is 1e999 (overflows to infinity)
+  kMessTruncated = 0,     // JSONL: cut mid-object; CSV: too few fields
+  kMessBadTimestamp,      // "31/31/2024 25:61"
+  kMessNoTimestamp,       // timestamp missing
+  kMessUnknownType,       // type "pageview_v2"
+  kMessNoIdentifier,      // no customer_id, email nor anonymous_id (not used on orders)
+  kMessNegativeQuantity,  // negative quantity on an order line
+  kMessNonFinite,         // a number field is 1e999 (overflows to infinity)
   kNumMessKinds,
 };
 
@@ -41,8 +41,8 @@ class EventWriter {
  public:
   EventWriter(const ShopModel& model) : model_(model) {}
 
-  void Write(const CustomerSynth& synth, uint64_t customer_idx, TextBuffer* jsonl,
-             TextBuffer* csv, GenerateStats* stats) {
+  void Write(const CustomerSynth& synth, uint64_t customer_idx, TextBuffer* jsonl, TextBuffer* csv,
+             GenerateStats* stats) {
     const Identity& self = synth.identity();
     uint64_t mess_seed = StreamSeed(model_.options.seed, customer_idx, 3);
     const auto& events = synth.events();
@@ -120,7 +120,9 @@ class EventWriter {
 
   void PutPage(TextBuffer* out, const GenEvent& e) {
     switch (e.page_kind) {
-      case kPageHome: out->Put('/'); break;
+      case kPageHome:
+        out->Put('/');
+        break;
       case kPageCategory:
         out->Put("/c/");
         out->Put(model_.categories[static_cast<size_t>(e.category)].slug);
@@ -129,9 +131,15 @@ class EventWriter {
         out->Put("/p/");
         out->Put(model_.products[static_cast<size_t>(e.product)].id);
         break;
-      case kPageSearch: out->Put("/search"); break;
-      case kPageCart: out->Put("/cart"); break;
-      case kPageAccount: out->Put("/account"); break;
+      case kPageSearch:
+        out->Put("/search");
+        break;
+      case kPageCart:
+        out->Put("/cart");
+        break;
+      case kPageAccount:
+        out->Put("/account");
+        break;
       default:
         out->Put("/blog/");
         out->PutInt(e.product);
@@ -524,10 +532,12 @@ std::string Readme(const ShopModel& model, const GenerateStats& stats) {
                   static_cast<unsigned long long>(stats.per_type[k]));
     s += buf;
   }
-  s += "\nPlanted cross-sell rules (antecedent in a basket -> consequent added with probability p)\n";
+  s += "\nPlanted cross-sell rules (antecedent in a basket -> consequent added with probability "
+       "p)\n";
   for (const PlantedAffinity& rule : PlantedAffinities()) {
-    std::snprintf(buf, sizeof buf, "  %-20s -> %-20s p=%.2f\n", std::string(rule.antecedent).c_str(),
-                  std::string(rule.consequent).c_str(), rule.probability);
+    std::snprintf(buf, sizeof buf, "  %-20s -> %-20s p=%.2f\n",
+                  std::string(rule.antecedent).c_str(), std::string(rule.consequent).c_str(),
+                  rule.probability);
     s += buf;
   }
   s += "\nFiles\n"

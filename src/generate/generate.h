@@ -46,21 +46,21 @@ struct PlantedAffinity {
 std::span<const PlantedAffinity> PlantedAffinities();
 
 struct GenerateOptions {
-  uint64_t customers = 50000;   // number of customers (truth rows)
-  uint64_t seed = 42;           // every byte written is a pure function of the options
+  uint64_t customers = 50000;             // number of customers (truth rows)
+  uint64_t seed = 42;                     // every byte written is a pure function of the options
   std::string start_date = "2023-01-01";  // first day of the shop's history (UTC, YYYY-MM-DD)
   std::string end_date = "2025-12-31";    // last day, the shop's "today"; window >= 730 days
-  bool write_jsonl = true;      // write DIR/events.jsonl
-  bool write_csv = true;        // write DIR/events.csv
-  double anonymous_share = 0.15;  // share of browsing sessions done under an anonymous_id
-                                  // (linked later by identify or by an order)
-  double messy_share = 0.0;     // share of events deliberately corrupted (bad-input tests)
+  bool write_jsonl = true;                // write DIR/events.jsonl
+  bool write_csv = true;                  // write DIR/events.csv
+  double anonymous_share = 0.15;          // share of browsing sessions done under an anonymous_id
+                                          // (linked later by identify or by an order)
+  double messy_share = 0.0;  // share of events deliberately corrupted (bad-input tests)
   // Shares of the six segments (ShopSegmentNames order); normalised, need not sum to 1.
   std::array<double, kNumShopSegments> segment_shares = {0.18, 0.14, 0.16, 0.14, 0.22, 0.16};
-  double referral_share = 0.06;   // share of customers referred by an earlier customer
-  double opt_out_scale = 1.0;     // multiplies the per-segment marketing opt-out rates (2-6 %)
-  int products_per_category = 50; // catalogue size = 40 categories x this (2,000 by default)
-  std::string currency = "EUR";   // currency code on orders, returns and checkouts
+  double referral_share = 0.06;    // share of customers referred by an earlier customer
+  double opt_out_scale = 1.0;      // multiplies the per-segment marketing opt-out rates (2-6 %)
+  int products_per_category = 50;  // catalogue size = 40 categories x this (2,000 by default)
+  std::string currency = "EUR";    // currency code on orders, returns and checkouts
   uint64_t chunk_customers = 256;  // customers per parallel work unit; the output never depends
                                    // on it. Memory: 4 x threads chunks in flight, ~20 KB of
                                    // text per customer (~40 MB with 2 threads by default)
@@ -70,7 +70,7 @@ struct GenerateOptions {
 
 struct GenerateStats {
   uint64_t customers = 0;
-  uint64_t events = 0;        // events written (corrupted ones included)
+  uint64_t events = 0;  // events written (corrupted ones included)
   uint64_t orders = 0;
   uint64_t order_lines = 0;
   uint64_t messy_events = 0;  // events written corrupted on purpose

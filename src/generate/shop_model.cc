@@ -17,34 +17,59 @@ constexpr std::string_view kSegmentNames[kNumShopSegments] = {
 // name, median price, group (0 everyday, 1 home, 2 fashion & personal care, 3 leisure),
 // launch fraction of the window (new categories arrive late).
 constexpr ShopCategory kCategories[] = {
-    {"eco cleaning", 9, 0, 0},        {"laundry care", 11, 0, 0},
-    {"paper goods", 7, 0, 0},         {"pet food", 26, 0, 0},
-    {"baby care", 16, 0, 0},          {"vitamins", 21, 0, 0},
-    {"coffee beans", 13, 0, 0},       {"herbal tea", 8, 0, 0},
-    {"oral care", 6, 0, 0},           {"healthy snacks", 5, 0, 0},
-    {"refill packs", 10, 0, 0.60},    {"organic bedding", 85, 1, 0},
-    {"bath linen", 38, 1, 0},         {"designer lighting", 140, 1, 0},
-    {"ceramic tableware", 45, 1, 0},  {"cookware", 70, 1, 0},
-    {"kitchen gadgets", 28, 1, 0},    {"home fragrance", 24, 1, 0},
-    {"rugs", 160, 1, 0},              {"storage baskets", 30, 1, 0},
-    {"indoor plants", 22, 1, 0.45},   {"vintage furniture", 320, 1, 0.70},
-    {"skin care", 32, 2, 0},          {"hair care", 18, 2, 0},
-    {"makeup", 20, 2, 0},             {"shaving", 15, 2, 0},
-    {"perfume", 75, 2, 0},            {"activewear", 55, 2, 0},
-    {"outerwear", 150, 2, 0},         {"footwear", 95, 2, 0},
-    {"accessories", 35, 2, 0},        {"jewellery", 120, 2, 0},
-    {"yoga gear", 40, 3, 0.35},       {"camping", 80, 3, 0},
-    {"cycling", 65, 3, 0},            {"board games", 30, 3, 0},
-    {"books", 16, 3, 0},              {"stationery", 9, 3, 0},
-    {"kids toys", 25, 3, 0},          {"smart home", 90, 3, 0.55},
+    {"eco cleaning", 9, 0, 0},
+    {"laundry care", 11, 0, 0},
+    {"paper goods", 7, 0, 0},
+    {"pet food", 26, 0, 0},
+    {"baby care", 16, 0, 0},
+    {"vitamins", 21, 0, 0},
+    {"coffee beans", 13, 0, 0},
+    {"herbal tea", 8, 0, 0},
+    {"oral care", 6, 0, 0},
+    {"healthy snacks", 5, 0, 0},
+    {"refill packs", 10, 0, 0.60},
+    {"organic bedding", 85, 1, 0},
+    {"bath linen", 38, 1, 0},
+    {"designer lighting", 140, 1, 0},
+    {"ceramic tableware", 45, 1, 0},
+    {"cookware", 70, 1, 0},
+    {"kitchen gadgets", 28, 1, 0},
+    {"home fragrance", 24, 1, 0},
+    {"rugs", 160, 1, 0},
+    {"storage baskets", 30, 1, 0},
+    {"indoor plants", 22, 1, 0.45},
+    {"vintage furniture", 320, 1, 0.70},
+    {"skin care", 32, 2, 0},
+    {"hair care", 18, 2, 0},
+    {"makeup", 20, 2, 0},
+    {"shaving", 15, 2, 0},
+    {"perfume", 75, 2, 0},
+    {"activewear", 55, 2, 0},
+    {"outerwear", 150, 2, 0},
+    {"footwear", 95, 2, 0},
+    {"accessories", 35, 2, 0},
+    {"jewellery", 120, 2, 0},
+    {"yoga gear", 40, 3, 0.35},
+    {"camping", 80, 3, 0},
+    {"cycling", 65, 3, 0},
+    {"board games", 30, 3, 0},
+    {"books", 16, 3, 0},
+    {"stationery", 9, 3, 0},
+    {"kids toys", 25, 3, 0},
+    {"smart home", 90, 3, 0.55},
 };
 
 constexpr PlantedAffinity kAffinities[] = {
-    {"organic bedding", "eco cleaning", 0.50},  {"cookware", "kitchen gadgets", 0.45},
-    {"yoga gear", "activewear", 0.45},          {"camping", "outerwear", 0.40},
-    {"skin care", "makeup", 0.40},              {"designer lighting", "home fragrance", 0.40},
-    {"board games", "books", 0.40},             {"pet food", "paper goods", 0.35},
-    {"baby care", "laundry care", 0.35},        {"coffee beans", "ceramic tableware", 0.25},
+    {"organic bedding", "eco cleaning", 0.50},
+    {"cookware", "kitchen gadgets", 0.45},
+    {"yoga gear", "activewear", 0.45},
+    {"camping", "outerwear", 0.40},
+    {"skin care", "makeup", 0.40},
+    {"designer lighting", "home fragrance", 0.40},
+    {"board games", "books", 0.40},
+    {"pet food", "paper goods", 0.35},
+    {"baby care", "laundry care", 0.35},
+    {"coffee beans", "ceramic tableware", 0.25},
 };
 
 // Seed of the fixed catalogue (independent of options.seed, so docs can describe it).
@@ -118,8 +143,8 @@ std::string Slug(std::string_view name) {
 Result<int64_t> ParseDay(const std::string& text, const char* what) {
   auto t = ParseIso8601(text);
   if (!t.ok() || text.size() != 10) {
-    return Status::InvalidArgument(std::string(what) + " must be a date YYYY-MM-DD, got '" +
-                                   text + "'");
+    return Status::InvalidArgument(std::string(what) + " must be a date YYYY-MM-DD, got '" + text +
+                                   "'");
   }
   return DayOf(*t);
 }
@@ -240,8 +265,9 @@ Result<std::unique_ptr<ShopModel>> BuildShopModel(const GenerateOptions& options
       // A quarter of products arrive after the category launch ("new products").
       p.launch_day = cat.launch_day;
       if (rng.Chance(0.25)) {
-        p.launch_day = cat.launch_day + static_cast<int32_t>(rng.Below(
-                                            static_cast<uint64_t>(m.days - cat.launch_day)));
+        p.launch_day =
+            cat.launch_day +
+            static_cast<int32_t>(rng.Below(static_cast<uint64_t>(m.days - cat.launch_day)));
       }
       members.push_back(static_cast<uint32_t>(m.products.size()));
       m.products.push_back(std::move(p));
@@ -294,7 +320,7 @@ Result<std::unique_ptr<ShopModel>> BuildShopModel(const GenerateOptions& options
   m.campaigns = std::move(campaigns);
 
   // Search queries: what people type, some with commas and quotes (CSV quoting is exercised).
-  constexpr std::string_view kAdjectives[] = {"cheap", "best", "organic", "new", "gift",
+  constexpr std::string_view kAdjectives[] = {"cheap", "best", "organic", "new",   "gift",
                                               "sale",  "eco",  "premium", "large", "small"};
   for (size_t cat_idx = 0; cat_idx < m.categories.size(); ++cat_idx) {
     const std::string& name = m.categories[cat_idx].name;

@@ -156,7 +156,7 @@ std::string JsonEscape(std::string_view s);
 std::string CsvField(std::string_view s);
 
 struct Product {
-  std::string id;         // "P0001"
+  std::string id;  // "P0001"
   uint16_t category = 0;
   int64_t price_cents = 0;
   int32_t launch_day = 0;  // window day from which it is sold
@@ -168,13 +168,13 @@ struct Category {
   int32_t launch_day = 0;
   int64_t median_cents = 0;
   std::vector<uint32_t> by_price;  // product indices, cheapest first
-  int affinity_target = -1;         // planted consequent category, or -1
+  int affinity_target = -1;        // planted consequent category, or -1
   double affinity_probability = 0;
 };
 
 struct Campaign {
-  std::string id;    // "promo-2024-11-29" / "news-2024-03-10"
-  int32_t day = 0;   // window day it was sent
+  std::string id;   // "promo-2024-11-29" / "news-2024-03-10"
+  int32_t day = 0;  // window day it was sent
   bool promo = false;
 };
 
@@ -191,8 +191,8 @@ struct ShopModel {
   std::vector<Product> products;
   std::vector<Category> categories;
   std::vector<std::vector<int>> categories_of_group;  // [group] -> category indices
-  std::vector<int> new_categories;                     // launched after day 0
-  std::vector<Campaign> campaigns;                     // by day
+  std::vector<int> new_categories;                    // launched after day 0
+  std::vector<Campaign> campaigns;                    // by day
   std::vector<SearchQuery> queries;
   std::vector<std::string> day_text;  // "YYYY-MM-DD" per window day
   std::vector<double> season_weight;  // per window day: 1, or higher in ISO weeks 47-51

@@ -1,6 +1,7 @@
 #include "generate/generate.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -14,8 +15,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include <unistd.h>
-
 #include "common/time.h"
 #include "ingest/event.h"
 #include "ingest/quarantine.h"
@@ -28,8 +27,8 @@ namespace fs = std::filesystem;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 std::string TempDir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() /
-                 ("shoal_generate_test_" + std::to_string(::getpid())) / name;
+  fs::path dir =
+      fs::temp_directory_path() / ("shoal_generate_test_" + std::to_string(::getpid())) / name;
   fs::remove_all(dir);
   return dir.string();
 }
@@ -81,15 +80,38 @@ std::vector<std::string> SplitCsv(const std::string& line) {
 }
 
 enum Col {
-  kEventId = 0, kType, kTimestamp, kCustomerId, kEmail, kAnonymousId, kPhone, kChannel, kDevice,
-  kOrderId, kCurrency, kProductId, kCategory, kQuantity, kUnitPrice, kDiscount, kTotal, kPrice,
-  kDwell, kCampaign, kSession, kQuery, kReferee, kTopic, kMarketing, kNumCols
+  kEventId = 0,
+  kType,
+  kTimestamp,
+  kCustomerId,
+  kEmail,
+  kAnonymousId,
+  kPhone,
+  kChannel,
+  kDevice,
+  kOrderId,
+  kCurrency,
+  kProductId,
+  kCategory,
+  kQuantity,
+  kUnitPrice,
+  kDiscount,
+  kTotal,
+  kPrice,
+  kDwell,
+  kCampaign,
+  kSession,
+  kQuery,
+  kReferee,
+  kTopic,
+  kMarketing,
+  kNumCols
 };
 
 // Per-customer behaviour computed straight from events.csv.
 struct Behaviour {
-  int orders = 0, lines = 0, discounted_lines = 0, checkouts = 0, product_views = 0,
-      page_views = 0, searches = 0, sessions = 0;
+  int orders = 0, lines = 0, discounted_lines = 0, checkouts = 0, product_views = 0, page_views = 0,
+      searches = 0, sessions = 0;
   double spend = 0, premium_sum = 0;
   std::vector<int64_t> order_days;
   std::set<std::string> categories;
@@ -99,8 +121,8 @@ struct Behaviour {
 struct Shop {
   std::string dir;
   GenerateStats stats;
-  std::map<std::string, std::string> segment_of;       // customer_id -> segment
-  std::map<std::string, Behaviour> behaviour;          // customer_id -> behaviour
+  std::map<std::string, std::string> segment_of;  // customer_id -> segment
+  std::map<std::string, Behaviour> behaviour;     // customer_id -> behaviour
   std::set<std::string> csv_event_ids;
   uint64_t csv_rows = 0, csv_order_rows = 0;
   int64_t csv_order_total_cents = 0, csv_return_total_cents = 0;
@@ -128,7 +150,8 @@ const Shop& TheShop() {
       s->segment_of[line.substr(0, comma)] = line.substr(comma + 1);
     }
     std::map<std::string, double> catalogue_median;
-    for (const ShopCategory& c : ShopCategories()) catalogue_median[std::string(c.name)] = c.median_price;
+    for (const ShopCategory& c : ShopCategories())
+      catalogue_median[std::string(c.name)] = c.median_price;
     std::unordered_map<std::string, std::string> owner;  // anonymous id / email -> customer id
     std::ifstream csv(s->dir + "/events.csv");
     std::getline(csv, line);
@@ -286,7 +309,8 @@ TEST(GenerateTest, LapsedBigSpendersStoppedLongAgoAfterSpendingMuch) {
   auto spend = [](const Behaviour& b) { return b.spend; };
   auto aov = [](const Behaviour& b) { return b.orders ? b.spend / b.orders : kNaN; };
   double lapsed_spend = SegmentMedian(shop, "lapsed_big_spenders", spend);
-  for (std::string_view other : {"price_sensitive_replenishment", "cart_abandoners", "one_time_buyers"}) {
+  for (std::string_view other :
+       {"price_sensitive_replenishment", "cart_abandoners", "one_time_buyers"}) {
     EXPECT_GT(lapsed_spend, 3 * SegmentMedian(shop, other, spend)) << other;
   }
   double lapsed_aov = SegmentMedian(shop, "lapsed_big_spenders", aov);
@@ -331,7 +355,8 @@ TEST(GenerateTest, ReplenishersBuyOnPromotionOftenAndRegularly) {
   auto orders = [](const Behaviour& b) { return static_cast<double>(b.orders); };
   double psr_orders = SegmentMedian(shop, "price_sensitive_replenishment", orders);
   for (int k = 1; k < kNumShopSegments; ++k) {
-    EXPECT_GT(psr_orders, SegmentMedian(shop, ShopSegmentNames()[k], orders)) << ShopSegmentNames()[k];
+    EXPECT_GT(psr_orders, SegmentMedian(shop, ShopSegmentNames()[k], orders))
+        << ShopSegmentNames()[k];
   }
 }
 
@@ -374,7 +399,8 @@ TEST(GenerateTest, WindowShoppersBrowseAndSearchMost) {
   auto searches = [](const Behaviour& b) { return static_cast<double>(b.searches); };
   double window_pages = SegmentMedian(shop, "window_shoppers", pages);
   for (int k = 0; k < kNumShopSegments - 1; ++k) {
-    EXPECT_GT(window_pages, SegmentMedian(shop, ShopSegmentNames()[k], pages)) << ShopSegmentNames()[k];
+    EXPECT_GT(window_pages, SegmentMedian(shop, ShopSegmentNames()[k], pages))
+        << ShopSegmentNames()[k];
   }
   EXPECT_GT(SegmentMedian(shop, "window_shoppers", searches),
             SegmentMedian(shop, "one_time_buyers", searches));
@@ -394,7 +420,8 @@ TEST(GenerateTest, SegmentsAreSeparableOnBehaviouralTraits) {
     std::sort(days.begin(), days.end());
     double cv = 2;
     if (days.size() >= 3) {
-      double mean = static_cast<double>(days.back() - days.front()) / static_cast<double>(days.size() - 1);
+      double mean =
+          static_cast<double>(days.back() - days.front()) / static_cast<double>(days.size() - 1);
       double sq = 0;
       for (size_t k = 0; k + 1 < days.size(); ++k) {
         double d = static_cast<double>(days[k + 1] - days[k]) - mean;
