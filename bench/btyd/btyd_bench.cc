@@ -211,8 +211,9 @@ PeerResult RunLifetimes(const std::string& csv_path) {
   struct stat info {};
   if (peers == nullptr || stat((std::string(peers) + "/lifetimes").c_str(), &info) != 0 ||
       stat((std::string(peers) + "/autograd").c_str(), &info) != 0) {
-    result.message = "lifetimes skipped: set PEERS_SRC to a folder holding lifetimes/ and "
-                     "autograd/ source checkouts (see /work/shared/peers/README.md)";
+    result.message =
+        "lifetimes skipped: set PEERS_SRC to a folder holding lifetimes/ and "
+        "autograd/ source checkouts (see /work/shared/peers/README.md)";
     return result;
   }
   const std::string command = "PEERS_SRC='" + std::string(peers) + "' /usr/bin/python3 '" +
@@ -258,15 +259,19 @@ size_t ParseSize(const std::string& text) {
 int Run(int argc, char** argv) {
   std::string sizes = "cdnow,1M,10M";
   size_t lifetimes_max = 10'000'000;
-  std::string work_dir = std::string(std::getenv("HOME") ? std::getenv("HOME") : "/tmp") +
-                         "/.cache/shoal-bench/btyd";
+  std::string work_dir =
+      std::string(std::getenv("HOME") ? std::getenv("HOME") : "/tmp") + "/.cache/shoal-bench/btyd";
   Context ctx;
   for (int arg = 1; arg + 1 < argc; arg += 2) {
     const std::string key = argv[arg], value = argv[arg + 1];
-    if (key == "--sizes") sizes = value;
-    else if (key == "--lifetimes-max") lifetimes_max = ParseSize(value);
-    else if (key == "--work-dir") work_dir = value;
-    else if (key == "--threads") ctx.threads = std::atoi(value.c_str());
+    if (key == "--sizes")
+      sizes = value;
+    else if (key == "--lifetimes-max")
+      lifetimes_max = ParseSize(value);
+    else if (key == "--work-dir")
+      work_dir = value;
+    else if (key == "--threads")
+      ctx.threads = std::atoi(value.c_str());
     else {
       std::fprintf(stderr, "unknown option %s\n", key.c_str());
       return 2;
@@ -304,15 +309,17 @@ int Run(int argc, char** argv) {
                    gg.status().ToString().c_str());
       return 1;
     }
-    std::printf("  shoal: compress %.3f s (%zu rows, %zu distinct (x,t_x,T)), BG/NBD %.3f s "
-                "(%d evals, converged %d, %s), Gamma-Gamma %.3f s (%d evals, converged %d, %s)\n",
-                compress_s, rfm->rows.size(), bg->input.distinct_rows, bg_s, bg->iterations,
-                bg->converged, bg->optimizer_message.c_str(), gg_s, gg->iterations, gg->converged,
-                gg->optimizer_message.c_str());
-    std::printf("  shoal BG/NBD r=%.6f alpha=%.6f a=%.6f b=%.6f LL=%.6f | GG p=%.5f q=%.5f "
-                "gamma=%.5f LL=%.6f\n",
-                bg->params.r, bg->params.alpha, bg->params.a, bg->params.b, bg->log_likelihood,
-                gg->params.p, gg->params.q, gg->params.gamma, gg->log_likelihood);
+    std::printf(
+        "  shoal: compress %.3f s (%zu rows, %zu distinct (x,t_x,T)), BG/NBD %.3f s "
+        "(%d evals, converged %d, %s), Gamma-Gamma %.3f s (%d evals, converged %d, %s)\n",
+        compress_s, rfm->rows.size(), bg->input.distinct_rows, bg_s, bg->iterations, bg->converged,
+        bg->optimizer_message.c_str(), gg_s, gg->iterations, gg->converged,
+        gg->optimizer_message.c_str());
+    std::printf(
+        "  shoal BG/NBD r=%.6f alpha=%.6f a=%.6f b=%.6f LL=%.6f | GG p=%.5f q=%.5f "
+        "gamma=%.5f LL=%.6f\n",
+        bg->params.r, bg->params.alpha, bg->params.a, bg->params.b, bg->log_likelihood,
+        gg->params.p, gg->params.q, gg->params.gamma, gg->log_likelihood);
     const double shoal_total = compress_s + bg_s + gg_s;
     const double shoal_cpu = ProcessCpuSeconds() - cpu_start;
     std::printf("  shoal total: %.3f s wall, %.3f s CPU (all threads)\n", shoal_total, shoal_cpu);
@@ -331,36 +338,41 @@ int Run(int argc, char** argv) {
     char row[1024];
     if (!peer.ran) {
       std::printf("  %s\n", peer.message.c_str());
-      std::snprintf(row, sizeof row, "| %s | %zu | %zu | %.3f | %.3f | %.3f | %.3f | %.4f | %.4f "
+      std::snprintf(row, sizeof row,
+                    "| %s | %zu | %zu | %.3f | %.3f | %.3f | %.3f | %.4f | %.4f "
                     "| - | - | - | %.3f | - | - | - | - | - |",
                     name.c_str(), customers, bg->input.distinct_rows, compress_s, bg_s, gg_s,
                     shoal_total, bg->log_likelihood, gg->log_likelihood, shoal_cpu);
     } else {
       // Both parameter sets through the same likelihood code, so the comparison is of optima.
       const double peer_bg_ll = BgNbdLogLikelihood(peer.bg, rfm->rows, nullptr, ctx.Threads());
-      const double peer_gg_ll = GammaGammaLogLikelihood(peer.gg, rfm->spend, nullptr, ctx.Threads());
+      const double peer_gg_ll =
+          GammaGammaLogLikelihood(peer.gg, rfm->spend, nullptr, ctx.Threads());
       const double bg_rel = (bg->log_likelihood - peer_bg_ll) / std::fabs(peer_bg_ll);
       const double gg_rel = (gg->log_likelihood - peer_gg_ll) / std::fabs(peer_gg_ll);
-      std::printf("  lifetimes: read %.2f s, BG/NBD %.3f s, GG %.3f s; BG r=%.6f alpha=%.6f "
-                  "a=%.6f b=%.6f LL=%.6f (own formula %.6f) | GG p=%.5f q=%.5f v=%.5f LL=%.6f "
-                  "(own %.6f)\n",
-                  peer.read_s, peer.bg_fit_s, peer.gg_fit_s, peer.bg.r, peer.bg.alpha, peer.bg.a,
-                  peer.bg.b, peer_bg_ll, peer.bg_ll, peer.gg.p, peer.gg.q, peer.gg.gamma,
-                  peer_gg_ll, peer.gg_ll);
+      std::printf(
+          "  lifetimes: read %.2f s, BG/NBD %.3f s, GG %.3f s; BG r=%.6f alpha=%.6f "
+          "a=%.6f b=%.6f LL=%.6f (own formula %.6f) | GG p=%.5f q=%.5f v=%.5f LL=%.6f "
+          "(own %.6f)\n",
+          peer.read_s, peer.bg_fit_s, peer.gg_fit_s, peer.bg.r, peer.bg.alpha, peer.bg.a, peer.bg.b,
+          peer_bg_ll, peer.bg_ll, peer.gg.p, peer.gg.q, peer.gg.gamma, peer_gg_ll, peer.gg_ll);
       const double peer_weighted_ll =
           BgNbdLogLikelihood(peer.weighted_bg, rfm->rows, nullptr, ctx.Threads());
-      std::printf("  lifetimes with weights (groupby + fit): %.3f s, LL=%.6f (rel. diff of shoal: "
-                  "%+.2e); speed-up of shoal BG/NBD (compress + fit) over it: %.1fx\n",
-                  peer.weighted_bg_fit_s, peer_weighted_ll,
-                  (bg->log_likelihood - peer_weighted_ll) / std::fabs(peer_weighted_ll),
-                  peer.weighted_bg_fit_s / (compress_s + bg_s));
+      std::printf(
+          "  lifetimes with weights (groupby + fit): %.3f s, LL=%.6f (rel. diff of shoal: "
+          "%+.2e); speed-up of shoal BG/NBD (compress + fit) over it: %.1fx\n",
+          peer.weighted_bg_fit_s, peer_weighted_ll,
+          (bg->log_likelihood - peer_weighted_ll) / std::fabs(peer_weighted_ll),
+          peer.weighted_bg_fit_s / (compress_s + bg_s));
       const double peer_total = peer.bg_fit_s + peer.gg_fit_s;
       const double peer_cpu = peer.bg_fit_cpu_s + peer.gg_fit_cpu_s;
-      std::printf("  lifetimes fits: %.3f s wall, %.3f s CPU; speed-up wall %.1fx, CPU %.1fx; "
-                  "weighted BG/NBD CPU %.3f s\n",
-                  peer_total, peer_cpu, peer_total / shoal_total, peer_cpu / shoal_cpu,
-                  peer.weighted_bg_fit_cpu_s);
-      std::snprintf(row, sizeof row, "| %s | %zu | %zu | %.3f | %.3f | %.3f | %.3f | %.4f | %.4f "
+      std::printf(
+          "  lifetimes fits: %.3f s wall, %.3f s CPU; speed-up wall %.1fx, CPU %.1fx; "
+          "weighted BG/NBD CPU %.3f s\n",
+          peer_total, peer_cpu, peer_total / shoal_total, peer_cpu / shoal_cpu,
+          peer.weighted_bg_fit_cpu_s);
+      std::snprintf(row, sizeof row,
+                    "| %s | %zu | %zu | %.3f | %.3f | %.3f | %.3f | %.4f | %.4f "
                     "| %.3f | %.3f | %.1fx | %.3f | %.3f | %.1fx | %+.2e | %+.2e | %.3f |",
                     name.c_str(), customers, bg->input.distinct_rows, compress_s, bg_s, gg_s,
                     shoal_total, bg->log_likelihood, gg->log_likelihood, peer.bg_fit_s,
@@ -371,11 +383,12 @@ int Run(int argc, char** argv) {
     std::printf("\n");
     std::fflush(stdout);
   }
-  std::printf("| data | customers | distinct (x,t_x,T) | shoal compress s | shoal BG/NBD s | "
-              "shoal GG s | shoal total s | shoal BG/NBD LL | shoal GG LL | lifetimes BG/NBD s | "
-              "lifetimes GG s | speed-up wall (lifetimes fits / shoal total) | shoal CPU s | "
-              "lifetimes CPU s | speed-up CPU | BG LL rel. diff (shoal - lifetimes) | "
-              "GG LL rel. diff | lifetimes weighted BG/NBD s (groupby + fit) |\n");
+  std::printf(
+      "| data | customers | distinct (x,t_x,T) | shoal compress s | shoal BG/NBD s | "
+      "shoal GG s | shoal total s | shoal BG/NBD LL | shoal GG LL | lifetimes BG/NBD s | "
+      "lifetimes GG s | speed-up wall (lifetimes fits / shoal total) | shoal CPU s | "
+      "lifetimes CPU s | speed-up CPU | BG LL rel. diff (shoal - lifetimes) | "
+      "GG LL rel. diff | lifetimes weighted BG/NBD s (groupby + fit) |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const std::string& line : table) std::printf("%s\n", line.c_str());
   return 0;

@@ -17,15 +17,15 @@ using btyd_internal::Digamma;
 using btyd_internal::LogBeta;
 using btyd_internal::LogGamma;
 
-using btyd_internal::PreparedRows;
 using btyd_internal::Prepare;
+using btyd_internal::PreparedRows;
 
 // Terms of the per-customer log-likelihood that depend only on x (and the parameters).
 struct XTerms {
   double x, r_plus_x;
-  double c0;                  // lgG(r+x) - lgG(r) + r log(alpha) - lgB(a, b)
-  double log_beta_alive;      // lgB(a, b+x)
-  double log_beta_dropped;    // lgB(a+1, b+x-1)  (x > 0)
+  double c0;                // lgG(r+x) - lgG(r) + r log(alpha) - lgB(a, b)
+  double log_beta_alive;    // lgB(a, b+x)
+  double log_beta_dropped;  // lgB(a+1, b+x-1)  (x > 0)
   double dc0_dr, dc0_da, dc0_db;
   double d_alive_da, d_alive_db, d_dropped_da, d_dropped_db;
 };
@@ -99,7 +99,7 @@ double LogLikelihoodPrepared(const BgNbdParams& p, const PreparedRows& rows,
     const double w_dropped = difference <= 0 ? w_small : w_big;
     acc[0] += weight * (t.dc0_dr - w_alive * log_alpha_T - w_dropped * log_alpha_tx);
     acc[1] += weight * (r_over_alpha - t.r_plus_x * (w_alive * inv_alpha_time[T_idx] +
-                                                      w_dropped * inv_alpha_time[t_x_idx]));
+                                                     w_dropped * inv_alpha_time[t_x_idx]));
     acc[2] += weight * (t.dc0_da + w_alive * t.d_alive_da + w_dropped * t.d_dropped_da);
     acc[3] += weight * (t.dc0_db + w_alive * t.d_alive_db + w_dropped * t.d_dropped_db);
     return weight * (t.c0 + total);
@@ -119,9 +119,7 @@ double DecayTerm(const BgNbdParams& p, double a, double x, double T, double t) {
 // a = 1 singularity is removable; it is bridged by averaging a = 1 -/+ 1e-6.
 double ExpectedIfAlive(const BgNbdParams& p, double x, double T, double t) {
   if (t <= 0) return 0;
-  auto at = [&](double a) {
-    return (a + p.b + x - 1) / (a - 1) * (1 - DecayTerm(p, a, x, T, t));
-  };
+  auto at = [&](double a) { return (a + p.b + x - 1) / (a - 1) * (1 - DecayTerm(p, a, x, T, t)); };
   if (std::fabs(p.a - 1) < 1e-6) return 0.5 * (at(1 - 1e-6) + at(1 + 1e-6));
   return at(p.a);
 }
@@ -161,8 +159,8 @@ Result<BgNbdFit> FitBgNbd(const CompressedRfm& data, const BtydFitOptions& optio
           return ll;
         });
   };
-  const btyd_internal::MleResult mle = btyd_internal::FitWithWarmStart<RfmSummaryRow>(
-      merged, start, options, make_log_likelihood);
+  const btyd_internal::MleResult mle =
+      btyd_internal::FitWithWarmStart<RfmSummaryRow>(merged, start, options, make_log_likelihood);
   if (!std::isfinite(mle.log_likelihood)) {
     return Status::FailedPrecondition("FitBgNbd: the likelihood is not finite at the optimum (" +
                                       mle.message + ")");
@@ -180,8 +178,8 @@ Result<BgNbdFit> FitBgNbd(const CompressedRfm& data, const BtydFitOptions& optio
 double BgNbdProbabilityAlive(const BgNbdParams& p, double x, double t_x, double T) {
   if (x <= 0) return 1.0;
   // log of a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x); P = 1/(1+e^v) computed stably.
-  const double v = std::log(p.a / (p.b + x - 1)) +
-                   (p.r + x) * (std::log(p.alpha + T) - std::log(p.alpha + t_x));
+  const double v =
+      std::log(p.a / (p.b + x - 1)) + (p.r + x) * (std::log(p.alpha + T) - std::log(p.alpha + t_x));
   return v > 0 ? std::exp(-v) / (1 + std::exp(-v)) : 1 / (1 + std::exp(v));
 }
 
@@ -198,8 +196,7 @@ double BgNbdProbabilityOfPurchases(const BgNbdParams& p, double t, int n) {
   const double log_beta_ab = LogBeta(p.a, p.b);
   const double q = t / (p.alpha + t);
   const double log_nbd = LogGamma(p.r + n) - LogGamma(p.r) - LogGamma(n + 1.0) +
-                         p.r * std::log(p.alpha / (p.alpha + t)) +
-                         (n > 0 ? n * std::log(q) : 0.0);
+                         p.r * std::log(p.alpha / (p.alpha + t)) + (n > 0 ? n * std::log(q) : 0.0);
   double prob = std::exp(LogBeta(p.a, p.b + n) - log_beta_ab + log_nbd);
   if (n > 0) {
     prob += std::exp(LogBeta(p.a + 1, p.b + n - 1) - log_beta_ab) *
@@ -211,8 +208,8 @@ double BgNbdProbabilityOfPurchases(const BgNbdParams& p, double t, int n) {
 double BgNbdProbabilityPurchaseWithin(const BgNbdParams& p, double x, double t_x, double T,
                                       double t) {
   if (t <= 0) return 0;
-  const double no_purchase_if_alive = std::exp((p.r + x) * (std::log(p.alpha + T) -
-                                                            std::log(p.alpha + T + t)));
+  const double no_purchase_if_alive =
+      std::exp((p.r + x) * (std::log(p.alpha + T) - std::log(p.alpha + T + t)));
   return BgNbdProbabilityAlive(p, x, t_x, T) * (1 - no_purchase_if_alive);
 }
 

@@ -23,11 +23,11 @@ struct BgNbdParams {
 
 struct BgNbdFit {
   BgNbdParams params;
-  double log_likelihood = 0;      // total over customers, in the data's time unit
-  int iterations = 0;  // likelihood+gradient evaluations (BFGS, Newton polish, Hessian)
+  double log_likelihood = 0;  // total over customers, in the data's time unit
+  int iterations = 0;         // likelihood+gradient evaluations (BFGS, Newton polish, Hessian)
   bool converged = false;
   std::array<double, 4> std_errors{};  // of r, alpha, a, b (NaN if the Hessian is singular)
-  double max_abs_gradient = 0;    // mean-LL gradient w.r.t. log-parameters at the optimum
+  double max_abs_gradient = 0;         // mean-LL gradient w.r.t. log-parameters at the optimum
   BtydInputSummary input;
   std::string optimizer_message;
 };

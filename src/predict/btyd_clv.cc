@@ -26,9 +26,8 @@ double DiscountedValue(const ExpectedFn& expected_purchases, double order_value,
 
 double BgNbdClv(const BgNbdParams& purchases, const GammaGammaParams& spend, double x, double t_x,
                 double T, double mean_value, const ClvOptions& options) {
-  return DiscountedValue(
-      [&](double t) { return BgNbdExpectedPurchases(purchases, x, t_x, T, t); },
-      GammaGammaExpectedValue(spend, x, mean_value), options);
+  return DiscountedValue([&](double t) { return BgNbdExpectedPurchases(purchases, x, t_x, T, t); },
+                         GammaGammaExpectedValue(spend, x, mean_value), options);
 }
 
 double ParetoNbdClv(const ParetoNbdParams& purchases, const GammaGammaParams& spend, double x,

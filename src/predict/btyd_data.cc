@@ -102,8 +102,8 @@ Status ValidateRfmRows(const CompressedRfm& data) {
     if (bad++ == 0) first = DescribeRow("row", row_idx, row.x, row.t_x, row.T) + ": " + problem;
   }
   if (bad > 0) {
-    return Status::InvalidArgument(std::to_string(bad) + " invalid RFM summary row(s); first: " +
-                                   first);
+    return Status::InvalidArgument(std::to_string(bad) +
+                                   " invalid RFM summary row(s); first: " + first);
   }
   if (data.rows.empty()) return Status::InvalidArgument("no customers in the RFM summary");
   return Status::OK();
@@ -114,10 +114,11 @@ Result<CompressedRfm> CompressRfm(std::span<const double> x, std::span<const dou
                                   const Context& ctx) {
   const size_t n = x.size();
   if (t_x.size() != n || T.size() != n || (!mean_value.empty() && mean_value.size() != n)) {
-    return Status::InvalidArgument("CompressRfm: x, t_x, T (and mean_value if given) must have "
-                                   "the same length; got " + std::to_string(n) + ", " +
-                                   std::to_string(t_x.size()) + ", " + std::to_string(T.size()) +
-                                   ", " + std::to_string(mean_value.size()));
+    return Status::InvalidArgument(
+        "CompressRfm: x, t_x, T (and mean_value if given) must have "
+        "the same length; got " +
+        std::to_string(n) + ", " + std::to_string(t_x.size()) + ", " + std::to_string(T.size()) +
+        ", " + std::to_string(mean_value.size()));
   }
   if (n == 0) return Status::InvalidArgument("CompressRfm: no customers");
   // Each worker groups a contiguous range of customers; the partial tables are merged in worker

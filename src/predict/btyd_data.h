@@ -66,10 +66,10 @@ Status ValidateRfmRows(const CompressedRfm& data);
 
 // What went into a fit, for diagnostics.
 struct BtydInputSummary {
-  double customers = 0;          // sum of weights
-  size_t distinct_rows = 0;      // rows actually evaluated per likelihood call
-  double repeat_buyers = 0;      // customers with x > 0
-  double repeat_purchases = 0;   // sum of x
+  double customers = 0;         // sum of weights
+  size_t distinct_rows = 0;     // rows actually evaluated per likelihood call
+  double repeat_buyers = 0;     // customers with x > 0
+  double repeat_purchases = 0;  // sum of x
   double max_x = 0;
   double max_T = 0;
   double mean_T = 0;

@@ -7,8 +7,8 @@ namespace shoal::btyd_internal {
 namespace {
 
 // LL and gradient w.r.t. u = log(params) (total, not mean).
-double LogSpaceValue(const LogLikelihoodFn& fn, std::span<const double> u, std::vector<double>* grad_u,
-                     int* evaluations) {
+double LogSpaceValue(const LogLikelihoodFn& fn, std::span<const double> u,
+                     std::vector<double>* grad_u, int* evaluations) {
   std::vector<double> params(u.size()), grad(u.size());
   for (size_t k = 0; k < u.size(); ++k) params[k] = std::exp(u[k]);
   const double ll = fn(params, grad);
@@ -19,8 +19,8 @@ double LogSpaceValue(const LogLikelihoodFn& fn, std::span<const double> u, std::
 }
 
 // Hessian of the total LL in u by central differences of the analytic gradient.
-bool LogSpaceHessian(const LogLikelihoodFn& fn, std::span<const double> u, std::vector<double>* hessian,
-                     int* evaluations) {
+bool LogSpaceHessian(const LogLikelihoodFn& fn, std::span<const double> u,
+                     std::vector<double>* hessian, int* evaluations) {
   const size_t n = u.size();
   const double step = 1e-5;
   hessian->assign(n * n, 0.0);
@@ -180,7 +180,8 @@ MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vect
     if (curvature > 1e-16 * change_norm && curvature > 0) {
       if (!scaled) {  // first update: scale the identity to the observed curvature
         for (size_t k = 0; k < n; ++k) {
-          for (size_t j = 0; j < n; ++j) inverse_hessian[k * n + j] = k == j ? curvature / change_norm : 0;
+          for (size_t j = 0; j < n; ++j)
+            inverse_hessian[k * n + j] = k == j ? curvature / change_norm : 0;
         }
         scaled = true;
       }
@@ -244,8 +245,8 @@ MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vect
   result.log_likelihood = ll;
   result.evaluations = evaluations;
   result.max_abs_gradient = MaxAbs(grad_u, total_weight);
-  result.converged = std::isfinite(ll) && !hit_cap &&
-                     result.max_abs_gradient < options.gradient_tolerance;
+  result.converged =
+      std::isfinite(ll) && !hit_cap && result.max_abs_gradient < options.gradient_tolerance;
   result.std_errors.assign(n, std::numeric_limits<double>::quiet_NaN());
   // The last Newton Hessian serves when it was taken within 1e-3 (in log-parameters) of the
   // optimum: standard errors change by O(1e-3) relative at most; else compute it afresh.
@@ -326,8 +327,9 @@ std::vector<RfmSummaryRow> MergeOnRecencyFrequency(std::span<const RfmSummaryRow
 
 PreparedRows Prepare(std::span<const RfmSummaryRow> rows) {
   PreparedRows prepared;
-  GroupByX(rows.size(), [&](size_t idx) { return rows[idx].x; }, &prepared.distinct_x,
-           &prepared.x_group);
+  GroupByX(
+      rows.size(), [&](size_t idx) { return rows[idx].x; }, &prepared.distinct_x,
+      &prepared.x_group);
   prepared.t_x.reserve(rows.size());
   prepared.T.reserve(rows.size());
   prepared.weight.reserve(rows.size());
@@ -341,9 +343,9 @@ PreparedRows Prepare(std::span<const RfmSummaryRow> rows) {
       std::unique(prepared.distinct_times.begin(), prepared.distinct_times.end()),
       prepared.distinct_times.end());
   auto time_index = [&](double value) {
-    return static_cast<uint32_t>(std::lower_bound(prepared.distinct_times.begin(),
-                                                  prepared.distinct_times.end(), value) -
-                                 prepared.distinct_times.begin());
+    return static_cast<uint32_t>(
+        std::lower_bound(prepared.distinct_times.begin(), prepared.distinct_times.end(), value) -
+        prepared.distinct_times.begin());
   };
   prepared.t_x_idx.reserve(rows.size());
   prepared.T_idx.reserve(rows.size());

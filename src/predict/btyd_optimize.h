@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <span>
 #include <string>
@@ -57,7 +57,8 @@ double BlockedSum(size_t n, int threads, const RowFn& row_fn, std::array<double,
 
 // Total weighted log-likelihood at natural parameters `params`; writes dLL/dparams to `grad`.
 // May return a non-finite value outside the model's domain.
-using LogLikelihoodFn = std::function<double(std::span<const double> params, std::span<double> grad)>;
+using LogLikelihoodFn =
+    std::function<double(std::span<const double> params, std::span<double> grad)>;
 
 struct MleResult {
   std::vector<double> params;
@@ -91,7 +92,8 @@ std::vector<Row> StrideSubsample(std::span<const Row> rows) {
   const size_t stride = (rows.size() + kWarmStartRows / 2 - 1) / (kWarmStartRows / 2);
   std::vector<Row> sample;
   sample.reserve(rows.size() / stride + 1);
-  for (size_t row_idx = 0; row_idx < rows.size(); row_idx += stride) sample.push_back(rows[row_idx]);
+  for (size_t row_idx = 0; row_idx < rows.size(); row_idx += stride)
+    sample.push_back(rows[row_idx]);
   return sample;
 }
 
@@ -105,7 +107,8 @@ std::vector<double> SeedInverseHessian(const MleResult& subsample_fit);
 // times; the optimum is still the full-data MLE.
 template <typename Row, typename MakeLogLikelihood>
 MleResult FitWithWarmStart(std::span<const Row> rows, std::vector<double> start,
-                           const BtydFitOptions& options, const MakeLogLikelihood& make_log_likelihood) {
+                           const BtydFitOptions& options,
+                           const MakeLogLikelihood& make_log_likelihood) {
   double total_weight = 0;
   for (const Row& row : rows) total_weight += row.weight;
   std::vector<double> seed;
@@ -126,8 +129,8 @@ MleResult FitWithWarmStart(std::span<const Row> rows, std::vector<double> start,
       seed = SeedInverseHessian(warm);
     }
   }
-  MleResult result = MaximizeLogLikelihood(make_log_likelihood(rows), start, total_weight, options,
-                                           seed);
+  MleResult result =
+      MaximizeLogLikelihood(make_log_likelihood(rows), start, total_weight, options, seed);
   if (subsample_evaluations > 0) {
     result.message += "; warm start from a " + std::to_string(StrideSubsample<Row>(rows).size()) +
                       "-row subsample (" + std::to_string(subsample_evaluations) +
@@ -149,7 +152,8 @@ std::vector<RfmSummaryRow> MergeOnRecencyFrequency(std::span<const RfmSummaryRow
 // Distinct values of the (integer-valued, validated) repeat counts x_of(0..n-1), sorted, and each
 // row's index into them. Small counts (the usual case) use a direct table: O(n), no sort.
 template <typename XOf>
-void GroupByX(size_t n, const XOf& x_of, std::vector<double>* distinct, std::vector<uint32_t>* group) {
+void GroupByX(size_t n, const XOf& x_of, std::vector<double>* distinct,
+              std::vector<uint32_t>* group) {
   constexpr double kDirectLimit = 1 << 20;
   double max_x = 0;
   for (size_t idx = 0; idx < n; ++idx) max_x = std::max(max_x, x_of(idx));

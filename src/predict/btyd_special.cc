@@ -18,7 +18,8 @@ double Hyp2F1(double a, double b, double c, double z) {
     sum += term;
     if (term == 0.0) break;
     // Stop when the geometric bound on the remaining tail is negligible.
-    if (std::fabs(ratio) < 1.0 && std::fabs(term) < 1e-17 * (1.0 - std::fabs(ratio)) * std::fabs(sum)) {
+    if (std::fabs(ratio) < 1.0 &&
+        std::fabs(term) < 1e-17 * (1.0 - std::fabs(ratio)) * std::fabs(sum)) {
       break;
     }
   }

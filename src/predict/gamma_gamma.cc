@@ -27,15 +27,16 @@ struct SpendRows {
 SpendRows PrepareSpend(std::span<const SpendRow> all_rows) {
   std::vector<SpendRow> kept;
   std::span<const SpendRow> rows = all_rows;
-  if (!std::all_of(all_rows.begin(), all_rows.end(), [](const SpendRow& row) { return row.x > 0; })) {
+  if (!std::all_of(all_rows.begin(), all_rows.end(),
+                   [](const SpendRow& row) { return row.x > 0; })) {
     for (const SpendRow& row : all_rows) {
       if (row.x > 0) kept.push_back(row);
     }
     rows = kept;
   }
   SpendRows spend;
-  btyd_internal::GroupByX(rows.size(), [&](size_t idx) { return rows[idx].x; }, &spend.distinct_x,
-                          &spend.x_group);
+  btyd_internal::GroupByX(
+      rows.size(), [&](size_t idx) { return rows[idx].x; }, &spend.distinct_x, &spend.x_group);
   spend.total_value.resize(rows.size());
   spend.log_mean_value.resize(rows.size());
   spend.weight.resize(rows.size());
@@ -94,7 +95,8 @@ double GammaGammaLogLikelihood(const GammaGammaParams& params, std::span<const S
 Result<GammaGammaFit> FitGammaGamma(const CompressedRfm& data, const BtydFitOptions& options,
                                     const Context& ctx) {
   if (!options.initial.empty() && options.initial.size() != 3) {
-    return Status::InvalidArgument("FitGammaGamma: options.initial must hold 3 values (p, q, gamma)");
+    return Status::InvalidArgument(
+        "FitGammaGamma: options.initial must hold 3 values (p, q, gamma)");
   }
   double bad_customers = 0, repeat_customers = 0, value_sum = 0, invalid_rows = 0;
   size_t used_rows = 0;
@@ -153,8 +155,8 @@ Result<GammaGammaFit> FitGammaGamma(const CompressedRfm& data, const BtydFitOpti
           return ll;
         });
   };
-  const btyd_internal::MleResult mle = btyd_internal::FitWithWarmStart<SpendRow>(
-      repeat_rows, start, options, make_log_likelihood);
+  const btyd_internal::MleResult mle =
+      btyd_internal::FitWithWarmStart<SpendRow>(repeat_rows, start, options, make_log_likelihood);
   if (!std::isfinite(mle.log_likelihood)) {
     return Status::FailedPrecondition(
         "FitGammaGamma: the likelihood is not finite at the optimum (" + mle.message + ")");

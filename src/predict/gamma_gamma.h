@@ -23,11 +23,11 @@ struct GammaGammaParams {
 struct GammaGammaFit {
   GammaGammaParams params;
   double log_likelihood = 0;  // over repeat buyers only
-  int iterations = 0;  // likelihood+gradient evaluations (BFGS, Newton polish, Hessian)
+  int iterations = 0;         // likelihood+gradient evaluations (BFGS, Newton polish, Hessian)
   bool converged = false;
   std::array<double, 3> std_errors{};  // of p, q, gamma
   double max_abs_gradient = 0;
-  BtydInputSummary input;     // of the repeat buyers used
+  BtydInputSummary input;  // of the repeat buyers used
   std::string optimizer_message;
 };
 

@@ -33,9 +33,9 @@ struct SeriesSums {
 SeriesSums SumSeries(double a, double b, double z, double rho) {
   SeriesSums sums;
   const double log_rho = std::log(rho);
-  double coefficient = 1.0 / a;   // (b)_n/n! z^n / (a+n), rescaled
+  double coefficient = 1.0 / a;          // (b)_n/n! z^n / (a+n), rescaled
   double power = std::exp(a * log_rho);  // rho^(a+n)
-  double harmonic = 0;            // sum_{k<n} 1/(b+k) = psi(b+n) - psi(b)
+  double harmonic = 0;                   // sum_{k<n} 1/(b+k) = psi(b+n) - psi(b)
   constexpr int kMaxTerms = 2'000'000;
   for (int n = 0; n < kMaxTerms; ++n) {
     const double a_n = a + n;
@@ -117,10 +117,10 @@ double LogLikelihoodPrepared(const ParetoNbdParams& p, const PreparedRows& rows,
     const DeathTerm death = ComputeDeathTerm(p, x, t_x, T);
     const double total = LogSumExp(alive, death.log_value);
     const double w_alive = std::exp(alive - total), w_death = std::exp(death.log_value - total);
-    acc[0] += weight * (psi_ratio[group_idx] + log_alpha - w_alive * log_alpha_T +
-                        w_death * death.d_r);
-    acc[1] += weight * (p.r / p.alpha - w_alive * (p.r + x) / (p.alpha + T) +
-                        w_death * death.d_alpha);
+    acc[0] +=
+        weight * (psi_ratio[group_idx] + log_alpha - w_alive * log_alpha_T + w_death * death.d_r);
+    acc[1] +=
+        weight * (p.r / p.alpha - w_alive * (p.r + x) / (p.alpha + T) + w_death * death.d_alpha);
     acc[2] += weight * (log_beta - w_alive * log_beta_T + w_death * death.d_s);
     acc[3] += weight * (p.s / p.beta - w_alive * p.s / (p.beta + T) + w_death * death.d_beta);
     return weight * (lg_ratio[group_idx] + p.r * log_alpha + p.s * log_beta + total);
@@ -170,8 +170,8 @@ Result<ParetoNbdFit> FitParetoNbd(const CompressedRfm& data, const BtydFitOption
           return ll;
         });
   };
-  const btyd_internal::MleResult mle = btyd_internal::FitWithWarmStart<RfmSummaryRow>(
-      merged, start, options, make_log_likelihood);
+  const btyd_internal::MleResult mle =
+      btyd_internal::FitWithWarmStart<RfmSummaryRow>(merged, start, options, make_log_likelihood);
   if (!std::isfinite(mle.log_likelihood)) {
     return Status::FailedPrecondition(
         "FitParetoNbd: the likelihood is not finite at the optimum (" + mle.message + ")");

@@ -18,7 +18,7 @@ struct ParetoNbdParams {
   double r = 0;
   double alpha = 0;  // in the data's time unit
   double s = 0;
-  double beta = 0;   // in the data's time unit
+  double beta = 0;  // in the data's time unit
 };
 
 struct ParetoNbdFit {

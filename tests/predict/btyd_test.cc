@@ -130,12 +130,12 @@ TEST(BgNbd, FitReproducesFaderHardieLee2005) {
   }
   // Standard errors are a small fraction of the estimates on 2,357 customers.
   EXPECT_LT(fit->std_errors[0] / fit->params.r, 0.2);
-  std::printf("BG/NBD CDNOW (%s): r=%.7f alpha=%.7f a=%.7f b=%.7f LL=%.4f evals=%d\n"
-              "  se: %.4f %.4f %.4f %.4f\n",
-              fit->optimizer_message.c_str(), fit->params.r, fit->params.alpha, fit->params.a,
-              fit->params.b,
-              fit->log_likelihood, fit->iterations, fit->std_errors[0], fit->std_errors[1],
-              fit->std_errors[2], fit->std_errors[3]);
+  std::printf(
+      "BG/NBD CDNOW (%s): r=%.7f alpha=%.7f a=%.7f b=%.7f LL=%.4f evals=%d\n"
+      "  se: %.4f %.4f %.4f %.4f\n",
+      fit->optimizer_message.c_str(), fit->params.r, fit->params.alpha, fit->params.a,
+      fit->params.b, fit->log_likelihood, fit->iterations, fit->std_errors[0], fit->std_errors[1],
+      fit->std_errors[2], fit->std_errors[3]);
 }
 
 TEST(BgNbd, PublishedPointValues) {
@@ -175,9 +175,9 @@ TEST(BgNbd, PublishedPointValues) {
 
 // Finite-difference check of an analytic gradient, relative to the gradient's scale.
 template <size_t K>
-void ExpectGradientMatches(const std::function<double(const std::array<double, K>&,
-                                                      std::array<double, K>*)>& ll,
-                           const std::array<double, K>& at, const std::string& what) {
+void ExpectGradientMatches(
+    const std::function<double(const std::array<double, K>&, std::array<double, K>*)>& ll,
+    const std::array<double, K>& at, const std::string& what) {
   std::array<double, K> analytic{};
   const double value = ll(at, &analytic);
   ASSERT_TRUE(std::isfinite(value)) << what;
@@ -196,16 +196,18 @@ void ExpectGradientMatches(const std::function<double(const std::array<double, K
 }
 
 std::vector<RfmSummaryRow> GradientCheckRows() {
-  return {{0, 0, 38.86, 1},   {1, 1.71, 38.86, 2}, {2, 30.43, 38.86, 1},
+  return {{0, 0, 38.86, 1},    {1, 1.71, 38.86, 2},  {2, 30.43, 38.86, 1},
           {12, 35.0, 36.0, 3}, {500, 4000, 5000, 1}, {500, 4999.5, 5000, 1},
           {0, 0, 5000, 1},     {37, 0.5, 5000, 1},   {5, 27, 27, 1}};
 }
 
 TEST(BgNbd, AnalyticGradientMatchesFiniteDifferences) {
   const std::vector<RfmSummaryRow> rows = GradientCheckRows();
-  const std::vector<std::array<double, 4>> points = {
-      {0.243, 4.414, 0.793, 2.426}, {1, 1, 1, 1}, {5, 0.01, 0.05, 20}, {0.01, 300, 3, 0.2},
-      {50, 2000, 0.5, 0.5}};
+  const std::vector<std::array<double, 4>> points = {{0.243, 4.414, 0.793, 2.426},
+                                                     {1, 1, 1, 1},
+                                                     {5, 0.01, 0.05, 20},
+                                                     {0.01, 300, 3, 0.2},
+                                                     {50, 2000, 0.5, 0.5}};
   for (const auto& point : points) {
     for (const RfmSummaryRow& row : rows) {
       const std::vector<RfmSummaryRow> one = {row};
@@ -307,29 +309,31 @@ double SimpsonIntegral(const std::function<double(double)>& f, double lo, double
 }
 
 double ParetoLogLikelihoodBruteForce(const ParetoNbdParams& p, double x, double t_x, double T) {
-  const double head = std::lgamma(p.r + x) - std::lgamma(p.r) + p.r * std::log(p.alpha) +
-                      p.s * std::log(p.beta);
+  const double head =
+      std::lgamma(p.r + x) - std::lgamma(p.r) + p.r * std::log(p.alpha) + p.s * std::log(p.beta);
   const double alive = std::pow(p.alpha + T, -(p.r + x)) * std::pow(p.beta + T, -p.s);
-  const double died = p.s * SimpsonIntegral(
-                                [&](double tau) {
-                                  return std::pow(p.alpha + tau, -(p.r + x)) *
-                                         std::pow(p.beta + tau, -(p.s + 1));
-                                },
-                                t_x, T, 40);
+  const double died =
+      p.s * SimpsonIntegral(
+                [&](double tau) {
+                  return std::pow(p.alpha + tau, -(p.r + x)) * std::pow(p.beta + tau, -(p.s + 1));
+                },
+                t_x, T, 40);
   return head + std::log(alive + died);
 }
 
 TEST(ParetoNbd, SeriesLikelihoodMatchesNumericalIntegration) {
-  const std::vector<ParetoNbdParams> points = {
-      {0.553, 10.58, 0.606, 11.66}, {0.553, 11.66, 0.606, 10.58}, {1, 1, 1, 1},
-      {2, 30, 0.5, 3}, {0.3, 2, 4, 40}};
+  const std::vector<ParetoNbdParams> points = {{0.553, 10.58, 0.606, 11.66},
+                                               {0.553, 11.66, 0.606, 10.58},
+                                               {1, 1, 1, 1},
+                                               {2, 30, 0.5, 3},
+                                               {0.3, 2, 4, 40}};
   const std::vector<std::array<double, 3>> histories = {
       {0, 0, 38.86}, {2, 30.43, 38.86}, {1, 1.71, 38.86}, {10, 20, 30}, {26, 30.85714, 31}};
   for (const ParetoNbdParams& p : points) {
     for (const auto& h : histories) {
       const std::vector<RfmSummaryRow> one = {{h[0], h[1], h[2], 1}};
-      EXPECT_NEAR(ParetoNbdLogLikelihood(p, one), ParetoLogLikelihoodBruteForce(p, h[0], h[1], h[2]),
-                  1e-9)
+      EXPECT_NEAR(ParetoNbdLogLikelihood(p, one),
+                  ParetoLogLikelihoodBruteForce(p, h[0], h[1], h[2]), 1e-9)
           << p.r << " " << p.alpha << " " << p.s << " " << p.beta << " x=" << h[0];
     }
   }
@@ -346,11 +350,12 @@ TEST(ParetoNbd, FitReproducesPublishedEstimates) {
   ExpectRelativeNear(fit->params.beta, 11.66, 0.005, "beta");
   EXPECT_NEAR(fit->log_likelihood, -9594.976, 0.01);
   for (double se : fit->std_errors) EXPECT_TRUE(std::isfinite(se) && se > 0);
-  std::printf("Pareto/NBD CDNOW: r=%.5f alpha=%.5f s=%.5f beta=%.5f LL=%.4f evals=%d\n"
-              "  se: %.4f %.4f %.4f %.4f\n",
-              fit->params.r, fit->params.alpha, fit->params.s, fit->params.beta,
-              fit->log_likelihood, fit->iterations, fit->std_errors[0], fit->std_errors[1],
-              fit->std_errors[2], fit->std_errors[3]);
+  std::printf(
+      "Pareto/NBD CDNOW: r=%.5f alpha=%.5f s=%.5f beta=%.5f LL=%.4f evals=%d\n"
+      "  se: %.4f %.4f %.4f %.4f\n",
+      fit->params.r, fit->params.alpha, fit->params.s, fit->params.beta, fit->log_likelihood,
+      fit->iterations, fit->std_errors[0], fit->std_errors[1], fit->std_errors[2],
+      fit->std_errors[3]);
   // BTYD walkthrough vignette at its MLE.
   const ParetoNbdParams& p = fit->params;
   EXPECT_NEAR(ParetoNbdExpectedPurchasesNewCustomer(p, 52), 1.473434, 0.002);
@@ -362,7 +367,7 @@ TEST(ParetoNbd, AnalyticGradientMatchesFiniteDifferences) {
   const std::vector<RfmSummaryRow> rows = GradientCheckRows();
   const std::vector<std::array<double, 4>> points = {
       {0.553, 10.58, 0.606, 11.66}, {0.553, 11.66, 0.606, 10.58}, {1, 1, 1, 1},
-      {3, 0.05, 0.2, 50}, {0.05, 80, 2, 0.5}, {1, 5, 1, 5}};
+      {3, 0.05, 0.2, 50},           {0.05, 80, 2, 0.5},           {1, 5, 1, 5}};
   for (const auto& point : points) {
     for (const RfmSummaryRow& row : rows) {
       const std::vector<RfmSummaryRow> one = {row};
@@ -370,9 +375,10 @@ TEST(ParetoNbd, AnalyticGradientMatchesFiniteDifferences) {
           [&](const std::array<double, 4>& q, std::array<double, 4>* g) {
             return ParetoNbdLogLikelihood({q[0], q[1], q[2], q[3]}, one, g);
           },
-          point, "Pareto/NBD x=" + std::to_string(row.x) + " t_x=" + std::to_string(row.t_x) +
-                     " T=" + std::to_string(row.T) + " at r=" + std::to_string(point[0]) +
-                     " alpha=" + std::to_string(point[1]));
+          point,
+          "Pareto/NBD x=" + std::to_string(row.x) + " t_x=" + std::to_string(row.t_x) +
+              " T=" + std::to_string(row.T) + " at r=" + std::to_string(point[0]) +
+              " alpha=" + std::to_string(point[1]));
     }
   }
 }
@@ -393,8 +399,8 @@ TEST(GammaGamma, FitReproducesPublishedEstimates) {
   EXPECT_EQ(fit->input.customers, 946);
   for (double se : fit->std_errors) EXPECT_TRUE(std::isfinite(se) && se > 0);
   std::printf("Gamma-Gamma CDNOW: p=%.5f q=%.5f gamma=%.5f LL=%.4f evals=%d se %.4f %.4f %.4f\n",
-              fit->params.p, fit->params.q, fit->params.gamma, fit->log_likelihood,
-              fit->iterations, fit->std_errors[0], fit->std_errors[1], fit->std_errors[2]);
+              fit->params.p, fit->params.q, fit->params.gamma, fit->log_likelihood, fit->iterations,
+              fit->std_errors[0], fit->std_errors[1], fit->std_errors[2]);
   // Hardie's note 025 sheet, first 10 customers, at the full-precision MLE.
   const std::vector<CdnowCustomer> customers = testing_cdnow::ReadPublishedSummaryWithValues();
   const std::array<double, 10> expected = {24.65, 18.91, 35.17, 35.17, 35.17,
@@ -536,8 +542,8 @@ TEST(WarmStart, LargeFitsReachTheColdStartOptimum) {
   ASSERT_TRUE(warm.ok()) << warm.status().ToString();
   ASSERT_TRUE(cold.ok()) << cold.status().ToString();
   EXPECT_NE(warm->optimizer_message.find("warm start"), std::string::npos);
-  EXPECT_TRUE(warm->converged && cold->converged) << warm->optimizer_message << " | "
-                                                  << cold->optimizer_message;
+  EXPECT_TRUE(warm->converged && cold->converged)
+      << warm->optimizer_message << " | " << cold->optimizer_message;
   EXPECT_NEAR(warm->log_likelihood, cold->log_likelihood, 1e-10 * std::fabs(cold->log_likelihood));
   EXPECT_NEAR(warm->params.r, cold->params.r, 1e-4 * cold->params.r);
   EXPECT_NEAR(warm->params.b, cold->params.b, 1e-4 * cold->params.b);

@@ -2,8 +2,6 @@
 // the (x, t_x, T, mean value) calibration summary built from the raw event log.
 #pragma once
 
-#include <string>
-#include <vector>
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -11,6 +9,8 @@
 #include <map>
 #include <sstream>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "common/time.h"
 
@@ -18,13 +18,12 @@ namespace shoal::testing_cdnow {
 
 struct CdnowCustomer {
   int sample_id = 0;
-  double x = 0;            // repeat purchase days in calibration
-  double t_x = 0;          // weeks from first purchase to last repeat purchase
-  double T = 0;            // weeks from first purchase to 1997-09-30
-  double mean_value = 0;   // mean of the per-day sales of the repeat days (0 if x = 0)
+  double x = 0;                  // repeat purchase days in calibration
+  double t_x = 0;                // weeks from first purchase to last repeat purchase
+  double T = 0;                  // weeks from first purchase to 1997-09-30
+  double mean_value = 0;         // mean of the per-day sales of the repeat days (0 if x = 0)
   double holdout_purchases = 0;  // distinct purchase days 1997-10-01 .. 1998-06-30
 };
-
 
 namespace detail {
 
