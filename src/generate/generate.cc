@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -574,24 +575,31 @@ Result<GenerateStats> GenerateShop(const GenerateOptions& options, const std::st
   const uint64_t chunk = options.chunk_customers;
   const uint64_t num_chunks = (options.customers + chunk - 1) / chunk;
   const size_t wave = static_cast<size_t>(2 * threads);
-  // Two sets of chunk outputs: workers fill one while a writer thread drains the other, so
-  // file writes (mostly kernel copy time) overlap generation.
+  // Two sets of chunk outputs: workers fill one while two writer threads (JSONL; CSV and
+  // truth) drain the other, so file writes (mostly kernel copy time) overlap generation and
+  // each other.
   std::vector<ChunkOutput> output_sets[2] = {std::vector<ChunkOutput>(wave),
                                              std::vector<ChunkOutput>(wave)};
-  Status write_status;
-  std::thread writer;
+  Status jsonl_status, csv_status;
+  std::thread jsonl_writer, csv_writer;
+  auto join_writers = [&] {
+    if (jsonl_writer.joinable()) jsonl_writer.join();
+    if (csv_writer.joinable()) csv_writer.join();
+  };
   struct JoinOnExit {
-    std::thread* thread;
-    ~JoinOnExit() {
-      if (thread->joinable()) thread->join();
-    }
-  } join_on_exit{&writer};
-  auto write_wave = [&](const std::vector<ChunkOutput>& outputs, size_t count) -> Status {
+    std::function<void()> join;
+    ~JoinOnExit() { join(); }
+  } join_on_exit{join_writers};
+  auto write_jsonl = [&](const std::vector<ChunkOutput>& outputs, size_t count) -> Status {
     for (size_t slot = 0; slot < count; ++slot) {
-      const ChunkOutput& out = outputs[slot];
-      if (options.write_jsonl) SHOAL_RETURN_IF_ERROR(jsonl_file.Write(out.jsonl.view()));
-      if (options.write_csv) SHOAL_RETURN_IF_ERROR(csv_file.Write(out.csv.view()));
-      SHOAL_RETURN_IF_ERROR(truth_file.Write(out.truth.view()));
+      SHOAL_RETURN_IF_ERROR(jsonl_file.Write(outputs[slot].jsonl.view()));
+    }
+    return Status::OK();
+  };
+  auto write_csv = [&](const std::vector<ChunkOutput>& outputs, size_t count) -> Status {
+    for (size_t slot = 0; slot < count; ++slot) {
+      if (options.write_csv) SHOAL_RETURN_IF_ERROR(csv_file.Write(outputs[slot].csv.view()));
+      SHOAL_RETURN_IF_ERROR(truth_file.Write(outputs[slot].truth.view()));
     }
     return Status::OK();
   };
@@ -630,16 +638,22 @@ Result<GenerateStats> GenerateShop(const GenerateOptions& options, const std::st
           }
         },
         1);
-    if (writer.joinable()) writer.join();  // the previous wave is on disk: its set is free
-    SHOAL_RETURN_IF_ERROR(write_status);
+    join_writers();  // the previous wave is on disk: its set is free
+    SHOAL_RETURN_IF_ERROR(jsonl_status);
+    SHOAL_RETURN_IF_ERROR(csv_status);
     for (size_t slot = 0; slot < in_wave; ++slot) Accumulate(outputs[slot].stats, &total);
-    writer = std::thread([&write_status, &write_wave, &outputs, in_wave] {
-      write_status = write_wave(outputs, in_wave);
-    });
+    if (options.write_jsonl) {
+      jsonl_writer = std::thread([&jsonl_status, &write_jsonl, &outputs, in_wave] {
+        jsonl_status = write_jsonl(outputs, in_wave);
+      });
+    }
+    csv_writer = std::thread(
+        [&csv_status, &write_csv, &outputs, in_wave] { csv_status = write_csv(outputs, in_wave); });
     if (options.progress) options.progress(total.customers, options.customers);
   }
-  if (writer.joinable()) writer.join();
-  SHOAL_RETURN_IF_ERROR(write_status);
+  join_writers();
+  SHOAL_RETURN_IF_ERROR(jsonl_status);
+  SHOAL_RETURN_IF_ERROR(csv_status);
   total.jsonl_bytes = jsonl_file.bytes();
   total.csv_bytes = csv_file.bytes();
   SHOAL_RETURN_IF_ERROR(jsonl_file.Close());
