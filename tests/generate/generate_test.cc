@@ -645,6 +645,20 @@ TEST(GenerateTest, RejectsBadOptions) {
   EXPECT_EQ(GenerateShop(o, file + "/sub", Threads(1)).status().code(), Status::Code::kIOError);
 }
 
+TEST(GenerateTest, ZeroCustomersGiveHeaderOnlyFiles) {
+  GenerateOptions o = SmallOptions(0);
+  std::string dir = TempDir("empty");
+  auto r = GenerateShop(o, dir, Threads(2));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->events, 0u);
+  EXPECT_EQ(ReadFile(dir + "/events.jsonl"), "");
+  EXPECT_EQ(ReadFile(dir + "/truth.csv"), "customer_id,segment\n");
+  std::string csv = ReadFile(dir + "/events.csv");
+  EXPECT_EQ(csv.rfind("event_id,type,timestamp,customer_id,email,anonymous_id,phone,channel,", 0),
+            0u);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1);
+}
+
 TEST(GenerateTest, SegmentOptionsShapeTheShop) {
   GenerateOptions o = SmallOptions(300);
   o.segment_shares = {0, 0, 0, 0, 0, 1};  // window shoppers only: no orders at all
