@@ -210,6 +210,14 @@ std::map<double, MlxtendRun> RunMlxtend(const std::string& python, const std::st
   return runs;
 }
 
+// The 1-minute load average (Linux), or "?": the figures mean little on a busy machine.
+std::string LoadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string first;
+  if (!(in >> first)) return "?";
+  return first;
+}
+
 std::string Ratio(double numerator, double denominator) {
   if (numerator <= 0 || denominator <= 0) return "-";
   char text[32];
@@ -276,7 +284,8 @@ int main(int argc, char** argv) {
   };
   std::vector<Workload> workloads = {{"groceries", groceries, {0.01, 0.001, 0.0005}},
                                      {"synthetic_1M", synthetic, {0.01, 0.001}}};
-  std::printf("threads %d, shoal/Borgelt best of %d, mlxtend 1 run\n\n", threads, repeat);
+  std::printf("threads %d, shoal/Borgelt best of %d, mlxtend 1 run, load average %s at start\n\n",
+              threads, repeat, LoadAverage().c_str());
   std::printf("| data | support | itemsets shoal | Borgelt | mlxtend | shoal load s | shoal mine s "
               "| shoal write s | shoal e2e s | Borgelt e2e s | mlxtend fpg s | mlxtend e2e s "
               "| mlxtend fpg / shoal mine | mlxtend e2e / shoal e2e | shoal e2e / Borgelt e2e "
@@ -337,7 +346,8 @@ int main(int argc, char** argv) {
   std::remove((dir + "/borgelt_sets.txt").c_str());
   std::remove((dir + "/borgelt.log").c_str());
   rmdir(dir.c_str());
-  std::printf("\nitemset counts %s\n", all_match ? "identical across the peers that ran"
+  std::printf("\nload average %s at end\n", LoadAverage().c_str());
+  std::printf("itemset counts %s\n", all_match ? "identical across the peers that ran"
                                                  : "DIFFER between peers");
   return all_match ? 0 : 1;
 }
