@@ -298,9 +298,11 @@ int Run(int argc, char** argv) {
       return 1;
     }
     const double compress_s = Seconds(start);
+    const double compress_cpu = ProcessCpuSeconds() - cpu_start;
     start = std::chrono::steady_clock::now();
     Result<BgNbdFit> bg = FitBgNbd(*rfm, {}, ctx);
     const double bg_s = Seconds(start);
+    const double bg_cpu = ProcessCpuSeconds() - cpu_start - compress_cpu;
     start = std::chrono::steady_clock::now();
     Result<GammaGammaFit> gg = FitGammaGamma(*rfm, {}, ctx);
     const double gg_s = Seconds(start);
@@ -322,7 +324,10 @@ int Run(int argc, char** argv) {
         gg->params.p, gg->params.q, gg->params.gamma, gg->log_likelihood);
     const double shoal_total = compress_s + bg_s + gg_s;
     const double shoal_cpu = ProcessCpuSeconds() - cpu_start;
-    std::printf("  shoal total: %.3f s wall, %.3f s CPU (all threads)\n", shoal_total, shoal_cpu);
+    std::printf(
+        "  shoal total: %.3f s wall, %.3f s CPU (all threads; compress %.3f, BG/NBD %.3f, "
+        "Gamma-Gamma %.3f)\n",
+        shoal_total, shoal_cpu, compress_cpu, bg_cpu, shoal_cpu - compress_cpu - bg_cpu);
 
     PeerResult peer;
     if (customers > lifetimes_max) {

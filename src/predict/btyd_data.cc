@@ -49,45 +49,54 @@ uint64_t HashKey(double x, double t_x, double T) {
   return h ^ (h >> 29);
 }
 
-// Open-addressing table from (x, t_x, T) to an index into `rows`.
+// Open-addressing table keyed by (x, t_x, T) with the rows stored inline in the slots (weight 0
+// marks an empty slot), so an insert touches one cache line. Load factor <= 1/2.
 class RowGrouper {
  public:
-  explicit RowGrouper(std::vector<RfmSummaryRow>* rows) : rows_(rows) { Resize(1 << 12); }
+  RowGrouper() { slots_.assign(1 << 12, RfmSummaryRow{0, 0, 0, 0}); }
 
   void Add(double x, double t_x, double T, double weight) {
-    if (2 * (rows_->size() + 1) > slots_.size()) Resize(slots_.size() * 2);
-    size_t slot = HashKey(x, t_x, T) & mask_;
+    if (2 * (used_ + 1) > slots_.size()) Grow();
+    size_t slot = HashKey(x, t_x, T) & (slots_.size() - 1);
     for (;;) {
-      const uint32_t entry = slots_[slot];
-      if (entry == 0) {
-        rows_->push_back(RfmSummaryRow{x, t_x, T, weight});
-        slots_[slot] = static_cast<uint32_t>(rows_->size());
+      RfmSummaryRow& row = slots_[slot];
+      if (row.weight == 0) {
+        row = RfmSummaryRow{x, t_x, T, weight};
+        ++used_;
         return;
       }
-      RfmSummaryRow& row = (*rows_)[entry - 1];
       if (row.x == x && row.t_x == t_x && row.T == T) {
         row.weight += weight;
         return;
       }
-      slot = (slot + 1) & mask_;
+      slot = (slot + 1) & (slots_.size() - 1);
     }
+  }
+
+  // The distinct rows, in slot order.
+  std::vector<RfmSummaryRow> TakeRows() {
+    std::vector<RfmSummaryRow> rows;
+    rows.reserve(used_);
+    for (const RfmSummaryRow& row : slots_) {
+      if (row.weight != 0) rows.push_back(row);
+    }
+    slots_.clear();
+    used_ = 0;
+    return rows;
   }
 
  private:
-  void Resize(size_t capacity) {
-    slots_.assign(capacity, 0);
-    mask_ = capacity - 1;
-    for (size_t row_idx = 0; row_idx < rows_->size(); ++row_idx) {
-      const RfmSummaryRow& row = (*rows_)[row_idx];
-      size_t slot = HashKey(row.x, row.t_x, row.T) & mask_;
-      while (slots_[slot] != 0) slot = (slot + 1) & mask_;
-      slots_[slot] = static_cast<uint32_t>(row_idx + 1);
+  void Grow() {
+    std::vector<RfmSummaryRow> old = std::move(slots_);
+    slots_.assign(old.size() * 2, RfmSummaryRow{0, 0, 0, 0});
+    used_ = 0;
+    for (const RfmSummaryRow& row : old) {
+      if (row.weight != 0) Add(row.x, row.t_x, row.T, row.weight);
     }
   }
 
-  std::vector<RfmSummaryRow>* rows_;
-  std::vector<uint32_t> slots_;  // 0 = empty, else row index + 1
-  size_t mask_ = 0;
+  std::vector<RfmSummaryRow> slots_;
+  size_t used_ = 0;
 };
 
 }  // namespace
@@ -139,7 +148,7 @@ Result<CompressedRfm> CompressRfm(std::span<const double> x, std::span<const dou
         size_t repeat_buyers = 0;
         for (size_t idx = begin; idx < end; ++idx) repeat_buyers += x[idx] > 0;
         partial.spend.reserve(repeat_buyers);
-        RowGrouper grouper(&partial.rows);
+        RowGrouper grouper;
         for (size_t customer_idx = begin; customer_idx < end; ++customer_idx) {
           const double cx = x[customer_idx], ctx_ = t_x[customer_idx], cT = T[customer_idx];
           const double value = mean_value.empty() ? 0.0 : mean_value[customer_idx];
@@ -158,6 +167,7 @@ Result<CompressedRfm> CompressRfm(std::span<const double> x, std::span<const dou
           grouper.Add(cx, ctx_, cT, 1.0);
           if (cx > 0) partial.spend.push_back(SpendRow{cx, value, 1.0});
         }
+        partial.rows = grouper.TakeRows();
       },
       kCustomersPerWorker);
   size_t bad = 0;
@@ -179,12 +189,13 @@ Result<CompressedRfm> CompressRfm(std::span<const double> x, std::span<const dou
     size_t spend_size = 0;
     for (const Partial& partial : partials) spend_size += partial.spend.size();
     out.spend.reserve(spend_size);
-    RowGrouper grouper(&out.rows);
+    RowGrouper grouper;
     for (Partial& partial : partials) {
       for (const RfmSummaryRow& row : partial.rows) grouper.Add(row.x, row.t_x, row.T, row.weight);
       out.spend.insert(out.spend.end(), partial.spend.begin(), partial.spend.end());
       partial = Partial();
     }
+    out.rows = grouper.TakeRows();
   }
   std::sort(out.rows.begin(), out.rows.end(), RowLess);
   out.rows.shrink_to_fit();

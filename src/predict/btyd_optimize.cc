@@ -18,21 +18,22 @@ double LogSpaceValue(const LogLikelihoodFn& fn, std::span<const double> u,
   return ll;
 }
 
-// Hessian of the total LL in u by central differences of the analytic gradient.
+// Hessian of the total LL in u by forward differences of the analytic gradient from `grad_u`
+// (the gradient at u): n evaluations. The O(step) error (~1e-5 relative) is far below what
+// standard errors or a Newton step need.
 bool LogSpaceHessian(const LogLikelihoodFn& fn, std::span<const double> u,
-                     std::vector<double>* hessian, int* evaluations) {
+                     std::span<const double> grad_u, std::vector<double>* hessian,
+                     int* evaluations) {
   const size_t n = u.size();
   const double step = 1e-5;
   hessian->assign(n * n, 0.0);
-  std::vector<double> probe(u.begin(), u.end()), grad_plus, grad_minus;
+  std::vector<double> probe(u.begin(), u.end()), grad_plus;
   for (size_t j = 0; j < n; ++j) {
     probe[j] = u[j] + step;
     LogSpaceValue(fn, probe, &grad_plus, evaluations);
-    probe[j] = u[j] - step;
-    LogSpaceValue(fn, probe, &grad_minus, evaluations);
     probe[j] = u[j];
     for (size_t i = 0; i < n; ++i) {
-      const double value = (grad_plus[i] - grad_minus[i]) / (2 * step);
+      const double value = (grad_plus[i] - grad_u[i]) / step;
       if (!std::isfinite(value)) return false;
       (*hessian)[i * n + j] = value;
     }
@@ -217,7 +218,7 @@ MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vect
   double ll = LogSpaceValue(log_likelihood, u, &grad_u, &evaluations);
   for (int newton_step = 0; newton_step < 8 && std::isfinite(ll); ++newton_step) {
     if (MaxAbs(grad_u, total_weight) < kGradientStop * options.gradient_tolerance) break;
-    if (!LogSpaceHessian(log_likelihood, u, &hessian, &evaluations)) break;
+    if (!LogSpaceHessian(log_likelihood, u, grad_u, &hessian, &evaluations)) break;
     last_hessian = hessian;
     last_hessian_at = u;
     if (!InvertNegativeDefinite(hessian, n, &inverse)) break;
@@ -260,7 +261,7 @@ MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vect
     }
   }
   if (options.compute_std_errors && std::isfinite(ll) && !have_hessian) {
-    have_hessian = LogSpaceHessian(log_likelihood, u, &hessian, &evaluations);
+    have_hessian = LogSpaceHessian(log_likelihood, u, grad_u, &hessian, &evaluations);
   }
   if (options.compute_std_errors && have_hessian && InvertNegativeDefinite(hessian, n, &inverse)) {
     for (size_t k = 0; k < n; ++k) {

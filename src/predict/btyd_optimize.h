@@ -74,7 +74,7 @@ struct MleResult {
 // Maximises `log_likelihood` over positive parameters, optimising u = log(params) with BFGS
 // (Armijo backtracking) on the mean LL (divided by `total_weight`), then up to 8 damped Newton
 // steps on a
-// numerical Hessian (central differences of the analytic gradient) to polish. Standard errors:
+// numerical Hessian (forward differences of the analytic gradient) to polish. Standard errors:
 // sqrt of the diagonal of the inverse negative Hessian of the total LL in u, mapped to natural
 // parameters by the delta method (se(theta) = theta * se(u)).
 // `initial_inverse_hessian` (n x n, of the mean NEGATIVE LL in log-parameters; empty = identity)
@@ -83,13 +83,15 @@ MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vect
                                 double total_weight, const BtydFitOptions& options,
                                 const std::vector<double>& initial_inverse_hessian = {});
 
-// Inputs with more rows than this are fitted with a warm start (FitWithWarmStart).
+// Inputs with more rows than this are fitted with a warm start (FitWithWarmStart) from a fit on
+// about kWarmStartSampleRows of them.
 inline constexpr size_t kWarmStartRows = 60000;
+inline constexpr size_t kWarmStartSampleRows = 15000;
 
-// Every k-th row (weights kept; deterministic), about kWarmStartRows / 2 rows.
+// Every k-th row (weights kept; deterministic), about kWarmStartSampleRows rows.
 template <typename Row>
 std::vector<Row> StrideSubsample(std::span<const Row> rows) {
-  const size_t stride = (rows.size() + kWarmStartRows / 2 - 1) / (kWarmStartRows / 2);
+  const size_t stride = (rows.size() + kWarmStartSampleRows - 1) / kWarmStartSampleRows;
   std::vector<Row> sample;
   sample.reserve(rows.size() / stride + 1);
   for (size_t row_idx = 0; row_idx < rows.size(); row_idx += stride)
