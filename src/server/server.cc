@@ -590,6 +590,7 @@ void Server::Impl::DeliveryLoop(DestinationWorker* d) {
       if (!client) {
         client = std::make_unique<httplib::Client>(d->url.host, d->url.port);
         client->set_keep_alive(true);
+        client->set_tcp_nodelay(true);  // headers and body go in separate writes: no Nagle wait
         client->set_connection_timeout(std::chrono::milliseconds(d->spec.timeout_ms));
         client->set_read_timeout(std::chrono::milliseconds(d->spec.timeout_ms));
         client->set_write_timeout(std::chrono::milliseconds(d->spec.timeout_ms));
@@ -803,6 +804,7 @@ void Server::Impl::SetUpRoutes() {
   http.new_task_queue = [this] { return new httplib::ThreadPool(static_cast<size_t>(config.http_threads)); };
   http.set_payload_max_length(config.max_body_bytes);
   http.set_keep_alive_max_count(1u << 30);
+  http.set_tcp_nodelay(true);
   http.set_keep_alive_timeout(30);
   http.set_read_timeout(30);
 

@@ -82,6 +82,8 @@ class Receiver {
 
   void Start() {
     server_ = std::make_unique<httplib::Server>();
+    server_->set_tcp_nodelay(true);
+    server_->set_keep_alive_max_count(1u << 20);
     server_->Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
       if (failing.load()) {
         res.status = 503;
