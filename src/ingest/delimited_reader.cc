@@ -104,7 +104,7 @@ Status DelimitedReader::Start(const SourceSpec& spec) {
   }
   std::vector<std::string> header;
   if (options_.header) {
-    SplitFields(rec.text);
+    SplitFields(DecodeToUtf8(rec.text, options_.encoding, &decoded_));
     for (std::string_view f : fields_) header.emplace_back(TrimSpaces(f));
   } else {
     has_first_ = true;
@@ -467,6 +467,16 @@ void DelimitedReader::ProcessRecord(const InputBuffer::Record& rec, EventBatch* 
     Reject(rec.line, "", "unterminated quote", rec.text);
     return;
   }
+  if (options_.encoding != SourceOptions::Encoding::kUtf8) {
+    InputBuffer::Record decoded_rec = rec;
+    decoded_rec.text = DecodeToUtf8(rec.text, options_.encoding, &decoded_);
+    ProcessDecoded(decoded_rec, batch);
+    return;
+  }
+  ProcessDecoded(rec, batch);
+}
+
+void DelimitedReader::ProcessDecoded(const InputBuffer::Record& rec, EventBatch* batch) {
   if (!IsValidUtf8(rec.text)) {
     SplitFields(rec.text);
     std::string field;

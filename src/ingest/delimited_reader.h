@@ -29,6 +29,7 @@ class DelimitedReader final : public EventReader {
   // Splits a record into fields_; `may_have_quote` false skips the search for quotes.
   void SplitFields(std::string_view text, bool may_have_quote = true);
   void ProcessRecord(const InputBuffer::Record& rec, EventBatch* batch);
+  void ProcessDecoded(const InputBuffer::Record& rec, EventBatch* batch);  // text is UTF-8 now
   void ProcessRow(std::string_view text, uint64_t line, bool may_have_quote, EventBatch* batch);
   void ProcessBasket(std::string_view text, uint64_t line, EventBatch* batch);
   // Reads the row's fields into *e (strings interned into *target). False on a bad value.
@@ -79,6 +80,7 @@ class DelimitedReader final : public EventReader {
   std::string unquoted_;  // unescaped quoted fields (reserved per record, never reallocated)
   std::string scratch_;
   std::string id_scratch_;
+  std::string decoded_;   // the record decoded to UTF-8 (latin1 / cp1252 sources)
   std::array<const std::string*, kNumFields> overrides_{};
   std::vector<const std::string*> flags_;
   DuplicateCounter duplicates_;

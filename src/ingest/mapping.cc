@@ -311,6 +311,39 @@ std::string_view NormalizeId(std::string_view text) {
   return text.substr(0, dot);
 }
 
+std::string_view DecodeToUtf8(std::string_view raw, SourceOptions::Encoding encoding,
+                              std::string* out) {
+  if (encoding == SourceOptions::Encoding::kUtf8) return raw;
+  bool ascii = true;
+  for (char c : raw) ascii &= static_cast<unsigned char>(c) < 0x80;
+  if (ascii) return raw;
+  // Windows-1252 0x80..0x9F (0 = undefined there: kept as the Latin-1 control character).
+  static constexpr uint16_t kCp1252High[32] = {
+      0x20AC, 0, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
+      0x2039, 0x0152, 0, 0x017D, 0, 0, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013,
+      0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0, 0x017E, 0x0178};
+  out->clear();
+  out->reserve(raw.size() * 3);
+  for (char ch : raw) {
+    uint32_t c = static_cast<unsigned char>(ch);
+    if (c >= 0x80 && c < 0xA0 && encoding == SourceOptions::Encoding::kCp1252 &&
+        kCp1252High[c - 0x80] != 0) {
+      c = kCp1252High[c - 0x80];
+    }
+    if (c < 0x80) {
+      out->push_back(static_cast<char>(c));
+    } else if (c < 0x800) {
+      out->push_back(static_cast<char>(0xC0 | (c >> 6)));
+      out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
+    } else {
+      out->push_back(static_cast<char>(0xE0 | (c >> 12)));
+      out->push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
+    }
+  }
+  return *out;
+}
+
 bool ConditionHolds(const Condition& c, std::string_view raw) {
   std::string_view v = TrimSpaces(raw);
   using Op = Condition::Op;
@@ -466,9 +499,12 @@ class MappingBuilder {
       } else if (name == "mode") {
         if (!v.is_string()) return Error(key, "expected \"rows\" or \"basket\"");
         SHOAL_RETURN_IF_ERROR(SetMode(v.as_string()->get(), key));
+      } else if (name == "encoding") {
+        if (!v.is_string()) return Error(key, "expected \"utf-8\", \"latin1\" or \"cp1252\"");
+        SHOAL_RETURN_IF_ERROR(SetEncoding(v.as_string()->get(), key));
       } else {
         return Error(key, "unknown key (known: format, delimiter, header, columns, skip_lines, "
-                          "comment, quote, mode)");
+                          "comment, quote, mode, encoding)");
       }
     }
     return Status::OK();
@@ -493,6 +529,21 @@ class MappingBuilder {
                             "' (one character, \"tab\" or \"whitespace\")");
     }
     m_.delimiter_set_ = true;
+    return Status::OK();
+  }
+
+  Status SetEncoding(std::string_view name, const std::string& key) {
+    std::string v = Lower(TrimSpaces(name));
+    if (v == "utf-8" || v == "utf8") {
+      m_.source_.encoding = SourceOptions::Encoding::kUtf8;
+    } else if (v == "latin1" || v == "latin-1" || v == "iso-8859-1" || v == "iso8859-1") {
+      m_.source_.encoding = SourceOptions::Encoding::kLatin1;
+    } else if (v == "cp1252" || v == "windows-1252") {
+      m_.source_.encoding = SourceOptions::Encoding::kCp1252;
+    } else {
+      return Error(key, "unknown encoding '" + std::string(name) + "' (utf-8, latin1, cp1252)");
+    }
+    m_.encoding_set_ = true;
     return Status::OK();
   }
 
@@ -684,6 +735,7 @@ class MappingBuilder {
       return Status::OK();
     }
     if (k == "mode") return SetMode(TrimSpaces(value), label);
+    if (k == "encoding") return SetEncoding(value, label);
 
     // A field: column[:format][|cast|cast]
     FieldSource s;
@@ -808,6 +860,10 @@ void Mapping::MergeFrom(const Mapping& other) {
   if (other.source_.skip_lines != 0) source_.skip_lines = other.source_.skip_lines;
   if (other.source_.comment != 0) source_.comment = other.source_.comment;
   if (other.source_.basket) source_.basket = true;
+  if (other.encoding_set_) {
+    source_.encoding = other.source_.encoding;
+    encoding_set_ = true;
+  }
   for (size_t i = 0; i < kNumFields; ++i) {
     if (other.fields_[i]) fields_[i] = other.fields_[i];
   }

@@ -98,7 +98,16 @@ struct SourceOptions {
   char comment = 0;                  // lines starting with this byte are skipped (0 = none)
   char quote = '"';                  // RFC-4180 quoting; 0 = none. Not used with whitespace.
   bool basket = false;               // mode = "basket": each line is an anonymous order of items
+  // Text encoding of the file: kUtf8 (invalid bytes quarantine the row), or a single-byte
+  // encoding decoded to UTF-8 as read: kLatin1 (ISO-8859-1), kCp1252 (Windows-1252).
+  enum class Encoding { kUtf8, kLatin1, kCp1252 };
+  Encoding encoding = Encoding::kUtf8;
 };
+
+// Decodes `raw` (Latin-1 or Windows-1252) to UTF-8 into *out; returns `raw` itself when it is
+// pure ASCII or the encoding is UTF-8.
+std::string_view DecodeToUtf8(std::string_view raw, SourceOptions::Encoding encoding,
+                              std::string* out);
 
 // The result of checking a Mapping against a header: every column resolved to a 0-based index.
 struct CompiledMapping {
@@ -162,7 +171,7 @@ class Mapping {
  private:
   std::string name_;
   SourceOptions source_;
-  bool delimiter_set_ = false, header_set_ = false;
+  bool delimiter_set_ = false, header_set_ = false, encoding_set_ = false;
   std::array<std::optional<FieldSource>, kNumFields> fields_;
   std::vector<std::pair<std::string, FieldSource>> properties_;
   bool has_lines_ = false;

@@ -115,6 +115,30 @@ TEST(DelimitedReaderTest, CanonicalCsvLoadsWithoutMapping) {
   EXPECT_NE(qs[0].reason.find("rows of one order must be adjacent"), std::string::npos);
 }
 
+TEST(DelimitedReaderTest, SingleByteEncodingsAreDecoded) {
+  // "Caf\xe9" and a pound sign in Latin-1; a euro sign (0x80) in Windows-1252.
+  std::string content = "c,t,note\nCaf\xe9,2024-01-01,\xa3 5\nb,2024-01-02,\x80 7\n";
+  EventTypeRegistry registry;
+  for (const char* encoding : {"latin1", "cp1252", "utf-8"}) {
+    Quarantine q;
+    auto m = Mapping::FromSpec(std::string("type=search,customer_id=c,timestamp=t,prop.note=note,encoding=") +
+                               encoding);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    auto r = ReadAll(Spec(WriteTemp("enc.csv", content), *m), registry, &q);
+    ASSERT_TRUE(r.status.ok());
+    if (std::string(encoding) == "utf-8") {
+      EXPECT_EQ(r.events.size(), 0u);  // invalid UTF-8: both rows quarantined
+      EXPECT_EQ(q.total(), 2u);
+      continue;
+    }
+    ASSERT_EQ(r.events.size(), 2u) << encoding;
+    EXPECT_EQ(r.events.events[0].customer_id, "Caf\xC3\xA9");
+    EXPECT_EQ(r.events.FindProp(r.events.events[0], "note")->text, "\xC2\xA3 5");
+    std::string euro(r.events.FindProp(r.events.events[1], "note")->text);
+    EXPECT_EQ(euro, std::string(encoding) == "cp1252" ? "\xE2\x82\xAC 7" : "\xC2\x80 7");
+  }
+}
+
 TEST(DelimitedReaderTest, EmptyAndHeaderOnlyFiles) {
   EventTypeRegistry registry;
   Quarantine q;
