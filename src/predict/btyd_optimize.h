@@ -85,13 +85,14 @@ MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vect
 
 // Inputs with more rows than this are fitted with a warm start (FitWithWarmStart) from a fit on
 // about kWarmStartSampleRows of them.
-inline constexpr size_t kWarmStartRows = 60000;
+inline constexpr size_t kWarmStartRows = 20000;
 inline constexpr size_t kWarmStartSampleRows = 15000;
 
-// Every k-th row (weights kept; deterministic), about kWarmStartSampleRows rows.
+// Every k-th row (weights kept; deterministic): about min(kWarmStartSampleRows, rows / 4) rows.
 template <typename Row>
 std::vector<Row> StrideSubsample(std::span<const Row> rows) {
-  const size_t stride = (rows.size() + kWarmStartSampleRows - 1) / kWarmStartSampleRows;
+  const size_t target = std::max<size_t>(1, std::min(kWarmStartSampleRows, rows.size() / 4));
+  const size_t stride = (rows.size() + target - 1) / target;
   std::vector<Row> sample;
   sample.reserve(rows.size() / stride + 1);
   for (size_t row_idx = 0; row_idx < rows.size(); row_idx += stride)
