@@ -68,8 +68,9 @@ def run_peers(X, C0, peers):
                               centroids=m.cluster_centers_)
     if "faiss" in peers:
         import faiss
-        km = faiss.Kmeans(d, k, niter=lloyd_iters, seed=0, max_points_per_centroid=10**9,
-                          verbose=False)
+        # Just above n / k: FAISS then trains on every point (no subsampling).
+        km = faiss.Kmeans(d, k, niter=lloyd_iters, seed=0,
+                          max_points_per_centroid=n // k + 1, verbose=False)
         _, wall, cpu = timed(lambda: km.train(X, init_centroids=C0))
         rows["faiss"] = dict(wall=wall, cpu=cpu, iters=lloyd_iters,
                              centroids=np.array(km.centroids))

@@ -37,7 +37,7 @@ struct KMeansOptions {
   int max_iterations = 300;
   // Convergence: stop when the summed squared centroid shift of a round is <= tolerance times the
   // mean per-feature variance of the data (scikit-learn's `tol`), or when no label changed. 0 =
-  // stop only when no label changes.
+  // stop only when no label changes. kMiniBatch ignores it (see minibatch_patience).
   double tolerance = 1e-4;
   // Algorithm; all but kMiniBatch reach the same result from the same initial centroids.
   Algorithm algorithm = Algorithm::kAuto;
