@@ -10,6 +10,7 @@
 #include "common/time.h"
 #include "engine/engine.h"
 #include "generate/generate.h"
+#include "server/server.h"
 
 namespace shoal {
 namespace {
@@ -114,6 +115,15 @@ int main(int argc, char** argv) {
   forget->add_option("--db", db, "workspace folder")->capture_default_str();
   forget->add_option("identifier", identifier, "any identifier of the person")->required();
 
+  // serve
+  std::string bind_address;
+  int port = -1;
+  auto* serve = app.add_subcommand("serve", "Run the real-time HTTP/JSON API and activation (docs/server.md)");
+  serve->add_option("--db", db, "workspace folder")->capture_default_str();
+  serve->add_option("--config", config, "workspace TOML (copied into the workspace)");
+  serve->add_option("--port", port, "port (default: [server].port, else 8080; 0 = any free port)");
+  serve->add_option("--bind", bind_address, "address (default 127.0.0.1; others need [[server.tokens]])");
+
   // demo
   DemoOptions demo;
   auto* demo_cmd = app.add_subcommand("demo", "Generate a shop, ingest it, build and summarise (the embedded default)");
@@ -128,6 +138,14 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (*serve) {
+      ServerOptions options;
+      options.db_dir = db;
+      options.config_path = config;
+      if (!bind_address.empty()) options.bind = bind_address;
+      if (port >= 0) options.port = port;
+      return ServeUntilSignal(options);
+    }
     if (*ingest) {
       auto engine = OpenEngine(db, config, false);
       if (!engine.ok()) return Fail(engine.status());
