@@ -7,8 +7,7 @@ namespace shoal {
 namespace {
 
 template <typename ExpectedFn>
-double DiscountedValue(const ExpectedFn& expected_purchases, double order_value,
-                       const ClvOptions& options) {
+double DiscountedPurchases(const ExpectedFn& expected_purchases, const ClvOptions& options) {
   if (options.periods < 0 || !(options.period_length > 0) || !(options.discount_rate > -1)) {
     return std::numeric_limits<double>::quiet_NaN();
   }
@@ -19,22 +18,33 @@ double DiscountedValue(const ExpectedFn& expected_purchases, double order_value,
     value += (cumulative - previous) * discount;
     previous = cumulative;
   }
-  return options.margin * order_value * value;
+  return value;
 }
 
 }  // namespace
 
+double BgNbdDiscountedPurchases(const BgNbdParams& purchases, double x, double t_x, double T,
+                                const ClvOptions& options) {
+  return DiscountedPurchases(
+      [&](double t) { return BgNbdExpectedPurchases(purchases, x, t_x, T, t); }, options);
+}
+
+double ParetoNbdDiscountedPurchases(const ParetoNbdParams& purchases, double x, double t_x,
+                                    double T, const ClvOptions& options) {
+  return DiscountedPurchases(
+      [&](double t) { return ParetoNbdExpectedPurchases(purchases, x, t_x, T, t); }, options);
+}
+
 double BgNbdClv(const BgNbdParams& purchases, const GammaGammaParams& spend, double x, double t_x,
                 double T, double mean_value, const ClvOptions& options) {
-  return DiscountedValue([&](double t) { return BgNbdExpectedPurchases(purchases, x, t_x, T, t); },
-                         GammaGammaExpectedValue(spend, x, mean_value), options);
+  return options.margin * GammaGammaExpectedValue(spend, x, mean_value) *
+         BgNbdDiscountedPurchases(purchases, x, t_x, T, options);
 }
 
 double ParetoNbdClv(const ParetoNbdParams& purchases, const GammaGammaParams& spend, double x,
                     double t_x, double T, double mean_value, const ClvOptions& options) {
-  return DiscountedValue(
-      [&](double t) { return ParetoNbdExpectedPurchases(purchases, x, t_x, T, t); },
-      GammaGammaExpectedValue(spend, x, mean_value), options);
+  return options.margin * GammaGammaExpectedValue(spend, x, mean_value) *
+         ParetoNbdDiscountedPurchases(purchases, x, t_x, T, options);
 }
 
 }  // namespace shoal

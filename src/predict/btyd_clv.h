@@ -24,6 +24,13 @@ struct ClvOptions {
 // V = GammaGammaExpectedValue(spend, x, mean_value), and purchases of a period are valued at its
 // end. Pure and thread-safe; returns NaN for periods < 0, period_length <= 0 or
 // discount_rate <= -1.
+// sum_{k=1..periods} (E[Y(k L)] - E[Y((k-1) L)]) / (1 + d)^k: the discounted expected number of
+// purchases over the horizon (CLV = margin * V * this). NaN for invalid options (as above).
+double BgNbdDiscountedPurchases(const BgNbdParams& purchases, double x, double t_x, double T,
+                                const ClvOptions& options = {});
+double ParetoNbdDiscountedPurchases(const ParetoNbdParams& purchases, double x, double t_x,
+                                    double T, const ClvOptions& options = {});
+
 double BgNbdClv(const BgNbdParams& purchases, const GammaGammaParams& spend, double x, double t_x,
                 double T, double mean_value, const ClvOptions& options = {});
 double ParetoNbdClv(const ParetoNbdParams& purchases, const GammaGammaParams& spend, double x,

@@ -13,6 +13,7 @@
 #include "predict/bgnbd.h"
 #include "predict/btyd_clv.h"
 #include "predict/btyd_data.h"
+#include "predict/btyd_score.h"
 #include "predict/gamma_gamma.h"
 #include "predict/pareto_nbd.h"
 
@@ -603,6 +604,57 @@ TEST(CompressRfm, OutputDoesNotDependOnThreadsOrOrder) {
   for (size_t idx = 0; idx < a->spend.size(); ++idx) {
     EXPECT_EQ(a->spend[idx].mean_value, b->spend[idx].mean_value);  // input order kept
   }
+}
+
+}  // namespace
+}  // namespace shoal
+
+namespace shoal {
+namespace {
+
+TEST(BtydScore, BatchEqualsScalarFunctionsForAnyThreadCount) {
+  const std::vector<CdnowCustomer> customers = testing_cdnow::ReadPublishedSummaryWithValues();
+  std::vector<double> x, t_x, T, value;
+  for (const CdnowCustomer& c : customers) {
+    x.push_back(c.x);
+    t_x.push_back(c.t_x);
+    T.push_back(c.T);
+    value.push_back(c.mean_value);
+  }
+  const BgNbdParams bg{0.2425929, 4.4135316, 0.7928861, 2.4257534};
+  const ParetoNbdParams pareto{0.55328, 10.57761, 0.60621, 11.66791};
+  const GammaGammaParams gg{6.24880, 3.74459, 15.44775};
+  BtydScoreOptions options;
+  options.horizon = 39;
+  Context one, two;
+  one.threads = 1;
+  two.threads = 2;
+  Result<BtydScores> serial = ScoreBgNbd(bg, gg, x, t_x, T, value, options, one);
+  Result<BtydScores> parallel = ScoreBgNbd(bg, gg, x, t_x, T, value, options, two);
+  Result<BtydScores> pareto_scores = ScoreParetoNbd(pareto, gg, x, t_x, T, value, options, two);
+  ASSERT_TRUE(serial.ok() && parallel.ok() && pareto_scores.ok());
+  EXPECT_EQ(serial->clv, parallel->clv);
+  EXPECT_EQ(serial->next_order_time, parallel->next_order_time);
+  for (size_t idx = 0; idx < customers.size(); idx += 97) {
+    EXPECT_EQ(parallel->probability_alive[idx],
+              BgNbdProbabilityAlive(bg, x[idx], t_x[idx], T[idx]));
+    EXPECT_EQ(parallel->expected_purchases[idx],
+              BgNbdExpectedPurchases(bg, x[idx], t_x[idx], T[idx], 39));
+    EXPECT_DOUBLE_EQ(parallel->clv[idx],
+                     BgNbdClv(bg, gg, x[idx], t_x[idx], T[idx], value[idx], options.clv));
+    EXPECT_DOUBLE_EQ(pareto_scores->clv[idx],
+                     ParetoNbdClv(pareto, gg, x[idx], t_x[idx], T[idx], value[idx], options.clv));
+    EXPECT_TRUE(std::isnan(pareto_scores->next_order_time[idx]));
+  }
+  // Customer 1: x=2, t_x=30.43, T=38.86 -> 1.226 expected purchases in 39 weeks.
+  EXPECT_NEAR(parallel->expected_purchases[0], 1.226, 0.001);
+  EXPECT_NEAR(parallel->expected_value[0], 24.65, 0.01);
+  // Without values every customer gets the population mean order value.
+  Result<BtydScores> no_values = ScoreBgNbd(bg, gg, x, t_x, T, {}, options, two);
+  ASSERT_TRUE(no_values.ok());
+  EXPECT_NEAR(no_values->expected_value[0], gg.p * gg.gamma / (gg.q - 1), 1e-12);
+  const std::vector<double> bad_T(x.size(), -1.0);
+  EXPECT_FALSE(ScoreBgNbd(bg, gg, x, t_x, bad_T, value, options, two).ok());
 }
 
 }  // namespace
