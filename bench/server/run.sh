@@ -1,0 +1,74 @@
+#!/bin/sh
+# The server benchmark (docs/benchmarks/server.md): wrk on loopback against `shoal serve`.
+#   bench/server/run.sh [DURATION_SECONDS]
+# SHOAL_BIN names the shoal binary (default: build/shoal). Needs wrk (apt-get install wrk) and
+# /usr/bin/python3 (the webhook receiver of the latency phase).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+shoal=${SHOAL_BIN:-$root/build/shoal}
+duration=${1:-10}
+threads=${WRK_THREADS:-2}
+connections=${WRK_CONNECTIONS:-32}
+command -v wrk >/dev/null || { echo "wrk is missing: sudo apt-get install wrk"; exit 1; }
+[ -x "$shoal" ] || { echo "no shoal binary at $shoal (build it, or set SHOAL_BIN)"; exit 1; }
+
+work=$(mktemp -d)
+port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+hook=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$work/db"
+cat > "$work/db/shoal.toml" <<TOML
+[[audiences]]
+name = "vip"
+rule = "monetary_total > 100000"
+
+[[destinations]]
+name = "bench"
+url = "http://127.0.0.1:$hook/hook"
+secret = "bench-secret"
+marketing = false
+audiences = ["vip"]
+TOML
+"$shoal" serve --db "$work/db" --port "$port" > "$work/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+url="http://127.0.0.1:$port"
+export SHOAL_BENCH_NONCE=$(date +%s)
+
+rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
+pct() { awk -v q="$2" '$1 == q {print $2}' "$1"; }
+errors() { awk '/Non-2xx/ {print $5} END {}' "$1"; }
+
+echo "== batches of 100 events (also creates the 10,000 customers)"
+wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$here/post_batch.lua" "$url" | tee "$work/batch.txt"
+echo "== single events, keep-alive"
+wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$here/post_single.lua" "$url" | tee "$work/single.txt"
+echo "== profile lookups (idle)"
+wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$here/get_profile.lua" "$url" | tee "$work/lookup.txt"
+echo "== profile lookups while single events stream in"
+wrk -t1 -c16 -d"${duration}s" --latency -s "$here/post_single.lua" "$url" > "$work/single_bg.txt" &
+bg=$!
+wrk -t1 -c16 -d"${duration}s" --latency -s "$here/get_profile.lua" "$url" | tee "$work/lookup_mixed.txt"
+wait $bg
+echo "== POST -> webhook latency (200 membership changes at 100/s while single events stream in)"
+wrk -t1 -c16 -d4s -s "$here/post_single.lua" "$url" > /dev/null &
+bg=$!
+/usr/bin/python3 "$here/latency.py" "$port" "$hook" 200 100 | tee "$work/latency.txt"
+wait $bg
+
+batch_rps=$(rps "$work/batch.txt")
+echo
+echo "| workload | figure | target |"
+echo "|---|---|---|"
+echo "| single events/s (keep-alive, c=$connections) | $(rps "$work/single.txt") | >= 20,000 |"
+echo "| events/s in batches of 100 | $(awk -v r="$batch_rps" 'BEGIN {printf "%.0f", r * 100}') | >= 300,000 |"
+echo "| single event p50 / p99 latency | $(pct "$work/single.txt" 50%) / $(pct "$work/single.txt" 99%) | |"
+echo "| batch of 100 p50 / p99 latency | $(pct "$work/batch.txt" 50%) / $(pct "$work/batch.txt" 99%) | |"
+echo "| profile lookups/s (idle) | $(rps "$work/lookup.txt") | |"
+echo "| profile lookup p50 / p99 (idle) | $(pct "$work/lookup.txt" 50%) / $(pct "$work/lookup.txt" 99%) | p99 < 2 ms |"
+echo "| profile lookups/s while $(rps "$work/single_bg.txt") events/s stream in | $(rps "$work/lookup_mixed.txt") | |"
+echo "| profile lookup p50 / p99 (streaming) | $(pct "$work/lookup_mixed.txt" 50%) / $(pct "$work/lookup_mixed.txt" 99%) | p99 < 2 ms |"
+echo "| POST -> webhook | $(sed 's/webhook_latency_ms //' "$work/latency.txt") ms | p99 < 50 ms |"
+echo
+curl -s "$url/metrics" | grep -E '^shoal_(events_stored_total|group_commits_total|webhook_deliveries_total|outbox_depth)'
