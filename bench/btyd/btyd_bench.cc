@@ -205,17 +205,19 @@ struct PeerResult {
   GammaGammaParams gg{};
 };
 
-PeerResult RunLifetimes(const std::string& csv_path) {
-  PeerResult result;
+// The folder holding lifetimes/ and autograd/ checkouts, or "" when PEERS_SRC does not name one.
+std::string LifetimesLocation() {
   const char* peers = std::getenv("PEERS_SRC");
   struct stat info {};
   if (peers == nullptr || stat((std::string(peers) + "/lifetimes").c_str(), &info) != 0 ||
       stat((std::string(peers) + "/autograd").c_str(), &info) != 0) {
-    result.message =
-        "lifetimes skipped: set PEERS_SRC to a folder holding lifetimes/ and "
-        "autograd/ source checkouts (see /work/shared/peers/README.md)";
-    return result;
+    return "";
   }
+  return peers;
+}
+
+PeerResult RunLifetimes(const std::string& peers, const std::string& csv_path) {
+  PeerResult result;
   const std::string command = "PEERS_SRC='" + std::string(peers) + "' /usr/bin/python3 '" +
                               std::string(SHOAL_SOURCE_DIR) + "/bench/btyd/lifetimes_fit.py' '" +
                               csv_path + "'";
@@ -330,7 +332,12 @@ int Run(int argc, char** argv) {
         shoal_total, shoal_cpu, compress_cpu, bg_cpu, shoal_cpu - compress_cpu - bg_cpu);
 
     PeerResult peer;
-    if (customers > lifetimes_max) {
+    const std::string peers = LifetimesLocation();
+    if (peers.empty()) {
+      peer.message =
+          "lifetimes skipped: set PEERS_SRC to a folder holding lifetimes/ and "
+          "autograd/ source checkouts (see /work/shared/peers/README.md)";
+    } else if (customers > lifetimes_max) {
       peer.message = "lifetimes skipped above --lifetimes-max";
     } else {
       const std::string csv = work_dir + "/summary_" + name + ".csv";
@@ -338,7 +345,7 @@ int Run(int argc, char** argv) {
       WriteCsv(data, csv);
       std::printf("  wrote %s (%.2f s); running lifetimes...\n", csv.c_str(), Seconds(start));
       std::fflush(stdout);
-      peer = RunLifetimes(csv);
+      peer = RunLifetimes(peers, csv);
     }
     char row[1024];
     if (!peer.ran) {
