@@ -767,7 +767,6 @@ void CustomerSynth::WindowShopper() {
 }
 
 void CustomerSynth::Generate(uint64_t customer_idx) {
-  idx_ = customer_idx;
   header_ = MakeCustomerHeader(model_, customer_idx);
   identity_.Build(model_.options.seed, customer_idx);
   rng_ = Rng(StreamSeed(model_.options.seed, customer_idx, 2));

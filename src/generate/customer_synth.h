@@ -150,7 +150,6 @@ class CustomerSynth {
 
   const ShopModel& model_;
   Rng rng_;
-  uint64_t idx_ = 0;
   CustomerHeader header_;
   Identity identity_;
   std::vector<GenEvent> events_;
