@@ -1,6 +1,7 @@
 #include "traits/catalogue.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <limits>
 
@@ -247,6 +248,7 @@ void TraitCatalogue::Compute(std::span<const CustomerState* const> states,
 
 void TraitCatalogue::ComputeWith(const CustomerState& s, double premium_index, TimeMicros as_of,
                                  std::span<double> out) const {
+  assert(out.size() == traits_.size());
   std::fill(out.begin(), out.end(), kNaN);
   const int64_t as_of_day = DayOf(as_of);
   const double day_us = static_cast<double>(kMicrosPerDay);
