@@ -418,6 +418,21 @@ TEST(CustomerStateTest, DISABLED_UpdateThroughput) {
                   events.size() / seconds / 1e6, events.size(), seconds,
                   double(memory) / kCustomers);
       EXPECT_GT(states[0].num_events(), 0u);
+      if (pass == 1) {
+        TraitCatalogue catalogue(config);
+        std::vector<const CustomerState*> pointers;
+        for (const CustomerState& s : states) pointers.push_back(&s);
+        Context ctx;
+        ctx.threads = 1;
+        TraitMatrix matrix;
+        double compute_start = ThreadCpuSeconds();
+        catalogue.Compute(pointers, pop, AsOf(), ctx, &matrix);
+        double compute_seconds = ThreadCpuSeconds() - compute_start;
+        std::printf("[ throughput ] Compute (%d user traits, 1 thread): %.2f M customers/s, "
+                    "%zu traits\n",
+                    num_user_traits, kCustomers / compute_seconds / 1e6, matrix.traits.size());
+        EXPECT_EQ(matrix.values.size(), matrix.traits.size() * kCustomers);
+      }
     }
   }
 }
