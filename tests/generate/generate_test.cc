@@ -26,12 +26,27 @@ namespace {
 namespace fs = std::filesystem;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
+fs::path ProcessTempRoot() {
+  return fs::temp_directory_path() / ("shoal_generate_test_" + std::to_string(::getpid()));
+}
+
 std::string TempDir(const std::string& name) {
-  fs::path dir =
-      fs::temp_directory_path() / ("shoal_generate_test_" + std::to_string(::getpid())) / name;
+  fs::path dir = ProcessTempRoot() / name;
   fs::remove_all(dir);
   return dir.string();
 }
+
+// Removes this process's generated shops when the tests end (ctest runs each test in its own
+// process, each writing a few shops).
+class RemoveTempShops : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(ProcessTempRoot(), ec);
+  }
+};
+[[maybe_unused]] ::testing::Environment* const kRemoveTempShops =
+    ::testing::AddGlobalTestEnvironment(new RemoveTempShops);
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
