@@ -551,6 +551,7 @@ void Server::Impl::WriterLoop() {
       bool timer_due = !timer.empty() && timer.top().first <= ctx.Now();
       if (!jobs.empty() || timer_due) ProcessGroup(jobs);
     }
+    jobs.clear();  // let connection threads reuse their jobs
     if (config.checkpoint_seconds > 0 &&
         Clock::now() - last_checkpoint > std::chrono::duration<double>(config.checkpoint_seconds)) {
       std::unique_lock lock(engine_mu);
@@ -864,7 +865,15 @@ void Server::Impl::SetUpRoutes() {
 
   http.Post("/v1/events", timed(Route::kEvents, [this, json](const Request& req, Response& res) {
     if (req.body.empty()) return json(res, 400, ErrorJson("empty body: send one event object or an array"));
-    auto job = std::make_shared<Job>();
+    // One job per connection thread, reused: an EventBatch's first string allocates a 1 MiB
+    // arena block, which would otherwise be mapped and unmapped on every request. A job the
+    // writer still references is left to it and a fresh one made.
+    thread_local std::shared_ptr<Job> reusable;
+    if (!reusable || reusable.use_count() > 1) reusable = std::make_shared<Job>();
+    std::shared_ptr<Job> job = reusable;
+    job->status = Status::OK();
+    job->summary = IngestSummary();
+    job->done = false;
     std::vector<ItemResult> items;
     JsonEventsOptions parse_options;
     parse_options.max_events = config.max_batch_events;

@@ -48,7 +48,7 @@ struct ServerConfig {
   size_t max_body_bytes = 8 << 20;   // larger request bodies get 413
   size_t max_batch_events = 10000;   // larger event arrays get 413
   int http_threads = 64;             // connection-serving threads (one per keep-alive client)
-  size_t max_group_events = 8192;    // events per group commit at most
+  size_t max_group_events = 2048;    // events per group commit at most (bounds reader waits)
   double checkpoint_seconds = 30;    // profile-state checkpoint period
   std::string default_country_code;  // for phone numbers without one (customer lists)
   std::vector<WebhookDestination> destinations;

@@ -59,7 +59,7 @@ TEST(ServerApiTest, EventsProfilesMembershipsAndErrors) {
   EXPECT_EQ(int64_t(Parse(parser, r->body)["stored"]), 1);
 
   // A batch: one good order, one without timestamp, one malformed type; good one goes through.
-  std::string batch = "[" + Order("o2", "C1", 50) + R"(,{"type":"order","customer_id":"C9"},{"type":"order","timestamp":"yesterday-ish","customer_id":"C9"}])";
+  std::string batch = std::string("[") + Order("o2", "C1", 50) + R"(,{"type":"order","customer_id":"C9"},{"type":"order","timestamp":"yesterday-ish","customer_id":"C9"}])";
   r = c.Post("/v1/events", batch, "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 207) << r->body;
@@ -95,7 +95,7 @@ TEST(ServerApiTest, EventsProfilesMembershipsAndErrors) {
 
   // Segments and paged members.
   for (int i = 2; i <= 6; ++i) {
-    std::string id = "C" + std::to_string(i);
+    std::string id = std::string("C") + std::to_string(i);
     c.Post("/v1/events", Order("big-" + id, id, 500), "application/json");
   }
   r = c.Get("/v1/segments");
@@ -173,7 +173,7 @@ scopes = ["read", "write"]
   EXPECT_EQ(c.Post("/v1/events", Order("e1", "C1", 1), "application/json")->status, 200);
   // Limits: a body over max_body_bytes and a batch over max_batch_events are refused whole.
   EXPECT_EQ(c.Post("/v1/events", std::string(5000, ' ') + "{}", "application/json")->status, 413);
-  std::string four = "[" + Order("a", "C", 1) + "," + Order("b", "C", 1) + "," + Order("c", "C", 1) + "," + Order("d", "C", 1) + "]";
+  std::string four = std::string("[") + Order("a", "C", 1) + "," + Order("b", "C", 1) + "," + Order("c", "C", 1) + "," + Order("d", "C", 1) + "]";
   auto r = c.Post("/v1/events", four, "application/json");
   EXPECT_EQ(r->status, 413);
   EXPECT_NE(r->body.find("limit is 3"), std::string::npos);
@@ -210,7 +210,7 @@ marketing = true
   c.Post("/v1/events", R"({"event_id":"k1","type":"consent","timestamp":)" + NowIso(-10) + R"(,"customer_id":"C1","marketing":false})", "application/json");
   c.Post("/v1/events", Order("o1", "C1", 500), "application/json");
   // C2 becomes big and loyal: only 'big' passes the filter.
-  c.Post("/v1/events", "[" + Order("o2", "C2", 60) + "," + Order("o3", "C2", 60) + "]", "application/json");
+  c.Post("/v1/events", std::string("[") + Order("o2", "C2", 60) + "," + Order("o3", "C2", 60) + "]", "application/json");
   ASSERT_TRUE(receiver.WaitFor([](const auto& d) { return d.size() >= 1; }, 5));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   auto d = receiver.deliveries();
@@ -252,8 +252,8 @@ timeout_ms = 500
   ASSERT_TRUE(server);
   httplib::Client c("127.0.0.1", server->port());
   for (int i = 0; i < 40; ++i) {
-    std::string id = "C" + std::to_string(i);
-    c.Post("/v1/events", "[" + Order("a" + id, id, 60) + "," + Order("b" + id, id, 60) + "]", "application/json");
+    std::string id = std::string("C") + std::to_string(i);
+    c.Post("/v1/events", std::string("[") + Order("a" + id, id, 60) + "," + Order("b" + id, id, 60) + "]", "application/json");
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(700));  // nobody listening: failures pile up
   auto m = c.Get("/metrics");
