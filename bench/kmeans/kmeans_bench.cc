@@ -2,6 +2,7 @@
 //
 //   kmeans_bench generate --dir DIR        writes the workloads as .npy (float32, deterministic)
 //   kmeans_bench run --dir DIR [--threads 2] [--algos lloyd,hamerly,elkan] [--only NAME]
+//                    [--kernel best|avx512|avx2|generic]
 //                                          clusters each workload from its init centroids, writes
 //                                          DIR/centroids_shoal-<algo>_<name>.npy and prints one
 //                                          tab-separated line per run: name algo wall_seconds
@@ -137,12 +138,17 @@ int Generate(const std::string& dir) {
   return 0;
 }
 
-int Run(const std::string& dir, int threads, const std::string& algos, const std::string& only) {
+int Run(const std::string& dir, int threads, const std::string& algos, const std::string& only,
+        const std::string& kernel) {
   using Algorithm = shoal::KMeansOptions::Algorithm;
+  if (!shoal::kmeans_internal::UseKernelsForTesting(kernel.c_str())) {
+    std::fprintf(stderr, "kernel set %s is not supported by this CPU\n", kernel.c_str());
+    return 1;
+  }
   std::fprintf(stderr, "shoal kernel: %s, threads %d\n", shoal::kmeans_internal::KernelName(),
                threads);
   for (const Workload& w : kWorkloads) {
-    if (!only.empty() && only.find(w.name) == std::string::npos) continue;
+    if (!only.empty() && std::string(w.name).find(only) == std::string::npos) continue;
     std::vector<float> data, init;
     size_t n = 0, d = 0, k = 0, d_init = 0;
     std::string base = dir + "/" + w.name;
@@ -206,7 +212,8 @@ int main(int argc, char** argv) {
   if (command == "generate") return Generate(dir);
   if (command == "run") {
     return Run(dir, std::stoi(Arg(argc, argv, "--threads", "2")),
-               Arg(argc, argv, "--algos", "lloyd,hamerly,elkan"), Arg(argc, argv, "--only", ""));
+               Arg(argc, argv, "--algos", "lloyd,hamerly,elkan"), Arg(argc, argv, "--only", ""),
+               Arg(argc, argv, "--kernel", "best"));
   }
   std::fprintf(stderr, "unknown command %s\n", command.c_str());
   return 2;

@@ -491,7 +491,7 @@ class Clusterer {
       }
       if (num_tighten > 0) tighten_flush();
       if (num_pending > 0) flush();
-      std::sort(moved.begin(), moved.end());
+      if (tighten) std::sort(moved.begin(), moved.end());  // otherwise already in order
       for (const auto& [p, previous] : moved) moments.Move(Row(p), previous, labels_[p]);
       block_changes_[block] = moved.size();
     });
