@@ -467,53 +467,49 @@ void TraitCatalogue::ComputeWith(const CustomerState& s, double premium_index, T
     while (user_pos < user.size() && user[user_pos].trait_idx < i) ++user_pos;
     if (user_pos >= user.size() || user[user_pos].trait_idx != i) continue;
     const CustomerState::UserTraitState& u = user[user_pos];
+    const TraitAggregate aggregate = spec.aggregate;
     uint64_t n = u.count;
-    int64_t sum_fixed = u.sum_fixed;
-    double min = u.min, max = u.max;
+    int64_t folded = u.value;  // sum or extreme (fixed point), or latest time
     uint64_t distinct_values = u.distinct.size();
-    bool last_in_window = n > 0;
+    bool latest_in_window = n > 0;
     if (spec.window_days > 0) {
       n = 0;
-      sum_fixed = 0;
-      min = CustomerState::kInf;
-      max = -CustomerState::kInf;
+      folded = CustomerState::InitialValue(aggregate);
       for (const auto& d : u.days) {
         if (!InWindow(d.day, as_of_day, spec.window_days)) continue;
         n += d.count;
-        sum_fixed += d.sum_fixed;
-        min = std::min(min, d.min);
-        max = std::max(max, d.max);
+        CustomerState::FoldValue(aggregate, d.value, &folded);
       }
       distinct_values = 0;
       for (const auto& d : u.distinct) {
         if (InWindow(d.last_day, as_of_day, spec.window_days)) ++distinct_values;
       }
-      last_in_window = u.count > 0 && InWindow(DayOf(u.last_time), as_of_day, spec.window_days);
+      latest_in_window = u.count > 0 && InWindow(DayOf(u.value), as_of_day, spec.window_days);
     }
-    switch (spec.aggregate) {
+    const double fixed_value = static_cast<double>(folded) / kFixedScale;
+    switch (aggregate) {
       case TraitAggregate::kCount:
         value = static_cast<double>(n);
         break;
       case TraitAggregate::kSum:
-        value = static_cast<double>(sum_fixed) / kFixedScale;
+        value = fixed_value;
         break;
       case TraitAggregate::kMean:
-        if (n > 0) value = static_cast<double>(sum_fixed) / kFixedScale / static_cast<double>(n);
-        break;
       case TraitAggregate::kMin:
-        if (n > 0) value = min;
-        break;
       case TraitAggregate::kMax:
-        if (n > 0) value = max;
+        if (n > 0) {
+          value = aggregate == TraitAggregate::kMean ? fixed_value / static_cast<double>(n)
+                                                     : fixed_value;
+        }
         break;
       case TraitAggregate::kLast:
-        if (last_in_window) value = u.last_value;
+        if (latest_in_window) value = u.last_value;
         break;
       case TraitAggregate::kDistinct:
         value = static_cast<double>(distinct_values);
         break;
       case TraitAggregate::kTimeSince:
-        if (last_in_window) value = days_to(u.last_time);
+        if (latest_in_window) value = days_to(u.value);
         break;
     }
   }

@@ -84,9 +84,30 @@ int64_t ToFixed(double value) {
 }
 
 bool operator==(const CustomerState::UserTraitState& a, const CustomerState::UserTraitState& b) {
-  return a.trait_idx == b.trait_idx && a.window_days == b.window_days && a.count == b.count && a.sum_fixed == b.sum_fixed &&
-         SameDouble(a.min, b.min) && SameDouble(a.max, b.max) && a.last_time == b.last_time &&
+  return a.trait_idx == b.trait_idx && a.aggregate == b.aggregate &&
+         a.window_days == b.window_days && a.count == b.count && a.value == b.value &&
          SameDouble(a.last_value, b.last_value) && a.days == b.days && a.distinct == b.distinct;
+}
+
+int64_t CustomerState::InitialValue(TraitAggregate aggregate) {
+  switch (aggregate) {
+    case TraitAggregate::kMin: return INT64_MAX;
+    case TraitAggregate::kMax:
+    case TraitAggregate::kLast:
+    case TraitAggregate::kTimeSince: return INT64_MIN;
+    default: return 0;
+  }
+}
+
+void CustomerState::FoldValue(TraitAggregate aggregate, int64_t x, int64_t* value) {
+  switch (aggregate) {
+    case TraitAggregate::kSum:
+    case TraitAggregate::kMean: *value += x; break;
+    case TraitAggregate::kMin: *value = std::min(*value, x); break;
+    case TraitAggregate::kMax:
+    case TraitAggregate::kTimeSince: *value = std::max(*value, x); break;
+    default: break;  // count, distinct: no value; last: KeepLater
+  }
 }
 
 bool operator==(const CustomerState& a, const CustomerState& b) {
@@ -150,11 +171,13 @@ const CustomerState::UserTraitState* CustomerState::UserTrait(size_t trait_idx) 
 }
 
 CustomerState::UserTraitState& CustomerState::UserTraitFor(uint32_t trait_idx,
-                                                           int32_t window_days) {
+                                                           const UserTraitSpec& spec) {
   auto make = [&] {
     UserTraitState u;
-    u.trait_idx = trait_idx;
-    u.window_days = window_days;
+    u.trait_idx = static_cast<uint16_t>(trait_idx);
+    u.aggregate = static_cast<uint8_t>(spec.aggregate);
+    u.window_days = spec.window_days;
+    u.value = InitialValue(spec.aggregate);
     return u;
   };
   if (trait_idx < 64) {
@@ -163,12 +186,13 @@ CustomerState::UserTraitState& CustomerState::UserTraitFor(uint32_t trait_idx,
     if (user_present_ & bit) return user_[pos];
     user_present_ |= bit;
     // Grow by one: a customer matches each trait at most once here, and doubling would leave
-    // up to half of these large records unused.
+    // up to half of these records unused.
     if (user_.size() == user_.capacity()) user_.reserve(user_.size() + 1);
     return *user_.insert(user_.begin() + static_cast<ptrdiff_t>(pos), make());
   }
   return FindOrInsert(
-      &user_, trait_idx, [](const UserTraitState& u) { return u.trait_idx; }, make);
+      &user_, static_cast<uint16_t>(trait_idx), [](const UserTraitState& u) { return u.trait_idx; },
+      make);
 }
 
 void CustomerState::RebuildUserIndex() {
@@ -319,29 +343,34 @@ void CustomerState::UpdateUserTrait(size_t trait_idx, const UserTraitSpec& spec,
       if (!std::isfinite(value)) return;
       break;
   }
-  UserTraitState& u = UserTraitFor(static_cast<uint32_t>(trait_idx), spec.window_days);
-  const bool windowed = u.window_days > 0;
+  UserTraitState& u = UserTraitFor(static_cast<uint32_t>(trait_idx), spec);
+  const TraitAggregate aggregate = spec.aggregate;
+  const int64_t fixed = ToFixed(value);
   ++u.count;
-  u.sum_fixed += ToFixed(value);
-  u.min = std::min(u.min, value);
-  u.max = std::max(u.max, value);
-  KeepLater(e.timestamp, value, &u.last_time, &u.last_value);
-  const bool in_kept_window =
-      windowed && static_cast<int64_t>(day) > static_cast<int64_t>(LastDay()) - u.window_days;
-  if (in_kept_window) {
+  if (aggregate == TraitAggregate::kLast) {
+    KeepLater(e.timestamp, value, &u.value, &u.last_value);
+  } else if (aggregate == TraitAggregate::kTimeSince) {
+    FoldValue(aggregate, e.timestamp, &u.value);
+  } else {
+    FoldValue(aggregate, fixed, &u.value);
+  }
+  const bool windowed = u.window_days > 0;
+  const bool in_kept_window = windowed && !Expired(day, u.window_days);
+  const bool bucketed = aggregate != TraitAggregate::kLast &&
+                        aggregate != TraitAggregate::kTimeSince &&
+                        aggregate != TraitAggregate::kDistinct;
+  if (in_kept_window && bucketed) {
     if (u.days.size() == u.days.capacity() && !u.days.empty() &&
         Expired(u.days.front().day, u.window_days)) {
       PruneUserTrait(u, LastDay());  // lazily, instead of growing
     }
     UserDay& d = FindOrInsert(
         &u.days, day, [](const UserDay& x) { return x.day; },
-        [&] { return UserDay{day, 0, 0, kInf, -kInf}; });
+        [&] { return UserDay{day, 0, InitialValue(aggregate)}; });
     ++d.count;
-    d.sum_fixed += ToFixed(value);
-    d.min = std::min(d.min, value);
-    d.max = std::max(d.max, value);
+    FoldValue(aggregate, fixed, &d.value);
   }
-  if (spec.aggregate == TraitAggregate::kDistinct && (!windowed || in_kept_window)) {
+  if (aggregate == TraitAggregate::kDistinct && (!windowed || in_kept_window)) {
     if (windowed && u.distinct.size() == u.distinct.capacity()) PruneUserTrait(u, LastDay());
     DistinctValue& d = FindOrInsert(
         &u.distinct, value_hash, [](const DistinctValue& x) { return x.value_hash; },
@@ -403,18 +432,18 @@ void CustomerState::Combine(const CustomerState& other) {
   MergeByKey(
       &user_, other.user_, [](const UserTraitState& u) { return u.trait_idx; },
       [](UserTraitState& a, const UserTraitState& b) {
+        const TraitAggregate aggregate = a.Aggregate();
         a.count += b.count;
-        a.sum_fixed += b.sum_fixed;
-        a.min = std::min(a.min, b.min);
-        a.max = std::max(a.max, b.max);
-        KeepLater(b.last_time, b.last_value, &a.last_time, &a.last_value);
+        if (aggregate == TraitAggregate::kLast) {
+          KeepLater(b.value, b.last_value, &a.value, &a.last_value);
+        } else {
+          FoldValue(aggregate, b.value, &a.value);
+        }
         MergeByKey(
             &a.days, b.days, [](const UserDay& d) { return d.day; },
-            [](UserDay& x, const UserDay& y) {
+            [aggregate](UserDay& x, const UserDay& y) {
               x.count += y.count;
-              x.sum_fixed += y.sum_fixed;
-              x.min = std::min(x.min, y.min);
-              x.max = std::max(x.max, y.max);
+              FoldValue(aggregate, y.value, &x.value);
             });
         MergeByKey(
             &a.distinct, b.distinct, [](const DistinctValue& d) { return d.value_hash; },
@@ -514,13 +543,11 @@ void CustomerState::Serialize(std::string* out) const {
   for (const UserTraitState& u : user_) {
     PutVarint(out, u.trait_idx - prev_trait);
     prev_trait = u.trait_idx;
+    out->push_back(static_cast<char>(u.aggregate));
     PutVarint(out, static_cast<uint64_t>(u.window_days));
     PutVarint(out, u.count);
-    PutSigned(out, u.sum_fixed);
-    PutDouble(out, u.min);
-    PutDouble(out, u.max);
-    PutSigned(out, u.last_time);
-    PutDouble(out, u.last_value);
+    PutSigned(out, u.value);
+    if (u.Aggregate() == TraitAggregate::kLast) PutDouble(out, u.last_value);
     auto live_day = std::find_if(u.days.begin(), u.days.end(), [&](const UserDay& d) {
       return u.window_days <= 0 || !Expired(d.day, u.window_days);
     });
@@ -530,9 +557,7 @@ void CustomerState::Serialize(std::string* out) const {
       PutSigned(out, d.day - prev_day);
       prev_day = d.day;
       PutVarint(out, d.count);
-      PutSigned(out, d.sum_fixed);
-      PutDouble(out, d.min);
-      PutDouble(out, d.max);
+      PutSigned(out, d.value);
     }
     auto live = [&](const DistinctValue& d) {
       return u.window_days <= 0 || !Expired(d.last_day, u.window_days);
@@ -642,32 +667,34 @@ Status CustomerState::Deserialize(std::string_view in) {
       return bad("bad campaigns");
     }
   }
-  if (!r.Count(&n, 30)) return bad("bad user trait count");
+  if (!r.Count(&n, 7)) return bad("bad user trait count");
   user_.resize(n);
   uint64_t trait_idx = 0;
   for (size_t ui = 0; ui < user_.size(); ++ui) {
     UserTraitState& u = user_[ui];
     uint64_t trait_delta, window;
     if (!r.Varint(&trait_delta) || (ui > 0 && trait_delta == 0) ||
-        trait_idx + trait_delta > UINT32_MAX) {
+        trait_idx + trait_delta > UINT16_MAX) {
       return bad("bad user trait index");
     }
     trait_idx += trait_delta;
-    u.trait_idx = static_cast<uint32_t>(trait_idx);
-    if (!r.Varint(&window) || window > 100000 || !r.Varint(&u.count) || !r.Signed(&u.sum_fixed) ||
-        !r.Double(&u.min) || !r.Double(&u.max) || !r.Signed(&u.last_time) ||
-        !r.Double(&u.last_value)) {
+    u.trait_idx = static_cast<uint16_t>(trait_idx);
+    uint8_t aggregate;
+    if (!r.Byte(&aggregate) || aggregate > static_cast<uint8_t>(TraitAggregate::kTimeSince) ||
+        !r.Varint(&window) || window > 100000 || !r.Varint(&u.count) || !r.Signed(&u.value) ||
+        (aggregate == static_cast<uint8_t>(TraitAggregate::kLast) && !r.Double(&u.last_value))) {
       return bad("truncated user trait");
     }
+    u.aggregate = aggregate;
     u.window_days = static_cast<int32_t>(window);
     uint64_t days;
-    if (!r.Count(&days, 19)) return bad("bad user trait day count");
+    if (!r.Count(&days, 3)) return bad("bad user trait day count");
     u.days.resize(days);
     prev_day = 0;
     for (uint64_t i = 0; i < days; ++i) {
       UserDay& d = u.days[i];
       if (!GetDay(r, &prev_day, i == 0, &d.day) || !r.Varint32(&d.count) ||
-          !r.Signed(&d.sum_fixed) || !r.Double(&d.min) || !r.Double(&d.max)) {
+          !r.Signed(&d.value)) {
         return bad("bad user trait days");
       }
     }

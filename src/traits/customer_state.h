@@ -63,11 +63,11 @@ class CustomerState {
 
   // One user trait's state: all-time scalars plus, for windowed traits, per-day buckets
   // (pruned like ActivityDay) and, for distinct, the value hashes with their last day seen.
+  // One UTC day of a windowed count/sum/mean/min/max trait.
   struct UserDay {
     int32_t day;
     uint32_t count;
-    int64_t sum_fixed;
-    double min, max;
+    int64_t value;  // fixed-point sum (count/sum/mean) or extreme (min/max) of the day
     friend bool operator==(const UserDay&, const UserDay&) = default;
   };
   struct DistinctValue {
@@ -77,19 +77,26 @@ class CustomerState {
   };
   // An event matches a user trait when its type and where-filter match and, for aggregates of
   // a property, it carries a value (numeric for sum/mean/min/max/last; any for distinct).
-  // Kept only for the traits a customer has matched (sparse), sorted by trait_idx.
+  // Kept only for the traits a customer has matched (sparse), sorted by trait_idx. Numbers are
+  // fixed point (1/kFixedScale): sums are exact, min/max are the values rounded to 1e-6.
   struct UserTraitState {
-    uint32_t trait_idx = 0;   // index into TraitConfig::user_traits
+    uint16_t trait_idx = 0;   // index into TraitConfig::user_traits
+    uint8_t aggregate = 0;    // TraitAggregate, copied from the spec
     int32_t window_days = 0;  // copied from the spec: how far back `days`/`distinct` are kept
     uint64_t count = 0;       // matching events
-    int64_t sum_fixed = 0;
-    double min = kInf, max = -kInf;
-    TimeMicros last_time = INT64_MIN;  // latest matching (valued, for last) event
-    double last_value = Event::kNaN;   // value at last_time (largest on ties)
-    std::vector<UserDay> days;         // windowed traits only, sorted by day
+    // count: unused (0); sum/mean: fixed-point sum; min/max: fixed-point extreme;
+    // last/time_since: time of the latest matching event.
+    int64_t value = 0;
+    double last_value = Event::kNaN;  // last: value at that time (largest on ties)
+    std::vector<UserDay> days;        // windowed count/sum/mean/min/max only, sorted by day
     std::vector<DistinctValue> distinct;  // distinct only, sorted by hash
+    TraitAggregate Aggregate() const { return static_cast<TraitAggregate>(aggregate); }
     friend bool operator==(const UserTraitState&, const UserTraitState&);
   };
+  // Initial `value` of a state or day bucket of `aggregate` (identity of its fold).
+  static int64_t InitialValue(TraitAggregate aggregate);
+  // Folds fixed-point/time `x` into `*value` as `aggregate` does.
+  static void FoldValue(TraitAggregate aggregate, int64_t x, int64_t* value);
   static constexpr double kInf = __builtin_inf();
 
   CustomerState() = default;
@@ -166,7 +173,7 @@ class CustomerState {
   bool Expired(int64_t day, int32_t window) const {
     return day <= static_cast<int64_t>(LastDay()) - window;
   }
-  UserTraitState& UserTraitFor(uint32_t trait_idx, int32_t window_days);
+  UserTraitState& UserTraitFor(uint32_t trait_idx, const UserTraitSpec& spec);
   void AddOrder(const Event& e, const EventBatch& batch, PopulationState& population, int32_t day);
   CategoryStats& Category(uint32_t id, int32_t day);
   void UpdateUserTrait(size_t trait_idx, const UserTraitSpec& spec, const Event& e,
