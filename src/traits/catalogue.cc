@@ -16,102 +16,103 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kMicrosPerHour = 3600.0 * 1e6;
 
 // The built-in traits: enum name, trait name, unit, definition. docs/traits.md mirrors this.
-#define SHOAL_BUILTIN_TRAITS(X)                                                                   \
+#define SHOAL_BUILTIN_TRAITS(X)                                                                    \
   X(kRecencyDays, "recency_days", "days", "as_of minus the last order's time; NaN without orders") \
-  X(kDaysSinceLastEvent, "days_since_last_event", "days", "as_of minus the last event's time")   \
-  X(kTenureDays, "tenure_days", "days", "as_of minus the first event's time")                    \
-  X(kFirstOrderDaysAgo, "first_order_days_ago", "days",                                          \
-    "as_of minus the first order's time; NaN without orders")                                    \
-  X(kFrequency, "frequency", "count", "number of orders")                                        \
-  X(kRepeatOrders, "repeat_orders", "count", "orders after the first: max(0, orders - 1)")       \
-  X(kMonetaryTotal, "monetary_total", "currency", "sum of order totals")                          \
-  X(kAov, "aov", "currency", "average order value: monetary_total / orders; NaN without orders") \
-  X(kNetSpend, "net_spend", "currency", "monetary_total minus refunded_amount")                   \
-  X(kIpiMeanDays, "ipi_mean_days", "days",                                                       \
-    "mean gap between consecutive distinct order days; NaN with fewer than 2 order days")        \
-  X(kIpiStdDays, "ipi_std_days", "days",                                                         \
-    "population standard deviation of those gaps; NaN with fewer than 2 order days")             \
-  X(kDistinctCategories, "distinct_categories", "count", "distinct categories of order lines")  \
-  X(kCategoryEntropy, "category_entropy", "nats",                                                \
+  X(kDaysSinceLastEvent, "days_since_last_event", "days", "as_of minus the last event's time")     \
+  X(kTenureDays, "tenure_days", "days", "as_of minus the first event's time")                      \
+  X(kFirstOrderDaysAgo, "first_order_days_ago", "days",                                            \
+    "as_of minus the first order's time; NaN without orders")                                      \
+  X(kFrequency, "frequency", "count", "number of orders")                                          \
+  X(kRepeatOrders, "repeat_orders", "count", "orders after the first: max(0, orders - 1)")         \
+  X(kMonetaryTotal, "monetary_total", "currency", "sum of order totals")                           \
+  X(kAov, "aov", "currency", "average order value: monetary_total / orders; NaN without orders")   \
+  X(kNetSpend, "net_spend", "currency", "monetary_total minus refunded_amount")                    \
+  X(kIpiMeanDays, "ipi_mean_days", "days",                                                         \
+    "mean gap between consecutive distinct order days; NaN with fewer than 2 order days")          \
+  X(kIpiStdDays, "ipi_std_days", "days",                                                           \
+    "population standard deviation of those gaps; NaN with fewer than 2 order days")               \
+  X(kDistinctCategories, "distinct_categories", "count", "distinct categories of order lines")     \
+  X(kCategoryEntropy, "category_entropy", "nats",                                                  \
     "Shannon entropy (natural log) of order lines over categories; NaN without categorised lines") \
-  X(kNewCategories30d, "new_categories_30d", "count",                                            \
-    "categories first viewed or ordered within the last 30 days")                                \
-  X(kDiscountShare, "discount_share", "share",                                                   \
-    "discounts / (monetary_total + discounts); NaN when that gross is <= 0")                     \
-  X(kPremiumIndex, "premium_index", "log ratio",                                                 \
-    "mean over priced, categorised order lines of log(unit_price / category median unit price); " \
-    "0 = pays the median, 0.1 = about 10% above; NaN without such lines")                        \
-  X(kProductViews, "product_views", "count", "product_view events")                              \
-  X(kCartAdds, "cart_adds", "count", "cart_add events")                                          \
-  X(kCheckoutStarts, "checkout_starts", "count", "checkout_start events")                        \
-  X(kViewToCart, "view_to_cart", "ratio", "cart_adds / product_views; NaN without views")        \
-  X(kCartToCheckout, "cart_to_checkout", "ratio",                                                \
-    "checkout_starts / cart_adds; NaN without cart adds")                                        \
-  X(kCheckoutToOrder, "checkout_to_order", "ratio",                                              \
-    "orders / checkout_starts; NaN without checkouts")                                           \
-  X(kViewToOrder, "view_to_order", "ratio", "orders / product_views; NaN without views")         \
-  X(kCartAbandonmentCount, "cart_abandonment_count", "count",                                    \
-    "days D with a cart_add or checkout_start, no order on D or D+1, and D+1 <= day(as_of)")     \
-  X(kCartAbandonmentRate, "cart_abandonment_rate", "share",                                      \
-    "abandoned cart days / cart days with D+1 <= day(as_of); NaN when none")                     \
-  X(kSessions, "sessions", "count", "session_start events")                                      \
-  X(kPageViews, "page_views", "count", "page_view events")                                       \
+  X(kNewCategories30d, "new_categories_30d", "count",                                              \
+    "categories first viewed or ordered within the last 30 days")                                  \
+  X(kDiscountShare, "discount_share", "share",                                                     \
+    "discounts / (monetary_total + discounts); NaN when that gross is <= 0")                       \
+  X(kPremiumIndex, "premium_index", "log ratio",                                                   \
+    "mean over priced, categorised order lines of log(unit_price / category median unit price); "  \
+    "0 = pays the median, 0.1 = about 10% above; NaN without such lines")                          \
+  X(kProductViews, "product_views", "count", "product_view events")                                \
+  X(kCartAdds, "cart_adds", "count", "cart_add events")                                            \
+  X(kCheckoutStarts, "checkout_starts", "count", "checkout_start events")                          \
+  X(kViewToCart, "view_to_cart", "ratio", "cart_adds / product_views; NaN without views")          \
+  X(kCartToCheckout, "cart_to_checkout", "ratio",                                                  \
+    "checkout_starts / cart_adds; NaN without cart adds")                                          \
+  X(kCheckoutToOrder, "checkout_to_order", "ratio",                                                \
+    "orders / checkout_starts; NaN without checkouts")                                             \
+  X(kViewToOrder, "view_to_order", "ratio", "orders / product_views; NaN without views")           \
+  X(kCartAbandonmentCount, "cart_abandonment_count", "count",                                      \
+    "days D with a cart_add or checkout_start, no order on D or D+1, and D+1 <= day(as_of)")       \
+  X(kCartAbandonmentRate, "cart_abandonment_rate", "share",                                        \
+    "abandoned cart days / cart days with D+1 <= day(as_of); NaN when none")                       \
+  X(kSessions, "sessions", "count", "session_start events")                                        \
+  X(kPageViews, "page_views", "count", "page_view events")                                         \
   X(kPagesPerSession, "pages_per_session", "ratio", "page_views / sessions; NaN without sessions") \
-  X(kSearches, "searches", "count", "search events")                                             \
-  X(kEmailSends, "email_sends", "count", "email_send events")                                    \
-  X(kEmailOpens, "email_opens", "count", "email_open events")                                    \
-  X(kEmailClicks, "email_clicks", "count", "email_click events")                                 \
-  X(kEmailOpenRate, "email_open_rate", "ratio", "email_opens / email_sends; NaN without sends")  \
-  X(kEmailClickRate, "email_click_rate", "ratio",                                                \
-    "email_clicks / email_sends (per send); NaN without sends")                                  \
-  X(kEmailClickToOpen, "email_click_to_open", "ratio",                                           \
-    "email_clicks / email_opens; NaN without opens")                                             \
-  X(kEmailOpenLatencyHours, "email_open_latency_hours", "hours",                                 \
-    "mean over campaigns with a send and a later-or-equal open of (first open - first send); "   \
-    "NaN when none")                                                                             \
-  X(kSupportTickets, "support_tickets", "count", "support_ticket events")                        \
-  X(kReturns, "returns", "count", "return events")                                               \
-  X(kReturnRate, "return_rate", "ratio", "returns / orders; NaN without orders")                 \
-  X(kRefundedAmount, "refunded_amount", "currency", "sum of return totals")                      \
-  X(kShareWeb, "share_web", "share", "share of events with a known channel that are web")       \
-  X(kShareApp, "share_app", "share", "share of events with a known channel that are app")       \
-  X(kShareEmail, "share_email", "share", "share of events with a known channel that are email") \
-  X(kSharePos, "share_pos", "share", "share of events with a known channel that are pos")       \
-  X(kShareSupport, "share_support", "share",                                                     \
-    "share of events with a known channel that are support")                                     \
-  X(kShareDesktop, "share_desktop", "share", "share of events with a known device that are desktop") \
-  X(kShareMobile, "share_mobile", "share", "share of events with a known device that are mobile") \
-  X(kShareTablet, "share_tablet", "share", "share of events with a known device that are tablet") \
-  X(kOrders7d, "orders_7d", "count", "orders in the last 7 days")                                \
-  X(kOrders30d, "orders_30d", "count", "orders in the last 30 days")                             \
-  X(kOrders90d, "orders_90d", "count", "orders in the last 90 days")                             \
-  X(kOrders365d, "orders_365d", "count", "orders in the last 365 days")                          \
-  X(kSpend7d, "spend_7d", "currency", "order totals in the last 7 days")                         \
-  X(kSpend30d, "spend_30d", "currency", "order totals in the last 30 days")                      \
-  X(kSpend90d, "spend_90d", "currency", "order totals in the last 90 days")                      \
-  X(kSpend365d, "spend_365d", "currency", "order totals in the last 365 days")                   \
-  X(kViews30d, "views_30d", "count", "product views in the last 30 days")                        \
-  X(kSessions30d, "sessions_30d", "count", "session starts in the last 30 days")                 \
-  X(kTrendOrders, "trend_orders", "ratio",                                                       \
-    "(r30 - r90) / (r30 + r90), r30 = orders in the last 30 days / 30, r90 = orders in the 90 " \
-    "days before those / 90; 0 when both are 0")                                                 \
-  X(kTrendSpend, "trend_spend", "ratio", "trend_orders with order totals instead of counts")   \
+  X(kSearches, "searches", "count", "search events")                                               \
+  X(kEmailSends, "email_sends", "count", "email_send events")                                      \
+  X(kEmailOpens, "email_opens", "count", "email_open events")                                      \
+  X(kEmailClicks, "email_clicks", "count", "email_click events")                                   \
+  X(kEmailOpenRate, "email_open_rate", "ratio", "email_opens / email_sends; NaN without sends")    \
+  X(kEmailClickRate, "email_click_rate", "ratio",                                                  \
+    "email_clicks / email_sends (per send); NaN without sends")                                    \
+  X(kEmailClickToOpen, "email_click_to_open", "ratio",                                             \
+    "email_clicks / email_opens; NaN without opens")                                               \
+  X(kEmailOpenLatencyHours, "email_open_latency_hours", "hours",                                   \
+    "mean over campaigns with a send and a later-or-equal open of (first open - first send); "     \
+    "NaN when none")                                                                               \
+  X(kSupportTickets, "support_tickets", "count", "support_ticket events")                          \
+  X(kReturns, "returns", "count", "return events")                                                 \
+  X(kReturnRate, "return_rate", "ratio", "returns / orders; NaN without orders")                   \
+  X(kRefundedAmount, "refunded_amount", "currency", "sum of return totals")                        \
+  X(kShareWeb, "share_web", "share", "share of events with a known channel that are web")          \
+  X(kShareApp, "share_app", "share", "share of events with a known channel that are app")          \
+  X(kShareEmail, "share_email", "share", "share of events with a known channel that are email")    \
+  X(kSharePos, "share_pos", "share", "share of events with a known channel that are pos")          \
+  X(kShareSupport, "share_support", "share",                                                       \
+    "share of events with a known channel that are support")                                       \
+  X(kShareDesktop, "share_desktop", "share",                                                       \
+    "share of events with a known device that are desktop")                                        \
+  X(kShareMobile, "share_mobile", "share", "share of events with a known device that are mobile")  \
+  X(kShareTablet, "share_tablet", "share", "share of events with a known device that are tablet")  \
+  X(kOrders7d, "orders_7d", "count", "orders in the last 7 days")                                  \
+  X(kOrders30d, "orders_30d", "count", "orders in the last 30 days")                               \
+  X(kOrders90d, "orders_90d", "count", "orders in the last 90 days")                               \
+  X(kOrders365d, "orders_365d", "count", "orders in the last 365 days")                            \
+  X(kSpend7d, "spend_7d", "currency", "order totals in the last 7 days")                           \
+  X(kSpend30d, "spend_30d", "currency", "order totals in the last 30 days")                        \
+  X(kSpend90d, "spend_90d", "currency", "order totals in the last 90 days")                        \
+  X(kSpend365d, "spend_365d", "currency", "order totals in the last 365 days")                     \
+  X(kViews30d, "views_30d", "count", "product views in the last 30 days")                          \
+  X(kSessions30d, "sessions_30d", "count", "session starts in the last 30 days")                   \
+  X(kTrendOrders, "trend_orders", "ratio",                                                         \
+    "(r30 - r90) / (r30 + r90), r30 = orders in the last 30 days / 30, r90 = orders in the 90 "    \
+    "days before those / 90; 0 when both are 0")                                                   \
+  X(kTrendSpend, "trend_spend", "ratio", "trend_orders with order totals instead of counts")       \
   X(kSeasonQ1, "season_q1", "share", "share of orders in January-March (UTC); NaN without orders") \
-  X(kSeasonQ2, "season_q2", "share", "share of orders in April-June; NaN without orders")        \
-  X(kSeasonQ3, "season_q3", "share", "share of orders in July-September; NaN without orders")    \
-  X(kSeasonQ4, "season_q4", "share", "share of orders in October-December; NaN without orders")  \
-  X(kPeakWeekShare, "peak_week_share", "share",                                                  \
-    "share of orders in the configured peak ISO weeks; NaN without orders")                      \
-  X(kReferrals, "referrals", "count", "referral events")                                         \
-  X(kConsentMarketing, "consent_marketing", "flag",                                              \
-    "latest consent event: 1 opt-in, 0 opt-out (opt-out wins a tie); NaN without consent events") \
+  X(kSeasonQ2, "season_q2", "share", "share of orders in April-June; NaN without orders")          \
+  X(kSeasonQ3, "season_q3", "share", "share of orders in July-September; NaN without orders")      \
+  X(kSeasonQ4, "season_q4", "share", "share of orders in October-December; NaN without orders")    \
+  X(kPeakWeekShare, "peak_week_share", "share",                                                    \
+    "share of orders in the configured peak ISO weeks; NaN without orders")                        \
+  X(kReferrals, "referrals", "count", "referral events")                                           \
+  X(kConsentMarketing, "consent_marketing", "flag",                                                \
+    "latest consent event: 1 opt-in, 0 opt-out (opt-out wins a tie); NaN without consent events")  \
   X(kEventsTotal, "events_total", "count", "events of every type, custom ones included")
 
 enum BuiltinTrait : size_t {
 #define SHOAL_TRAIT_ENUM(id, name, unit, description) id,
   SHOAL_BUILTIN_TRAITS(SHOAL_TRAIT_ENUM)
 #undef SHOAL_TRAIT_ENUM
-  kNumBuiltinTraits
+      kNumBuiltinTraits
 };
 
 std::string UserTraitUnit(const UserTraitSpec& spec) {
@@ -162,7 +163,7 @@ bool IsBuiltinTraitName(std::string_view name) {
 
 int IsoWeekOfDay(int64_t day) {
   int64_t weekday = ((day + 3) % 7 + 7) % 7;  // Monday = 0; 1970-01-01 was a Thursday
-  int64_t thursday = day - weekday + 3;        // the ISO year is the year of this Thursday
+  int64_t thursday = day - weekday + 3;       // the ISO year is the year of this Thursday
   int64_t year;
   unsigned month, mday;
   CivilFromDays(thursday, &year, &month, &mday);
@@ -234,9 +235,8 @@ void TraitCatalogue::Compute(std::span<const CustomerState* const> states,
         std::vector<double> row(traits_.size());
         for (size_t customer_idx = begin; customer_idx < end; ++customer_idx) {
           const CustomerState& s = *states[customer_idx];
-          double premium = PremiumIndex(s, [&](uint32_t id) {
-            return id < log_medians.size() ? log_medians[id] : kNaN;
-          });
+          double premium = PremiumIndex(
+              s, [&](uint32_t id) { return id < log_medians.size() ? log_medians[id] : kNaN; });
           ComputeWith(s, premium, as_of, row);
           for (size_t trait_idx = 0; trait_idx < row.size(); ++trait_idx) {
             out->values[trait_idx * n + customer_idx] = row[trait_idx];
@@ -460,9 +460,9 @@ void TraitCatalogue::ComputeWith(const CustomerState& s, double premium_index, T
   for (size_t i = 0; i < config_.user_traits.size(); ++i) {
     const UserTraitSpec& spec = config_.user_traits[i];
     double& value = out[kNumBuiltinTraits + i];
-    const bool zero_default =
-        spec.aggregate == TraitAggregate::kCount || spec.aggregate == TraitAggregate::kSum ||
-        spec.aggregate == TraitAggregate::kDistinct;
+    const bool zero_default = spec.aggregate == TraitAggregate::kCount ||
+                              spec.aggregate == TraitAggregate::kSum ||
+                              spec.aggregate == TraitAggregate::kDistinct;
     value = zero_default ? 0.0 : kNaN;
     while (user_pos < user.size() && user[user_pos].trait_idx < i) ++user_pos;
     if (user_pos >= user.size() || user[user_pos].trait_idx != i) continue;

@@ -91,22 +91,32 @@ bool operator==(const CustomerState::UserTraitState& a, const CustomerState::Use
 
 int64_t CustomerState::InitialValue(TraitAggregate aggregate) {
   switch (aggregate) {
-    case TraitAggregate::kMin: return INT64_MAX;
+    case TraitAggregate::kMin:
+      return INT64_MAX;
     case TraitAggregate::kMax:
     case TraitAggregate::kLast:
-    case TraitAggregate::kTimeSince: return INT64_MIN;
-    default: return 0;
+    case TraitAggregate::kTimeSince:
+      return INT64_MIN;
+    default:
+      return 0;
   }
 }
 
 void CustomerState::FoldValue(TraitAggregate aggregate, int64_t x, int64_t* value) {
   switch (aggregate) {
     case TraitAggregate::kSum:
-    case TraitAggregate::kMean: *value += x; break;
-    case TraitAggregate::kMin: *value = std::min(*value, x); break;
+    case TraitAggregate::kMean:
+      *value += x;
+      break;
+    case TraitAggregate::kMin:
+      *value = std::min(*value, x);
+      break;
     case TraitAggregate::kMax:
-    case TraitAggregate::kTimeSince: *value = std::max(*value, x); break;
-    default: break;  // count, distinct: no value; last: KeepLater
+    case TraitAggregate::kTimeSince:
+      *value = std::max(*value, x);
+      break;
+    default:
+      break;  // count, distinct: no value; last: KeepLater
   }
 }
 
@@ -164,9 +174,8 @@ void CustomerState::PruneWindows(int32_t last_day) {
 }
 
 const CustomerState::UserTraitState* CustomerState::UserTrait(size_t trait_idx) const {
-  auto it = std::lower_bound(
-      user_.begin(), user_.end(), trait_idx,
-      [](const UserTraitState& u, size_t idx) { return u.trait_idx < idx; });
+  auto it = std::lower_bound(user_.begin(), user_.end(), trait_idx,
+                             [](const UserTraitState& u, size_t idx) { return u.trait_idx < idx; });
   return it != user_.end() && it->trait_idx == trait_idx ? &*it : nullptr;
 }
 
@@ -205,7 +214,9 @@ void CustomerState::RebuildUserIndex() {
 CustomerState::CategoryStats& CustomerState::Category(uint32_t id, int32_t day) {
   CategoryStats& c = FindOrInsert(
       &categories_, id, [](const CategoryStats& s) { return s.category_id; },
-      [&] { return CategoryStats{id, 0, 0, 0, day}; });
+      [&] {
+        return CategoryStats{id, 0, 0, 0, day};
+      });
   c.first_day = std::min(c.first_day, day);
   return c;
 }
@@ -250,8 +261,8 @@ void CustomerState::Update(const Event& e, const EventBatch& batch, PopulationSt
   if (e.IsBuiltin()) ++type_counts_[e.type];
   ++channel_counts_[static_cast<size_t>(e.channel)];
   ++device_counts_[static_cast<size_t>(e.device)];
-  const bool recent = static_cast<int64_t>(day) > static_cast<int64_t>(LastDay()) -
-                                                      kActivityWindowDays;
+  const bool recent =
+      static_cast<int64_t>(day) > static_cast<int64_t>(LastDay()) - kActivityWindowDays;
   auto activity_day = [&]() -> ActivityDay& {
     if (activity_.size() == activity_.capacity() && !activity_.empty() &&
         Expired(activity_.front().day, kActivityWindowDays)) {
@@ -259,7 +270,9 @@ void CustomerState::Update(const Event& e, const EventBatch& batch, PopulationSt
     }
     return FindOrInsert(
         &activity_, day, [](const ActivityDay& d) { return d.day; },
-        [&] { return ActivityDay{day, 0, 0}; });
+        [&] {
+          return ActivityDay{day, 0, 0};
+        });
   };
   switch (static_cast<EventType>(e.type)) {
     case EventType::kOrder:
@@ -287,7 +300,8 @@ void CustomerState::Update(const Event& e, const EventBatch& batch, PopulationSt
       break;
     case EventType::kCartAdd:
     case EventType::kCheckoutStart:
-      FindOrInsert(&cart_days_, day, [](int32_t d) { return d; }, [&] { return day; });
+      FindOrInsert(
+          &cart_days_, day, [](int32_t d) { return d; }, [&] { return day; });
       break;
     case EventType::kEmailSend:
     case EventType::kEmailOpen: {
@@ -295,7 +309,9 @@ void CustomerState::Update(const Event& e, const EventBatch& batch, PopulationSt
       uint64_t hash = EventIdHash(e.campaign_id);
       Campaign& c = FindOrInsert(
           &campaigns_, hash, [](const Campaign& x) { return x.campaign_hash; },
-          [&] { return Campaign{hash, kNoTime, kNoTime}; });
+          [&] {
+            return Campaign{hash, kNoTime, kNoTime};
+          });
       TimeMicros& slot = e.Is(EventType::kEmailSend) ? c.first_send : c.first_open;
       slot = std::min(slot, e.timestamp);
       break;
@@ -317,9 +333,8 @@ void CustomerState::Update(const Event& e, const EventBatch& batch, PopulationSt
 
 void CustomerState::UpdateUserTrait(size_t trait_idx, const UserTraitSpec& spec, const Event& e,
                                     const EventBatch& batch, int32_t day) {
-  if (!spec.event_types.empty() &&
-      std::find(spec.event_types.begin(), spec.event_types.end(), e.type) ==
-          spec.event_types.end()) {
+  if (!spec.event_types.empty() && std::find(spec.event_types.begin(), spec.event_types.end(),
+                                             e.type) == spec.event_types.end()) {
     return;
   }
   if (!spec.where_property.empty()) {
@@ -366,7 +381,9 @@ void CustomerState::UpdateUserTrait(size_t trait_idx, const UserTraitSpec& spec,
     }
     UserDay& d = FindOrInsert(
         &u.days, day, [](const UserDay& x) { return x.day; },
-        [&] { return UserDay{day, 0, InitialValue(aggregate)}; });
+        [&] {
+          return UserDay{day, 0, InitialValue(aggregate)};
+        });
     ++d.count;
     FoldValue(aggregate, fixed, &d.value);
   }
@@ -374,7 +391,9 @@ void CustomerState::UpdateUserTrait(size_t trait_idx, const UserTraitSpec& spec,
     if (windowed && u.distinct.size() == u.distinct.capacity()) PruneUserTrait(u, LastDay());
     DistinctValue& d = FindOrInsert(
         &u.distinct, value_hash, [](const DistinctValue& x) { return x.value_hash; },
-        [&] { return DistinctValue{value_hash, day}; });
+        [&] {
+          return DistinctValue{value_hash, day};
+        });
     d.last_day = std::max(d.last_day, day);
   }
 }
@@ -459,10 +478,9 @@ void CustomerState::RemapCategories(std::span<const uint32_t> old_to_new) {
   for (CategoryStats& c : categories_) {
     if (c.category_id < old_to_new.size()) c.category_id = old_to_new[c.category_id];
   }
-  std::sort(categories_.begin(), categories_.end(),
-            [](const CategoryStats& a, const CategoryStats& b) {
-              return a.category_id < b.category_id;
-            });
+  std::sort(
+      categories_.begin(), categories_.end(),
+      [](const CategoryStats& a, const CategoryStats& b) { return a.category_id < b.category_id; });
   // Two old ids mapped to one new id (cannot happen for a Combine mapping) are folded.
   std::vector<CategoryStats> folded;
   folded.reserve(categories_.size());
@@ -562,7 +580,8 @@ void CustomerState::Serialize(std::string* out) const {
     auto live = [&](const DistinctValue& d) {
       return u.window_days <= 0 || !Expired(d.last_day, u.window_days);
     };
-    PutVarint(out, static_cast<uint64_t>(std::count_if(u.distinct.begin(), u.distinct.end(), live)));
+    PutVarint(out,
+              static_cast<uint64_t>(std::count_if(u.distinct.begin(), u.distinct.end(), live)));
     for (const DistinctValue& d : u.distinct) {
       if (!live(d)) continue;
       PutFixed64(out, d.value_hash);
@@ -693,8 +712,7 @@ Status CustomerState::Deserialize(std::string_view in) {
     prev_day = 0;
     for (uint64_t i = 0; i < days; ++i) {
       UserDay& d = u.days[i];
-      if (!GetDay(r, &prev_day, i == 0, &d.day) || !r.Varint32(&d.count) ||
-          !r.Signed(&d.value)) {
+      if (!GetDay(r, &prev_day, i == 0, &d.day) || !r.Varint32(&d.count) || !r.Signed(&d.value)) {
         return bad("bad user trait days");
       }
     }
@@ -717,12 +735,11 @@ Status CustomerState::Deserialize(std::string_view in) {
 }
 
 size_t CustomerState::MemoryBytes() const {
-  size_t bytes = sizeof(*this) + orders_.capacity() * sizeof(Order) +
-                 activity_.capacity() * sizeof(ActivityDay) +
-                 cart_days_.capacity() * sizeof(int32_t) +
-                 categories_.capacity() * sizeof(CategoryStats) +
-                 campaigns_.capacity() * sizeof(Campaign) +
-                 user_.capacity() * sizeof(UserTraitState);
+  size_t bytes =
+      sizeof(*this) + orders_.capacity() * sizeof(Order) +
+      activity_.capacity() * sizeof(ActivityDay) + cart_days_.capacity() * sizeof(int32_t) +
+      categories_.capacity() * sizeof(CategoryStats) + campaigns_.capacity() * sizeof(Campaign) +
+      user_.capacity() * sizeof(UserTraitState);
   for (const UserTraitState& u : user_) {
     bytes += u.days.capacity() * sizeof(UserDay) + u.distinct.capacity() * sizeof(DistinctValue);
   }

@@ -87,8 +87,8 @@ class CustomerState {
     // count: unused (0); sum/mean: fixed-point sum; min/max: fixed-point extreme;
     // last/time_since: time of the latest matching event.
     int64_t value = 0;
-    double last_value = Event::kNaN;  // last: value at that time (largest on ties)
-    std::vector<UserDay> days;        // windowed count/sum/mean/min/max only, sorted by day
+    double last_value = Event::kNaN;      // last: value at that time (largest on ties)
+    std::vector<UserDay> days;            // windowed count/sum/mean/min/max only, sorted by day
     std::vector<DistinctValue> distinct;  // distinct only, sorted by hash
     TraitAggregate Aggregate() const { return static_cast<TraitAggregate>(aggregate); }
     friend bool operator==(const UserTraitState&, const UserTraitState&);
@@ -186,8 +186,8 @@ class CustomerState {
   uint32_t type_counts_[static_cast<size_t>(EventType::kNumBuiltin)] = {};
   uint32_t channel_counts_[static_cast<size_t>(Channel::kNumChannels)] = {};
   uint32_t device_counts_[static_cast<size_t>(DeviceClass::kNumDevices)] = {};
-  int64_t discount_fixed_ = 0;   // order-level + line discounts of all orders
-  int64_t refunded_fixed_ = 0;   // totals of return events
+  int64_t discount_fixed_ = 0;  // order-level + line discounts of all orders
+  int64_t refunded_fixed_ = 0;  // totals of return events
   int64_t sum_log_price_nano_ = 0;
   uint64_t priced_lines_ = 0;
   TimeMicros consent_time_ = INT64_MIN;

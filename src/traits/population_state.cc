@@ -84,7 +84,8 @@ double PopulationState::HistogramQuantileValue(const PriceHistogram& h, uint64_t
 }
 
 double PopulationState::CategoryMedianPrice(uint32_t id) const {
-  if (id >= prices_.size() || prices_[id].total == 0) return std::numeric_limits<double>::quiet_NaN();
+  if (id >= prices_.size() || prices_[id].total == 0)
+    return std::numeric_limits<double>::quiet_NaN();
   const PriceHistogram& h = prices_[id];
   double lo = HistogramQuantileValue(h, (h.total - 1) / 2);
   double hi = HistogramQuantileValue(h, h.total / 2);

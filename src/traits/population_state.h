@@ -60,8 +60,8 @@ class PopulationState {
     size_t operator()(std::string_view s) const;
   };
   struct PriceHistogram {
-    int32_t first_bin = 0;          // bin index of counts[0]
-    std::vector<uint32_t> counts;   // counts per bin, contiguous from first_bin
+    int32_t first_bin = 0;         // bin index of counts[0]
+    std::vector<uint32_t> counts;  // counts per bin, contiguous from first_bin
     uint64_t total = 0;
     void Add(int32_t bin, uint64_t n);
   };

@@ -60,8 +60,8 @@ Status ValidateSpec(const UserTraitSpec& spec, const std::string& where) {
                                           aggregate + "' needs a number (use distinct or count)");
   }
   if (spec.window_days < 0 || spec.window_days > kMaxWindowDays) {
-    return Error(where + ".window_days", "must be between 0 (all time) and " +
-                                             std::to_string(kMaxWindowDays));
+    return Error(where + ".window_days",
+                 "must be between 0 (all time) and " + std::to_string(kMaxWindowDays));
   }
   if (spec.where_property.empty() != spec.where_equals.empty()) {
     return Error(where + ".where", "needs both a property and the text it equals");
@@ -97,19 +97,19 @@ Status CheckDeclared(const UserTraitSpec& spec, const std::string& where, const 
     };
     const bool numeric = has(custom->numeric_properties), text = has(custom->text_properties);
     if (!numeric && !text) {
-      return Error(where + "." + key, "property '" + property +
-                                          "' is not declared for event type '" + custom->name +
-                                          "'");
+      return Error(
+          where + "." + key,
+          "property '" + property + "' is not declared for event type '" + custom->name + "'");
     }
     if (needs_number && !numeric) {
-      return Error(where + "." + key, "property '" + property + "' of event type '" +
-                                          custom->name + "' is text; aggregate '" +
+      return Error(where + "." + key, "property '" + property + "' of event type '" + custom->name +
+                                          "' is text; aggregate '" +
                                           std::string(TraitAggregateName(spec.aggregate)) +
                                           "' needs a number");
     }
     if (key == "where" && !text) {
-      return Error(where + "." + key, "property '" + property + "' of event type '" +
-                                          custom->name + "' is numeric; where compares text");
+      return Error(where + "." + key, "property '" + property + "' of event type '" + custom->name +
+                                          "' is numeric; where compares text");
     }
   }
   return Status::OK();
@@ -172,7 +172,8 @@ Result<UserTraitSpec> ParseSpec(const toml::table& table, const std::string& whe
       spec.window_days = static_cast<int>(*days);
     } else if (key == "where") {
       const auto* where_table = node.as_table();
-      if (!where_table) return Error(at, "must be a table { property = \"...\", equals = \"...\" }");
+      if (!where_table)
+        return Error(at, "must be a table { property = \"...\", equals = \"...\" }");
       for (auto&& [where_key, where_node] : *where_table) {
         const std::string wk(where_key.str());
         if (wk == "property") {
@@ -188,16 +189,16 @@ Result<UserTraitSpec> ParseSpec(const toml::table& table, const std::string& whe
     } else if (key == "where_equals") {
       SHOAL_ASSIGN_OR_RETURN(spec.where_equals, GetString(node, at));
     } else {
-      return Error(at, "unknown key; use name, event_types, property, aggregate, window_days, "
-                       "where");
+      return Error(at,
+                   "unknown key; use name, event_types, property, aggregate, window_days, "
+                   "where");
     }
   }
   if (!has_name) return Error(where + ".name", "missing");
   SHOAL_RETURN_IF_ERROR(ValidateSpec(spec, where));
-  SHOAL_RETURN_IF_ERROR(CheckDeclared(spec, where, "property", spec.property,
-                                      NeedsNumber(spec.aggregate), registry));
   SHOAL_RETURN_IF_ERROR(
-      CheckDeclared(spec, where, "where", spec.where_property, false, registry));
+      CheckDeclared(spec, where, "property", spec.property, NeedsNumber(spec.aggregate), registry));
+  SHOAL_RETURN_IF_ERROR(CheckDeclared(spec, where, "where", spec.where_property, false, registry));
   return spec;
 }
 
@@ -205,14 +206,22 @@ Result<UserTraitSpec> ParseSpec(const toml::table& table, const std::string& whe
 
 std::string_view TraitAggregateName(TraitAggregate aggregate) {
   switch (aggregate) {
-    case TraitAggregate::kCount: return "count";
-    case TraitAggregate::kSum: return "sum";
-    case TraitAggregate::kMean: return "mean";
-    case TraitAggregate::kMin: return "min";
-    case TraitAggregate::kMax: return "max";
-    case TraitAggregate::kLast: return "last";
-    case TraitAggregate::kDistinct: return "distinct";
-    case TraitAggregate::kTimeSince: return "time_since";
+    case TraitAggregate::kCount:
+      return "count";
+    case TraitAggregate::kSum:
+      return "sum";
+    case TraitAggregate::kMean:
+      return "mean";
+    case TraitAggregate::kMin:
+      return "min";
+    case TraitAggregate::kMax:
+      return "max";
+    case TraitAggregate::kLast:
+      return "last";
+    case TraitAggregate::kDistinct:
+      return "distinct";
+    case TraitAggregate::kTimeSince:
+      return "time_since";
   }
   return "?";
 }

@@ -3,12 +3,12 @@
 // docs/traits.md documents the TOML syntax.
 #pragma once
 
+#include <toml++/toml.h>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <toml++/toml.h>
 
 #include "common/status.h"
 #include "ingest/event.h"

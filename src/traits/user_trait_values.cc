@@ -29,8 +29,10 @@ bool TextField(std::string_view name, const Event& e, std::string_view* out) {
   const std::string_view* field = nullptr;
   switch (name.size()) {
     case 5:
-      if (name == "query") field = &e.query;
-      else if (name == "topic") field = &e.topic;
+      if (name == "query")
+        field = &e.query;
+      else if (name == "topic")
+        field = &e.topic;
       break;
     case 6:
       if (name == "device") {
@@ -47,13 +49,18 @@ bool TextField(std::string_view name, const Event& e, std::string_view* out) {
       }
       break;
     case 8:
-      if (name == "category") field = &e.category;
-      else if (name == "order_id") field = &e.order_id;
-      else if (name == "currency") field = &e.currency;
+      if (name == "category")
+        field = &e.category;
+      else if (name == "order_id")
+        field = &e.order_id;
+      else if (name == "currency")
+        field = &e.currency;
       break;
     case 10:
-      if (name == "product_id") field = &e.product_id;
-      else if (name == "session_id") field = &e.session_id;
+      if (name == "product_id")
+        field = &e.product_id;
+      else if (name == "session_id")
+        field = &e.session_id;
       break;
     case 11:
       if (name == "campaign_id") field = &e.campaign_id;

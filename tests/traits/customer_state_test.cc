@@ -1,18 +1,19 @@
 // CustomerState + TraitCatalogue against a brute-force recomputation from the raw events, and
 // the merge laws: order independence, Combine in both orders, Serialize round trips.
+#include "traits/customer_state.h"
+
 #include <gtest/gtest.h>
 
-#include <ctime>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
-#include <sstream>
 #include <numeric>
 #include <random>
+#include <sstream>
 
 #include "test_events.h"
 #include "traits/catalogue.h"
-#include "traits/customer_state.h"
 
 namespace shoal::traits_test {
 namespace {
@@ -29,7 +30,8 @@ Workspace MakeWorkspace() {
     const toml::table& t = *node.as_table();
     EventTypeRegistry::CustomType type;
     type.name = *t["name"].value<std::string>();
-    for (auto&& n : *t["numeric"].as_array()) type.numeric_properties.push_back(*n.value<std::string>());
+    for (auto&& n : *t["numeric"].as_array())
+      type.numeric_properties.push_back(*n.value<std::string>());
     for (auto&& n : *t["text"].as_array()) type.text_properties.push_back(*n.value<std::string>());
     EXPECT_TRUE(w.registry.Declare(type).ok());
   }
@@ -136,9 +138,9 @@ TEST(CustomerStateTest, AsOfOnPrefixMatchesBruteForce) {
       }
       PopulationState scratch_pop = pop;
       CustomerState state = Feed(prefix, batch, scratch_pop, w.config);
-      ExpectMatchesBruteForce(catalogue, state, prefix, batch, pop, as_of,
-                              "customer " + std::to_string(c) + " as_of -" +
-                                  std::to_string(days_back) + "d");
+      ExpectMatchesBruteForce(
+          catalogue, state, prefix, batch, pop, as_of,
+          "customer " + std::to_string(c) + " as_of -" + std::to_string(days_back) + "d");
       if (HasFailure()) return;
     }
   }
@@ -352,8 +354,8 @@ TEST(CatalogueTest, NamesUniqueSnakeCaseAndComputeMatchesComputeOne) {
 
 TEST(CatalogueTest, IsoWeeks) {
   EXPECT_EQ(IsoWeekOfDay(DaysFromCivil(2024, 3, 5)), 10);
-  EXPECT_EQ(IsoWeekOfDay(DaysFromCivil(2024, 12, 30)), 1);   // belongs to 2025-W01
-  EXPECT_EQ(IsoWeekOfDay(DaysFromCivil(2021, 1, 3)), 53);    // 2020-W53
+  EXPECT_EQ(IsoWeekOfDay(DaysFromCivil(2024, 12, 30)), 1);  // belongs to 2025-W01
+  EXPECT_EQ(IsoWeekOfDay(DaysFromCivil(2021, 1, 3)), 53);   // 2020-W53
   EXPECT_EQ(IsoWeekOfDay(DaysFromCivil(2026, 11, 23)), 48);
   for (int64_t day = DaysFromCivil(1999, 1, 1); day < DaysFromCivil(2031, 1, 1); ++day) {
     ASSERT_EQ(IsoWeekOfDay(day), BruteForce::SlowIsoWeek(day)) << day;
@@ -412,11 +414,11 @@ TEST(CustomerStateTest, DISABLED_UpdateThroughput) {
       double seconds = ThreadCpuSeconds() - start;
       size_t memory = 0;
       for (const CustomerState& s : states) memory += s.MemoryBytes();
-      std::printf("[ throughput ] Update (%s, pass %d): %.2f M events/s (%zu events, %.3f CPU s), "
-                  "%.0f bytes/customer\n",
-                  (std::to_string(num_user_traits) + " user traits").c_str(), pass,
-                  events.size() / seconds / 1e6, events.size(), seconds,
-                  double(memory) / kCustomers);
+      std::printf(
+          "[ throughput ] Update (%s, pass %d): %.2f M events/s (%zu events, %.3f CPU s), "
+          "%.0f bytes/customer\n",
+          (std::to_string(num_user_traits) + " user traits").c_str(), pass,
+          events.size() / seconds / 1e6, events.size(), seconds, double(memory) / kCustomers);
       EXPECT_GT(states[0].num_events(), 0u);
       if (pass == 1) {
         TraitCatalogue catalogue(config);
@@ -428,9 +430,10 @@ TEST(CustomerStateTest, DISABLED_UpdateThroughput) {
         double compute_start = ThreadCpuSeconds();
         catalogue.Compute(pointers, pop, AsOf(), ctx, &matrix);
         double compute_seconds = ThreadCpuSeconds() - compute_start;
-        std::printf("[ throughput ] Compute (%d user traits, 1 thread): %.2f M customers/s, "
-                    "%zu traits\n",
-                    num_user_traits, kCustomers / compute_seconds / 1e6, matrix.traits.size());
+        std::printf(
+            "[ throughput ] Compute (%d user traits, 1 thread): %.2f M customers/s, "
+            "%zu traits\n",
+            num_user_traits, kCustomers / compute_seconds / 1e6, matrix.traits.size());
         EXPECT_EQ(matrix.values.size(), matrix.traits.size() * kCustomers);
       }
     }

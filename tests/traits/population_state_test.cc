@@ -1,11 +1,11 @@
 // PopulationState: dictionary, median accuracy, Combine with id remapping, serialization.
+#include "traits/population_state.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <random>
-
-#include "traits/population_state.h"
 
 namespace shoal {
 namespace {

@@ -25,8 +25,8 @@ constexpr TimeMicros kDay = 24 * kHour;
 inline TimeMicros AsOf() { return DaysFromCivil(2024, 6, 15) * kDay + 12 * kHour; }
 
 inline const std::vector<std::string>& Categories() {
-  static const std::vector<std::string> k = {"bedding", "bath", "kitchen", "garden", "toys",
-                                             "books"};
+  static const std::vector<std::string> k = {"bedding", "bath", "kitchen",
+                                             "garden",  "toys", "books"};
   return k;
 }
 
@@ -220,7 +220,8 @@ class EventGenerator {
       }
       static const char* kTiers[] = {"gold", "silver", "bronze", "gold2"};
       if (Uniform(4) > 0) {
-        batch->props.push_back({batch->Intern("tier"), batch->Intern(kTiers[Uniform(4)]), 0, false});
+        batch->props.push_back(
+            {batch->Intern("tier"), batch->Intern(kTiers[Uniform(4)]), 0, false});
       }
     } else {
       e.type = static_cast<uint16_t>(kTypes[pick]);
@@ -243,9 +244,9 @@ class EventGenerator {
         e.num_lines = static_cast<uint32_t>(lines);
         e.discount = Uniform(3) == 0 ? 0.5 * Uniform(10) : Event::kNaN;
         double order_discount = std::isnan(e.discount) ? 0 : e.discount;
-        e.total = Uniform(4) == 0 ? Event::kNaN
-                                  : (lines ? gross - line_discounts - order_discount
-                                           : 0.01 * Uniform(100000));
+        e.total = Uniform(4) == 0
+                      ? Event::kNaN
+                      : (lines ? gross - line_discounts - order_discount : 0.01 * Uniform(100000));
         break;
       }
       case EventType::kReturn:
@@ -282,7 +283,9 @@ class EventGenerator {
     s += std::to_string(n);
     return s;
   }
-  int Uniform(int64_t n) { return static_cast<int>(std::uniform_int_distribution<int64_t>(0, n - 1)(rng_)); }
+  int Uniform(int64_t n) {
+    return static_cast<int>(std::uniform_int_distribution<int64_t>(0, n - 1)(rng_));
+  }
   std::mt19937_64 rng_;
 };
 
@@ -368,7 +371,8 @@ class BruteForce {
           }
           break;
         case EventType::kConsent:
-          if (e->timestamp > consent_time || (e->timestamp == consent_time && e->consent < consent)) {
+          if (e->timestamp > consent_time ||
+              (e->timestamp == consent_time && e->consent < consent)) {
             consent_time = e->timestamp;
             consent = e->consent;
           }
@@ -396,7 +400,8 @@ class BruteForce {
     order_days.erase(std::unique(order_days.begin(), order_days.end()), order_days.end());
     if (order_days.size() >= 2) {
       std::vector<double> gaps;
-      for (size_t i = 1; i < order_days.size(); ++i) gaps.push_back(double(order_days[i] - order_days[i - 1]));
+      for (size_t i = 1; i < order_days.size(); ++i)
+        gaps.push_back(double(order_days[i] - order_days[i - 1]));
       double mean = 0;
       for (double g : gaps) mean += g;
       mean /= double(gaps.size());
@@ -543,15 +548,16 @@ class BruteForce {
     TimeMicros last_t = INT64_MIN;
     std::set<std::string> distinct;
     for (const Event* e : events) {
-      if (!spec.event_types.empty() &&
-          std::find(spec.event_types.begin(), spec.event_types.end(), e->type) ==
-              spec.event_types.end()) {
+      if (!spec.event_types.empty() && std::find(spec.event_types.begin(), spec.event_types.end(),
+                                                 e->type) == spec.event_types.end()) {
         continue;
       }
-      if (spec.window_days > 0 && !(DayOf(e->timestamp) <= A && DayOf(e->timestamp) > A - spec.window_days)) {
+      if (spec.window_days > 0 &&
+          !(DayOf(e->timestamp) <= A && DayOf(e->timestamp) > A - spec.window_days)) {
         continue;
       }
-      if (!spec.where_property.empty() && Text(spec.where_property, *e, batch) != spec.where_equals) {
+      if (!spec.where_property.empty() &&
+          Text(spec.where_property, *e, batch) != spec.where_equals) {
         continue;
       }
       double value = 0;
@@ -578,13 +584,20 @@ class BruteForce {
       }
     }
     switch (spec.aggregate) {
-      case TraitAggregate::kCount: return n;
-      case TraitAggregate::kSum: return sum;
-      case TraitAggregate::kMean: return n > 0 ? sum / n : kNaN;
-      case TraitAggregate::kMin: return n > 0 ? mn : kNaN;
-      case TraitAggregate::kMax: return n > 0 ? mx : kNaN;
-      case TraitAggregate::kLast: return n > 0 ? last_v : kNaN;
-      case TraitAggregate::kDistinct: return double(distinct.size());
+      case TraitAggregate::kCount:
+        return n;
+      case TraitAggregate::kSum:
+        return sum;
+      case TraitAggregate::kMean:
+        return n > 0 ? sum / n : kNaN;
+      case TraitAggregate::kMin:
+        return n > 0 ? mn : kNaN;
+      case TraitAggregate::kMax:
+        return n > 0 ? mx : kNaN;
+      case TraitAggregate::kLast:
+        return n > 0 ? last_v : kNaN;
+      case TraitAggregate::kDistinct:
+        return double(distinct.size());
       case TraitAggregate::kTimeSince:
         return n > 0 ? double(as_of - last_t) / double(kDay) : kNaN;
     }
@@ -595,7 +608,8 @@ class BruteForce {
     if (name == "category") return std::string(e.category);
     if (name == "product_id") return std::string(e.product_id);
     if (name == "query") return std::string(e.query);
-    if (name == "channel") return e.channel == Channel::kUnknown ? "" : std::string(ChannelName(e.channel));
+    if (name == "channel")
+      return e.channel == Channel::kUnknown ? "" : std::string(ChannelName(e.channel));
     for (const EventProperty& p : batch.Props(e)) {
       if (p.name == name && !p.is_number) return std::string(p.text);
     }

@@ -1,8 +1,9 @@
 // ParseTraitConfig: accepted syntax and the error messages users see.
+#include "traits/trait_config.h"
+
 #include <gtest/gtest.h>
 
 #include "traits/catalogue.h"
-#include "traits/trait_config.h"
 
 namespace shoal {
 namespace {
@@ -65,8 +66,8 @@ where_equals = "web"
   ASSERT_EQ(config->user_traits.size(), 3u);
   const UserTraitSpec& a = config->user_traits[0];
   EXPECT_EQ(a.name, "gold_reviews_30d");
-  EXPECT_EQ(a.event_types,
-            (std::vector<uint16_t>{kFirstCustomType, static_cast<uint16_t>(EventType::kProductView)}));
+  EXPECT_EQ(a.event_types, (std::vector<uint16_t>{kFirstCustomType,
+                                                  static_cast<uint16_t>(EventType::kProductView)}));
   EXPECT_EQ(a.property, "rating");
   EXPECT_EQ(a.aggregate, TraitAggregate::kMean);
   EXPECT_EQ(a.window_days, 30);
