@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <limits>
 
 #include "common/time.h"
 #include "engine/engine.h"
@@ -142,6 +143,19 @@ Result<std::unique_ptr<TraitThresholdSource>> TraitThresholdSource::Make(
     else if (spec.trait == "first_order_days_ago") b.clock = Bound::Clock::kSinceFirstOrder;
     else if (IsStaticTrait(spec.trait)) b.clock = Bound::Clock::kNone;
     else b.clock = Bound::Clock::kMidnight;
+    static const std::pair<std::string_view, Bound::Direct> kDirect[] = {
+        {"recency_days", Bound::Direct::kRecencyDays},
+        {"days_since_last_event", Bound::Direct::kDaysSinceLastEvent},
+        {"tenure_days", Bound::Direct::kTenureDays},
+        {"first_order_days_ago", Bound::Direct::kFirstOrderDaysAgo},
+        {"frequency", Bound::Direct::kFrequency},
+        {"monetary_total", Bound::Direct::kMonetaryTotal},
+        {"events_total", Bound::Direct::kEventsTotal},
+        {"consent_marketing", Bound::Direct::kConsentMarketing}};
+    for (const auto& [name, direct] : kDirect) {
+      if (spec.trait == name) b.direct = direct;
+    }
+    if (b.direct == Bound::Direct::kNone) source->all_direct_ = false;
     b.spec = std::move(spec);
     source->audiences_.push_back(std::move(b));
   }
@@ -154,13 +168,44 @@ std::vector<std::string> TraitThresholdSource::Memberships(const Engine& engine,
                                                            TimeMicros now) const {
   std::vector<std::string> out;
   if (audiences_.empty()) return out;
+  const CustomerState& s = engine.state(profile);
   thread_local std::vector<double> values;
-  values.assign(engine.catalogue().traits().size(), 0.0);
-  engine.catalogue().ComputeOne(engine.state(profile), engine.population(), now, values);
+  if (!all_direct_) {
+    values.assign(engine.catalogue().traits().size(), 0.0);
+    engine.catalogue().ComputeOne(s, engine.population(), now, values);
+  }
+  constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+  const double day_us = static_cast<double>(kMicrosPerDay);
+  auto days_to = [&](TimeMicros t) { return static_cast<double>(now - t) / day_us; };
   for (const Bound& b : audiences_) {  // sorted by membership name
-    if (Compare(values[static_cast<size_t>(b.trait_idx)], b.spec.op, b.spec.value)) {
-      out.push_back(b.membership);
+    double v = kNaN;
+    switch (b.direct) {
+      case Bound::Direct::kNone: v = values[static_cast<size_t>(b.trait_idx)]; break;
+      case Bound::Direct::kRecencyDays:
+        if (!s.orders().empty()) v = days_to(s.orders().back().timestamp);
+        break;
+      case Bound::Direct::kFirstOrderDaysAgo:
+        if (!s.orders().empty()) v = days_to(s.orders().front().timestamp);
+        break;
+      case Bound::Direct::kDaysSinceLastEvent:
+        if (!s.Empty()) v = days_to(s.LastEventTime());
+        break;
+      case Bound::Direct::kTenureDays:
+        if (!s.Empty()) v = days_to(s.FirstEventTime());
+        break;
+      case Bound::Direct::kFrequency: v = static_cast<double>(s.orders().size()); break;
+      case Bound::Direct::kMonetaryTotal: {
+        int64_t fixed = 0;
+        for (const auto& o : s.orders()) fixed += o.total_fixed;
+        v = static_cast<double>(fixed) / kFixedScale;
+        break;
+      }
+      case Bound::Direct::kEventsTotal: v = static_cast<double>(s.num_events()); break;
+      case Bound::Direct::kConsentMarketing:
+        if (s.consent() >= 0) v = s.consent();
+        break;
     }
+    if (Compare(v, b.spec.op, b.spec.value)) out.push_back(b.membership);
   }
   return out;
 }

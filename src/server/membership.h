@@ -72,8 +72,14 @@ class TraitThresholdSource final : public MembershipSource {
     std::string membership;
     enum class Clock { kNone, kSinceLastOrder, kSinceLastEvent, kSinceFirstEvent,
                        kSinceFirstOrder, kMidnight } clock = Clock::kNone;
+    // Traits read straight from the state (the catalogue's definitions, tested equal), so the
+    // writer does not compute every trait of every touched profile.
+    enum class Direct { kNone, kRecencyDays, kDaysSinceLastEvent, kTenureDays,
+                        kFirstOrderDaysAgo, kFrequency, kMonetaryTotal, kEventsTotal,
+                        kConsentMarketing } direct = Direct::kNone;
   };
   std::vector<Bound> audiences_;
+  bool all_direct_ = true;
 };
 
 // Reads [[audiences]] tables of the workspace TOML whose rule is one comparison:

@@ -369,3 +369,60 @@ TEST(MembershipTest, NextChangeIsTheCrossingMoment) {
 
 }  // namespace
 }  // namespace shoal
+
+namespace shoal {
+namespace {
+
+// The traits the built-in source reads straight from the state equal the catalogue's values.
+TEST(MembershipTest, DirectTraitsAgreeWithTheCatalogue) {
+  TempDir dir;
+  EngineOptions eo;
+  eo.db_dir = dir.Sub("db");
+  auto engine = Engine::Open(eo, Context());
+  ASSERT_TRUE(engine.ok());
+  std::mt19937 rng(7);
+  std::string body = "[";
+  for (int i = 0; i < 400; ++i) {
+    const char* types[] = {"order", "page_view", "consent", "return"};
+    std::string type = types[rng() % 4];
+    body += std::string(i ? "," : "") + R"({"type":")" + type + R"(","timestamp":)" +
+            std::to_string(1700000000 + static_cast<int>(rng() % 5000000)) + R"(,"customer_id":"C)" +
+            std::to_string(rng() % 40) + R"(","total":)" + std::to_string(rng() % 300) + R"(.25,"marketing":)" +
+            (rng() % 2 ? "true" : "false") + "}";
+  }
+  body += "]";
+  EventBatch batch;
+  std::vector<ItemResult> items;
+  ASSERT_TRUE(ParseJsonEvents(body, (*engine)->config().registry, &batch, &items).ok());
+  ASSERT_TRUE((*engine)->Apply(batch, true).ok());
+  std::vector<std::string> names;
+  for (const auto& t : (*engine)->catalogue().traits()) names.push_back(t.name);
+  const char* direct[] = {"recency_days", "days_since_last_event", "tenure_days", "first_order_days_ago",
+                          "frequency", "monetary_total", "events_total", "consent_marketing"};
+  const double thresholds[] = {0, 0.5, 1, 3, 10, 40, 120, 600};
+  TimeMicros now = 1706000000LL * 1000000;
+  std::vector<double> values(names.size());
+  int checked = 0;
+  for (const char* trait : direct) {
+    for (double threshold : thresholds) {
+      for (auto op : {TraitThreshold::Op::kGreater, TraitThreshold::Op::kLessEqual}) {
+        auto source = TraitThresholdSource::Make({{"a", trait, op, threshold}}, names);
+        ASSERT_TRUE(source.ok());
+        int idx = (*engine)->catalogue().Find(trait);
+        for (uint32_t p = 0; p < (*engine)->identity().num_slots(); ++p) {
+          if (!(*engine)->identity().Alive(p)) continue;
+          (*engine)->catalogue().ComputeOne((*engine)->state(p), (*engine)->population(), now, values);
+          double v = values[static_cast<size_t>(idx)];
+          bool expected = !std::isnan(v) && (op == TraitThreshold::Op::kGreater ? v > threshold : v <= threshold);
+          EXPECT_EQ((*source)->Memberships(**engine, p, now).size(), expected ? 1u : 0u)
+              << trait << " " << threshold << " value " << v;
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 3000);
+}
+
+}  // namespace
+}  // namespace shoal
