@@ -457,3 +457,110 @@ TEST(CatalogueTest, DocsDefineEveryBuiltinTrait) {
 }
 }  // namespace
 }  // namespace shoal::traits_test
+
+namespace shoal::traits_test {
+namespace {
+
+TEST(CustomerStateTest, EmptyStateHasZeroCountsAndNaNRecencies) {
+  Workspace w = MakeWorkspace();
+  TraitCatalogue catalogue(w.config);
+  PopulationState pop;
+  CustomerState empty;
+  EXPECT_TRUE(empty.Empty());
+  std::vector<double> row(catalogue.traits().size());
+  catalogue.ComputeOne(empty, pop, AsOf(), row);
+  EXPECT_EQ(row[catalogue.Find("frequency")], 0);
+  EXPECT_EQ(row[catalogue.Find("monetary_total")], 0);
+  EXPECT_EQ(row[catalogue.Find("trend_orders")], 0);
+  EXPECT_EQ(row[catalogue.Find("reviews")], 0);
+  EXPECT_EQ(row[catalogue.Find("tiers")], 0);
+  EXPECT_TRUE(std::isnan(row[catalogue.Find("recency_days")]));
+  EXPECT_TRUE(std::isnan(row[catalogue.Find("days_since_last_event")]));
+  EXPECT_TRUE(std::isnan(row[catalogue.Find("aov")]));
+  EXPECT_TRUE(std::isnan(row[catalogue.Find("rating_mean")]));
+  EXPECT_TRUE(std::isnan(row[catalogue.Find("days_since_review")]));
+  EXPECT_TRUE(std::isnan(row[catalogue.Find("consent_marketing")]));
+}
+
+TEST(CustomerStateTest, TieRulesAreOrderFree) {
+  Workspace w = MakeWorkspace();
+  TraitCatalogue catalogue(w.config);
+  EventBatch batch;
+  auto add = [&](uint16_t type, TimeMicros t) -> Event& {
+    Event e;
+    e.type = type;
+    e.timestamp = t;
+    e.first_prop = static_cast<uint32_t>(batch.props.size());
+    batch.events.push_back(e);
+    return batch.events.back();
+  };
+  const TimeMicros t = AsOf() - kDay;
+  add(static_cast<uint16_t>(EventType::kConsent), t).consent = 1;
+  add(static_cast<uint16_t>(EventType::kConsent), t).consent = 0;
+  add(static_cast<uint16_t>(EventType::kConsent), t - kHour).consent = 1;
+  for (double rating : {4.0, 2.0, 5.0, 3.0}) {
+    Event& e = add(kFirstCustomType, t);
+    batch.props.push_back({batch.Intern("rating"), {}, rating, true});
+    e.num_props = 1;
+  }
+  std::vector<const Event*> events = Pointers(batch);
+  std::mt19937_64 rng(1);
+  for (int trial = 0; trial < 20; ++trial) {
+    std::shuffle(events.begin(), events.end(), rng);
+    PopulationState pop;
+    CustomerState s = Feed(events, batch, pop, w.config);
+    std::vector<double> row(catalogue.traits().size());
+    catalogue.ComputeOne(s, pop, AsOf(), row);
+    EXPECT_EQ(row[catalogue.Find("consent_marketing")], 0) << "opt-out wins a tie";
+    EXPECT_EQ(row[catalogue.Find("rating_last")], 5) << "largest value wins a tie";
+    EXPECT_EQ(row[catalogue.Find("rating_min")], 2);
+    EXPECT_EQ(row[catalogue.Find("rating_mean")], 3.5);
+    EXPECT_DOUBLE_EQ(row[catalogue.Find("days_since_review")], 1.0);
+  }
+}
+
+// More than 64 user traits: the states of traits >= 64 use the searched path.
+TEST(CustomerStateTest, ManyUserTraitsMatchBruteForceAndMerge) {
+  Workspace w = MakeWorkspace();
+  TraitConfig config;
+  for (int copy = 0; copy < 4; ++copy) {
+    for (UserTraitSpec spec : w.config.user_traits) {
+      spec.name.append("_").append(std::to_string(copy));
+      if (copy % 2 == 1 && spec.window_days > 0) spec.window_days += copy;
+      config.user_traits.push_back(spec);
+    }
+  }
+  ASSERT_GT(config.user_traits.size(), 80u);
+  ASSERT_TRUE(ValidateTraitConfig(config).ok());
+  TraitCatalogue catalogue(config);
+  std::mt19937_64 rng(9);
+  for (int c = 0; c < 30; ++c) {
+    EventBatch batch;
+    EventGenerator(700 + c).Generate(60, &batch);
+    std::vector<const Event*> events = Pointers(batch);
+    PopulationState pop = MakePopulation();
+    CustomerState single = Feed(events, batch, pop, config);
+    ExpectMatchesBruteForce(catalogue, single, events, batch, pop, AsOf(),
+                            "customer " + std::to_string(c));
+    std::shuffle(events.begin(), events.end(), rng);
+    size_t split = rng() % (events.size() + 1);
+    std::vector<const Event*> a(events.begin(), events.begin() + split),
+        b(events.begin() + split, events.end());
+    CustomerState left = Feed(a, batch, pop, config), right = Feed(b, batch, pop, config);
+    CustomerState ab = left, ba = right;
+    ab.Combine(right);
+    ba.Combine(left);
+    EXPECT_EQ(Bytes(ab), Bytes(single));
+    EXPECT_EQ(Bytes(ba), Bytes(single));
+    CustomerState round_trip;
+    ASSERT_TRUE(round_trip.Deserialize(Bytes(ab)).ok());
+    round_trip.Update(*events[0], batch, pop, config);  // index rebuilt after Deserialize
+    CustomerState plus_one = single;
+    plus_one.Update(*events[0], batch, pop, config);
+    EXPECT_EQ(Bytes(round_trip), Bytes(plus_one));
+    if (HasFailure()) return;
+  }
+}
+
+}  // namespace
+}  // namespace shoal::traits_test
