@@ -426,3 +426,42 @@ TEST(MembershipTest, DirectTraitsAgreeWithTheCatalogue) {
 
 }  // namespace
 }  // namespace shoal
+
+namespace shoal {
+namespace {
+
+// A merge: the absorbed profile exits what it was in (cause "merge"); the survivor, now holding
+// both histories, enters.
+TEST(ServerWebhookTest, MergedProfileExitsAndSurvivorEnters) {
+  TempDir dir;
+  int port = FreePort();
+  Receiver receiver(port);
+  receiver.Start();
+  auto server = StartAt(dir, std::string(kAudiences) + R"(
+[[destinations]]
+name = "crm"
+url = "http://127.0.0.1:)" + std::to_string(port) + R"(/hook"
+marketing = false
+audiences = ["big"]
+)");
+  ASSERT_TRUE(server);
+  httplib::Client c("127.0.0.1", server->port());
+  c.Post("/v1/events", R"({"event_id":"a1","type":"order","timestamp":)" + NowIso(-5) + R"(,"anonymous_id":"dev-1","total":150})", "application/json");
+  c.Post("/v1/events", R"({"event_id":"c1","type":"order","timestamp":)" + NowIso(-4) + R"(,"customer_id":"C1","total":150})", "application/json");
+  ASSERT_TRUE(receiver.WaitFor([](const auto& d) { return d.size() >= 2; }, 5));  // both entered big
+  c.Post("/v1/events", R"({"event_id":"i1","type":"identify","timestamp":)" + NowIso(-3) + R"(,"anonymous_id":"dev-1","customer_id":"C1"})", "application/json");
+  auto r = c.Get("/v1/profiles/dev-1");
+  ASSERT_EQ(r->status, 200);
+  EXPECT_NE(r->body.find("\"monetary_total\":300"), std::string::npos) << r->body;
+  ASSERT_TRUE(receiver.WaitFor([](const auto& d) { return d.size() >= 3; }, 5));
+  std::string exit = receiver.deliveries()[2].body;
+  EXPECT_NE(exit.find("\"type\":\"exited\""), std::string::npos) << exit;
+  EXPECT_NE(exit.find("\"cause\":{\"kind\":\"merge\"}"), std::string::npos) << exit;
+  EXPECT_NE(r->body.find("audience:big"), std::string::npos);
+  // One profile now holds big; whichever slot was absorbed, no slot but the survivor is in it.
+  auto members = c.Get("/v1/audiences/big/members");
+  EXPECT_EQ(std::count(members->body.begin(), members->body.end(), '{'), 2) << members->body;  // outer + 1
+}
+
+}  // namespace
+}  // namespace shoal
