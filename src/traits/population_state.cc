@@ -67,6 +67,12 @@ void PopulationState::AddUnitPrice(uint32_t id, double unit_price) {
   prices_[id].Add(BinOf(unit_price), 1);
 }
 
+void PopulationState::ObserveOrderLines(const Event& order, const EventBatch& batch) {
+  for (const OrderLine& line : batch.Lines(order)) {
+    if (!line.category.empty()) AddUnitPrice(CategoryId(line.category), line.unit_price);
+  }
+}
+
 uint64_t PopulationState::CategoryPriceCount(uint32_t id) const {
   return id < prices_.size() ? prices_[id].total : 0;
 }

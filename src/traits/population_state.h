@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "ingest/event.h"
 
 namespace shoal {
 
@@ -34,6 +35,9 @@ class PopulationState {
   // Records one order line's unit price in category `id` (an id from CategoryId). Prices that
   // are not finite and > 0 are ignored.
   void AddUnitPrice(uint32_t id, double unit_price);
+  // Records the unit prices of an order's lines (the population side of CustomerState::Update
+  // for an order), for orders that have no profile (anonymous baskets). Not thread-safe.
+  void ObserveOrderLines(const Event& order, const EventBatch& batch);
   // Number of prices recorded for category `id`.
   uint64_t CategoryPriceCount(uint32_t id) const;
   // Median unit price of category `id` from its histogram (mean of the two middle bin centres

@@ -77,6 +77,22 @@ TEST(PopulationStateTest, CombineRemapsAndMergesHistograms) {
   }
 }
 
+TEST(PopulationStateTest, ObserveOrderLinesRecordsCategorisedPrices) {
+  EventBatch batch;
+  Event order;
+  order.type = static_cast<uint16_t>(EventType::kOrder);
+  order.num_lines = 3;
+  batch.lines.push_back({batch.Intern("P1"), batch.Intern("bath"), 1, 10.0, 0});
+  batch.lines.push_back({batch.Intern("P2"), {}, 1, 99.0, 0});  // no category: skipped
+  batch.lines.push_back({batch.Intern("P3"), batch.Intern("bath"), 2, 12.0, 0});
+  batch.events.push_back(order);
+  PopulationState pop;
+  pop.ObserveOrderLines(batch.events[0], batch);
+  ASSERT_EQ(pop.num_categories(), 1u);
+  EXPECT_EQ(pop.CategoryPriceCount(0), 2u);
+  EXPECT_NEAR(pop.CategoryMedianPrice(0), 11.0, 0.11);
+}
+
 TEST(PopulationStateTest, SerializeRoundTripAndCorruption) {
   PopulationState pop;
   for (int i = 0; i < 300; ++i) {
