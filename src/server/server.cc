@@ -392,12 +392,18 @@ void Server::Impl::ProcessGroup(std::vector<std::shared_ptr<Job>>& jobs) {
   WriteGroup group;
   std::vector<std::pair<size_t, OutboxEntry>> pending;
   {
+    // The lock is taken per request and again for the evaluation, so a lookup waits for one
+    // request's events at most, not a whole group's. Only this thread mutates, so what readers
+    // may see in between is a profile whose traits already include an event whose memberships
+    // are being re-evaluated.
     std::unique_lock lock(engine_mu);
     const TimeMicros now = ctx.Now();
     std::unordered_map<uint32_t, std::string> touched;
     bool merged = false;
     std::string cause;
     for (auto& job : jobs) {
+      lock.unlock();
+      lock.lock();
       if (job->kind == Job::Kind::kRebuild) {
         EnsureSlots(engine->identity().num_slots());
         for (uint32_t p = 0; p < current.size(); ++p) {

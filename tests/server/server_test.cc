@@ -465,3 +465,46 @@ audiences = ["big"]
 
 }  // namespace
 }  // namespace shoal
+
+namespace shoal {
+namespace {
+
+TEST(ServerExportTest, ScheduledExportsWriteFilesAndLeaveOutOptedOut) {
+  TempDir dir;
+  auto server = StartAt(dir, std::string(kAudiences) + R"(
+[server]
+default_country_code = "44"
+[[exports]]
+audience = "big"
+format = "customer_list"
+path = "exports/big_ads.csv"
+every_minutes = 0.005
+[[exports]]
+audience = "big"
+format = "jsonl"
+path = "exports/big.jsonl"
+every_minutes = 0.005
+marketing = false
+)");
+  ASSERT_TRUE(server);
+  httplib::Client c("127.0.0.1", server->port());
+  c.Post("/v1/events", Order("o1", "C1", 500, R"(,"email":"ann@example.com","phone":"07946 095800")"), "application/json");
+  c.Post("/v1/events", Order("o2", "C2", 500, R"(,"email":"bob@example.com")"), "application/json");
+  c.Post("/v1/events", R"({"event_id":"k","type":"consent","timestamp":)" + NowIso() + R"(,"customer_id":"C2","marketing":false})", "application/json");
+  std::string ads, jsonl;
+  for (int i = 0; i < 100 && (ads.empty() || jsonl.empty()); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::ifstream a(dir.Sub("db/exports/big_ads.csv")), j(dir.Sub("db/exports/big.jsonl"));
+    ads.assign(std::istreambuf_iterator<char>(a), {});
+    jsonl.assign(std::istreambuf_iterator<char>(j), {});
+  }
+  EXPECT_EQ(ads, "Email,Phone\n" + Sha256Hex("ann@example.com") + "," + Sha256Hex("+447946095800") + "\n");
+  EXPECT_NE(jsonl.find("\"customer_id\":\"C2\""), std::string::npos);  // not a marketing export
+  EXPECT_NE(jsonl.find("\"customer_id\":\"C1\""), std::string::npos);
+  auto direct = server->ExportAudience("big", ExportOptions{ExportFormat::kCsv, ""}, true);
+  ASSERT_TRUE(direct.ok());
+  EXPECT_EQ(*direct, "customer_id,email,phone\nC1,ann@example.com,07946 095800\n");
+}
+
+}  // namespace
+}  // namespace shoal
