@@ -8,6 +8,7 @@
 #include "cli/demo.h"
 #include "cli/progress.h"
 #include "common/time.h"
+#include "engine/build.h"
 #include "engine/engine.h"
 #include "generate/generate.h"
 #include "server/server.h"
@@ -64,6 +65,36 @@ void PrintIngestSummary(const IngestSummary& s) {
 }
 
 }  // namespace
+
+void PrintSegments(const BuildResult& b) {
+  std::printf("%-4s %-40s %9s %8s %8s  %s\n", "id", "segment", "customers", "share", "revenue", "key traits (robust z)");
+  for (const SegmentInfo& s : b.segments) {
+    std::string traits;
+    for (const auto& [name, z] : s.key_traits) {
+      char buf[96];
+      std::snprintf(buf, sizeof buf, "%s%s %+.1f", traits.empty() ? "" : ", ", name.c_str(), z);
+      traits += buf;
+    }
+    std::printf("%-4lld %-40s %9lld %7.1f%% %7.1f%%  %s\n", static_cast<long long>(s.id), s.name.c_str(),
+                static_cast<long long>(s.size), 100 * s.share_customers, 100 * s.share_revenue, traits.c_str());
+  }
+  // RFM segment sizes.
+  std::vector<size_t> counts(b.rfm.segment_names.size(), 0);
+  for (int32_t seg : b.rfm.segment) counts[static_cast<size_t>(seg)]++;
+  std::printf("\nRFM segments:");
+  for (size_t i = 0; i < counts.size(); ++i) {
+    if (counts[i]) std::printf("  %s %zu", b.rfm.segment_names[i].c_str(), counts[i]);
+  }
+  std::printf("\n");
+  if (!b.audience_names.empty()) {
+    std::vector<size_t> sizes(b.audience_names.size(), 0);
+    for (const auto& row : b.audiences) for (uint32_t a : row) sizes[a]++;
+    std::printf("audiences:");
+    for (size_t i = 0; i < sizes.size(); ++i) std::printf("  %s %zu", b.audience_names[i].c_str(), sizes[i]);
+    std::printf("\n");
+  }
+}
+
 }  // namespace shoal
 
 int main(int argc, char** argv) {
@@ -114,6 +145,28 @@ int main(int argc, char** argv) {
   auto* forget = app.add_subcommand("forget", "Erase a person: events, identifiers, profile (GDPR art. 17)");
   forget->add_option("--db", db, "workspace folder")->capture_default_str();
   forget->add_option("identifier", identifier, "any identifier of the person")->required();
+
+  // build
+  std::string calibration_end, time_unit;
+  int k_override = -1;
+  auto* build = app.add_subcommand("build", "Compute RFM segments, behavioural clusters, audiences, predictions, cross-sell");
+  build->add_option("--db", db, "workspace folder")->capture_default_str();
+  build->add_option("--as-of", as_of_text, "traits as of this date (YYYY-MM-DD); default: the latest event's day");
+  build->add_option("--calibration-end", calibration_end, "last day of the BTYD calibration period (YYYY-MM-DD); default: the day before --as-of");
+  build->add_option("--time-unit", time_unit, "BTYD time unit: day or week (default: config, else week)")->check(CLI::IsMember({"day", "week"}));
+  build->add_option("--k", k_override, "number of behavioural clusters (0 = automatic; default: config)");
+  build->add_flag("--quiet", quiet, "no progress lines");
+
+  // segments
+  bool json_out = false;
+  auto* segments = app.add_subcommand("segments", "Print the segments of the last build");
+  segments->add_option("--db", db, "workspace folder")->capture_default_str();
+  segments->add_flag("--json", json_out, "the full report as JSON");
+
+  // models
+  auto* models = app.add_subcommand("models", "Print the fitted models' parameters and diagnostics");
+  models->add_option("--db", db, "workspace folder")->capture_default_str();
+  models->add_flag("--json", json_out, "as JSON");
 
   // serve
   std::string bind_address;
@@ -217,6 +270,44 @@ int main(int argc, char** argv) {
       std::printf("forgot %zu identifiers, removed %llu events, scrubbed %llu references; store compacted\n",
                   summary->identifiers.size(), static_cast<unsigned long long>(summary->events_removed),
                   static_cast<unsigned long long>(summary->references_scrubbed));
+      return 0;
+    }
+    if (*build) {
+      auto as_of = ParseAsOf(as_of_text);
+      if (!as_of.ok()) return Fail(as_of.status());
+      auto engine = OpenEngine(db, "", false);
+      if (!engine.ok()) return Fail(engine.status());
+      BuildOptions options;
+      options.as_of = *as_of;
+      options.time_unit = time_unit;
+      options.k = k_override;
+      options.quiet = quiet;
+      if (!calibration_end.empty()) {
+        auto day = ParseIso8601(calibration_end);
+        if (!day.ok() || calibration_end.size() != 10) {
+          return Fail(Status::InvalidArgument("--calibration-end '" + calibration_end + "' is not a date (YYYY-MM-DD)"));
+        }
+        options.calibration_end_day = DayOf(*day);
+      }
+      auto result = RunBuild(**engine, options);
+      if (!result.ok()) return Fail(result.status());
+      PrintSegments(*result);
+      std::printf("\nmodels: %s\ncross-sell: %s\nbuild took %.2f s\n", result->models_json.c_str(),
+                  result->affinity_summary.c_str(), result->seconds);
+      return 0;
+    }
+    if (*segments || *models) {
+      auto engine = OpenEngine(db, "", true);
+      if (!engine.ok()) return Fail(engine.status());
+      auto result = LoadBuild(**engine);
+      if (!result.ok()) return Fail(result.status());
+      if (*models) {
+        std::printf("%s\n", result->models_json.c_str());
+      } else if (json_out) {
+        std::printf("%s\n", result->segments_json.c_str());
+      } else {
+        PrintSegments(*result);
+      }
       return 0;
     }
     if (*demo_cmd) {

@@ -15,6 +15,7 @@
 #include "common/coding.h"
 #include "common/json_writer.h"
 #include "common/time.h"
+#include "engine/build.h"
 #include "store/event_codec.h"
 
 namespace shoal {
@@ -517,20 +518,38 @@ Result<TraitTable> Engine::ComputeTraits(std::optional<TimeMicros> as_of) const 
 
 Status Engine::ExportCsv(const std::string& path, std::optional<TimeMicros> as_of) const {
   SHOAL_ASSIGN_OR_RETURN(TraitTable table, ComputeTraits(as_of));
+  // The last build's segments and scores, joined by profile (rows it did not see stay empty).
+  auto build = LoadBuild(*this);
+  if (!build.ok() && !build.status().IsNotFound()) return build.status();
+  std::vector<uint32_t> build_row;
+  if (build.ok()) {
+    build_row.assign(identity_.num_slots(), UINT32_MAX);
+    for (size_t r = 0; r < build->profiles.size(); ++r) {
+      if (build->profiles[r] < build_row.size()) build_row[build->profiles[r]] = static_cast<uint32_t>(r);
+    }
+  }
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) return Status::IOError("cannot write export " + path);
   std::string line = "customer_id";
   for (const TraitInfo& t : table.matrix.traits) line += "," + t.name;
+  if (build.ok()) for (const std::string& c : BuildExportColumns()) line += "," + c;
   line += '\n';
   out << line;
   const size_t n = table.profiles.size();
   const size_t num_traits = table.matrix.traits.size();
+  const std::string empty_build(BuildExportColumns().size(), ',');
   for (size_t row = 0; row < n; ++row) {
     line.clear();
     AppendCsvText(&line, table.customer_ids[row]);
     for (size_t t = 0; t < num_traits; ++t) {
       line.push_back(',');
       AppendCsvNumber(&line, table.matrix.values[t * n + row]);
+    }
+    if (build.ok()) {
+      uint32_t profile = table.profiles[row];
+      uint32_t br = profile < build_row.size() ? build_row[profile] : UINT32_MAX;
+      if (br != UINT32_MAX && !as_of) AppendBuildCells(*build, br, &line);
+      else line += empty_build;
     }
     line.push_back('\n');
     out << line;

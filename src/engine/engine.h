@@ -120,6 +120,8 @@ class Engine {
   const PopulationState& population() const { return population_; }
   const CustomerState& state(uint32_t profile) const { return states_[profile]; }
   KvStore& store() { return *store_; }
+  const KvStore& const_store() const { return *store_; }
+  bool read_only() const { return options_.read_only; }
   const Context& context() const { return ctx_; }
   uint64_t num_events() const { return seen_ids_.size(); }
   // The time traits are computed at by default: ctx.clock if set, else the latest event time

@@ -1,0 +1,871 @@
+#include "engine/build.h"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <toml++/toml.h>
+#include <unordered_map>
+
+#include "affinity/baskets.h"
+#include "affinity/fpgrowth.h"
+#include "affinity/recommend.h"
+#include "affinity/rules.h"
+#include "common/coding.h"
+#include "common/json_writer.h"
+#include "common/time.h"
+#include "predict/bgnbd.h"
+#include "predict/btyd_clv.h"
+#include "predict/btyd_data.h"
+#include "predict/gamma_gamma.h"
+#include "predict/pareto_nbd.h"
+#include "segment/kmeans.h"
+#include "segment/naming.h"
+#include "segment/profile.h"
+#include "segment/rules.h"
+#include "segment/stability.h"
+
+namespace shoal {
+
+namespace {
+
+constexpr std::string_view kBuildProfilesKey = "build/profiles";
+constexpr std::string_view kBuildSegmentsKey = "build/segments.json";
+constexpr std::string_view kBuildModelsKey = "build/models.json";
+constexpr std::string_view kBuildScalerKey = "build/scaler";
+
+// The default clustering traits (docs/segments.md): what separates buying behaviours.
+// `log` marks skewed counts, money and durations (log1p before scaling).
+struct FeatureSpec { const char* name; bool log; };
+constexpr FeatureSpec kDefaultFeatures[] = {
+    {"frequency", true},          {"monetary_total", true},       {"aov", true},
+    {"recency_days", true},       {"discount_share", false},      {"premium_index", false},
+    {"distinct_categories", true}, {"new_categories_30d", true},  {"cart_abandonment_rate", false},
+    {"cart_abandonment_count", true}, {"product_views", true},    {"sessions", true},
+    {"email_open_rate", false},   {"ipi_std_days", true},         {"return_rate", false},
+};
+bool IsLogTrait(std::string_view name) {
+  for (const auto& f : kDefaultFeatures) if (f.name == name) return f.log;
+  // User-chosen traits: counts, money and durations are logged (by their unit suffix/name).
+  return name.ends_with("_days") || name.ends_with("_count") || name.find("orders") != std::string_view::npos ||
+         name.find("spend") != std::string_view::npos || name == "sessions" || name == "page_views";
+}
+
+double Seconds(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void Say(bool quiet, const char* fmt, const std::string& a, double secs) {
+  if (!quiet) std::fprintf(stderr, fmt, a.c_str(), secs);
+}
+
+// Settings from the workspace TOML, with defaults.
+struct BuildSettings {
+  int k = 0, k_min = 3, k_max = 10, n_init = 3;
+  double hysteresis = 0.1;
+  std::vector<std::string> features;
+  std::string time_unit = "week";
+  double horizon_days = 90;       // expected_orders horizon
+  int clv_months = 12;
+  double margin = 1.0;
+  double annual_discount_rate = 0.10;
+  std::string affinity_level = "category";
+  double min_support = 0.005, min_confidence = 0.2;
+  size_t recommend_top = 3;
+  size_t replenish_orders = 3;    // bought in this many orders: a replenishment item
+  bool fit_pareto_nbd = true;     // also fit Pareto/NBD (reported; BG/NBD drives the scores)
+};
+
+Result<BuildSettings> ReadSettings(const toml::table& root) {
+  BuildSettings s;
+  auto bad = [](std::string key, std::string want) {
+    return Status::InvalidArgument("workspace config: " + key + " must be " + want);
+  };
+  if (const toml::table* seg = root["segments"].as_table()) {
+    s.k = static_cast<int>(seg->get("k") ? (*seg)["k"].value_or<int64_t>(-1) : 0);
+    s.k_min = static_cast<int>((*seg)["k_min"].value_or<int64_t>(s.k_min));
+    s.k_max = static_cast<int>((*seg)["k_max"].value_or<int64_t>(s.k_max));
+    s.n_init = static_cast<int>((*seg)["n_init"].value_or<int64_t>(s.n_init));
+    s.hysteresis = (*seg)["hysteresis"].value_or(s.hysteresis);
+    if (s.k < 0 || s.k == 1) return bad("segments.k", "0 (automatic) or an integer >= 2");
+    if (s.k_min < 2 || s.k_max < s.k_min) return bad("segments.k_min/k_max", "2 <= k_min <= k_max");
+    if (const toml::array* f = (*seg)["features"].as_array()) {
+      for (const auto& item : *f) {
+        auto v = item.value<std::string>();
+        if (!v) return bad("segments.features", "an array of trait names");
+        s.features.push_back(*v);
+      }
+    }
+  }
+  if (s.features.empty()) for (const auto& f : kDefaultFeatures) s.features.emplace_back(f.name);
+  if (const toml::table* m = root["models"].as_table()) {
+    s.time_unit = (*m)["time_unit"].value_or(s.time_unit);
+    s.horizon_days = (*m)["horizon_days"].value_or(s.horizon_days);
+    s.clv_months = static_cast<int>((*m)["clv_months"].value_or<int64_t>(s.clv_months));
+    s.margin = (*m)["margin"].value_or(s.margin);
+    s.annual_discount_rate = (*m)["annual_discount_rate"].value_or(s.annual_discount_rate);
+    s.fit_pareto_nbd = (*m)["pareto_nbd"].value_or(s.fit_pareto_nbd);
+    if (s.time_unit != "day" && s.time_unit != "week") return bad("models.time_unit", "\"day\" or \"week\"");
+    if (s.margin <= 0 || s.margin > 1) return bad("models.margin", "in (0, 1]");
+    if (s.clv_months < 1) return bad("models.clv_months", ">= 1");
+  }
+  if (const toml::table* a = root["affinity"].as_table()) {
+    s.affinity_level = (*a)["level"].value_or(s.affinity_level);
+    s.min_support = (*a)["min_support"].value_or(s.min_support);
+    s.min_confidence = (*a)["min_confidence"].value_or(s.min_confidence);
+    s.recommend_top = static_cast<size_t>((*a)["top"].value_or<int64_t>(3));
+    s.replenish_orders = static_cast<size_t>((*a)["replenish_orders"].value_or<int64_t>(3));
+    if (s.affinity_level != "category" && s.affinity_level != "product") {
+      return bad("affinity.level", "\"category\" or \"product\"");
+    }
+  }
+  return s;
+}
+
+// Robust scaler: log1p where marked, NaN imputed, then (x - median) / IQR.
+struct Scaler {
+  std::vector<std::string> features;
+  std::vector<uint8_t> log;
+  std::vector<double> impute, center, scale;
+
+  void Serialize(std::string* out) const {
+    PutVarint(out, features.size());
+    for (size_t f = 0; f < features.size(); ++f) {
+      PutString(out, features[f]);
+      out->push_back(static_cast<char>(log[f]));
+      PutDouble(out, impute[f]);
+      PutDouble(out, center[f]);
+      PutDouble(out, scale[f]);
+    }
+  }
+  bool Deserialize(std::string_view in) {
+    Reader r(in);
+    size_t n = r.Varint();
+    for (size_t f = 0; f < n && r.ok(); ++f) {
+      features.emplace_back(r.String());
+      log.push_back(r.Byte());
+      impute.push_back(r.Double());
+      center.push_back(r.Double());
+      scale.push_back(r.Double());
+    }
+    return r.ok();
+  }
+  double Transform(size_t f, double v) const {
+    if (std::isnan(v)) v = impute[f];
+    if (log[f]) v = std::log1p(std::max(0.0, v));
+    return (v - center[f]) / scale[f];
+  }
+};
+
+double Quantile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  size_t k = static_cast<size_t>(q * (v.size() - 1));
+  std::nth_element(v.begin(), v.begin() + static_cast<ptrdiff_t>(k), v.end());
+  return v[k];
+}
+
+Scaler FitScaler(const std::vector<std::string>& features, const std::vector<std::span<const double>>& cols) {
+  Scaler s;
+  s.features = features;
+  for (size_t f = 0; f < features.size(); ++f) {
+    s.log.push_back(IsLogTrait(features[f]) ? 1 : 0);
+    // Undefined means "none of it": 0, except recency, where never means as long ago as anyone.
+    double impute = 0;
+    if (features[f] == "recency_days" || features[f] == "ipi_std_days") {
+      for (double v : cols[f]) if (!std::isnan(v)) impute = std::max(impute, v);
+    }
+    s.impute.push_back(impute);
+    std::vector<double> t;
+    t.reserve(cols[f].size());
+    for (double v : cols[f]) {
+      double x = std::isnan(v) ? impute : v;
+      t.push_back(s.log.back() ? std::log1p(std::max(0.0, x)) : x);
+    }
+    double median = Quantile(t, 0.5);
+    double iqr = Quantile(t, 0.75) - Quantile(t, 0.25);
+    if (!(iqr > 1e-12)) {
+      double mean = std::accumulate(t.begin(), t.end(), 0.0) / std::max<size_t>(1, t.size());
+      double var = 0;
+      for (double x : t) var += (x - mean) * (x - mean);
+      iqr = std::sqrt(var / std::max<size_t>(1, t.size())) * 1.349;  // IQR of a normal
+    }
+    if (!(iqr > 1e-12)) iqr = 1;
+    s.center.push_back(median);
+    s.scale.push_back(iqr);
+  }
+  return s;
+}
+
+std::string Join(const std::vector<std::string>& items, char sep) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out.push_back(sep);
+    out += items[i];
+  }
+  return out;
+}
+
+// The previous build's segments, for stable ids and names.
+struct PreviousBuild {
+  segment::PreviousClusters clusters;
+  std::unordered_map<std::string, int64_t> segment_of_customer;
+  bool present = false;
+};
+
+}  // namespace
+
+const std::vector<std::string>& BuildExportColumns() {
+  static const std::vector<std::string> kColumns = {
+      "rfm_r", "rfm_f", "rfm_m", "rfm_segment", "segment_id", "segment_name", "audiences",
+      "p_alive", "expected_orders_90d", "expected_order_value", "clv", "next_order_date",
+      "recommendations"};
+  return kColumns;
+}
+
+void AppendBuildCells(const BuildResult& b, size_t row, std::string* line) {
+  auto num = [&](double v) { line->push_back(','); AppendCsvNumber(line, v); };
+  line->push_back(',');
+  if (b.rfm.r[row]) *line += std::to_string(b.rfm.r[row]);
+  line->push_back(',');
+  if (b.rfm.f[row]) *line += std::to_string(b.rfm.f[row]);
+  line->push_back(',');
+  if (b.rfm.m[row]) *line += std::to_string(b.rfm.m[row]);
+  line->push_back(',');
+  AppendCsvText(line, b.rfm.segment_names[static_cast<size_t>(b.rfm.segment[row])]);
+  line->push_back(',');
+  std::string seg_name;
+  if (b.segment_id[row] >= 0) {
+    *line += std::to_string(b.segment_id[row]);
+    for (const SegmentInfo& s : b.segments) if (s.id == b.segment_id[row]) seg_name = s.name;
+  }
+  line->push_back(',');
+  AppendCsvText(line, seg_name);
+  line->push_back(',');
+  std::vector<std::string> names;
+  for (uint32_t a : b.audiences[row]) names.push_back(b.audience_names[a]);
+  AppendCsvText(line, Join(names, ';'));
+  num(b.p_alive[row]);
+  num(b.expected_orders_90d[row]);
+  num(b.expected_order_value[row]);
+  num(b.clv[row]);
+  line->push_back(',');
+  if (!std::isnan(b.next_order_time[row])) *line += FormatDate(static_cast<TimeMicros>(b.next_order_time[row]));
+  line->push_back(',');
+  AppendCsvText(line, b.recommendations[row]);
+}
+
+namespace {
+
+void SerializeBuild(const BuildResult& b, std::string* out) {
+  PutVarint(out, 1);  // format version
+  PutVarint(out, b.rfm.segment_names.size());
+  for (const auto& n : b.rfm.segment_names) PutString(out, n);
+  PutVarint(out, b.audience_names.size());
+  for (const auto& n : b.audience_names) PutString(out, n);
+  PutVarint(out, b.segments.size());
+  for (const auto& s : b.segments) {
+    PutZigZag(out, s.id);
+    PutString(out, s.name);
+    PutVarint(out, static_cast<uint64_t>(s.size));
+    PutDouble(out, s.share_customers);
+    PutDouble(out, s.share_revenue);
+  }
+  PutVarint(out, b.profiles.size());
+  for (size_t row = 0; row < b.profiles.size(); ++row) {
+    PutVarint(out, b.profiles[row]);
+    PutString(out, b.customer_ids[row]);
+    out->push_back(static_cast<char>(b.rfm.r[row]));
+    out->push_back(static_cast<char>(b.rfm.f[row]));
+    out->push_back(static_cast<char>(b.rfm.m[row]));
+    PutVarint(out, static_cast<uint64_t>(b.rfm.segment[row]));
+    PutZigZag(out, b.segment_id[row]);
+    PutVarint(out, b.audiences[row].size());
+    for (uint32_t a : b.audiences[row]) PutVarint(out, a);
+    PutDouble(out, b.p_alive[row]);
+    PutDouble(out, b.expected_orders_90d[row]);
+    PutDouble(out, b.expected_order_value[row]);
+    PutDouble(out, b.clv[row]);
+    PutDouble(out, b.next_order_time[row]);
+    PutString(out, b.recommendations[row]);
+  }
+}
+
+Status DeserializeBuild(std::string_view in, BuildResult* b) {
+  Reader r(in);
+  if (r.Varint() != 1) return Status::Corruption("stored build: unknown format");
+  size_t n = r.Varint();
+  for (size_t i = 0; i < n && r.ok(); ++i) b->rfm.segment_names.emplace_back(r.String());
+  n = r.Varint();
+  for (size_t i = 0; i < n && r.ok(); ++i) b->audience_names.emplace_back(r.String());
+  n = r.Varint();
+  for (size_t i = 0; i < n && r.ok(); ++i) {
+    SegmentInfo s;
+    s.id = r.ZigZag();
+    s.name = std::string(r.String());
+    s.size = static_cast<int64_t>(r.Varint());
+    s.share_customers = r.Double();
+    s.share_revenue = r.Double();
+    b->segments.push_back(std::move(s));
+  }
+  n = r.Varint();
+  if (n > r.Remaining()) return Status::Corruption("stored build: bad row count");
+  for (size_t row = 0; row < n && r.ok(); ++row) {
+    b->profiles.push_back(static_cast<uint32_t>(r.Varint()));
+    b->customer_ids.emplace_back(r.String());
+    b->rfm.r.push_back(r.Byte());
+    b->rfm.f.push_back(r.Byte());
+    b->rfm.m.push_back(r.Byte());
+    b->rfm.segment.push_back(static_cast<int32_t>(r.Varint()));
+    b->segment_id.push_back(r.ZigZag());
+    size_t na = r.Varint();
+    std::vector<uint32_t> aud;
+    for (size_t a = 0; a < na && r.ok(); ++a) aud.push_back(static_cast<uint32_t>(r.Varint()));
+    b->audiences.push_back(std::move(aud));
+    b->p_alive.push_back(r.Double());
+    b->expected_orders_90d.push_back(r.Double());
+    b->expected_order_value.push_back(r.Double());
+    b->clv.push_back(r.Double());
+    b->next_order_time.push_back(r.Double());
+    b->recommendations.emplace_back(r.String());
+  }
+  return r.ok() ? Status::OK() : Status::Corruption("stored build truncated");
+}
+
+Result<PreviousBuild> LoadPrevious(const Engine& engine, const std::vector<std::string>& features, Scaler* scaler) {
+  PreviousBuild prev;
+  std::string value;
+  if (!engine.const_store().Get(Column::kModels, kBuildScalerKey, &value).ok()) return prev;
+  Scaler stored;
+  if (!stored.Deserialize(value) || stored.features != features) return prev;  // new feature set: start over
+  *scaler = stored;
+  if (!engine.const_store().Get(Column::kModels, kBuildSegmentsKey, &value).ok()) return prev;
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(value).get(doc)) return Status::Corruption("stored segments report is not JSON");
+  int64_t next_id = 0;
+  if (doc["next_segment_id"].get(next_id)) return prev;
+  prev.clusters.next_segment_id = next_id;
+  simdjson::dom::array segs;
+  if (doc["segments"].get(segs)) return prev;
+  for (simdjson::dom::element s : segs) {
+    int64_t id;
+    std::string_view name;
+    simdjson::dom::array centroid;
+    if (s["id"].get(id) || s["name"].get(name) || s["centroid"].get(centroid)) {
+      return Status::Corruption("stored segments report: a segment lacks id, name or centroid");
+    }
+    prev.clusters.segment_ids.push_back(id);
+    prev.clusters.names.emplace_back(name);
+    for (simdjson::dom::element c : centroid) {
+      double v;
+      if (c.get(v)) return Status::Corruption("stored segments report: bad centroid");
+      prev.clusters.centroids.push_back(v);
+    }
+  }
+  auto stored_build = LoadBuild(engine);
+  if (stored_build.ok()) {
+    for (size_t row = 0; row < stored_build->customer_ids.size(); ++row) {
+      prev.segment_of_customer[stored_build->customer_ids[row]] = stored_build->segment_id[row];
+    }
+  }
+  prev.present = !prev.clusters.segment_ids.empty();
+  return prev;
+}
+
+}  // namespace
+
+Result<BuildResult> LoadBuild(const Engine& engine) {
+  std::string value;
+  Status st = engine.const_store().Get(Column::kModels, kBuildProfilesKey, &value);
+  if (st.IsNotFound()) return Status::NotFound("no build yet: run `shoal build --db DIR`");
+  SHOAL_RETURN_IF_ERROR(st);
+  BuildResult b;
+  SHOAL_RETURN_IF_ERROR(DeserializeBuild(value, &b));
+  engine.const_store().Get(Column::kModels, kBuildSegmentsKey, &b.segments_json).ok();
+  engine.const_store().Get(Column::kModels, kBuildModelsKey, &b.models_json).ok();
+  return b;
+}
+
+Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
+  auto t_start = std::chrono::steady_clock::now();
+  const Context& ctx = engine.context();
+  SHOAL_ASSIGN_OR_RETURN(BuildSettings settings, ReadSettings(*engine.config().table));
+  if (options.k >= 0) settings.k = options.k;
+  if (!options.time_unit.empty()) settings.time_unit = options.time_unit;
+  if (settings.time_unit != "day" && settings.time_unit != "week") {
+    return Status::InvalidArgument("--time-unit must be day or week");
+  }
+  const TimeMicros as_of = options.as_of.value_or(engine.DefaultAsOf());
+  BuildResult b;
+
+  // 1. Traits.
+  auto t0 = std::chrono::steady_clock::now();
+  SHOAL_ASSIGN_OR_RETURN(TraitTable table, engine.ComputeTraits(options.as_of));
+  const size_t n = table.profiles.size();
+  if (n == 0) return Status::FailedPrecondition("the workspace has no profiles: ingest events first");
+  b.profiles = table.profiles;
+  b.customer_ids = table.customer_ids;
+  const TraitMatrix& m = table.matrix;
+  auto column = [&](std::string_view name) -> Result<std::span<const double>> {
+    int idx = m.Find(name);
+    if (idx < 0) return Status::InvalidArgument("unknown trait '" + std::string(name) + "' (see docs/traits.md)");
+    return m.Column(static_cast<size_t>(idx));
+  };
+  Say(options.quiet, "build: %s traits for the profiles (%.2f s)\n", std::to_string(m.traits.size()), Seconds(t0));
+
+  // 2. RFM.
+  t0 = std::chrono::steady_clock::now();
+  SHOAL_ASSIGN_OR_RETURN(segment::RfmOptions rfm_options, segment::ParseRfmOptions(engine.config().text));
+  SHOAL_ASSIGN_OR_RETURN(auto recency, column("recency_days"));
+  SHOAL_ASSIGN_OR_RETURN(auto frequency, column("frequency"));
+  SHOAL_ASSIGN_OR_RETURN(auto monetary, column("monetary_total"));
+  SHOAL_ASSIGN_OR_RETURN(b.rfm, segment::ComputeRfm(recency, frequency, monetary, rfm_options, ctx));
+  Say(options.quiet, "build: RFM scores%s (%.2f s)\n", "", Seconds(t0));
+
+  // 3. Behavioural clusters: scaled features, k-means, stable ids, names.
+  t0 = std::chrono::steady_clock::now();
+  std::vector<std::span<const double>> feature_cols;
+  for (const std::string& f : settings.features) {
+    SHOAL_ASSIGN_OR_RETURN(auto col, column(f));
+    feature_cols.push_back(col);
+  }
+  const size_t d = settings.features.size();
+  Scaler scaler;
+  SHOAL_ASSIGN_OR_RETURN(PreviousBuild previous, LoadPrevious(engine, settings.features, &scaler));
+  if (!previous.present) scaler = FitScaler(settings.features, feature_cols);
+  std::vector<float> points(n * d);  // n x d, row-major, scaled
+  for (size_t row = 0; row < n; ++row) {
+    for (size_t f = 0; f < d; ++f) points[row * d + f] = static_cast<float>(scaler.Transform(f, feature_cols[f][row]));
+  }
+  KMeansOptions km;
+  km.n_init = settings.n_init;
+  int k = settings.k;
+  std::vector<double> k_scores;
+  if (k == 0) {
+    int k_max = std::min<int>(settings.k_max, static_cast<int>(n));
+    int k_min = std::min(settings.k_min, k_max);
+    if (k_max >= 2) {
+      SHOAL_ASSIGN_OR_RETURN(k, ChooseK(points, n, d, std::max(2, k_min), k_max, km, ctx, &k_scores));
+    } else {
+      k = 1;
+    }
+  }
+  k = std::min<int>(k, static_cast<int>(n));
+  km.k = k;
+  SHOAL_ASSIGN_OR_RETURN(KMeansResult clusters, KMeans(points, n, d, km, ctx));
+  std::vector<int64_t> previous_ids(n, -1);
+  if (previous.present) {
+    for (size_t row = 0; row < n; ++row) {
+      auto it = previous.segment_of_customer.find(b.customer_ids[row]);
+      if (it != previous.segment_of_customer.end()) previous_ids[row] = it->second;
+    }
+  }
+  segment::StabilityOptions stability;
+  stability.hysteresis = settings.hysteresis;
+  SHOAL_ASSIGN_OR_RETURN(segment::StableClusters stable,
+                         segment::StabiliseClusters(points, clusters.centroids, d, previous_ids, previous.clusters,
+                                                    stability, ctx));
+  b.segment_id = stable.customer_segment_ids;
+  b.moved = stable.moved;
+  // Profiles and names over every trait, labelled by the stable assignment.
+  // Names and profiles describe behaviour: the clustering traits plus a few that explain them
+  // (seasonality and channel mix would otherwise dominate the adjectives of small segments).
+  segment::ProfileInput profile_input;
+  std::vector<std::string> described = settings.features;
+  for (const char* extra : {"orders_365d", "spend_365d", "email_click_rate", "referrals", "returns",
+                            "support_tickets", "searches", "view_to_order", "ipi_mean_days", "tenure_days"}) {
+    if (std::find(described.begin(), described.end(), extra) == described.end()) described.emplace_back(extra);
+  }
+  for (const std::string& name : described) {
+    int idx = m.Find(name);
+    if (idx < 0) continue;
+    profile_input.trait_names.push_back(name);
+    profile_input.traits.push_back(m.Column(static_cast<size_t>(idx)));
+  }
+  profile_input.labels = stable.assignment;
+  SHOAL_ASSIGN_OR_RETURN(segment::ProfileResult profiles, segment::ProfileClusters(profile_input, ctx));
+  // Matched clusters keep their previous names; new ones get generated names clear of those.
+  std::vector<segment::ClusterName> generated =
+      segment::NameClusters(profiles.clusters, segment::NamingOptions(), stable.names);
+  std::vector<std::string> names(static_cast<size_t>(k));
+  for (int c = 0; c < k; ++c) names[c] = stable.names[c].empty() ? generated[c].name : stable.names[c];
+  for (int c = 0; c < k; ++c) {
+    SegmentInfo info;
+    info.id = stable.segment_ids[c];
+    info.name = names[c];
+    const segment::ClusterProfile& cp = profiles.clusters[c];
+    info.size = cp.size;
+    info.share_customers = cp.share_customers;
+    info.share_revenue = cp.share_revenue;
+    info.reasons = generated[c].reasons;
+    std::vector<std::pair<std::string, double>> zs;
+    for (const auto& tp : cp.traits) {
+      if (std::isfinite(tp.robust_z)) zs.emplace_back(tp.name, tp.robust_z);
+      for (const auto& f : settings.features) if (f == tp.name) info.trait_means.emplace_back(tp.name, tp.mean);
+    }
+    std::stable_sort(zs.begin(), zs.end(), [](const auto& a, const auto& c2) { return std::fabs(a.second) > std::fabs(c2.second); });
+    zs.resize(std::min<size_t>(zs.size(), 5));
+    info.key_traits = zs;
+    b.segments.push_back(std::move(info));
+  }
+  Say(options.quiet, "build: %s behavioural segments (%.2f s)\n", std::to_string(k), Seconds(t0));
+
+  // 4. BTYD: (x, t_x, T) from each profile's orders up to the calibration end.
+  t0 = std::chrono::steady_clock::now();
+  const int64_t cal_end_day = options.calibration_end_day.value_or(DayOf(as_of) - 1);
+  const double unit_days = settings.time_unit == "week" ? 7.0 : 1.0;
+  std::vector<double> xs(n, std::nan("")), txs(n, std::nan("")), Ts(n, std::nan("")), means(n, std::nan(""));
+  std::vector<double> fit_x, fit_tx, fit_T, fit_mean;
+  uint64_t excluded_spend = 0;
+  for (size_t row = 0; row < n; ++row) {
+    const CustomerState& st = engine.state(b.profiles[row]);
+    int64_t first = INT64_MAX, last = INT64_MIN, current = INT64_MIN;
+    double day_total = 0, repeat_sum = 0;
+    int64_t days = 0;
+    auto close_day = [&] {
+      if (current == INT64_MIN) return;
+      if (days > 1) repeat_sum += day_total;
+    };
+    for (const auto& order : st.orders()) {  // sorted by time
+      int64_t day = DayOf(order.timestamp);
+      if (day > cal_end_day) break;
+      if (day != current) {
+        close_day();
+        current = day;
+        day_total = 0;
+        ++days;
+        first = std::min(first, day);
+        last = day;
+      }
+      day_total += order.total();
+    }
+    close_day();
+    if (days == 0) continue;
+    xs[row] = static_cast<double>(days - 1);
+    txs[row] = (last - first) / unit_days;
+    Ts[row] = (cal_end_day - first) / unit_days;
+    means[row] = days > 1 ? repeat_sum / static_cast<double>(days - 1) : 0;
+    if (!(Ts[row] > 0)) continue;  // first order on the last calibration day: scored, not fitted
+    fit_x.push_back(xs[row]);
+    fit_tx.push_back(txs[row]);
+    fit_T.push_back(Ts[row]);
+    if (days > 1 && !(means[row] > 0)) ++excluded_spend;
+    fit_mean.push_back(days > 1 && means[row] > 0 ? means[row] : 0);
+  }
+  b.p_alive.assign(n, std::nan(""));
+  b.expected_orders_90d.assign(n, std::nan(""));
+  b.expected_order_value.assign(n, std::nan(""));
+  b.clv.assign(n, std::nan(""));
+  b.next_order_time.assign(n, std::nan(""));
+  std::string models = "{\"calibration_end\":";
+  AppendJsonString(&models, FormatDate(cal_end_day * kMicrosPerDay));
+  models += ",\"time_unit\":";
+  AppendJsonString(&models, settings.time_unit);
+  models += ",\"customers\":" + std::to_string(fit_x.size());
+  if (fit_x.size() >= 10) {
+    SHOAL_ASSIGN_OR_RETURN(CompressedRfm data, CompressRfm(fit_x, fit_tx, fit_T, fit_mean));
+    SHOAL_ASSIGN_OR_RETURN(BgNbdFit bg, FitBgNbd(data));
+    Result<ParetoNbdFit> pareto = settings.fit_pareto_nbd
+                                      ? FitParetoNbd(data)
+                                      : Result<ParetoNbdFit>(Status::FailedPrecondition("disabled by [models] pareto_nbd = false"));
+    auto gg = FitGammaGamma(data);
+    auto param = [&](const char* name, double v, double se, bool last_one = false) {
+      models += "\"" + std::string(name) + "\":";
+      AppendJsonNumber(&models, v);
+      models += ",\"" + std::string(name) + "_se\":";
+      AppendJsonNumber(&models, se);
+      if (!last_one) models += ",";
+    };
+    models += ",\"bgnbd\":{";
+    param("r", bg.params.r, bg.std_errors[0]);
+    param("alpha", bg.params.alpha, bg.std_errors[1]);
+    param("a", bg.params.a, bg.std_errors[2]);
+    param("b", bg.params.b, bg.std_errors[3]);
+    models += "\"loglik\":";
+    AppendJsonNumber(&models, bg.log_likelihood);
+    models += ",\"converged\":" + std::string(bg.converged ? "true" : "false") +
+              ",\"iterations\":" + std::to_string(bg.iterations) + "}";
+    if (pareto.ok()) {
+      models += ",\"pareto_nbd\":{";
+      param("r", pareto->params.r, pareto->std_errors[0]);
+      param("alpha", pareto->params.alpha, pareto->std_errors[1]);
+      param("s", pareto->params.s, pareto->std_errors[2]);
+      param("beta", pareto->params.beta, pareto->std_errors[3]);
+      models += "\"loglik\":";
+      AppendJsonNumber(&models, pareto->log_likelihood);
+      models += ",\"converged\":" + std::string(pareto->converged ? "true" : "false") + "}";
+    } else {
+      models += ",\"pareto_nbd\":{\"error\":";
+      AppendJsonString(&models, pareto.status().message());
+      models += "}";
+    }
+    GammaGammaParams gg_params{};
+    bool have_gg = gg.ok();
+    if (have_gg) {
+      gg_params = gg->params;
+      models += ",\"gamma_gamma\":{";
+      param("p", gg->params.p, gg->std_errors[0]);
+      param("q", gg->params.q, gg->std_errors[1]);
+      param("gamma", gg->params.gamma, gg->std_errors[2]);
+      models += "\"loglik\":";
+      AppendJsonNumber(&models, gg->log_likelihood);
+      models += ",\"repeat_customers\":" + std::to_string(static_cast<int64_t>(gg->input.customers));
+      models += ",\"excluded_nonpositive_spend\":" + std::to_string(excluded_spend) + "}";
+    } else {
+      models += ",\"gamma_gamma\":{\"error\":";
+      AppendJsonString(&models, gg.status().message());
+      models += "}";
+    }
+    ClvOptions clv;
+    clv.periods = settings.clv_months;
+    clv.period_length = (365.25 / 12.0) / unit_days;
+    clv.margin = settings.margin;
+    clv.discount_rate = std::pow(1.0 + settings.annual_discount_rate, 1.0 / 12.0) - 1.0;
+    const double horizon = settings.horizon_days / unit_days;
+    const double population_value =
+        have_gg && gg_params.q > 1 ? gg_params.p * gg_params.gamma / (gg_params.q - 1) : std::nan("");
+    for (size_t row = 0; row < n; ++row) {
+      if (std::isnan(xs[row])) continue;
+      b.p_alive[row] = BgNbdProbabilityAlive(bg.params, xs[row], txs[row], Ts[row]);
+      b.expected_orders_90d[row] = BgNbdExpectedPurchases(bg.params, xs[row], txs[row], Ts[row], horizon);
+      double value = xs[row] > 0 && means[row] > 0 && have_gg
+                         ? GammaGammaExpectedValue(gg_params, xs[row], means[row])
+                         : population_value;
+      b.expected_order_value[row] = value;
+      if (have_gg) {
+        b.clv[row] = BgNbdClv(bg.params, gg_params, xs[row], txs[row], Ts[row],
+                              xs[row] > 0 && means[row] > 0 ? means[row] : population_value, clv);
+      }
+      double next = BgNbdNextPurchaseTime(bg.params, xs[row], txs[row], Ts[row]);
+      if (std::isfinite(next)) {
+        b.next_order_time[row] = static_cast<double>(cal_end_day * kMicrosPerDay) + next * unit_days * kMicrosPerDay;
+      }
+    }
+  }
+  models += "}";
+  b.models_json = models;
+  Say(options.quiet, "build: BTYD models%s (%.2f s)\n", "", Seconds(t0));
+
+  // 5. Audiences over traits, segments and scores.
+  t0 = std::chrono::steady_clock::now();
+  segment::RuleSchema schema;
+  segment::RuleData data;
+  data.rows = n;
+  for (size_t t = 0; t < m.traits.size(); ++t) {
+    schema.push_back({m.traits[t].name, segment::RuleType::kNumber});
+    data.columns.push_back({m.Column(t), {}, {}});
+  }
+  std::vector<std::string> segment_dictionary;
+  std::vector<int32_t> segment_codes(n);
+  for (const SegmentInfo& s : b.segments) segment_dictionary.push_back(s.name);
+  std::unordered_map<int64_t, int32_t> code_of_id;
+  for (size_t s = 0; s < b.segments.size(); ++s) code_of_id[b.segments[s].id] = static_cast<int32_t>(s);
+  for (size_t row = 0; row < n; ++row) segment_codes[row] = code_of_id.count(b.segment_id[row]) ? code_of_id[b.segment_id[row]] : -1;
+  std::vector<double> segment_ids_double(b.segment_id.begin(), b.segment_id.end());
+  std::vector<double> rfm_r(n), rfm_f(n), rfm_m(n);
+  for (size_t row = 0; row < n; ++row) {
+    rfm_r[row] = b.rfm.r[row];
+    rfm_f[row] = b.rfm.f[row];
+    rfm_m[row] = b.rfm.m[row];
+  }
+  schema.push_back({"segment", segment::RuleType::kString});
+  data.columns.push_back({{}, segment_codes, segment_dictionary});
+  schema.push_back({"segment_id", segment::RuleType::kNumber});
+  data.columns.push_back({segment_ids_double, {}, {}});
+  schema.push_back({"rfm_segment", segment::RuleType::kString});
+  data.columns.push_back({{}, b.rfm.segment, b.rfm.segment_names});
+  for (auto [name, col] : {std::pair<const char*, std::vector<double>*>{"rfm_r", &rfm_r}, {"rfm_f", &rfm_f}, {"rfm_m", &rfm_m},
+                           {"p_alive", &b.p_alive}, {"expected_orders_90d", &b.expected_orders_90d},
+                           {"expected_order_value", &b.expected_order_value}, {"clv", &b.clv}}) {
+    schema.push_back({name, segment::RuleType::kNumber});
+    data.columns.push_back({*col, {}, {}});
+  }
+  SHOAL_ASSIGN_OR_RETURN(std::vector<segment::AudienceSpec> specs, segment::ParseAudiences(engine.config().text));
+  SHOAL_ASSIGN_OR_RETURN(std::vector<segment::Audience> audiences, segment::CompileAudiences(specs, schema));
+  b.audiences.assign(n, {});
+  for (size_t a = 0; a < audiences.size(); ++a) {
+    b.audience_names.push_back(audiences[a].name);
+    SHOAL_ASSIGN_OR_RETURN(segment::BoundRule bound, segment::BoundRule::Bind(audiences[a].rule, data));
+    std::vector<uint8_t> match = bound.MatchAll(ctx);
+    for (size_t row = 0; row < n; ++row) if (match[row]) b.audiences[row].push_back(static_cast<uint32_t>(a));
+  }
+  Say(options.quiet, "build: %s audiences (%.2f s)\n", std::to_string(audiences.size()), Seconds(t0));
+
+  // 6. Cross-sell: baskets of stored orders, FP-growth, rules, recommendations.
+  t0 = std::chrono::steady_clock::now();
+  affinity::BasketStore baskets;
+  std::vector<uint32_t> basket_row;  // row of the basket's profile, or UINT32_MAX
+  std::vector<uint32_t> row_of_profile(engine.identity().num_slots(), UINT32_MAX);
+  for (size_t row = 0; row < n; ++row) row_of_profile[b.profiles[row]] = static_cast<uint32_t>(row);
+  const bool by_category = settings.affinity_level == "category";
+  std::vector<std::string_view> labels;
+  SHOAL_RETURN_IF_ERROR(engine.ForEachStoredBatch([&](const EventBatch& batch) {
+    for (const Event& e : batch.events) {
+      if (!e.Is(EventType::kOrder) || e.timestamp >= as_of) continue;
+      labels.clear();
+      for (const OrderLine& l : batch.Lines(e)) {
+        std::string_view item = by_category ? l.category : l.product_id;
+        if (!item.empty() && std::find(labels.begin(), labels.end(), item) == labels.end()) labels.push_back(item);
+      }
+      if (labels.empty()) continue;
+      baskets.AddBasketLabels(labels);
+      uint32_t profile = kNoProfile;
+      if (!e.customer_id.empty()) profile = engine.identity().Find(IdKind::kCustomerId, e.customer_id);
+      if (profile == kNoProfile && !e.email.empty()) profile = engine.identity().Find(IdKind::kEmail, e.email);
+      if (profile == kNoProfile && !e.anonymous_id.empty()) profile = engine.identity().Find(IdKind::kAnonymousId, e.anonymous_id);
+      basket_row.push_back(profile < row_of_profile.size() ? row_of_profile[profile] : UINT32_MAX);
+    }
+    return Status::OK();
+  }));
+  b.recommendations.assign(n, "");
+  size_t num_rules = 0;
+  if (baskets.num_baskets() > 0) {
+    affinity::FpGrowthOptions fp;
+    fp.min_support = settings.min_support;
+    SHOAL_ASSIGN_OR_RETURN(affinity::FrequentItemsets itemsets, affinity::MineFrequentItemsets(baskets, fp, ctx));
+    affinity::RuleOptions ro;
+    ro.min_confidence = settings.min_confidence;
+    ro.min_lift = 1.0;
+    SHOAL_ASSIGN_OR_RETURN(affinity::RuleSet rules, affinity::GenerateRules(itemsets, ro, ctx));
+    affinity::SortRules(&rules, affinity::RuleMeasure::kLift);
+    num_rules = rules.support.size();
+    // Per row: items bought, and how many orders held each.
+    std::vector<std::vector<std::pair<affinity::ItemId, uint32_t>>> history(n);
+    for (size_t bi = 0; bi < baskets.num_baskets(); ++bi) {
+      uint32_t row = basket_row[bi];
+      if (row == UINT32_MAX) continue;
+      for (affinity::ItemId item : baskets.Basket(bi)) {
+        auto& h = history[row];
+        auto it = std::find_if(h.begin(), h.end(), [&](const auto& p) { return p.first == item; });
+        if (it == h.end()) h.emplace_back(item, 1);
+        else ++it->second;
+      }
+    }
+    affinity::RuleRecommender recommender(rules);
+    affinity::RecommendOptions rec_options;
+    rec_options.top_n = settings.recommend_top;
+    std::vector<affinity::ItemId> items, replenish;
+    for (size_t row = 0; row < n; ++row) {
+      items.clear();
+      replenish.clear();
+      for (const auto& [item, count] : history[row]) {
+        items.push_back(item);
+        if (count >= settings.replenish_orders) replenish.push_back(item);
+      }
+      std::sort(items.begin(), items.end());
+      std::sort(replenish.begin(), replenish.end());
+      std::vector<affinity::Recommendation> recs = recommender.Recommend(items, replenish, rec_options);
+      std::string cell;
+      for (size_t r = 0; r < recs.size(); ++r) {
+        if (r) cell.push_back(';');
+        cell += baskets.dictionary().Label(recs[r].item);
+      }
+      b.recommendations[row] = std::move(cell);
+    }
+    // Per segment: items that over-index against the population.
+    std::vector<uint32_t> basket_segment(baskets.num_baskets(), affinity::kNoSegment);
+    for (size_t bi = 0; bi < baskets.num_baskets(); ++bi) {
+      uint32_t row = basket_row[bi];
+      if (row != UINT32_MAX && segment_codes[row] >= 0) basket_segment[bi] = static_cast<uint32_t>(segment_codes[row]);
+    }
+    affinity::OverIndexOptions oi;
+    oi.top_n = 5;
+    auto over = affinity::OverIndexedItems(baskets, basket_segment, static_cast<uint32_t>(b.segments.size()), oi, ctx);
+    if (!over.ok()) return over.status().WithContext("segment cross-sell");
+    for (const affinity::OverIndexedItem& item : *over) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, " (lift %.2f)", item.lift);
+      b.segments[item.segment].cross_sell.push_back(baskets.dictionary().Label(item.item) + buf);
+    }
+  }
+  b.affinity_summary = std::to_string(baskets.num_baskets()) + " baskets, " + std::to_string(num_rules) +
+                       " rules at " + settings.affinity_level + " level";
+  Say(options.quiet, "build: cross-sell, %s (%.2f s)\n", b.affinity_summary, Seconds(t0));
+
+  // 7. The segments report and persistence.
+  std::string js = "{\"as_of\":";
+  AppendJsonString(&js, FormatIso8601(as_of));
+  js += ",\"k\":" + std::to_string(k) + ",\"k_scores\":[";
+  for (size_t i = 0; i < k_scores.size(); ++i) {
+    if (i) js += ',';
+    AppendJsonNumber(&js, k_scores[i]);
+  }
+  js += "],\"features\":[";
+  for (size_t f = 0; f < d; ++f) {
+    if (f) js += ',';
+    AppendJsonString(&js, settings.features[f]);
+  }
+  js += "],\"inertia\":";
+  AppendJsonNumber(&js, clusters.inertia);
+  js += ",\"moved\":" + std::to_string(b.moved) + ",\"next_segment_id\":" + std::to_string(stable.next_segment_id);
+  js += ",\"segments\":[";
+  for (int c = 0; c < k; ++c) {
+    const SegmentInfo& s = b.segments[c];
+    if (c) js += ',';
+    js += "{\"id\":" + std::to_string(s.id) + ",\"name\":";
+    AppendJsonString(&js, s.name);
+    js += ",\"size\":" + std::to_string(s.size) + ",\"share_customers\":";
+    AppendJsonNumber(&js, s.share_customers);
+    js += ",\"share_revenue\":";
+    AppendJsonNumber(&js, s.share_revenue);
+    js += ",\"reasons\":[";
+    for (size_t r = 0; r < s.reasons.size(); ++r) {
+      if (r) js += ',';
+      AppendJsonString(&js, s.reasons[r]);
+    }
+    js += "],\"key_traits\":{";
+    for (size_t t = 0; t < s.key_traits.size(); ++t) {
+      if (t) js += ',';
+      AppendJsonString(&js, s.key_traits[t].first);
+      js += ':';
+      AppendJsonNumber(&js, s.key_traits[t].second);
+    }
+    js += "},\"trait_means\":{";
+    for (size_t t = 0; t < s.trait_means.size(); ++t) {
+      if (t) js += ',';
+      AppendJsonString(&js, s.trait_means[t].first);
+      js += ':';
+      AppendJsonNumber(&js, s.trait_means[t].second);
+    }
+    js += "},\"cross_sell\":[";
+    for (size_t t = 0; t < s.cross_sell.size(); ++t) {
+      if (t) js += ',';
+      AppendJsonString(&js, s.cross_sell[t]);
+    }
+    js += "],\"centroid\":[";
+    for (size_t f = 0; f < d; ++f) {
+      if (f) js += ',';
+      AppendJsonNumber(&js, clusters.centroids[static_cast<size_t>(c) * d + f]);
+    }
+    js += "]}";
+  }
+  js += "],\"transitions\":{\"from\":[";
+  const auto& tm = stable.transitions;
+  for (size_t i = 0; i < tm.from_ids.size(); ++i) js += (i ? "," : "") + std::to_string(tm.from_ids[i]);
+  js += "],\"to\":[";
+  for (size_t i = 0; i < tm.to_ids.size(); ++i) js += (i ? "," : "") + std::to_string(tm.to_ids[i]);
+  js += "],\"counts\":[";
+  for (size_t i = 0; i < tm.counts.size(); ++i) js += (i ? "," : "") + std::to_string(tm.counts[i]);
+  js += "]}}";
+  b.segments_json = js;
+
+  if (!engine.read_only()) {
+    WriteGroup g;
+    std::string blob;
+    SerializeBuild(b, &blob);
+    g.Put(Column::kModels, kBuildProfilesKey, blob);
+    g.Put(Column::kModels, kBuildSegmentsKey, b.segments_json);
+    g.Put(Column::kModels, kBuildModelsKey, b.models_json);
+    std::string scaler_blob;
+    scaler.Serialize(&scaler_blob);
+    g.Put(Column::kModels, kBuildScalerKey, scaler_blob);
+    SHOAL_RETURN_IF_ERROR(engine.store().Write(g, true));
+  }
+  b.seconds = Seconds(t_start);
+  return b;
+}
+
+}  // namespace shoal
