@@ -177,6 +177,21 @@ int main(int argc, char** argv) {
   serve->add_option("--port", port, "port (default: [server].port, else 8080; 0 = any free port)");
   serve->add_option("--bind", bind_address, "address (default 127.0.0.1; others need [[server.tokens]])");
 
+  // explain
+  auto* explain = app.add_subcommand("explain", "Say why a customer is in each of their segments and audiences");
+  explain->add_option("--db", db, "workspace folder")->capture_default_str();
+  explain->add_option("identifier", identifier, "customer id, email or anonymous id")->required();
+
+  // affinities
+  AffinityOptions affinity_options;
+  auto* affinities = app.add_subcommand("affinities", "Print cross-sell association rules over the stored orders");
+  affinities->add_option("--db", db, "workspace folder")->capture_default_str();
+  affinities->add_option("--level", affinity_options.level, "category or product")->capture_default_str()->check(CLI::IsMember({"category", "product"}));
+  affinities->add_option("--min-support", affinity_options.min_support, "fraction of baskets, or a count if >= 1")->capture_default_str();
+  affinities->add_option("--min-confidence", affinity_options.min_confidence, "minimum confidence")->capture_default_str();
+  affinities->add_option("--top", affinity_options.top, "rules to print, by lift (0 = all)")->capture_default_str();
+  affinities->add_flag("--json", affinity_options.json, "one JSON object per rule and line");
+
   // demo
   DemoOptions demo;
   auto* demo_cmd = app.add_subcommand("demo", "Generate a shop, ingest it, build and summarise (the embedded default)");
@@ -308,6 +323,14 @@ int main(int argc, char** argv) {
       } else {
         PrintSegments(*result);
       }
+      return 0;
+    }
+    if (*explain || *affinities) {
+      auto engine = OpenEngine(db, "", true);
+      if (!engine.ok()) return Fail(engine.status());
+      auto text = *explain ? ExplainProfile(**engine, identifier) : AffinityReport(**engine, affinity_options);
+      if (!text.ok()) return Fail(text.status());
+      std::fputs(text->c_str(), stdout);
       return 0;
     }
     if (*demo_cmd) {

@@ -375,6 +375,74 @@ Result<PreviousBuild> LoadPrevious(const Engine& engine, const std::vector<std::
   return prev;
 }
 
+
+Status CollectBaskets(const Engine& engine, bool by_category, TimeMicros before,
+                      affinity::BasketStore* baskets, std::vector<uint32_t>* basket_profile) {
+  std::vector<std::string_view> labels;
+  return engine.ForEachStoredBatch([&](const EventBatch& batch) {
+    for (const Event& e : batch.events) {
+      if (!e.Is(EventType::kOrder) || e.timestamp >= before) continue;
+      labels.clear();
+      for (const OrderLine& l : batch.Lines(e)) {
+        std::string_view item = by_category ? l.category : l.product_id;
+        if (!item.empty() && std::find(labels.begin(), labels.end(), item) == labels.end()) labels.push_back(item);
+      }
+      if (labels.empty()) continue;
+      baskets->AddBasketLabels(labels);
+      uint32_t profile = kNoProfile;
+      if (!e.customer_id.empty()) profile = engine.identity().Find(IdKind::kCustomerId, e.customer_id);
+      if (profile == kNoProfile && !e.email.empty()) profile = engine.identity().Find(IdKind::kEmail, e.email);
+      if (profile == kNoProfile && !e.anonymous_id.empty()) {
+        profile = engine.identity().Find(IdKind::kAnonymousId, e.anonymous_id);
+      }
+      basket_profile->push_back(profile);
+    }
+    return Status::OK();
+  });
+}
+
+
+// The columns audiences are written over: every trait, the segment, RFM and the scores, for rows
+// [first, first + count) of a build (traits from `m`, whose rows align with the build's).
+struct RuleTable {
+  segment::RuleSchema schema;
+  segment::RuleData data;
+  std::vector<std::vector<double>> owned;
+  std::vector<std::string> segment_dictionary;
+  std::vector<int32_t> segment_codes, rfm_codes;
+
+  RuleTable(const TraitMatrix& m, const BuildResult& b, std::span<const int32_t> codes, size_t first, size_t count) {
+    data.rows = count;
+    owned.reserve(m.traits.size() + 10);
+    for (size_t t = 0; t < m.traits.size(); ++t) {
+      schema.push_back({m.traits[t].name, segment::RuleType::kNumber});
+      data.columns.push_back({m.Column(t).subspan(first, count), {}, {}});
+    }
+    for (const SegmentInfo& seg : b.segments) segment_dictionary.push_back(seg.name);
+    segment_codes.assign(codes.begin() + static_cast<ptrdiff_t>(first), codes.begin() + static_cast<ptrdiff_t>(first + count));
+    rfm_codes.assign(b.rfm.segment.begin() + static_cast<ptrdiff_t>(first), b.rfm.segment.begin() + static_cast<ptrdiff_t>(first + count));
+    schema.push_back({"segment", segment::RuleType::kString});
+    data.columns.push_back({{}, segment_codes, segment_dictionary});
+    schema.push_back({"rfm_segment", segment::RuleType::kString});
+    data.columns.push_back({{}, rfm_codes, b.rfm.segment_names});
+    auto add = [&](const char* name, auto value_of) {
+      std::vector<double> col(count);
+      for (size_t r = 0; r < count; ++r) col[r] = value_of(first + r);
+      owned.push_back(std::move(col));
+      schema.push_back({name, segment::RuleType::kNumber});
+      data.columns.push_back({owned.back(), {}, {}});
+    };
+    add("segment_id", [&](size_t r) { return static_cast<double>(b.segment_id[r]); });
+    add("rfm_r", [&](size_t r) { return static_cast<double>(b.rfm.r[r]); });
+    add("rfm_f", [&](size_t r) { return static_cast<double>(b.rfm.f[r]); });
+    add("rfm_m", [&](size_t r) { return static_cast<double>(b.rfm.m[r]); });
+    add("p_alive", [&](size_t r) { return b.p_alive[r]; });
+    add("expected_orders_90d", [&](size_t r) { return b.expected_orders_90d[r]; });
+    add("expected_order_value", [&](size_t r) { return b.expected_order_value[r]; });
+    add("clv", [&](size_t r) { return b.clv[r]; });
+  }
+};
+
 }  // namespace
 
 Result<BuildResult> LoadBuild(const Engine& engine) {
@@ -651,38 +719,18 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
 
   // 5. Audiences over traits, segments and scores.
   t0 = std::chrono::steady_clock::now();
-  segment::RuleSchema schema;
-  segment::RuleData data;
-  data.rows = n;
-  for (size_t t = 0; t < m.traits.size(); ++t) {
-    schema.push_back({m.traits[t].name, segment::RuleType::kNumber});
-    data.columns.push_back({m.Column(t), {}, {}});
+  std::vector<int32_t> segment_codes(n, -1);
+  {
+    std::unordered_map<int64_t, int32_t> code_of_id;
+    for (size_t seg = 0; seg < b.segments.size(); ++seg) code_of_id[b.segments[seg].id] = static_cast<int32_t>(seg);
+    for (size_t row = 0; row < n; ++row) {
+      auto it = code_of_id.find(b.segment_id[row]);
+      if (it != code_of_id.end()) segment_codes[row] = it->second;
+    }
   }
-  std::vector<std::string> segment_dictionary;
-  std::vector<int32_t> segment_codes(n);
-  for (const SegmentInfo& s : b.segments) segment_dictionary.push_back(s.name);
-  std::unordered_map<int64_t, int32_t> code_of_id;
-  for (size_t s = 0; s < b.segments.size(); ++s) code_of_id[b.segments[s].id] = static_cast<int32_t>(s);
-  for (size_t row = 0; row < n; ++row) segment_codes[row] = code_of_id.count(b.segment_id[row]) ? code_of_id[b.segment_id[row]] : -1;
-  std::vector<double> segment_ids_double(b.segment_id.begin(), b.segment_id.end());
-  std::vector<double> rfm_r(n), rfm_f(n), rfm_m(n);
-  for (size_t row = 0; row < n; ++row) {
-    rfm_r[row] = b.rfm.r[row];
-    rfm_f[row] = b.rfm.f[row];
-    rfm_m[row] = b.rfm.m[row];
-  }
-  schema.push_back({"segment", segment::RuleType::kString});
-  data.columns.push_back({{}, segment_codes, segment_dictionary});
-  schema.push_back({"segment_id", segment::RuleType::kNumber});
-  data.columns.push_back({segment_ids_double, {}, {}});
-  schema.push_back({"rfm_segment", segment::RuleType::kString});
-  data.columns.push_back({{}, b.rfm.segment, b.rfm.segment_names});
-  for (auto [name, col] : {std::pair<const char*, std::vector<double>*>{"rfm_r", &rfm_r}, {"rfm_f", &rfm_f}, {"rfm_m", &rfm_m},
-                           {"p_alive", &b.p_alive}, {"expected_orders_90d", &b.expected_orders_90d},
-                           {"expected_order_value", &b.expected_order_value}, {"clv", &b.clv}}) {
-    schema.push_back({name, segment::RuleType::kNumber});
-    data.columns.push_back({*col, {}, {}});
-  }
+  RuleTable rules_table(m, b, segment_codes, 0, n);
+  const segment::RuleSchema& schema = rules_table.schema;
+  const segment::RuleData& data = rules_table.data;
   SHOAL_ASSIGN_OR_RETURN(std::vector<segment::AudienceSpec> specs, segment::ParseAudiences(engine.config().text));
   SHOAL_ASSIGN_OR_RETURN(std::vector<segment::Audience> audiences, segment::CompileAudiences(specs, schema));
   b.audiences.assign(n, {});
@@ -697,29 +745,14 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
   // 6. Cross-sell: baskets of stored orders, FP-growth, rules, recommendations.
   t0 = std::chrono::steady_clock::now();
   affinity::BasketStore baskets;
-  std::vector<uint32_t> basket_row;  // row of the basket's profile, or UINT32_MAX
+  std::vector<uint32_t> basket_profile;
+  SHOAL_RETURN_IF_ERROR(CollectBaskets(engine, settings.affinity_level == "category", as_of, &baskets, &basket_profile));
   std::vector<uint32_t> row_of_profile(engine.identity().num_slots(), UINT32_MAX);
   for (size_t row = 0; row < n; ++row) row_of_profile[b.profiles[row]] = static_cast<uint32_t>(row);
-  const bool by_category = settings.affinity_level == "category";
-  std::vector<std::string_view> labels;
-  SHOAL_RETURN_IF_ERROR(engine.ForEachStoredBatch([&](const EventBatch& batch) {
-    for (const Event& e : batch.events) {
-      if (!e.Is(EventType::kOrder) || e.timestamp >= as_of) continue;
-      labels.clear();
-      for (const OrderLine& l : batch.Lines(e)) {
-        std::string_view item = by_category ? l.category : l.product_id;
-        if (!item.empty() && std::find(labels.begin(), labels.end(), item) == labels.end()) labels.push_back(item);
-      }
-      if (labels.empty()) continue;
-      baskets.AddBasketLabels(labels);
-      uint32_t profile = kNoProfile;
-      if (!e.customer_id.empty()) profile = engine.identity().Find(IdKind::kCustomerId, e.customer_id);
-      if (profile == kNoProfile && !e.email.empty()) profile = engine.identity().Find(IdKind::kEmail, e.email);
-      if (profile == kNoProfile && !e.anonymous_id.empty()) profile = engine.identity().Find(IdKind::kAnonymousId, e.anonymous_id);
-      basket_row.push_back(profile < row_of_profile.size() ? row_of_profile[profile] : UINT32_MAX);
-    }
-    return Status::OK();
-  }));
+  std::vector<uint32_t> basket_row(basket_profile.size(), UINT32_MAX);
+  for (size_t bi = 0; bi < basket_profile.size(); ++bi) {
+    if (basket_profile[bi] < row_of_profile.size()) basket_row[bi] = row_of_profile[basket_profile[bi]];
+  }
   b.recommendations.assign(n, "");
   size_t num_rules = 0;
   if (baskets.num_baskets() > 0) {
@@ -866,6 +899,183 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
   }
   b.seconds = Seconds(t_start);
   return b;
+}
+
+}  // namespace shoal
+
+namespace shoal {
+
+Result<std::string> ExplainProfile(const Engine& engine, std::string_view identifier) {
+  uint32_t profile = engine.FindProfile(identifier);
+  if (profile == kNoProfile) return Status::NotFound("no profile has the identifier '" + std::string(identifier) + "'");
+  SHOAL_ASSIGN_OR_RETURN(BuildResult b, LoadBuild(engine));
+  auto it = std::find(b.profiles.begin(), b.profiles.end(), profile);
+  if (it == b.profiles.end()) {
+    return Status::FailedPrecondition("profile '" + std::string(identifier) + "' is newer than the last build: run `shoal build`");
+  }
+  const size_t row = static_cast<size_t>(it - b.profiles.begin());
+  // The build's time, so traits are the ones it clustered.
+  simdjson::dom::parser parser;
+  simdjson::dom::element report;
+  if (parser.parse(b.segments_json).get(report)) return Status::Corruption("stored segments report is not JSON");
+  std::string_view as_of_text;
+  TimeMicros as_of = engine.DefaultAsOf();
+  if (!report["as_of"].get(as_of_text)) {
+    auto t = ParseIso8601(as_of_text);
+    if (t.ok()) as_of = *t;
+  }
+  TraitMatrix one;
+  one.num_customers = 1;
+  one.traits = engine.catalogue().traits();
+  one.values.resize(one.traits.size());
+  engine.catalogue().ComputeOne(engine.state(profile), engine.population(), as_of, one.values);
+
+  std::string out = "customer " + b.customer_ids[row] + " (profile " + std::to_string(profile) + "), build as of " +
+                    std::string(as_of_text) + "\n\n";
+  out += "RFM: R=" + std::to_string(b.rfm.r[row]) + " F=" + std::to_string(b.rfm.f[row]) + " M=" +
+         std::to_string(b.rfm.m[row]) + " -> " + b.rfm.segment_names[static_cast<size_t>(b.rfm.segment[row])];
+  auto trait = [&](const char* name) {
+    int idx = one.Find(name);
+    return idx < 0 ? std::nan("") : one.values[static_cast<size_t>(idx)];
+  };
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "  (recency %.1f days, %g orders, %.2f spent)\n", trait("recency_days"),
+                trait("frequency"), trait("monetary_total"));
+  out += buf;
+
+  // Behavioural segment: distances in the scaled space to every centroid.
+  std::string scaler_blob;
+  Scaler scaler;
+  simdjson::dom::array segs;
+  if (engine.const_store().Get(Column::kModels, kBuildScalerKey, &scaler_blob).ok() && scaler.Deserialize(scaler_blob) &&
+      !report["segments"].get(segs)) {
+    std::vector<double> point;
+    for (size_t f = 0; f < scaler.features.size(); ++f) {
+      int idx = one.Find(scaler.features[f]);
+      point.push_back(scaler.Transform(f, idx < 0 ? std::nan("") : one.values[static_cast<size_t>(idx)]));
+    }
+    std::vector<std::pair<double, std::string>> distances;
+    for (simdjson::dom::element seg : segs) {
+      std::string_view name;
+      int64_t id = 0;
+      simdjson::dom::array centroid;
+      if (seg["name"].get(name) || seg["id"].get(id) || seg["centroid"].get(centroid)) continue;
+      double d2 = 0;
+      size_t f = 0;
+      for (simdjson::dom::element c : centroid) {
+        double v = 0;
+        if (c.get(v) || f >= point.size()) break;
+        d2 += (point[f] - v) * (point[f] - v);
+        ++f;
+      }
+      distances.emplace_back(std::sqrt(d2), std::string(name) + " (id " + std::to_string(id) + ")");
+    }
+    std::sort(distances.begin(), distances.end());
+    std::string assigned;
+    for (const SegmentInfo& seg : b.segments) if (seg.id == b.segment_id[row]) assigned = seg.name;
+    out += "segment: " + assigned + " (id " + std::to_string(b.segment_id[row]) + ")\n  distance to each centroid (scaled traits):\n";
+    for (const auto& [dist, label] : distances) {
+      std::snprintf(buf, sizeof buf, "    %-50s %.3f\n", label.c_str(), dist);
+      out += buf;
+    }
+    if (!distances.empty() && distances[0].second.rfind(assigned + " (", 0) != 0) {
+      out += "  kept in its previous segment by hysteresis (the nearest centroid is not closer by the margin)\n";
+    }
+  }
+
+  // Audiences: each rule evaluated on this one customer, clause by clause.
+  SHOAL_ASSIGN_OR_RETURN(std::vector<segment::AudienceSpec> specs, segment::ParseAudiences(engine.config().text));
+  if (!specs.empty()) {
+    std::vector<int32_t> code(b.profiles.size(), -1);
+    for (size_t seg = 0; seg < b.segments.size(); ++seg) if (b.segments[seg].id == b.segment_id[row]) code[row] = static_cast<int32_t>(seg);
+    // A one-row view: traits of this customer, build columns of its row.
+    BuildResult single;
+    single.segments = b.segments;
+    single.rfm.segment_names = b.rfm.segment_names;
+    single.rfm.r = {b.rfm.r[row]};
+    single.rfm.f = {b.rfm.f[row]};
+    single.rfm.m = {b.rfm.m[row]};
+    single.rfm.segment = {b.rfm.segment[row]};
+    single.segment_id = {b.segment_id[row]};
+    single.p_alive = {b.p_alive[row]};
+    single.expected_orders_90d = {b.expected_orders_90d[row]};
+    single.expected_order_value = {b.expected_order_value[row]};
+    single.clv = {b.clv[row]};
+    std::vector<int32_t> single_code = {code[row]};
+    RuleTable table(one, single, single_code, 0, 1);
+    SHOAL_ASSIGN_OR_RETURN(std::vector<segment::Audience> audiences, segment::CompileAudiences(specs, table.schema));
+    out += "\naudiences:\n";
+    for (const segment::Audience& audience : audiences) {
+      SHOAL_ASSIGN_OR_RETURN(segment::BoundRule bound, segment::BoundRule::Bind(audience.rule, table.data));
+      segment::RuleExplanation why = bound.Explain(0);
+      out += "  " + audience.name + ": " + (why.matched ? "member" : "not a member") + "\n";
+      out += segment::FormatExplanation(why);
+      if (!out.empty() && out.back() != '\n') out += '\n';
+    }
+  }
+  if (!b.recommendations[row].empty()) out += "\nrecommendations: " + b.recommendations[row] + "\n";
+  return out;
+}
+
+Result<std::string> AffinityReport(const Engine& engine, const AffinityOptions& options) {
+  if (options.level != "category" && options.level != "product") {
+    return Status::InvalidArgument("--level must be category or product");
+  }
+  affinity::BasketStore baskets;
+  std::vector<uint32_t> basket_profile;
+  SHOAL_RETURN_IF_ERROR(CollectBaskets(engine, options.level == "category", INT64_MAX, &baskets, &basket_profile));
+  if (baskets.num_baskets() == 0) return Status::FailedPrecondition("no stored order has " + options.level + " lines");
+  affinity::FpGrowthOptions fp;
+  if (options.min_support >= 1) fp.min_support_count = static_cast<uint64_t>(options.min_support);
+  else fp.min_support = options.min_support;
+  SHOAL_ASSIGN_OR_RETURN(affinity::FrequentItemsets itemsets, affinity::MineFrequentItemsets(baskets, fp, engine.context()));
+  affinity::RuleOptions ro;
+  ro.min_confidence = options.min_confidence;
+  SHOAL_ASSIGN_OR_RETURN(affinity::RuleSet rules, affinity::GenerateRules(itemsets, ro, engine.context()));
+  affinity::SortRules(&rules, affinity::RuleMeasure::kLift);
+  const size_t total = rules.support.size();
+  const size_t shown = options.top == 0 ? total : std::min(total, options.top);
+  std::string out;
+  if (!options.json) {
+    out = std::to_string(baskets.num_baskets()) + " baskets, " + std::to_string(itemsets.size()) +
+          " frequent itemsets (min count " + std::to_string(itemsets.min_count) + "), " + std::to_string(total) +
+          " rules; top " + std::to_string(shown) + " by lift:\n";
+  }
+  for (size_t r = 0; r < shown; ++r) {
+    if (options.json) {
+      out += "{\"antecedent\":[";
+      auto a = rules.Antecedent(r);
+      for (size_t i = 0; i < a.size(); ++i) {
+        if (i) out += ',';
+        AppendJsonString(&out, baskets.dictionary().Label(a[i]));
+      }
+      out += "],\"consequent\":[";
+      auto c = rules.Consequent(r);
+      for (size_t i = 0; i < c.size(); ++i) {
+        if (i) out += ',';
+        AppendJsonString(&out, baskets.dictionary().Label(c[i]));
+      }
+      out += "],\"support\":";
+      AppendJsonNumber(&out, rules.support[r]);
+      out += ",\"confidence\":";
+      AppendJsonNumber(&out, rules.confidence[r]);
+      out += ",\"lift\":";
+      AppendJsonNumber(&out, rules.lift[r]);
+      out += ",\"leverage\":";
+      AppendJsonNumber(&out, rules.leverage[r]);
+      out += ",\"conviction\":";
+      if (std::isinf(rules.conviction[r])) out += "\"inf\"";
+      else AppendJsonNumber(&out, rules.conviction[r]);
+      out += "}\n";
+    } else {
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "  support %.4f  confidence %.3f  lift %.2f  leverage %.4f  conviction %s   ",
+                    rules.support[r], rules.confidence[r], rules.lift[r], rules.leverage[r],
+                    affinity::FormatMeasure(rules.conviction[r], 3).c_str());
+      out += buf + affinity::FormatRule(rules, r, baskets.dictionary()) + "\n";
+    }
+  }
+  return out;
 }
 
 }  // namespace shoal

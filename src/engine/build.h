@@ -60,6 +60,21 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options);
 // The stored result of the last build (per profile), or NotFound before the first build.
 Result<BuildResult> LoadBuild(const Engine& engine);
 
+// `shoal explain`: why a customer is in each of their segments -- RFM scores, the distance to
+// every centroid of the last build (nearest first), and for each audience the clauses that held.
+// NotFound for an unknown identifier; FailedPrecondition when the profile is newer than the build.
+Result<std::string> ExplainProfile(const Engine& engine, std::string_view identifier);
+
+// `shoal affinities`: association rules over the stored order baskets.
+struct AffinityOptions {
+  std::string level = "category";  // "category" or "product"
+  double min_support = 0.01;       // fraction of baskets (count >= ceil(s * baskets)), or a count if >= 1
+  double min_confidence = 0.5;     // rules below are dropped
+  size_t top = 20;                 // rules printed, by lift (0 = all)
+  bool json = false;               // one JSON object per rule and line
+};
+Result<std::string> AffinityReport(const Engine& engine, const AffinityOptions& options);
+
 // Extra export columns from a build, in this order (docs/cli.md).
 const std::vector<std::string>& BuildExportColumns();
 // Appends the build's cells for `row` (comma-separated, leading comma) to *line.
