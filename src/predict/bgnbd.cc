@@ -111,8 +111,10 @@ double LogLikelihoodPrepared(const BgNbdParams& p, const PreparedRows& rows,
 // ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; z), bounded for every x.
 double DecayTerm(const BgNbdParams& p, double a, double x, double T, double t) {
   const double z = t / (p.alpha + T + t);
-  const double f = btyd_internal::Hyp2F1(a + p.b - 1 - p.r, a - 1, a + p.b + x - 1, z);
-  return std::exp((a - 1) * std::log1p(-z)) * f;
+  // Log-space product: with large a and z near 1 the prefactor underflows while 2F1 overflows.
+  // Hyp2F1 is bounded in time (NaN, never a hang, if its hard term cap were ever reached).
+  return btyd_internal::Hyp2F1Scaled((a - 1) * std::log1p(-z), a + p.b - 1 - p.r, a - 1,
+                                     a + p.b + x - 1, z);
 }
 
 // (a+b+x-1)/(a-1) * (1 - DecayTerm): the expected purchases of a customer alive at T. The
