@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "predict/evaluation.h"
@@ -112,7 +113,7 @@ TEST(PropensityTest, LearnsSyntheticSignalAndRanksInformativeFeaturesFirst) {
 }
 
 TEST(PropensityTest, SameSeedAndThreadsGiveIdenticalPredictions) {
-  Synthetic train = MakeSynthetic(5000, 3);
+  Synthetic train = MakeSynthetic(3000, 3);
   Synthetic test = MakeSynthetic(1000, 4);
   for (int threads : {1, 2}) {
     Result<PropensityModel> first =
@@ -225,6 +226,27 @@ TEST(PropensityTest, RejectsBadInput) {
                 .status()
                 .code(),
             kInvalid);
+}
+
+TEST(PropensityTest, ConcurrentPredictionsAgree) {
+  Synthetic train = MakeSynthetic(3000, 12);
+  Synthetic test = MakeSynthetic(2000, 13);
+  Result<PropensityModel> model =
+      TrainPropensity(View(train), train.labels, train.names, {}, Ctx(1));
+  ASSERT_TRUE(model.ok());
+  std::vector<float> expected = *model->Predict(View(test), Ctx(1));
+  std::vector<std::vector<float>> results(4);
+  std::vector<std::thread> callers;
+  for (size_t caller_idx = 0; caller_idx < results.size(); ++caller_idx) {
+    callers.emplace_back([&, caller_idx] {
+      for (int repeat = 0; repeat < 5; ++repeat) {
+        Result<std::vector<float>> predictions = model->Predict(View(test), Ctx(1));
+        if (predictions.ok()) results[caller_idx] = *predictions;
+      }
+    });
+  }
+  for (std::thread& caller : callers) caller.join();
+  for (const std::vector<float>& result : results) EXPECT_EQ(result, expected);
 }
 
 TEST(PropensityTest, NoValidationSplitTrainsMaxRounds) {
