@@ -1,5 +1,6 @@
 #include "cli/demo.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include <unordered_map>
 
 #include "cli/progress.h"
+#include "engine/build.h"
 #include "engine/engine.h"
 #include "generate/generate.h"
 
@@ -113,9 +115,64 @@ Status RunDemo(const DemoOptions& options) {
     }
     std::printf("\n");
   }
-  std::printf("\nTry: shoal profile --db %s <customer_id>   (ids are in %s)\n", db.string().c_str(),
-              (shop / "truth.csv").string().c_str());
+  std::printf("\n5. build     segments, RFM, audiences, BTYD predictions, cross-sell\n");
+  BuildOptions build_options;
+  build_options.quiet = true;
+  SHOAL_ASSIGN_OR_RETURN(BuildResult build, RunBuild(*engine, build_options));
+  SHOAL_RETURN_IF_ERROR(engine->ExportCsv(export_path.string(), std::nullopt));
+  std::printf("   %.1f s; %s\n\n", build.seconds, build.affinity_summary.c_str());
+  PrintSegments(build);
+  // How the found segments line up with the planted ones.
+  std::map<std::string, std::map<std::string, size_t>> crosstab;
+  for (size_t row = 0; row < build.profiles.size(); ++row) {
+    auto it = truth.find(build.customer_ids[row]);
+    if (it == truth.end()) continue;
+    std::string found;
+    for (const SegmentInfo& s : build.segments) if (s.id == build.segment_id[row]) found = s.name;
+    crosstab[it->second][found]++;
+  }
+  std::printf("\nplanted segment -> the segment shoal found for most of its customers\n");
+  for (const auto& [planted, found] : crosstab) {
+    auto best = std::max_element(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+    size_t total = 0;
+    for (const auto& [name, count] : found) total += count;
+    std::printf("  %-32s -> %-40s %5.1f%%\n", planted.c_str(), best->first.c_str(), 100.0 * best->second / total);
+  }
+  std::printf("\nexport with segments and scores: %s\n", export_path.string().c_str());
+  std::printf("Try: shoal profile --db %s <customer_id>   shoal explain --db %s <customer_id>\n"
+              "     shoal segments --db %s               shoal affinities --db %s\n"
+              "     (customer ids are in %s)\n", db.string().c_str(), db.string().c_str(), db.string().c_str(),
+              db.string().c_str(), (shop / "truth.csv").string().c_str());
   return Status::OK();
+}
+
+void PrintSegments(const BuildResult& b) {
+  std::printf("%-4s %-40s %9s %8s %8s  %s\n", "id", "segment", "customers", "share", "revenue", "key traits (robust z)");
+  for (const SegmentInfo& s : b.segments) {
+    std::string traits;
+    for (const auto& [name, z] : s.key_traits) {
+      char buf[96];
+      std::snprintf(buf, sizeof buf, "%s%s %+.1f", traits.empty() ? "" : ", ", name.c_str(), z);
+      traits += buf;
+    }
+    std::printf("%-4lld %-40s %9lld %7.1f%% %7.1f%%  %s\n", static_cast<long long>(s.id), s.name.c_str(),
+                static_cast<long long>(s.size), 100 * s.share_customers, 100 * s.share_revenue, traits.c_str());
+  }
+  // RFM segment sizes.
+  std::vector<size_t> counts(b.rfm.segment_names.size(), 0);
+  for (int32_t seg : b.rfm.segment) counts[static_cast<size_t>(seg)]++;
+  std::printf("\nRFM segments:");
+  for (size_t i = 0; i < counts.size(); ++i) {
+    if (counts[i]) std::printf("  %s %zu", b.rfm.segment_names[i].c_str(), counts[i]);
+  }
+  std::printf("\n");
+  if (!b.audience_names.empty()) {
+    std::vector<size_t> sizes(b.audience_names.size(), 0);
+    for (const auto& row : b.audiences) for (uint32_t a : row) sizes[a]++;
+    std::printf("audiences:");
+    for (size_t i = 0; i < sizes.size(); ++i) std::printf("  %s %zu", b.audience_names[i].c_str(), sizes[i]);
+    std::printf("\n");
+  }
 }
 
 }  // namespace shoal

@@ -17,4 +17,8 @@ struct DemoOptions {
 
 Status RunDemo(const DemoOptions& options);
 
+struct BuildResult;
+// Prints the segments table, RFM segment sizes and audience sizes of a build to stdout.
+void PrintSegments(const BuildResult& build);
+
 }  // namespace shoal

@@ -66,35 +66,6 @@ void PrintIngestSummary(const IngestSummary& s) {
 
 }  // namespace
 
-void PrintSegments(const BuildResult& b) {
-  std::printf("%-4s %-40s %9s %8s %8s  %s\n", "id", "segment", "customers", "share", "revenue", "key traits (robust z)");
-  for (const SegmentInfo& s : b.segments) {
-    std::string traits;
-    for (const auto& [name, z] : s.key_traits) {
-      char buf[96];
-      std::snprintf(buf, sizeof buf, "%s%s %+.1f", traits.empty() ? "" : ", ", name.c_str(), z);
-      traits += buf;
-    }
-    std::printf("%-4lld %-40s %9lld %7.1f%% %7.1f%%  %s\n", static_cast<long long>(s.id), s.name.c_str(),
-                static_cast<long long>(s.size), 100 * s.share_customers, 100 * s.share_revenue, traits.c_str());
-  }
-  // RFM segment sizes.
-  std::vector<size_t> counts(b.rfm.segment_names.size(), 0);
-  for (int32_t seg : b.rfm.segment) counts[static_cast<size_t>(seg)]++;
-  std::printf("\nRFM segments:");
-  for (size_t i = 0; i < counts.size(); ++i) {
-    if (counts[i]) std::printf("  %s %zu", b.rfm.segment_names[i].c_str(), counts[i]);
-  }
-  std::printf("\n");
-  if (!b.audience_names.empty()) {
-    std::vector<size_t> sizes(b.audience_names.size(), 0);
-    for (const auto& row : b.audiences) for (uint32_t a : row) sizes[a]++;
-    std::printf("audiences:");
-    for (size_t i = 0; i < sizes.size(); ++i) std::printf("  %s %zu", b.audience_names[i].c_str(), sizes[i]);
-    std::printf("\n");
-  }
-}
-
 }  // namespace shoal
 
 int main(int argc, char** argv) {

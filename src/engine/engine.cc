@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
@@ -472,7 +473,57 @@ Result<std::string> Engine::ProfileJson(std::string_view identifier, std::option
     out += ':';
     AppendJsonNumber(&out, values[t]);
   }
-  out += "}}";
+  out += "}";
+  // Segments, scores and recommendations from the last build, when it saw this profile.
+  auto build = LoadBuild(*this);
+  if (build.ok()) {
+    auto it = std::find(build->profiles.begin(), build->profiles.end(), profile);
+    if (it != build->profiles.end()) {
+      size_t row = static_cast<size_t>(it - build->profiles.begin());
+      const BuildResult& b = *build;
+      out += ",\"rfm\":{\"r\":" + std::to_string(b.rfm.r[row]) + ",\"f\":" + std::to_string(b.rfm.f[row]) +
+             ",\"m\":" + std::to_string(b.rfm.m[row]) + ",\"segment\":";
+      AppendJsonString(&out, b.rfm.segment_names[static_cast<size_t>(b.rfm.segment[row])]);
+      out += "},\"segment\":";
+      std::string name;
+      for (const SegmentInfo& seg : b.segments) if (seg.id == b.segment_id[row]) name = seg.name;
+      if (b.segment_id[row] >= 0) {
+        out += "{\"id\":" + std::to_string(b.segment_id[row]) + ",\"name\":";
+        AppendJsonString(&out, name);
+        out += "}";
+      } else {
+        out += "null";
+      }
+      out += ",\"audiences\":[";
+      for (size_t a = 0; a < b.audiences[row].size(); ++a) {
+        if (a) out += ',';
+        AppendJsonString(&out, b.audience_names[b.audiences[row][a]]);
+      }
+      out += "],\"scores\":{\"p_alive\":";
+      AppendJsonNumber(&out, b.p_alive[row]);
+      out += ",\"expected_orders_90d\":";
+      AppendJsonNumber(&out, b.expected_orders_90d[row]);
+      out += ",\"expected_order_value\":";
+      AppendJsonNumber(&out, b.expected_order_value[row]);
+      out += ",\"clv\":";
+      AppendJsonNumber(&out, b.clv[row]);
+      out += ",\"next_order_date\":";
+      if (std::isnan(b.next_order_time[row])) out += "null";
+      else AppendJsonString(&out, FormatDate(static_cast<TimeMicros>(b.next_order_time[row])));
+      out += "},\"recommendations\":[";
+      std::string_view recs = b.recommendations[row];
+      bool first_rec = true;
+      while (!recs.empty()) {
+        size_t semi = recs.find(';');
+        if (!first_rec) out += ',';
+        first_rec = false;
+        AppendJsonString(&out, recs.substr(0, semi));
+        recs = semi == std::string_view::npos ? std::string_view() : recs.substr(semi + 1);
+      }
+      out += "]";
+    }
+  }
+  out += "}";
   return out;
 }
 
