@@ -23,14 +23,12 @@ Result<size_t> ValidateScored(std::span<const Score> scores, std::span<const flo
   for (size_t row_idx = 0; row_idx < labels.size(); ++row_idx) {
     float label = labels[row_idx];
     if (label != 0.0f && label != 1.0f) {
-      return Status::InvalidArgument("label at row " + std::to_string(row_idx) +
-                                     " is not 0 or 1");
+      return Status::InvalidArgument("label at row " + std::to_string(row_idx) + " is not 0 or 1");
     }
     positives += (label == 1.0f);
     double score = static_cast<double>(scores[row_idx]);
     if (!std::isfinite(score)) {
-      return Status::InvalidArgument("score at row " + std::to_string(row_idx) +
-                                     " is not finite");
+      return Status::InvalidArgument("score at row " + std::to_string(row_idx) + " is not finite");
     }
     if (require_probability && (score < 0.0 || score > 1.0)) {
       return Status::InvalidArgument("probability at row " + std::to_string(row_idx) +

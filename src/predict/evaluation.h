@@ -36,11 +36,11 @@ Result<double> BrierScore(std::span<const float> probabilities, std::span<const 
 
 // One row of a calibration table.
 struct CalibrationBin {
-  double min_score = 0.0;      // lowest score in the bin
-  double max_score = 0.0;      // highest score in the bin
-  double mean_predicted = 0.0; // mean score in the bin
-  double observed_rate = 0.0;  // share of positives in the bin
-  size_t count = 0;            // rows in the bin
+  double min_score = 0.0;       // lowest score in the bin
+  double max_score = 0.0;       // highest score in the bin
+  double mean_predicted = 0.0;  // mean score in the bin
+  double observed_rate = 0.0;   // share of positives in the bin
+  size_t count = 0;             // rows in the bin
 };
 
 // Rows sorted by score (ties by row index, so the result is deterministic) and cut into `bins`
@@ -80,10 +80,10 @@ struct BinaryEvaluationOptions {
 struct BinaryEvaluation {
   size_t rows = 0;
   size_t positives = 0;
-  double base_rate = 0.0;   // positives / rows
+  double base_rate = 0.0;  // positives / rows
   double auc = 0.0;
-  double log_loss = 0.0;    // NaN when scores are not probabilities
-  double brier_score = 0.0; // NaN when scores are not probabilities
+  double log_loss = 0.0;     // NaN when scores are not probabilities
+  double brier_score = 0.0;  // NaN when scores are not probabilities
   double top_fraction = 0.0;
   double lift_at_top = 0.0;
   std::vector<CalibrationBin> calibration;

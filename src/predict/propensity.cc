@@ -17,8 +17,8 @@ namespace {
 Status CheckXgb(int return_code, std::string_view call) {
   if (return_code == 0) return Status::OK();
   const char* message = XGBGetLastError();
-  return Status::Internal("XGBoost " + std::string(call) + " failed: " +
-                          (message != nullptr ? message : "(no message)"));
+  return Status::Internal("XGBoost " + std::string(call) +
+                          " failed: " + (message != nullptr ? message : "(no message)"));
 }
 
 struct DMatrixDeleter {
@@ -47,10 +47,9 @@ Status CheckFinite(const FeatureMatrixView& features) {
   auto scan = [&](const auto* values) -> Status {
     for (size_t offset = 0; offset < features.size(); ++offset) {
       if (std::isinf(values[offset])) {
-        return Status::InvalidArgument("feature value at row " +
-                                       std::to_string(offset / features.cols()) + ", column " +
-                                       std::to_string(offset % features.cols()) +
-                                       " is infinite; use NaN for missing");
+        return Status::InvalidArgument(
+            "feature value at row " + std::to_string(offset / features.cols()) + ", column " +
+            std::to_string(offset % features.cols()) + " is infinite; use NaN for missing");
       }
     }
     return Status::OK();
@@ -63,10 +62,10 @@ Status CheckShape(const FeatureMatrixView& features) {
   if (features.cols() == 0) return Status::InvalidArgument("feature matrix has no columns");
   if (features.rows() > std::numeric_limits<size_t>::max() / features.cols() ||
       features.rows() * features.cols() != features.size()) {
-    return Status::InvalidArgument("feature matrix holds " + std::to_string(features.size()) +
-                                   " values, expected rows x cols = " +
-                                   std::to_string(features.rows()) + " x " +
-                                   std::to_string(features.cols()));
+    return Status::InvalidArgument(
+        "feature matrix holds " + std::to_string(features.size()) +
+        " values, expected rows x cols = " + std::to_string(features.rows()) + " x " +
+        std::to_string(features.cols()));
   }
   return Status::OK();
 }
@@ -178,10 +177,9 @@ Result<DMatrixPtr> MakeDMatrix(const void* data, size_t rows, size_t cols, bool 
   std::vector<const char*> names;
   names.reserve(feature_names.size());
   for (const std::string& name : feature_names) names.push_back(name.c_str());
-  SHOAL_RETURN_IF_ERROR(
-      CheckXgb(XGDMatrixSetStrFeatureInfo(handle, "feature_name", names.data(),
-                                          static_cast<bst_ulong>(names.size())),
-               "XGDMatrixSetStrFeatureInfo(feature_name)"));
+  SHOAL_RETURN_IF_ERROR(CheckXgb(XGDMatrixSetStrFeatureInfo(handle, "feature_name", names.data(),
+                                                            static_cast<bst_ulong>(names.size())),
+                                 "XGDMatrixSetStrFeatureInfo(feature_name)"));
   return matrix;
 }
 
@@ -237,18 +235,19 @@ Result<std::vector<float>> PropensityModel::Predict(const FeatureMatrixView& fea
   if (features.rows() == 0) return std::vector<float>();
   std::string array =
       ArrayInterface(features.data(), features.rows(), features.cols(), features.is_double());
-  std::string config = "{\"type\": 0, \"training\": false, \"iteration_begin\": 0, "
-                       "\"iteration_end\": 0, \"strict_shape\": false, \"cache_id\": 0, "
-                       "\"missing\": NaN, "
-                       "\"nthread\": " +
-                       std::to_string(ctx.Threads()) + "}";
+  std::string config =
+      "{\"type\": 0, \"training\": false, \"iteration_begin\": 0, "
+      "\"iteration_end\": 0, \"strict_shape\": false, \"cache_id\": 0, "
+      "\"missing\": NaN, "
+      "\"nthread\": " +
+      std::to_string(ctx.Threads()) + "}";
   const bst_ulong* shape = nullptr;
   bst_ulong dims = 0;
   const float* result = nullptr;
-  SHOAL_RETURN_IF_ERROR(CheckXgb(XGBoosterPredictFromDense(booster_.get(), array.c_str(),
-                                                           config.c_str(), nullptr, &shape, &dims,
-                                                           &result),
-                                 "XGBoosterPredictFromDense"));
+  SHOAL_RETURN_IF_ERROR(
+      CheckXgb(XGBoosterPredictFromDense(booster_.get(), array.c_str(), config.c_str(), nullptr,
+                                         &shape, &dims, &result),
+               "XGBoosterPredictFromDense"));
   bst_ulong total = 1;
   for (bst_ulong dim_idx = 0; dim_idx < dims; ++dim_idx) total *= shape[dim_idx];
   if (total != features.rows()) {
@@ -263,8 +262,9 @@ Result<std::string> PropensityModel::Serialize(ModelFormat format) const {
       format == ModelFormat::kJson ? "{\"format\": \"json\"}" : "{\"format\": \"ubj\"}";
   bst_ulong length = 0;
   const char* bytes = nullptr;
-  SHOAL_RETURN_IF_ERROR(CheckXgb(XGBoosterSaveModelToBuffer(booster_.get(), config, &length, &bytes),
-                                 "XGBoosterSaveModelToBuffer"));
+  SHOAL_RETURN_IF_ERROR(
+      CheckXgb(XGBoosterSaveModelToBuffer(booster_.get(), config, &length, &bytes),
+               "XGBoosterSaveModelToBuffer"));
   return std::string(bytes, length);
 }
 
@@ -285,7 +285,8 @@ Result<PropensityModel> PropensityModel::Deserialize(std::string_view bytes) {
   if (name_count == 0) return Status::Corruption("propensity model carries no feature names");
   std::vector<std::string> feature_names(names, names + name_count);
   int rounds = 0;
-  SHOAL_RETURN_IF_ERROR(CheckXgb(XGBoosterBoostedRounds(handle, &rounds), "XGBoosterBoostedRounds"));
+  SHOAL_RETURN_IF_ERROR(
+      CheckXgb(XGBoosterBoostedRounds(handle, &rounds), "XGBoosterBoostedRounds"));
   // Loading leaves nthread unset (= all cores); Predict passes its own thread count.
   return PropensityModel(std::move(booster), std::move(feature_names), rounds);
 }
@@ -303,10 +304,10 @@ Result<std::vector<FeatureImportanceEntry>> PropensityModel::FeatureImportance()
     bst_ulong dims = 0;
     const bst_ulong* shape = nullptr;
     const float* scores = nullptr;
-    SHOAL_RETURN_IF_ERROR(CheckXgb(XGBoosterFeatureScore(booster_.get(), config.c_str(),
-                                                         &feature_count, &features, &dims, &shape,
-                                                         &scores),
-                                   "XGBoosterFeatureScore"));
+    SHOAL_RETURN_IF_ERROR(
+        CheckXgb(XGBoosterFeatureScore(booster_.get(), config.c_str(), &feature_count, &features,
+                                       &dims, &shape, &scores),
+                 "XGBoosterFeatureScore"));
     // XGBoost lists only features used in some split, by name; map them back to columns.
     for (bst_ulong listed_idx = 0; listed_idx < feature_count; ++listed_idx) {
       auto it = std::find(feature_names_.begin(), feature_names_.end(), features[listed_idx]);
@@ -370,10 +371,9 @@ Result<PropensityModel> TrainPropensity(const FeatureMatrixView& features,
                                        features.is_double(), train_labels, feature_names, threads));
     auto valid_values = GatherRows(values, cols, labels, is_validation, 1, valid_labels);
     if (!valid_labels.empty()) {
-      SHOAL_ASSIGN_OR_RETURN(valid_matrix,
-                             MakeDMatrix(valid_values.data(), valid_labels.size(), cols,
-                                         features.is_double(), valid_labels, feature_names,
-                                         threads));
+      SHOAL_ASSIGN_OR_RETURN(
+          valid_matrix, MakeDMatrix(valid_values.data(), valid_labels.size(), cols,
+                                    features.is_double(), valid_labels, feature_names, threads));
     }
     return Status::OK();
   };
@@ -447,9 +447,9 @@ Result<PropensityModel> TrainPropensity(const FeatureMatrixView& features,
       CheckXgb(XGBoosterSetStrFeatureInfo(handle, "feature_name", name_pointers.data(),
                                           static_cast<bst_ulong>(name_pointers.size())),
                "XGBoosterSetStrFeatureInfo(feature_name)"));
-  SHOAL_RETURN_IF_ERROR(CheckXgb(XGBoosterSetAttr(handle, "best_iteration",
-                                                  std::to_string(best_round).c_str()),
-                                 "XGBoosterSetAttr(best_iteration)"));
+  SHOAL_RETURN_IF_ERROR(
+      CheckXgb(XGBoosterSetAttr(handle, "best_iteration", std::to_string(best_round).c_str()),
+               "XGBoosterSetAttr(best_iteration)"));
   if (summary != nullptr) {
     summary->training_rows = train_labels.size();
     summary->validation_rows = valid_labels.size();

@@ -70,8 +70,7 @@ TEST(AucTest, RejectsBadInput) {
   EXPECT_EQ(Auc(scores, std::vector<float>{1, 1}).status().code(),
             Status::Code::kInvalidArgument);  // one class
   EXPECT_EQ(Auc(scores, std::vector<float>{1}).status().code(), Status::Code::kInvalidArgument);
-  EXPECT_EQ(Auc(scores, std::vector<float>{1, 2}).status().code(),
-            Status::Code::kInvalidArgument);
+  EXPECT_EQ(Auc(scores, std::vector<float>{1, 2}).status().code(), Status::Code::kInvalidArgument);
   EXPECT_EQ(Auc(std::vector<double>{NAN, 0.2}, std::vector<float>{1, 0}).status().code(),
             Status::Code::kInvalidArgument);
 }

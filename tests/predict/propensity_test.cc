@@ -50,8 +50,8 @@ Synthetic MakeSynthetic(size_t rows, uint64_t seed, double missing_share = 0.0) 
       if (uniform() < missing_share) row[2] = NAN;
     }
   }
-  const char* kNames[] = {"recency_days", "frequency",  "monetary_mean", "noise_a", "noise_b",
-                          "noise_c",      "noise_d",    "noise_e",       "noise_f", "noise_g"};
+  const char* kNames[] = {"recency_days", "frequency", "monetary_mean", "noise_a", "noise_b",
+                          "noise_c",      "noise_d",   "noise_e",       "noise_f", "noise_g"};
   data.names.assign(std::begin(kNames), std::end(kNames));
   return data;
 }
@@ -161,8 +161,7 @@ TEST(PropensityTest, SerializeDeserializeGivesIdenticalPredictions) {
     EXPECT_EQ(loaded->FeatureImportance()->at(0).total_gain,
               model->FeatureImportance()->at(0).total_gain);
   }
-  EXPECT_EQ(PropensityModel::Deserialize("not a model").status().code(),
-            Status::Code::kCorruption);
+  EXPECT_EQ(PropensityModel::Deserialize("not a model").status().code(), Status::Code::kCorruption);
   EXPECT_EQ(PropensityModel::Deserialize("").status().code(), Status::Code::kCorruption);
 }
 
