@@ -90,6 +90,18 @@ struct BtydFitOptions {
   bool compute_std_errors = true;
   // Starting point in natural parameters (model order); empty = a data-driven default.
   std::vector<double> initial;
+  // Budget on likelihood+gradient evaluations over the whole fit (warm-start subsample, BFGS,
+  // Newton polish, Hessian); 0 = no cap. When it runs out the fit returns its best point so far
+  // with converged = false and optimizer_message saying "evaluation budget exhausted".
+  int max_evaluations = 5000;
+  // Wall-time budget in seconds (steady clock, checked between evaluations); 0 = none. When it
+  // runs out: converged = false, optimizer_message says "time budget exhausted". Off by default
+  // because a wall budget makes the result depend on the machine's load.
+  double max_seconds = 0;
+  // Every parameter is kept within [exp(-b), exp(b)] with b = max_abs_log_parameter (the
+  // optimiser works in log-parameters). The default, 25, allows 1.4e-11 .. 7.2e10: any sane
+  // scale in any time unit; a fit that ends on the bound is reported as not converged.
+  double max_abs_log_parameter = 25;
 };
 
 }  // namespace shoal

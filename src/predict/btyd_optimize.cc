@@ -1,5 +1,6 @@
 #include "predict/btyd_optimize.h"
 
+#include <chrono>
 #include <cmath>
 #include <limits>
 
@@ -100,9 +101,27 @@ MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vect
                                 const std::vector<double>& initial_inverse_hessian) {
   const size_t n = start.size();
   MleResult result;
+  const double bound = options.max_abs_log_parameter;
+  auto clamp_log = [bound](double value) { return std::clamp(value, -bound, bound); };
   std::vector<double> u(n);
-  for (size_t k = 0; k < n; ++k) u[k] = std::log(start[k]);
+  for (size_t k = 0; k < n; ++k) u[k] = clamp_log(std::log(start[k]));
   int evaluations = 0;
+  // The budget is checked before each evaluation (each takes bounded time), so a fit stops
+  // within one evaluation of running out.
+  const auto started = std::chrono::steady_clock::now();
+  std::string budget_message;
+  auto budget_exhausted = [&]() {
+    if (!budget_message.empty()) return true;
+    if (options.max_evaluations > 0 && evaluations >= options.max_evaluations) {
+      budget_message = "evaluation budget exhausted (" + std::to_string(options.max_evaluations) +
+                       " evaluations)";
+    } else if (options.max_seconds > 0 &&
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() >=
+                   options.max_seconds) {
+      budget_message = "time budget exhausted (" + std::to_string(options.max_seconds) + " s)";
+    }
+    return !budget_message.empty();
+  };
 
   // BFGS on f(u) = -LL(exp(u)) / total_weight with an Armijo backtracking line search and a
   // dense inverse-Hessian approximation (n <= 4, so dense is cheapest).
@@ -132,6 +151,7 @@ MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vect
   int iteration = 0;
   for (; iteration < options.max_iterations; ++iteration) {
     if (MaxAbs(grad, 1.0) < kGradientStop * options.gradient_tolerance) break;
+    if (budget_exhausted()) break;
     double slope = 0;
     for (size_t i = 0; i < n; ++i) {
       direction[i] = 0;
@@ -151,8 +171,8 @@ MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vect
     double alpha = std::min(1.0, 5.0 / std::max(MaxAbs(direction, 1.0), 1e-300));
     double next_value = 0;
     bool accepted = false;
-    for (int halving = 0; halving < 40; ++halving) {
-      for (size_t k = 0; k < n; ++k) next[k] = std::clamp(u[k] + alpha * direction[k], -40.0, 40.0);
+    for (int halving = 0; halving < 40 && !budget_exhausted(); ++halving) {
+      for (size_t k = 0; k < n; ++k) next[k] = clamp_log(u[k] + alpha * direction[k]);
       next_value = objective(next, &next_grad);
       // Armijo, with a rounding allowance: near the optimum the mean LL changes below its own
       // rounding error and a strict test would reject every step.
@@ -164,7 +184,7 @@ MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vect
       alpha *= std::isfinite(next_value) ? 0.5 : 0.1;
     }
     if (!accepted) {
-      stalled = true;
+      stalled = budget_message.empty();
       break;
     }
     double curvature = 0, change_norm = 0;
@@ -207,6 +227,18 @@ MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vect
     }
   }
   const bool hit_cap = iteration >= options.max_iterations;
+  if (!budget_message.empty()) {
+    // Out of budget: report the best point so far, unpolished and without standard errors.
+    result.params.resize(n);
+    for (size_t k = 0; k < n; ++k) result.params[k] = std::exp(u[k]);
+    result.log_likelihood = -value * total_weight;
+    result.evaluations = evaluations;
+    result.max_abs_gradient = MaxAbs(grad, 1.0);
+    result.converged = false;
+    result.std_errors.assign(n, std::numeric_limits<double>::quiet_NaN());
+    result.message = "BFGS " + std::to_string(iteration) + " iterations; " + budget_message;
+    return result;
+  }
   result.message = "BFGS " + std::to_string(iteration) + " iterations" +
                    (hit_cap ? " (iteration cap reached)" : "") +
                    (stalled ? " (line search stalled)" : "");
@@ -218,6 +250,7 @@ MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vect
   double ll = LogSpaceValue(log_likelihood, u, &grad_u, &evaluations);
   for (int newton_step = 0; newton_step < 8 && std::isfinite(ll); ++newton_step) {
     if (MaxAbs(grad_u, total_weight) < kGradientStop * options.gradient_tolerance) break;
+    if (budget_exhausted()) break;
     if (!LogSpaceHessian(log_likelihood, u, grad_u, &hessian, &evaluations)) break;
     last_hessian = hessian;
     last_hessian_at = u;
@@ -227,8 +260,8 @@ MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vect
       for (size_t j = 0; j < n; ++j) direction[i] -= inverse[i * n + j] * grad_u[j];
     }
     bool improved = false;
-    for (double damping = 1.0; damping > 1e-4; damping *= 0.5) {
-      for (size_t k = 0; k < n; ++k) trial[k] = u[k] + damping * direction[k];
+    for (double damping = 1.0; damping > 1e-4 && !budget_exhausted(); damping *= 0.5) {
+      for (size_t k = 0; k < n; ++k) trial[k] = clamp_log(u[k] + damping * direction[k]);
       const double trial_ll = LogSpaceValue(log_likelihood, trial, &trial_grad, &evaluations);
       if (std::isfinite(trial_ll) && trial_ll >= ll - kRoundingAllowance * std::fabs(ll)) {
         u = trial;
@@ -246,8 +279,12 @@ MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vect
   result.log_likelihood = ll;
   result.evaluations = evaluations;
   result.max_abs_gradient = MaxAbs(grad_u, total_weight);
-  result.converged =
-      std::isfinite(ll) && !hit_cap && result.max_abs_gradient < options.gradient_tolerance;
+  bool on_bound = false;
+  for (size_t k = 0; k < n; ++k) on_bound = on_bound || std::fabs(u[k]) >= bound;
+  if (on_bound) result.message += "; a parameter is at its bound exp(+-" + std::to_string(bound) + ")";
+  if (!budget_message.empty()) result.message += "; " + budget_message;
+  result.converged = std::isfinite(ll) && !hit_cap && !on_bound && budget_message.empty() &&
+                     result.max_abs_gradient < options.gradient_tolerance;
   result.std_errors.assign(n, std::numeric_limits<double>::quiet_NaN());
   // The last Newton Hessian serves when it was taken within 1e-3 (in log-parameters) of the
   // optimum: standard errors change by O(1e-3) relative at most; else compute it afresh.
@@ -260,7 +297,7 @@ MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vect
       have_hessian = true;
     }
   }
-  if (options.compute_std_errors && std::isfinite(ll) && !have_hessian) {
+  if (options.compute_std_errors && std::isfinite(ll) && !have_hessian && !budget_exhausted()) {
     have_hessian = LogSpaceHessian(log_likelihood, u, grad_u, &hessian, &evaluations);
   }
   if (options.compute_std_errors && have_hessian && InvertNegativeDefinite(hessian, n, &inverse)) {

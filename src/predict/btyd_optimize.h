@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -79,6 +80,9 @@ struct MleResult {
 // parameters by the delta method (se(theta) = theta * se(u)).
 // `initial_inverse_hessian` (n x n, of the mean NEGATIVE LL in log-parameters; empty = identity)
 // seeds BFGS, e.g. from a fit on a subsample.
+// Guards: log-parameters stay within +-options.max_abs_log_parameter; options.max_evaluations
+// and options.max_seconds are checked before every evaluation, and when one runs out the best
+// point so far is returned with converged = false and the budget named in `message`.
 MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vector<double> start,
                                 double total_weight, const BtydFitOptions& options,
                                 const std::vector<double>& initial_inverse_hessian = {});
@@ -116,15 +120,27 @@ MleResult FitWithWarmStart(std::span<const Row> rows, std::vector<double> start,
   for (const Row& row : rows) total_weight += row.weight;
   std::vector<double> seed;
   int subsample_evaluations = 0;
+  BtydFitOptions full_options = options;
   if (rows.size() > kWarmStartRows && options.initial.empty()) {
     const std::vector<Row> sample = StrideSubsample<Row>(rows);
     double sample_weight = 0;
     for (const Row& row : sample) sample_weight += row.weight;
     BtydFitOptions sample_options = options;
     sample_options.compute_std_errors = true;  // its Hessian seeds the full fit
+    const auto sample_started = std::chrono::steady_clock::now();
     const MleResult warm = MaximizeLogLikelihood(make_log_likelihood(std::span<const Row>(sample)),
                                                  start, sample_weight, sample_options);
     subsample_evaluations = warm.evaluations;
+    // The budgets cover the whole fit: the full-data fit gets what the subsample left (at least
+    // one evaluation, so the result is evaluated on the full data).
+    if (options.max_evaluations > 0) {
+      full_options.max_evaluations = std::max(1, options.max_evaluations - warm.evaluations);
+    }
+    if (options.max_seconds > 0) {
+      const double spent =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - sample_started).count();
+      full_options.max_seconds = std::max(1e-9, options.max_seconds - spent);
+    }
     bool finite = std::isfinite(warm.log_likelihood);
     for (double value : warm.params) finite = finite && std::isfinite(value) && value > 0;
     if (finite) {
@@ -133,7 +149,7 @@ MleResult FitWithWarmStart(std::span<const Row> rows, std::vector<double> start,
     }
   }
   MleResult result =
-      MaximizeLogLikelihood(make_log_likelihood(rows), start, total_weight, options, seed);
+      MaximizeLogLikelihood(make_log_likelihood(rows), start, total_weight, full_options, seed);
   if (subsample_evaluations > 0) {
     result.message += "; warm start from a " + std::to_string(StrideSubsample<Row>(rows).size()) +
                       "-row subsample (" + std::to_string(subsample_evaluations) +

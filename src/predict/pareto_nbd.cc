@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "predict/btyd_optimize.h"
+#include "predict/btyd_pareto_integral.h"
 #include "predict/btyd_special.h"
 
 namespace shoal {
@@ -16,86 +17,10 @@ using btyd_internal::LogGamma;
 using btyd_internal::LogSumExp;
 using btyd_internal::PreparedRows;
 
-// The "died in (t_x, T]" part of the likelihood, in logs, and its derivatives w.r.t. the four
-// parameters. log_value = -inf when t_x == T.
-struct DeathTerm {
-  double log_value;
-  double d_r, d_alpha, d_s, d_beta;
-};
+using btyd_internal::ParetoDeathTerm;
 
-// S = sum_n (b)_n/n! z^n / (a+n) * (1 - rho^(a+n)) and its partial derivatives in a, b, z, rho,
-// all multiplied by exp(-log_scale) (the series can exceed double range for large x).
-struct SeriesSums {
-  double value = 0, d_a = 0, d_b = 0, d_z = 0, d_rho = 0;
-  double log_scale = 0;
-};
-
-SeriesSums SumSeries(double a, double b, double z, double rho) {
-  SeriesSums sums;
-  const double log_rho = std::log(rho);
-  double coefficient = 1.0 / a;          // (b)_n/n! z^n / (a+n), rescaled
-  double power = std::exp(a * log_rho);  // rho^(a+n)
-  double harmonic = 0;                   // sum_{k<n} 1/(b+k) = psi(b+n) - psi(b)
-  constexpr int kMaxTerms = 2'000'000;
-  for (int n = 0; n < kMaxTerms; ++n) {
-    const double a_n = a + n;
-    const double one_minus_power = power > 0.5 ? -std::expm1(a_n * log_rho) : 1 - power;
-    const double term = coefficient * one_minus_power;
-    sums.value += term;
-    sums.d_a += -term / a_n - coefficient * power * log_rho;
-    sums.d_b += term * harmonic;
-    sums.d_z += n * term;
-    sums.d_rho += -coefficient * a_n * power / rho;
-    if (z == 0) break;
-    const double ratio = (b + n) / (n + 1.0) * z * a_n / (a_n + 1);
-    if (ratio < 1 && (n + 1.0) * term < 1e-17 * (1 - ratio) * sums.value) break;
-    coefficient *= ratio;
-    power *= rho;
-    harmonic += 1 / (b + n);
-    if (coefficient > 1e250) {
-      constexpr double kShrink = 1e-250;
-      coefficient *= kShrink;
-      sums.value *= kShrink;
-      sums.d_a *= kShrink;
-      sums.d_b *= kShrink;
-      sums.d_z *= kShrink;
-      sums.d_rho *= kShrink;
-      sums.log_scale += 250 * std::log(10.0);
-    }
-  }
-  if (z == 0) {
-    sums.d_z = b / (a + 1) * -std::expm1((a + 1) * log_rho);
-  } else {
-    sums.d_z /= z;
-  }
-  return sums;
-}
-
-DeathTerm ComputeDeathTerm(const ParetoNbdParams& p, double x, double t_x, double T) {
-  DeathTerm death{-INFINITY, 0, 0, 0, 0};
-  if (!(T > t_x)) return death;
-  const double a = p.r + p.s + x;
-  const bool alpha_major = p.alpha >= p.beta;
-  const double major = alpha_major ? p.alpha : p.beta;
-  const double minor = alpha_major ? p.beta : p.alpha;
-  const double b = alpha_major ? p.s + 1 : p.r + x;
-  const double major_tx = major + t_x, major_T = major + T;
-  const double z = (major - minor) / major_tx;
-  const double rho = major_tx / major_T;
-  const SeriesSums sums = SumSeries(a, b, z, rho);
-  const double log_major_tx = std::log(major_tx);
-  death.log_value = std::log(p.s) - a * log_major_tx + std::log(sums.value) + sums.log_scale;
-  const double s_a = sums.d_a / sums.value, s_b = sums.d_b / sums.value;
-  const double s_z = sums.d_z / sums.value, s_rho = sums.d_rho / sums.value;
-  // a = r + s + x; b = s + 1 (alpha major) or r + x (beta major).
-  death.d_r = -log_major_tx + s_a + (alpha_major ? 0 : s_b);
-  death.d_s = 1 / p.s - log_major_tx + s_a + (alpha_major ? s_b : 0);
-  const double d_major = -a / major_tx + s_z * (minor + t_x) / (major_tx * major_tx) +
-                         s_rho * (T - t_x) / (major_T * major_T);
-  const double d_minor = -s_z / major_tx;
-  death.d_alpha = alpha_major ? d_major : d_minor;
-  death.d_beta = alpha_major ? d_minor : d_major;
-  return death;
+ParetoDeathTerm ComputeDeathTerm(const ParetoNbdParams& p, double x, double t_x, double T) {
+  return btyd_internal::ComputeParetoDeathTerm(p.r, p.alpha, p.s, p.beta, x, t_x, T);
 }
 
 double LogLikelihoodPrepared(const ParetoNbdParams& p, const PreparedRows& rows,
@@ -114,7 +39,7 @@ double LogLikelihoodPrepared(const ParetoNbdParams& p, const PreparedRows& rows,
     const double t_x = rows.t_x[row_idx], T = rows.T[row_idx], weight = rows.weight[row_idx];
     const double log_alpha_T = std::log(p.alpha + T), log_beta_T = std::log(p.beta + T);
     const double alive = -(p.r + x) * log_alpha_T - p.s * log_beta_T;
-    const DeathTerm death = ComputeDeathTerm(p, x, t_x, T);
+    const ParetoDeathTerm death = ComputeDeathTerm(p, x, t_x, T);
     const double total = LogSumExp(alive, death.log_value);
     const double w_alive = std::exp(alive - total), w_death = std::exp(death.log_value - total);
     acc[0] +=
@@ -188,7 +113,7 @@ Result<ParetoNbdFit> FitParetoNbd(const CompressedRfm& data, const BtydFitOption
 
 double ParetoNbdProbabilityAlive(const ParetoNbdParams& p, double x, double t_x, double T) {
   const double alive = -(p.r + x) * std::log(p.alpha + T) - p.s * std::log(p.beta + T);
-  const DeathTerm death = ComputeDeathTerm(p, x, t_x, T);
+  const ParetoDeathTerm death = ComputeDeathTerm(p, x, t_x, T);
   return std::exp(alive - LogSumExp(alive, death.log_value));
 }
 
