@@ -35,14 +35,17 @@ struct ParetoNbdFit {
 // Total weighted log-likelihood with analytic gradient dLL/d(r, alpha, s, beta).
 // Per customer, L = Gamma(r+x) alpha^r beta^s / Gamma(r) * [ (alpha+T)^-(r+x) (beta+T)^-s
 //   + s Int_{t_x}^{T} (alpha+tau)^-(r+x) (beta+tau)^-(s+1) dtau ];
-// the integral equals Fader-Hardie's 2F1 difference and is summed as one series of positive
-// terms (the a-b branch: expansion around max(alpha, beta), so the series argument is in
-// [0, 1)), scaled to avoid overflow, with 1 - ((m+t_x)/(m+T))^(a+n) from expm1. The gradient is
-// the term-by-term derivative of the same series (exact for the value computed).
+// the integral equals Fader-Hardie's 2F1 difference. Each row costs bounded time for any
+// parameters and data (microseconds): Fader-Hardie's series (expanded around max(alpha, beta),
+// positive terms, rescaled) where it is short, else composite Gauss-Legendre quadrature of the
+// integral in log space (btyd_pareto_integral.h). The gradient is exact for the value computed
+// (term-by-term derivative of the series / derivative under the integral sign).
 double ParetoNbdLogLikelihood(const ParetoNbdParams& params, std::span<const RfmSummaryRow> rows,
                               std::array<double, 4>* gradient = nullptr, int threads = 1);
 
-// Maximum-likelihood fit; see FitBgNbd.
+// Maximum-likelihood fit; see FitBgNbd. Bounded by options.max_evaluations (and
+// options.max_seconds if set): when a budget runs out, the best point so far is returned with
+// converged = false and optimizer_message naming the budget.
 Result<ParetoNbdFit> FitParetoNbd(const CompressedRfm& data, const BtydFitOptions& options = {},
                                   const Context& ctx = {});
 
