@@ -281,7 +281,9 @@ MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vect
   result.max_abs_gradient = MaxAbs(grad_u, total_weight);
   bool on_bound = false;
   for (size_t k = 0; k < n; ++k) on_bound = on_bound || std::fabs(u[k]) >= bound;
-  if (on_bound) result.message += "; a parameter is at its bound exp(+-" + std::to_string(bound) + ")";
+  if (on_bound) {
+    result.message += "; a parameter is at its bound exp(+-" + std::to_string(bound) + ")";
+  }
   if (!budget_message.empty()) result.message += "; " + budget_message;
   result.converged = std::isfinite(ll) && !hit_cap && !on_bound && budget_message.empty() &&
                      result.max_abs_gradient < options.gradient_tolerance;

@@ -90,15 +90,13 @@ bool SeriesDeathTerm(const SeriesSetup& setup, double s, double t_x, double T, d
   if (!sums.converged) return false;
   const double major_tx = setup.major + t_x, major_T = setup.major + T;
   const double log_major_tx = std::log(major_tx);
-  death->log_value =
-      std::log(s) - setup.a * log_major_tx + std::log(sums.value) + sums.log_scale;
+  death->log_value = std::log(s) - setup.a * log_major_tx + std::log(sums.value) + sums.log_scale;
   const double s_a = sums.d_a / sums.value, s_b = sums.d_b / sums.value;
   const double s_z = sums.d_z / sums.value, s_rho = sums.d_rho / sums.value;
   // a = r + s + x; b = s + 1 (alpha major) or r + x (beta major).
   death->d_r = -log_major_tx + s_a + (setup.alpha_major ? 0 : s_b);
   death->d_s = 1 / s - log_major_tx + s_a + (setup.alpha_major ? s_b : 0);
-  const double d_major = -setup.a / major_tx +
-                         s_z * (setup.minor + t_x) / (major_tx * major_tx) +
+  const double d_major = -setup.a / major_tx + s_z * (setup.minor + t_x) / (major_tx * major_tx) +
                          s_rho * (T - t_x) / (major_T * major_T);
   const double d_minor = -s_z / major_tx;
   death->d_alpha = setup.alpha_major ? d_major : d_minor;

@@ -45,19 +45,21 @@ double AdaptiveSimpson(const std::function<double(double)>& f, double lo, double
 // Brute-force Pareto/NBD log-likelihood of one customer, independent of the library's methods:
 // the integral of f(tau) = (alpha+tau)^-(r+x) (beta+tau)^-(s+1) relative to f(t_x) (so nothing
 // overflows) by adaptive Simpson, first to 1e-8 of a rigorous lower bound of the integral,
-// then to 1e-13 of that first estimate (log f is convex, so f(tau) >= f(t_x) exp(-k0 (tau - t_x)), k0 = -(log f)'(t_x)).
+// then to 1e-13 of that first estimate (log f is convex, so f(tau) >= f(t_x) exp(-k0 (tau - t_x)),
+// k0 = -(log f)'(t_x)).
 double BruteForceLogLikelihood(const ParetoNbdParams& p, double x, double t_x, double T) {
   const double a1 = p.r + x, b1 = p.s + 1;
   auto log_f = [&](double tau) {
     return -a1 * std::log(p.alpha + tau) - b1 * std::log(p.beta + tau);
   };
-  const double head = std::lgamma(p.r + x) - std::lgamma(p.r) + p.r * std::log(p.alpha) +
-                      p.s * std::log(p.beta);
+  const double head =
+      std::lgamma(p.r + x) - std::lgamma(p.r) + p.r * std::log(p.alpha) + p.s * std::log(p.beta);
   const double log_alive = -(p.r + x) * std::log(p.alpha + T) - p.s * std::log(p.beta + T);
   if (!(T > t_x)) return head + log_alive;
   const double log_f0 = log_f(t_x);
   // log f(tau) - log f(t_x) without cancellation (log f is ~1e4 for x = 5000).
-  auto scaled = [&](double tau) { return std::exp(-a1 * std::log1p((tau - t_x) / (p.alpha + t_x)) -
+  auto scaled = [&](double tau) {
+    return std::exp(-a1 * std::log1p((tau - t_x) / (p.alpha + t_x)) -
                     b1 * std::log1p((tau - t_x) / (p.beta + t_x)));
   };
   const double k0 = a1 / (p.alpha + t_x) + b1 / (p.beta + t_x);
@@ -80,9 +82,8 @@ struct Point {
 
 std::string Describe(const Point& point) {
   char text[200];
-  std::snprintf(text, sizeof(text), "r=%g alpha=%g s=%g beta=%g x=%g t_x=%g T=%g",
-                point.params.r, point.params.alpha, point.params.s, point.params.beta, point.x,
-                point.t_x, point.T);
+  std::snprintf(text, sizeof(text), "r=%g alpha=%g s=%g beta=%g x=%g t_x=%g T=%g", point.params.r,
+                point.params.alpha, point.params.s, point.params.beta, point.x, point.t_x, point.T);
   return text;
 }
 
@@ -90,16 +91,16 @@ std::string Describe(const Point& point) {
 // x with t_x = 0, long T; and the other regimes around it.
 std::vector<Point> ExtremePoints() {
   std::vector<Point> points;
-  const std::vector<std::array<double, 2>> scales = {
-      {0.01, 500}, {500, 0.01}, {1e-6, 1e3}, {1e3, 1e-6}, {0.1, 50}, {3, 3}};
+  const std::vector<std::array<double, 2>> scales = {{0.01, 500}, {500, 0.01}, {1e-6, 1e3},
+                                                     {1e3, 1e-6}, {0.1, 50},   {3, 3}};
   const std::vector<std::array<double, 2>> shapes = {{0.5, 0.6}, {0.01, 30}, {30, 0.01}};
   const std::vector<std::array<double, 3>> histories = {
       {5000, 0, 1000}, {0, 0, 1000}, {1, 0.5, 1000}, {200, 999, 1000}, {40, 3, 104}, {2, 1, 1.5}};
   for (const auto& scale : scales) {
     for (const auto& shape : shapes) {
       for (const auto& history : histories) {
-        points.push_back({{shape[0], scale[0], shape[1], scale[1]}, history[0], history[1],
-                          history[2]});
+        points.push_back(
+            {{shape[0], scale[0], shape[1], scale[1]}, history[0], history[1], history[2]});
       }
     }
   }
@@ -172,10 +173,9 @@ TEST(ParetoNbdBounded, GradientMatchesFiniteDifferencesAtExtremePoints) {
       std::array<double, 4> up = theta, down = theta;
       up[k] *= std::exp(kStep);
       down[k] *= std::exp(-kStep);
-      const double numeric =
-          (ParetoNbdLogLikelihood({up[0], up[1], up[2], up[3]}, one) -
-           ParetoNbdLogLikelihood({down[0], down[1], down[2], down[3]}, one)) /
-          (2 * kStep);
+      const double numeric = (ParetoNbdLogLikelihood({up[0], up[1], up[2], up[3]}, one) -
+                              ParetoNbdLogLikelihood({down[0], down[1], down[2], down[3]}, one)) /
+                             (2 * kStep);
       const double analytic = gradient[k] * theta[k];
       ASSERT_TRUE(std::isfinite(analytic)) << Describe(point) << " k=" << k;
       // Truncation O(step^2 * third derivative) and cancellation in LL values up to ~1e5.
@@ -190,8 +190,8 @@ double MedianMilliseconds(const std::function<void()>& run) {
   for (double& time : times) {
     const auto start = std::chrono::steady_clock::now();
     run();
-    time = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-               .count();
+    time =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   }
   std::sort(times.begin(), times.end());
   return times[2];
@@ -214,8 +214,7 @@ TEST(ParetoNbdBounded, AdversarialPointsEvaluateInBoundedTime) {
     EXPECT_LT(median_ms, 50) << Describe(point);
     EXPECT_TRUE(std::isfinite(ll)) << Describe(point);
     for (double component : gradient) EXPECT_TRUE(std::isfinite(component)) << Describe(point);
-    EXPECT_TRUE(std::isfinite(
-        ParetoNbdProbabilityAlive(point.params, point.x, point.t_x, point.T)))
+    EXPECT_TRUE(std::isfinite(ParetoNbdProbabilityAlive(point.params, point.x, point.t_x, point.T)))
         << Describe(point);
   }
 }
@@ -275,10 +274,11 @@ TEST(ParetoNbdBounded, ShopShapedDataFitFinishesAndConverges) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_TRUE(fit.ok()) << fit.status().ToString();
-  std::printf("shop (5000 customers, %zu rows): r=%.5g alpha=%.5g s=%.5g beta=%.5g LL=%.6f "
-              "evals=%d %.3f s\n",
-              data.rows.size(), fit->params.r, fit->params.alpha, fit->params.s, fit->params.beta,
-              fit->log_likelihood, fit->iterations, seconds);
+  std::printf(
+      "shop (5000 customers, %zu rows): r=%.5g alpha=%.5g s=%.5g beta=%.5g LL=%.6f "
+      "evals=%d %.3f s\n",
+      data.rows.size(), fit->params.r, fit->params.alpha, fit->params.s, fit->params.beta,
+      fit->log_likelihood, fit->iterations, seconds);
   EXPECT_TRUE(fit->converged) << fit->optimizer_message << " grad " << fit->max_abs_gradient;
   EXPECT_LT(seconds, 20) << "generous bound for a loaded machine; expected well under 1 s";
   for (double se : fit->std_errors) EXPECT_TRUE(std::isfinite(se) && se > 0);
