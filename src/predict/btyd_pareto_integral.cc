@@ -159,7 +159,7 @@ constexpr int kMaxPanels = 2000;
 // f(t_j) (T - t_j) is below 1e-17 of the sum. Values are relative to f(t_x) (no overflow); the
 // derivatives are integrals of f times d log f, the derivative under the integral sign.
 ParetoDeathTerm QuadratureDeathTerm(double r, double alpha, double s, double beta, double x,
-                                    double t_x, double T) {
+                                    double t_x, double T, ParetoQuadratureCache* cache) {
   const GaussLegendreRule& rule = Rule();
   const double a1 = r + x, b1 = s + 1;
   const double alpha_tx = alpha + t_x, beta_tx = beta + t_x;
@@ -171,7 +171,16 @@ ParetoDeathTerm QuadratureDeathTerm(double r, double alpha, double s, double bet
   const double nearest_pole = std::min(alpha, beta);
   double sum = 0, sum_log_alpha = 0, sum_log_beta = 0, sum_inv_alpha = 0, sum_inv_beta = 0;
   double start = t_x;
+  if (cache != nullptr && cache->valid && cache->x == x && cache->t_x == t_x && T >= cache->T) {
+    start = cache->reached;
+    sum = cache->sum;
+    sum_log_alpha = cache->sum_log_alpha;
+    sum_log_beta = cache->sum_log_beta;
+    sum_inv_alpha = cache->sum_inv_alpha;
+    sum_inv_beta = cache->sum_inv_beta;
+  }
   for (int panel = 0; panel < kMaxPanels && start < T; ++panel) {
+    if (sum > 0 && std::exp(log_f_ratio(start)) * (T - start) < 1e-17 * sum) break;
     const double rate = a1 / (alpha + start) + b1 / (beta + start);
     const double length = std::min({T - start, kMaxPanelLogDecay / rate, nearest_pole + start});
     const double half = 0.5 * length, mid = start + half;
@@ -193,7 +202,10 @@ ParetoDeathTerm QuadratureDeathTerm(double r, double alpha, double s, double bet
     const double end = start + length;
     if (!(end > start)) break;  // the panel vanished in rounding (cannot happen for T > t_x)
     start = end;
-    if (start < T && std::exp(log_f_ratio(start)) * (T - start) < 1e-17 * sum) break;
+  }
+  if (cache != nullptr) {
+    *cache = ParetoQuadratureCache{
+        true, x, t_x, T, start, sum, sum_log_alpha, sum_log_beta, sum_inv_alpha, sum_inv_beta};
   }
   ParetoDeathTerm death;
   death.log_value = std::log(s) + log_f0 + std::log(sum);
@@ -207,11 +219,12 @@ ParetoDeathTerm QuadratureDeathTerm(double r, double alpha, double s, double bet
 }  // namespace
 
 ParetoDeathTerm ComputeParetoDeathTerm(double r, double alpha, double s, double beta, double x,
-                                       double t_x, double T, ParetoDeathMethod method) {
+                                       double t_x, double T, ParetoDeathMethod method,
+                                       ParetoQuadratureCache* cache) {
   ParetoDeathTerm death{-INFINITY, 0, 0, 0, 0};
   if (!(T > t_x)) return death;
   if (method == ParetoDeathMethod::kQuadrature) {
-    return QuadratureDeathTerm(r, alpha, s, beta, x, t_x, T);
+    return QuadratureDeathTerm(r, alpha, s, beta, x, t_x, T, cache);
   }
   const SeriesSetup setup = SetUpSeries(r, alpha, s, beta, x, t_x, T);
   if (method == ParetoDeathMethod::kSeries) {
@@ -225,7 +238,7 @@ ParetoDeathTerm ComputeParetoDeathTerm(double r, double alpha, double s, double 
       SeriesDeathTerm(setup, s, t_x, T, 4 * kParetoSeriesTermBudget, &death)) {
     return death;
   }
-  return QuadratureDeathTerm(r, alpha, s, beta, x, t_x, T);
+  return QuadratureDeathTerm(r, alpha, s, beta, x, t_x, T, cache);
 }
 
 }  // namespace shoal::btyd_internal

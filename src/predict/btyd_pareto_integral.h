@@ -24,8 +24,20 @@ enum class ParetoDeathMethod {
 // at most a few thousand elementary operations.
 inline constexpr double kParetoSeriesTermBudget = 300;
 
+// Running quadrature sums, so that consecutive rows with the same (x, t_x) and non-decreasing T
+// (merged rows are sorted that way) continue the integral from where the previous row stopped
+// instead of starting again at t_x. Valid for one parameter point; not shared between threads.
+struct ParetoQuadratureCache {
+  bool valid = false;
+  double x = 0, t_x = 0, T = 0;  // the row that filled it
+  double reached = 0;            // the sums cover [t_x, reached], reached <= T
+  double sum = 0, sum_log_alpha = 0, sum_log_beta = 0, sum_inv_alpha = 0, sum_inv_beta = 0;
+};
+
+// `cache` (optional) is used and updated by the quadrature path only.
 ParetoDeathTerm ComputeParetoDeathTerm(double r, double alpha, double s, double beta, double x,
                                        double t_x, double T,
-                                       ParetoDeathMethod method = ParetoDeathMethod::kAuto);
+                                       ParetoDeathMethod method = ParetoDeathMethod::kAuto,
+                                       ParetoQuadratureCache* cache = nullptr);
 
 }  // namespace shoal::btyd_internal

@@ -19,8 +19,10 @@ using btyd_internal::PreparedRows;
 
 using btyd_internal::ParetoDeathTerm;
 
-ParetoDeathTerm ComputeDeathTerm(const ParetoNbdParams& p, double x, double t_x, double T) {
-  return btyd_internal::ComputeParetoDeathTerm(p.r, p.alpha, p.s, p.beta, x, t_x, T);
+ParetoDeathTerm ComputeDeathTerm(const ParetoNbdParams& p, double x, double t_x, double T,
+                                 btyd_internal::ParetoQuadratureCache* cache = nullptr) {
+  return btyd_internal::ComputeParetoDeathTerm(p.r, p.alpha, p.s, p.beta, x, t_x, T,
+                                               btyd_internal::ParetoDeathMethod::kAuto, cache);
 }
 
 double LogLikelihoodPrepared(const ParetoNbdParams& p, const PreparedRows& rows,
@@ -33,13 +35,18 @@ double LogLikelihoodPrepared(const ParetoNbdParams& p, const PreparedRows& rows,
     lg_ratio[group_idx] = LogGamma(p.r + x) - lg_r;
     psi_ratio[group_idx] = Digamma(p.r + x) - psi_r;
   }
+  // One quadrature cache per fixed block of rows (a block runs on one thread, in row order), so
+  // sorted rows sharing (x, t_x) extend one integral and the result is thread-count independent.
+  std::vector<btyd_internal::ParetoQuadratureCache> caches(
+      (rows.weight.size() + btyd_internal::kRowsPerBlock - 1) / btyd_internal::kRowsPerBlock);
   auto row_fn = [&](size_t row_idx, std::array<double, 4>& acc) -> double {
     const uint32_t group_idx = rows.x_group[row_idx];
     const double x = rows.distinct_x[group_idx];
     const double t_x = rows.t_x[row_idx], T = rows.T[row_idx], weight = rows.weight[row_idx];
     const double log_alpha_T = std::log(p.alpha + T), log_beta_T = std::log(p.beta + T);
     const double alive = -(p.r + x) * log_alpha_T - p.s * log_beta_T;
-    const ParetoDeathTerm death = ComputeDeathTerm(p, x, t_x, T);
+    const ParetoDeathTerm death =
+        ComputeDeathTerm(p, x, t_x, T, &caches[row_idx / btyd_internal::kRowsPerBlock]);
     const double total = LogSumExp(alive, death.log_value);
     const double w_alive = std::exp(alive - total), w_death = std::exp(death.log_value - total);
     acc[0] +=
