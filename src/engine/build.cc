@@ -635,11 +635,16 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
   models += ",\"customers\":" + std::to_string(fit_x.size());
   if (fit_x.size() >= 10) {
     SHOAL_ASSIGN_OR_RETURN(CompressedRfm data, CompressRfm(fit_x, fit_tx, fit_T, fit_mean));
-    SHOAL_ASSIGN_OR_RETURN(BgNbdFit bg, FitBgNbd(data));
+    // Parameters are kept within [1e-4, 1e4]: beyond, BG/NBD's a and b only say "dropout is the
+    // same for everyone" (a/(a+b) fixed), and scoring with 1e9-sized parameters costs seconds
+    // per customer. A fit stopped at the bound is reported as not converged.
+    BtydFitOptions fit_options;
+    fit_options.max_abs_log_parameter = std::log(1e4);
+    SHOAL_ASSIGN_OR_RETURN(BgNbdFit bg, FitBgNbd(data, fit_options));
     Result<ParetoNbdFit> pareto = settings.fit_pareto_nbd
-                                      ? FitParetoNbd(data)
+                                      ? FitParetoNbd(data, fit_options)
                                       : Result<ParetoNbdFit>(Status::FailedPrecondition("disabled by [models] pareto_nbd = false"));
-    auto gg = FitGammaGamma(data);
+    auto gg = FitGammaGamma(data, fit_options);
     auto param = [&](const char* name, double v, double se, bool last_one = false) {
       models += "\"" + std::string(name) + "\":";
       AppendJsonNumber(&models, v);
@@ -655,7 +660,9 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
     models += "\"loglik\":";
     AppendJsonNumber(&models, bg.log_likelihood);
     models += ",\"converged\":" + std::string(bg.converged ? "true" : "false") +
-              ",\"iterations\":" + std::to_string(bg.iterations) + "}";
+              ",\"iterations\":" + std::to_string(bg.iterations) + ",\"message\":";
+    AppendJsonString(&models, bg.optimizer_message);
+    models += "}";
     if (pareto.ok()) {
       models += ",\"pareto_nbd\":{";
       param("r", pareto->params.r, pareto->std_errors[0]);

@@ -14,14 +14,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Run {
+struct CmdResult {
   int exit_code = -1;
   std::string out;  // stdout and stderr
 };
 
-Run Shoal(const std::string& args) {
+CmdResult Shoal(const std::string& args) {
   std::string cmd = std::string(SHOAL_BINARY) + " " + args + " 2>&1";
-  Run r;
+  CmdResult r;
   FILE* pipe = popen(cmd.c_str(), "r");
   if (!pipe) return r;
   std::array<char, 4096> buf;
@@ -48,22 +48,22 @@ class CliTest : public ::testing::Test {
 };
 
 TEST_F(CliTest, CdnowRecipeIngestProfileExportAndForget) {
-  Run ingest = Shoal("ingest --quiet --db " + Path("db") + " --mapping " + Recipe("cdnow.toml") + " " +
+  CmdResult ingest = Shoal("ingest --quiet --db " + Path("db") + " --mapping " + Recipe("cdnow.toml") + " " +
                      Data("cdnow/CDNOW_master.txt"));
   ASSERT_EQ(ingest.exit_code, 0) << ingest.out;
   EXPECT_NE(ingest.out.find("events stored    69659"), std::string::npos) << ingest.out;
   EXPECT_NE(ingest.out.find("profiles         23570"), std::string::npos) << ingest.out;
   // Idempotent: the same file again stores nothing.
-  Run again = Shoal("ingest --quiet --db " + Path("db") + " --mapping " + Recipe("cdnow.toml") + " " +
+  CmdResult again = Shoal("ingest --quiet --db " + Path("db") + " --mapping " + Recipe("cdnow.toml") + " " +
                     Data("cdnow/CDNOW_master.txt"));
   EXPECT_NE(again.out.find("events stored    0"), std::string::npos) << again.out;
-  Run profile = Shoal("profile --db " + Path("db") + " 4");
+  CmdResult profile = Shoal("profile --db " + Path("db") + " 00004");
   ASSERT_EQ(profile.exit_code, 0) << profile.out;
   EXPECT_NE(profile.out.find("\"frequency\":4"), std::string::npos) << profile.out;
-  Run missing = Shoal("profile --db " + Path("db") + " no-such-customer");
+  CmdResult missing = Shoal("profile --db " + Path("db") + " no-such-customer");
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_NE(missing.out.find("no profile has the identifier"), std::string::npos);
-  Run exported = Shoal("export --db " + Path("db") + " --out " + Path("out.csv"));
+  CmdResult exported = Shoal("export --db " + Path("db") + " --out " + Path("out.csv"));
   ASSERT_EQ(exported.exit_code, 0) << exported.out;
   std::ifstream in(Path("out.csv"));
   std::string header;
@@ -87,9 +87,9 @@ TEST_F(CliTest, CdnowRecipeIngestProfileExportAndForget) {
   }
   EXPECT_EQ(rows, 23570u);
   EXPECT_NEAR(monetary_sum, 2500315.63, 0.01);
-  Run forget = Shoal("forget --db " + Path("db") + " 4");
+  CmdResult forget = Shoal("forget --db " + Path("db") + " 00004");
   ASSERT_EQ(forget.exit_code, 0) << forget.out;
-  EXPECT_EQ(Shoal("profile --db " + Path("db") + " 4").exit_code, 2);
+  EXPECT_EQ(Shoal("profile --db " + Path("db") + " 00004").exit_code, 2);
 }
 
 TEST_F(CliTest, BadInputIsQuarantinedAndStrictFails) {
@@ -99,7 +99,7 @@ TEST_F(CliTest, BadInputIsQuarantinedAndStrictFails) {
       << "{\"event_id\":\"2\",\"type\":\"teleport\",\"timestamp\":\"2024-01-02\",\"customer_id\":\"A\"}\n"
       << "{\"event_id\":\"3\",\"type\":\"order\",\"timestamp\":\"yesterday\",\"customer_id\":\"B\",\"total\":5}\n"
       << "{\"event_id\":\"4\",\"type\":\"product_view\",\"timestamp\":1704200000,\"customer_id\":\"B\"}\n";
-  Run lenient = Shoal("ingest --quiet --db " + Path("db") + " " + Path("messy.jsonl"));
+  CmdResult lenient = Shoal("ingest --quiet --db " + Path("db") + " " + Path("messy.jsonl"));
   EXPECT_EQ(lenient.exit_code, 0) << lenient.out;
   EXPECT_NE(lenient.out.find("events stored    2"), std::string::npos) << lenient.out;
   EXPECT_NE(lenient.out.find("bad (quarantined) 3"), std::string::npos) << lenient.out;
@@ -107,20 +107,20 @@ TEST_F(CliTest, BadInputIsQuarantinedAndStrictFails) {
   std::string all((std::istreambuf_iterator<char>(q)), std::istreambuf_iterator<char>());
   EXPECT_NE(all.find("teleport"), std::string::npos);
   EXPECT_NE(all.find("\"line\":4"), std::string::npos) << all;
-  Run strict = Shoal("ingest --quiet --strict --db " + Path("db2") + " " + Path("messy.jsonl"));
+  CmdResult strict = Shoal("ingest --quiet --strict --db " + Path("db2") + " " + Path("messy.jsonl"));
   EXPECT_EQ(strict.exit_code, 3) << strict.out;
-  Run unreadable = Shoal("ingest --quiet --db " + Path("db3") + " " + Path("does-not-exist.jsonl"));
+  CmdResult unreadable = Shoal("ingest --quiet --db " + Path("db3") + " " + Path("does-not-exist.jsonl"));
   EXPECT_EQ(unreadable.exit_code, 1) << unreadable.out;
   EXPECT_NE(unreadable.out.find("does-not-exist.jsonl"), std::string::npos);
-  Run bad_mapping = Shoal("ingest --quiet --db " + Path("db4") + " --map nonsense " + Path("messy.jsonl"));
+  CmdResult bad_mapping = Shoal("ingest --quiet --db " + Path("db4") + " --map nonsense " + Path("messy.jsonl"));
   EXPECT_EQ(bad_mapping.exit_code, 2) << bad_mapping.out;
 }
 
 TEST_F(CliTest, GroceriesAffinitiesMatchArules) {
-  Run ingest = Shoal("ingest --quiet --db " + Path("db") + " --mapping " + Recipe("groceries.toml") + " " +
+  CmdResult ingest = Shoal("ingest --quiet --db " + Path("db") + " --mapping " + Recipe("groceries.toml") + " " +
                      Data("groceries/groceries.csv"));
   ASSERT_EQ(ingest.exit_code, 0) << ingest.out;
-  Run rules = Shoal("affinities --db " + Path("db") + " --level product --min-support 0.001 --min-confidence 0.5 --top 0 --json");
+  CmdResult rules = Shoal("affinities --db " + Path("db") + " --level product --min-support 0.001 --min-confidence 0.5 --top 0 --json");
   ASSERT_EQ(rules.exit_code, 0) << rules.out.substr(0, 500);
   size_t lines = std::count(rules.out.begin(), rules.out.end(), '\n');
   EXPECT_EQ(lines, 5668u);
