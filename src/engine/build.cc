@@ -815,6 +815,33 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
     oi.top_n = 5;
     auto over = affinity::OverIndexedItems(baskets, basket_segment, static_cast<uint32_t>(b.segments.size()), oi, ctx);
     if (!over.ok()) return over.status().WithContext("segment cross-sell");
+    // Each segment's best rules: mined within its own baskets (support relative to them), by lift.
+    for (size_t seg = 0; seg < b.segments.size(); ++seg) {
+      affinity::BasketStore own;
+      std::vector<std::string_view> labels;
+      for (size_t bi = 0; bi < baskets.num_baskets(); ++bi) {
+        if (basket_segment[bi] != seg) continue;
+        labels.clear();
+        for (affinity::ItemId item : baskets.Basket(bi)) labels.push_back(baskets.dictionary().Label(item));
+        own.AddBasketLabels(labels);
+      }
+      if (own.num_baskets() < 20) continue;
+      // Support relative to the segment's baskets, and at least 10 baskets, so a small segment
+      // does not report rules seen once or twice.
+      affinity::FpGrowthOptions seg_fp;
+      seg_fp.min_support_count = std::max<uint64_t>(
+          10, static_cast<uint64_t>(std::ceil(settings.min_support * static_cast<double>(own.num_baskets()))));
+      auto seg_sets = affinity::MineFrequentItemsets(own, seg_fp, ctx);
+      if (!seg_sets.ok()) return seg_sets.status().WithContext("segment rules");
+      auto seg_rules = affinity::GenerateRules(*seg_sets, ro, ctx);
+      if (!seg_rules.ok()) return seg_rules.status().WithContext("segment rules");
+      affinity::SortRules(&*seg_rules, affinity::RuleMeasure::kLift);
+      for (size_t r = 0; r < seg_rules->support.size() && r < 3; ++r) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, " (lift %.2f, confidence %.2f)", seg_rules->lift[r], seg_rules->confidence[r]);
+        b.segments[seg].cross_sell_rules.push_back(affinity::FormatRule(*seg_rules, r, own.dictionary()) + buf);
+      }
+    }
     for (const affinity::OverIndexedItem& item : *over) {
       char buf[64];
       std::snprintf(buf, sizeof buf, " (lift %.2f)", item.lift);
@@ -874,6 +901,11 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
     for (size_t t = 0; t < s.cross_sell.size(); ++t) {
       if (t) js += ',';
       AppendJsonString(&js, s.cross_sell[t]);
+    }
+    js += "],\"cross_sell_rules\":[";
+    for (size_t t = 0; t < s.cross_sell_rules.size(); ++t) {
+      if (t) js += ',';
+      AppendJsonString(&js, s.cross_sell_rules[t]);
     }
     js += "],\"centroid\":[";
     for (size_t f = 0; f < d; ++f) {

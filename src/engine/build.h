@@ -34,6 +34,7 @@ struct SegmentInfo {
   std::vector<std::pair<std::string, double>> key_traits;    // most distinguishing traits: robust z
   std::vector<std::pair<std::string, double>> trait_means;   // mean of each clustering trait
   std::vector<std::string> cross_sell;                       // over-indexed items (lift)
+  std::vector<std::string> cross_sell_rules;                 // best rules within its baskets
 };
 
 // What a build computed, aligned by row with `profiles`.

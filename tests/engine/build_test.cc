@@ -244,3 +244,53 @@ TEST(BuildTest, DISABLED_GrowthKeepsSegments) {
 
 }  // namespace
 }  // namespace shoal
+
+namespace shoal {
+namespace {
+
+// Cross-sell end to end: the generator's planted category affinities come out of the stored
+// baskets as rules with lift > 1, customers who bought an antecedent but not its consequent are
+// recommended the consequent more often than others are, and segments report their own rules.
+TEST(BuildTest, PlantedAffinitiesBecomeRulesAndRecommendations) {
+  std::string dir = TempPath("affinity");
+  std::unique_ptr<Engine> engine;
+  ShopBuild shop = BuildShop(dir, 3000, 21, nullptr, &engine);
+  AffinityOptions options;
+  options.min_support = 0.002;
+  options.min_confidence = 0.05;
+  options.top = 0;
+  options.json = true;
+  auto report = AffinityReport(*engine, options);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  size_t found = 0;
+  for (const PlantedAffinity& planted : PlantedAffinities()) {
+    std::string needle = "{\"antecedent\":[\"" + std::string(planted.antecedent) + "\"],\"consequent\":[\"" +
+                         std::string(planted.consequent) + "\"]";
+    size_t at = report->find(needle);
+    if (at == std::string::npos) continue;
+    size_t lift_at = report->find("\"lift\":", at) + 7;
+    EXPECT_GT(std::stod(report->substr(lift_at, 12)), 1.5) << needle;
+    ++found;
+  }
+  EXPECT_GE(found, PlantedAffinities().size() - 1) << *report;
+  // Recommendations follow the planted rules: among customers with recommendations, some are
+  // recommended a planted consequent.
+  size_t with_recs = 0, planted_recs = 0;
+  for (const std::string& recs : shop.build.recommendations) {
+    if (recs.empty()) continue;
+    ++with_recs;
+    for (const PlantedAffinity& planted : PlantedAffinities()) {
+      if (recs.find(planted.consequent) != std::string::npos) { ++planted_recs; break; }
+    }
+  }
+  EXPECT_GT(with_recs, 500u);
+  EXPECT_GT(planted_recs, with_recs / 2);
+  size_t segments_with_rules = 0;
+  for (const SegmentInfo& s : shop.build.segments) segments_with_rules += !s.cross_sell_rules.empty();
+  EXPECT_GE(segments_with_rules, 2u);
+  engine.reset();
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace shoal
