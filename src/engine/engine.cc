@@ -228,7 +228,7 @@ Status Engine::RebuildAll() {
 }
 
 void Engine::ApplyStored(const EventBatch& batch, std::span<const uint32_t> indices) {
-  size_t merges_before = merges_scratch_.size();
+  // Merges stay buffered in merges_scratch_ until the next checkpoint writes the merge log.
   ApplyEvents(identity_, states_, population_, config_.traits, batch, indices, &merges_scratch_,
               &latest_event_, [this](uint32_t profile) {
                 if (profile >= dirty_.size()) dirty_.resize(identity_.num_slots(), 0);
@@ -237,7 +237,6 @@ void Engine::ApplyStored(const EventBatch& batch, std::span<const uint32_t> indi
                   dirty_list_.push_back(profile);
                 }
               });
-  (void)merges_before;  // merges stay buffered until the next checkpoint writes the merge log
 }
 
 Status Engine::StoreBlock(const EventBatch& batch, std::span<const uint32_t> indices, bool sync) {

@@ -102,8 +102,8 @@ class Engine {
   // Traits of every alive profile. With as_of, state is rebuilt from the events at or before it
   // (identity too), so nothing later leaks in.
   Result<TraitTable> ComputeTraits(std::optional<TimeMicros> as_of) const;
-  // Writes a CSV: customer_id and every trait, one row per profile. Extra columns (segments,
-  // scores) can be appended by later stages through `extra`.
+  // Writes a CSV: customer_id and every trait, one row per profile, then the last build's
+  // segment and score columns (BuildExportColumns) when a build exists; empty with as_of.
   Status ExportCsv(const std::string& path, std::optional<TimeMicros> as_of) const;
 
   // Erases a person: their events, identifiers, profile, and references to them in others'
