@@ -147,7 +147,10 @@ Status RunDemo(const DemoOptions& options) {
 }
 
 void PrintSegments(const BuildResult& b) {
-  std::printf("%-4s %-40s %9s %8s %8s  %s\n", "id", "segment", "customers", "share", "revenue", "key traits (robust z)");
+  int width = 7;
+  for (const SegmentInfo& s : b.segments) width = std::max(width, static_cast<int>(s.name.size()));
+  std::printf("%-4s %-*s %9s %8s %8s  %s\n", "id", width, "segment", "customers", "share", "revenue",
+              "key traits (robust z)");
   for (const SegmentInfo& s : b.segments) {
     std::string traits;
     for (const auto& [name, z] : s.key_traits) {
@@ -155,7 +158,7 @@ void PrintSegments(const BuildResult& b) {
       std::snprintf(buf, sizeof buf, "%s%s %+.1f", traits.empty() ? "" : ", ", name.c_str(), z);
       traits += buf;
     }
-    std::printf("%-4lld %-40s %9lld %7.1f%% %7.1f%%  %s\n", static_cast<long long>(s.id), s.name.c_str(),
+    std::printf("%-4lld %-*s %9lld %7.1f%% %7.1f%%  %s\n", static_cast<long long>(s.id), width, s.name.c_str(),
                 static_cast<long long>(s.size), 100 * s.share_customers, 100 * s.share_revenue, traits.c_str());
   }
   // RFM segment sizes.

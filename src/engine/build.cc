@@ -37,21 +37,45 @@ constexpr std::string_view kBuildSegmentsKey = "build/segments.json";
 constexpr std::string_view kBuildModelsKey = "build/models.json";
 constexpr std::string_view kBuildScalerKey = "build/scaler";
 
-// The default clustering traits (docs/segments.md): what separates buying behaviours.
-// `log` marks skewed counts, money and durations (log1p before scaling).
-struct FeatureSpec { const char* name; bool log; };
-constexpr FeatureSpec kDefaultFeatures[] = {
-    {"frequency", true},          {"monetary_total", true},       {"aov", true},
-    {"recency_days", true},       {"discount_share", false},      {"premium_index", false},
-    {"distinct_categories", true}, {"new_categories_30d", true},  {"cart_abandonment_rate", false},
-    {"cart_abandonment_count", true}, {"product_views", true},    {"sessions", true},
-    {"email_open_rate", false},   {"ipi_std_days", true},         {"return_rate", false},
+// The clustering traits (docs/segments.md): what separates buying behaviours. `log` marks skewed
+// counts, money and durations (log1p before scaling); `by_default` the default feature set.
+// monetary_total is not a default: in log space it is log(frequency) + log(aov), and with both of
+// those present it would count the level of spend twice.
+struct FeatureSpec { const char* name; bool log; bool by_default; };
+constexpr FeatureSpec kKnownFeatures[] = {
+    {"frequency", true, true},          {"monetary_total", true, false}, {"aov", true, true},
+    {"recency_days", true, true},       {"discount_share", false, true}, {"premium_index", false, true},
+    {"distinct_categories", true, true}, {"new_categories_30d", true, true},
+    {"cart_abandonment_rate", false, true}, {"cart_abandonment_count", true, true},
+    {"product_views", true, true},      {"sessions", true, true},        {"email_open_rate", false, true},
+    {"ipi_std_days", true, true},       {"return_rate", false, true},
 };
 bool IsLogTrait(std::string_view name) {
-  for (const auto& f : kDefaultFeatures) if (f.name == name) return f.log;
+  for (const auto& f : kKnownFeatures) if (f.name == name) return f.log;
   // User-chosen traits: counts, money and durations are logged (by their unit suffix/name).
   return name.ends_with("_days") || name.ends_with("_count") || name.find("orders") != std::string_view::npos ||
          name.find("spend") != std::string_view::npos || name == "sessions" || name == "page_views";
+}
+
+// Rates estimated from few observations are noise (one order says little about a discount
+// habit): each of these is shrunk toward its population mean by its denominator trait.
+constexpr std::pair<std::string_view, std::string_view> kRateSupport[] = {
+    {"discount_share", "frequency"},     {"premium_index", "frequency"},
+    {"return_rate", "frequency"},        {"category_entropy", "frequency"},
+    {"season_q1", "frequency"},          {"season_q2", "frequency"},
+    {"season_q3", "frequency"},          {"season_q4", "frequency"},
+    {"peak_week_share", "frequency"},    {"cart_abandonment_rate", "cart_adds"},
+    {"view_to_cart", "product_views"},   {"view_to_order", "product_views"},
+    {"cart_to_checkout", "cart_adds"},   {"checkout_to_order", "checkout_starts"},
+    {"email_open_rate", "email_sends"},  {"email_click_rate", "email_sends"},
+    {"email_click_to_open", "email_opens"}, {"pages_per_session", "sessions"},
+    {"share_web", "events_total"},       {"share_app", "events_total"},
+    {"share_email", "events_total"},     {"share_pos", "events_total"},
+    {"share_support", "events_total"},
+};
+std::string_view RateSupport(std::string_view name) {
+  for (const auto& [rate, support] : kRateSupport) if (rate == name) return support;
+  return {};
 }
 
 double Seconds(std::chrono::steady_clock::time_point t0) {
@@ -66,6 +90,9 @@ void Say(bool quiet, const char* fmt, const std::string& a, double secs) {
 struct BuildSettings {
   int k = 0, k_min = 3, k_max = 10, n_init = 3;
   double hysteresis = 0.1;
+  double shrinkage = 4;           // pseudo-observations pulling a rate toward its population mean
+  double winsor = 0.01;           // each feature clipped to its [winsor, 1 - winsor] quantiles
+  KMeansOptions::KCriterion k_criterion = KMeansOptions::KCriterion::kCalinskiHarabasz;
   std::vector<std::string> features;
   std::string time_unit = "week";
   double horizon_days = 90;       // expected_orders horizon
@@ -90,6 +117,16 @@ Result<BuildSettings> ReadSettings(const toml::table& root) {
     s.k_max = static_cast<int>((*seg)["k_max"].value_or<int64_t>(s.k_max));
     s.n_init = static_cast<int>((*seg)["n_init"].value_or<int64_t>(s.n_init));
     s.hysteresis = (*seg)["hysteresis"].value_or(s.hysteresis);
+    s.shrinkage = (*seg)["shrinkage"].value_or(s.shrinkage);
+    s.winsor = (*seg)["winsor"].value_or(s.winsor);
+    std::string criterion = (*seg)["k_criterion"].value_or(std::string("calinski_harabasz"));
+    if (criterion == "silhouette") {
+      s.k_criterion = KMeansOptions::KCriterion::kSilhouette;
+    } else if (criterion != "calinski_harabasz") {
+      return bad("segments.k_criterion", "\"calinski_harabasz\" or \"silhouette\"");
+    }
+    if (!(s.shrinkage >= 0)) return bad("segments.shrinkage", ">= 0");
+    if (!(s.winsor >= 0 && s.winsor < 0.5)) return bad("segments.winsor", "in [0, 0.5)");
     if (s.k < 0 || s.k == 1) return bad("segments.k", "0 (automatic) or an integer >= 2");
     if (s.k_min < 2 || s.k_max < s.k_min) return bad("segments.k_min/k_max", "2 <= k_min <= k_max");
     if (const toml::array* f = (*seg)["features"].as_array()) {
@@ -100,7 +137,9 @@ Result<BuildSettings> ReadSettings(const toml::table& root) {
       }
     }
   }
-  if (s.features.empty()) for (const auto& f : kDefaultFeatures) s.features.emplace_back(f.name);
+  if (s.features.empty()) {
+    for (const auto& f : kKnownFeatures) if (f.by_default) s.features.emplace_back(f.name);
+  }
   if (const toml::table* m = root["models"].as_table()) {
     s.time_unit = (*m)["time_unit"].value_or(s.time_unit);
     s.horizon_days = (*m)["horizon_days"].value_or(s.horizon_days);
@@ -125,38 +164,58 @@ Result<BuildSettings> ReadSettings(const toml::table& root) {
   return s;
 }
 
-// Robust scaler: log1p where marked, NaN imputed, then (x - median) / IQR.
+// Feature scaler (docs/segments.md): a rate is shrunk toward its population mean by its support
+// (n x + m mean) / (n + m); other undefined values are imputed; log1p where marked; winsorised
+// to [lo, hi]; standardised (x - center) / scale; and clipped to +-kClip.
 struct Scaler {
+  static constexpr uint64_t kFormat = 2;
+  static constexpr double kClip = 3;
   std::vector<std::string> features;
+  std::vector<std::string> support;       // trait counting a rate's observations, or ""
   std::vector<uint8_t> log;
-  std::vector<double> impute, center, scale;
+  std::vector<double> impute, prior, lo, hi, center, scale;
+  double shrinkage = 0;
 
   void Serialize(std::string* out) const {
+    PutVarint(out, kFormat);
+    PutDouble(out, shrinkage);
     PutVarint(out, features.size());
     for (size_t f = 0; f < features.size(); ++f) {
       PutString(out, features[f]);
+      PutString(out, support[f]);
       out->push_back(static_cast<char>(log[f]));
-      PutDouble(out, impute[f]);
-      PutDouble(out, center[f]);
-      PutDouble(out, scale[f]);
+      for (double v : {impute[f], prior[f], lo[f], hi[f], center[f], scale[f]}) PutDouble(out, v);
     }
   }
   bool Deserialize(std::string_view in) {
     Reader r(in);
+    if (r.Varint() != kFormat) return false;  // an older build's scaler: fit afresh
+    shrinkage = r.Double();
     size_t n = r.Varint();
     for (size_t f = 0; f < n && r.ok(); ++f) {
       features.emplace_back(r.String());
+      support.emplace_back(r.String());
       log.push_back(r.Byte());
-      impute.push_back(r.Double());
-      center.push_back(r.Double());
-      scale.push_back(r.Double());
+      for (auto* v : {&impute, &prior, &lo, &hi, &center, &scale}) v->push_back(r.Double());
     }
     return r.ok();
   }
-  double Transform(size_t f, double v) const {
-    if (std::isnan(v)) v = impute[f];
-    if (log[f]) v = std::log1p(std::max(0.0, v));
-    return (v - center[f]) / scale[f];
+  // `support_value` is the value of support[f] for the same customer (ignored when it is "").
+  double Transform(size_t f, double v, double support_value) const {
+    v = Prepare(f, v, support_value);
+    v = std::clamp(v, lo[f], hi[f]);
+    return std::clamp((v - center[f]) / scale[f], -kClip, kClip);
+  }
+  // Shrinkage, imputation and log: the value before winsorising and standardising.
+  double Prepare(size_t f, double v, double support_value) const {
+    if (!support[f].empty() && shrinkage > 0) {
+      double n = std::isnan(support_value) ? 0.0 : std::max(0.0, support_value);
+      double x = std::isnan(v) ? prior[f] : v;
+      v = (n * x + shrinkage * prior[f]) / (n + shrinkage);
+    } else if (std::isnan(v)) {
+      v = impute[f];
+    }
+    return log[f] ? std::log1p(std::max(0.0, v)) : v;
   }
 };
 
@@ -167,9 +226,14 @@ double Quantile(std::vector<double> v, double q) {
   return v[k];
 }
 
-Scaler FitScaler(const std::vector<std::string>& features, const std::vector<std::span<const double>>& cols) {
+// `supports[f]` is the column of the support trait of feature f (empty span: none).
+Scaler FitScaler(const std::vector<std::string>& features, const std::vector<std::span<const double>>& cols,
+                 const std::vector<std::string>& support_names,
+                 const std::vector<std::span<const double>>& supports, double shrinkage, double winsor) {
   Scaler s;
   s.features = features;
+  s.support = support_names;
+  s.shrinkage = shrinkage;
   for (size_t f = 0; f < features.size(); ++f) {
     s.log.push_back(IsLogTrait(features[f]) ? 1 : 0);
     // Undefined means "none of it": 0, except recency, where never means as long ago as anyone.
@@ -178,23 +242,36 @@ Scaler FitScaler(const std::vector<std::string>& features, const std::vector<std
       for (double v : cols[f]) if (!std::isnan(v)) impute = std::max(impute, v);
     }
     s.impute.push_back(impute);
+    double sum = 0;
+    size_t defined = 0;
+    for (double v : cols[f]) {
+      if (!std::isnan(v)) sum += v, ++defined;
+    }
+    s.prior.push_back(defined ? sum / static_cast<double>(defined) : 0.0);
     std::vector<double> t;
     t.reserve(cols[f].size());
-    for (double v : cols[f]) {
-      double x = std::isnan(v) ? impute : v;
-      t.push_back(s.log.back() ? std::log1p(std::max(0.0, x)) : x);
+    for (size_t row = 0; row < cols[f].size(); ++row) {
+      double support = supports[f].empty() ? 0.0 : supports[f][row];
+      t.push_back(s.Prepare(f, cols[f][row], support));
     }
-    double median = Quantile(t, 0.5);
-    double iqr = Quantile(t, 0.75) - Quantile(t, 0.25);
-    if (!(iqr > 1e-12)) {
-      double mean = std::accumulate(t.begin(), t.end(), 0.0) / std::max<size_t>(1, t.size());
-      double var = 0;
-      for (double x : t) var += (x - mean) * (x - mean);
-      iqr = std::sqrt(var / std::max<size_t>(1, t.size())) * 1.349;  // IQR of a normal
+    double lo = 0, hi = 0;
+    if (!t.empty()) {
+      lo = winsor > 0 ? Quantile(t, winsor) : *std::min_element(t.begin(), t.end());
+      hi = winsor > 0 ? Quantile(t, 1 - winsor) : *std::max_element(t.begin(), t.end());
     }
-    if (!(iqr > 1e-12)) iqr = 1;
-    s.center.push_back(median);
-    s.scale.push_back(iqr);
+    double mean = 0;
+    for (double& x : t) {
+      x = std::clamp(x, lo, hi);
+      mean += x;
+    }
+    mean /= static_cast<double>(std::max<size_t>(1, t.size()));
+    double var = 0;
+    for (double x : t) var += (x - mean) * (x - mean);
+    double sd = std::sqrt(var / static_cast<double>(std::max<size_t>(1, t.size())));
+    s.lo.push_back(lo);
+    s.hi.push_back(hi);
+    s.center.push_back(mean);
+    s.scale.push_back(sd > 1e-12 ? sd : 1.0);
   }
   return s;
 }
@@ -454,6 +531,24 @@ Result<BuildResult> LoadBuild(const Engine& engine) {
   SHOAL_RETURN_IF_ERROR(DeserializeBuild(value, &b));
   engine.const_store().Get(Column::kModels, kBuildSegmentsKey, &b.segments_json).ok();
   engine.const_store().Get(Column::kModels, kBuildModelsKey, &b.models_json).ok();
+  // The segments' key traits live in the report (`shoal segments` prints them).
+  simdjson::dom::parser parser;
+  simdjson::dom::element report;
+  simdjson::dom::array segments;
+  if (!b.segments_json.empty() && !parser.parse(b.segments_json).get(report) && !report["segments"].get(segments)) {
+    for (simdjson::dom::element seg : segments) {
+      int64_t id = 0;
+      simdjson::dom::object key_traits;
+      if (seg["id"].get(id) || seg["key_traits"].get(key_traits)) continue;
+      for (SegmentInfo& info : b.segments) {
+        if (info.id != id) continue;
+        for (auto field : key_traits) {
+          double z = 0;
+          if (!field.value.get(z)) info.key_traits.emplace_back(std::string(field.key), z);
+        }
+      }
+    }
+  }
   return b;
 }
 
@@ -503,13 +598,33 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
   const size_t d = settings.features.size();
   Scaler scaler;
   SHOAL_ASSIGN_OR_RETURN(PreviousBuild previous, LoadPrevious(engine, settings.features, &scaler));
-  if (!previous.present) scaler = FitScaler(settings.features, feature_cols);
+  std::vector<std::string> support_names;
+  std::vector<std::span<const double>> support_cols;
+  for (const std::string& f : settings.features) {
+    std::string_view support = RateSupport(f);
+    support_names.emplace_back(support);
+    if (support.empty() || m.Find(support) < 0) {
+      support_names.back().clear();
+      support_cols.emplace_back();
+      continue;
+    }
+    SHOAL_ASSIGN_OR_RETURN(auto col, column(std::string(support)));
+    support_cols.push_back(col);
+  }
+  if (!previous.present) {
+    scaler = FitScaler(settings.features, feature_cols, support_names, support_cols, settings.shrinkage,
+                       settings.winsor);
+  }
   std::vector<float> points(n * d);  // n x d, row-major, scaled
   for (size_t row = 0; row < n; ++row) {
-    for (size_t f = 0; f < d; ++f) points[row * d + f] = static_cast<float>(scaler.Transform(f, feature_cols[f][row]));
+    for (size_t f = 0; f < d; ++f) {
+      double support = support_cols[f].empty() ? 0.0 : support_cols[f][row];
+      points[row * d + f] = static_cast<float>(scaler.Transform(f, feature_cols[f][row], support));
+    }
   }
   KMeansOptions km;
   km.n_init = settings.n_init;
+  km.k_criterion = settings.k_criterion;
   int k = settings.k;
   std::vector<double> k_scores;
   if (k == 0) {
@@ -543,7 +658,7 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
   // (seasonality and channel mix would otherwise dominate the adjectives of small segments).
   segment::ProfileInput profile_input;
   std::vector<std::string> described = settings.features;
-  for (const char* extra : {"orders_365d", "spend_365d", "email_click_rate", "referrals", "returns",
+  for (const char* extra : {"monetary_total", "orders_365d", "spend_365d", "email_click_rate", "referrals", "returns",
                             "support_tickets", "searches", "view_to_order", "ipi_mean_days", "tenure_days"}) {
     if (std::find(described.begin(), described.end(), extra) == described.end()) described.emplace_back(extra);
   }
@@ -855,7 +970,9 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
   // 7. The segments report and persistence.
   std::string js = "{\"as_of\":";
   AppendJsonString(&js, FormatIso8601(as_of));
-  js += ",\"k\":" + std::to_string(k) + ",\"k_scores\":[";
+  js += ",\"k\":" + std::to_string(k) + ",\"k_criterion\":\"";
+  js += settings.k_criterion == KMeansOptions::KCriterion::kSilhouette ? "silhouette" : "calinski_harabasz";
+  js += "\",\"k_scores\":[";
   for (size_t i = 0; i < k_scores.size(); ++i) {
     if (i) js += ',';
     AppendJsonNumber(&js, k_scores[i]);
@@ -991,7 +1108,9 @@ Result<std::string> ExplainProfile(const Engine& engine, std::string_view identi
     std::vector<double> point;
     for (size_t f = 0; f < scaler.features.size(); ++f) {
       int idx = one.Find(scaler.features[f]);
-      point.push_back(scaler.Transform(f, idx < 0 ? std::nan("") : one.values[static_cast<size_t>(idx)]));
+      int support_idx = scaler.support[f].empty() ? -1 : one.Find(scaler.support[f]);
+      point.push_back(scaler.Transform(f, idx < 0 ? std::nan("") : one.values[static_cast<size_t>(idx)],
+                                       support_idx < 0 ? 0.0 : one.values[static_cast<size_t>(support_idx)]));
     }
     std::vector<std::pair<double, std::string>> distances;
     for (simdjson::dom::element seg : segs) {

@@ -854,6 +854,26 @@ Result<KMeansResult> KMeans(std::span<const float> data, size_t n, size_t d,
   return std::move(*best);
 }
 
+double CalinskiHarabasz(std::span<const float> data, size_t n, size_t d, int k, double inertia) {
+  if (k < 2 || n <= static_cast<size_t>(k)) return 0;
+  std::vector<double> mean(d, 0.0);
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t j = 0; j < d; ++j) mean[j] += data[i * d + j];
+  }
+  for (double& m : mean) m /= static_cast<double>(n);
+  double total = 0;
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t j = 0; j < d; ++j) {
+      double dev = data[i * d + j] - mean[j];
+      total += dev * dev;
+    }
+  }
+  double within = std::max(0.0, inertia);
+  if (within <= 0) return total > 0 ? std::numeric_limits<double>::infinity() : 0;
+  double between = std::max(0.0, total - within);
+  return (between / (k - 1)) / (within / static_cast<double>(n - static_cast<size_t>(k)));
+}
+
 double Silhouette(std::span<const float> data, size_t n, size_t d, std::span<const int32_t> labels,
                   int k, std::span<const size_t> sample, const Context& ctx) {
   assert(data.size() == n * d && labels.size() == n && k >= 1);
@@ -917,7 +937,7 @@ double Silhouette(std::span<const float> data, size_t n, size_t d, std::span<con
 Result<int> ChooseK(std::span<const float> data, size_t n, size_t d, int k_min, int k_max,
                     const KMeansOptions& options, const Context& ctx,
                     std::vector<double>* scores) {
-  if (k_min < 2) return Status::InvalidArgument("ChooseK: k_min must be >= 2 (silhouette)");
+  if (k_min < 2) return Status::InvalidArgument("ChooseK: k_min must be >= 2");
   if (k_max < k_min) return Status::InvalidArgument("ChooseK: k_max must be >= k_min");
   KMeansOptions run_options = options;
   run_options.k = k_max;
@@ -940,7 +960,9 @@ Result<int> ChooseK(std::span<const float> data, size_t n, size_t d, int k_min, 
   for (int k = k_min; k <= k_max; ++k) {
     run_options.k = k;
     SHOAL_ASSIGN_OR_RETURN(KMeansResult result, KMeans(data, n, d, run_options, ctx));
-    double score = Silhouette(data, n, d, result.labels, k, sample, ctx);
+    double score = options.k_criterion == KMeansOptions::KCriterion::kSilhouette
+                       ? Silhouette(data, n, d, result.labels, k, sample, ctx)
+                       : CalinskiHarabasz(data, n, d, k, result.inertia);
     if (scores) scores->push_back(score);
     if (score > best_score) {
       best_score = score;

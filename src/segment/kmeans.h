@@ -52,6 +52,12 @@ struct KMeansOptions {
   // ChooseK: the silhouette is computed exactly on a deterministic sample of at most this many
   // points (cost grows with its square).
   size_t silhouette_sample_size = 10000;
+  // ChooseK: how the candidate clusterings are scored (the highest score wins).
+  enum class KCriterion {
+    kSilhouette,         // mean silhouette on a sample (Rousseeuw 1987); O(sample^2 d) per k
+    kCalinskiHarabasz,   // variance ratio (Calinski & Harabasz 1974) on every point; O(1) per k
+  };
+  KCriterion k_criterion = KCriterion::kSilhouette;
 };
 
 struct KMeansResult {
@@ -99,14 +105,20 @@ void AssignNearest(std::span<const float> data, size_t n, size_t d,
                    std::span<const float> centroids, size_t k, std::span<int32_t> labels,
                    std::span<float> sq_distances, const Context& ctx);
 
-// Chooses k in [k_min, k_max] by the mean silhouette (Rousseeuw 1987) of the KMeans clustering
-// for each k, computed exactly (Euclidean distances) on a deterministic sample of at most
-// options.silhouette_sample_size points; the highest score wins, the smallest k on ties. If
-// `scores` is non-null it receives one score per k, in order. InvalidArgument for k_min < 2,
-// k_max < k_min, k_max > n, and everything KMeans rejects.
+// Chooses k in [k_min, k_max] by scoring the KMeans clustering for each k with
+// options.k_criterion: the mean silhouette (Rousseeuw 1987), computed exactly (Euclidean
+// distances) on a deterministic sample of at most options.silhouette_sample_size points, or the
+// Calinski-Harabasz variance ratio over all points. The highest score wins, the smallest k on
+// ties. If `scores` is non-null it receives one score per k, in order. InvalidArgument for
+// k_min < 2, k_max < k_min, k_max > n, and everything KMeans rejects.
 Result<int> ChooseK(std::span<const float> data, size_t n, size_t d, int k_min, int k_max,
                     const KMeansOptions& options, const Context& ctx,
                     std::vector<double>* scores);
+
+// Calinski-Harabasz index of a k-clustering with within-cluster sum of squares `inertia`:
+//   [(T - W) / (k - 1)] / [W / (n - k)],  T = total sum of squares about the grand mean (float64).
+// +infinity when W == 0 and T > 0; 0 when k < 2 or n <= k.
+double CalinskiHarabasz(std::span<const float> data, size_t n, size_t d, int k, double inertia);
 
 // Mean silhouette of `labels` (values in [0, k)) over the points whose indices are listed in
 // `sample` (all points when empty), distances only among sampled points. Points alone in their

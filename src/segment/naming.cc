@@ -51,13 +51,14 @@ const std::vector<NounRule>& NounRules() {
       {"cart abandoners",
        "",
        {"cart_abandonment_rate", "cart_abandonment_count"},
-       "cart_abandonment_rate z >= 1 and its mean >= 0.3 (or cart_abandonment_count z >= 1 "
-       "without a rate)",
+       "cart_abandonment_count z >= 1 and, where defined, a mean cart_abandonment_rate >= 0.3 "
+       "(many abandoned carts, not one abandoned cart of a browser); without the count, "
+       "cart_abandonment_rate z >= 1 and its mean >= 0.3",
        [](const ProfileView& v) {
-         const double rate_z = v.Z("cart_abandonment_rate");
-         if (!std::isnan(rate_z))
-           return rate_z >= 1 && AtLeast(v.Mean("cart_abandonment_rate"), 0.3);
-         return AtLeast(v.Z("cart_abandonment_count"), 1);
+         const double rate = v.Mean("cart_abandonment_rate");
+         const double count_z = v.Z("cart_abandonment_count");
+         if (!std::isnan(count_z)) return count_z >= 1 && (std::isnan(rate) || rate >= 0.3);
+         return AtLeast(v.Z("cart_abandonment_rate"), 1) && AtLeast(rate, 0.3);
        }},
       {"window shoppers",
        "",
@@ -65,10 +66,11 @@ const std::vector<NounRule>& NounRules() {
         "discount_share", "premium_index", "distinct_categories", "new_categories_30d",
         "category_entropy", "ipi_std_days", "ipi_mean_days", "trend_orders", "return_rate",
         "product_views", "sessions"},
-       "mean frequency < 0.5 (most never ordered) and product_views or sessions z >= 0.5",
+       "mean frequency < 0.5 (most never ordered) and product_views or sessions z >= 0.2 "
+       "(they browse more than the typical customer)",
        [](const ProfileView& v) {
          return Below(v.Mean("frequency"), 0.5) &&
-                (AtLeast(v.Z("product_views"), 0.5) || AtLeast(v.Z("sessions"), 0.5));
+                (AtLeast(v.Z("product_views"), 0.2) || AtLeast(v.Z("sessions"), 0.2));
        }},
       {"visitors",
        "non-buying",
@@ -83,6 +85,20 @@ const std::vector<NounRule>& NounRules() {
        "monetary_total z >= 0.8 and recency_days z >= 0.8",
        [](const ProfileView& v) {
          return AtLeast(v.Z("monetary_total"), 0.8) && AtLeast(v.Z("recency_days"), 0.8);
+       }},
+      {"explorers",
+       "",
+       {"distinct_categories", "category_entropy"},
+       "the highest of the z of distinct_categories, category_entropy and new_categories_30d is "
+       ">= 0.8 and at least the frequency z (breadth distinguishes them more than frequency)",
+       [](const ProfileView& v) {
+         double breadth = kNaN;
+         for (const char* trait : {"distinct_categories", "category_entropy", "new_categories_30d"}) {
+           double z = v.Z(trait);
+           if (!std::isnan(z) && (std::isnan(breadth) || z > breadth)) breadth = z;
+         }
+         const double frequency = v.Z("frequency");
+         return AtLeast(breadth, 0.8) && (std::isnan(frequency) || breadth >= frequency);
        }},
       {"champions",
        "loyal",
@@ -100,14 +116,6 @@ const std::vector<NounRule>& NounRules() {
          const double spread = v.Mean("ipi_std_days"), interval = v.Mean("ipi_mean_days");
          return AtLeast(v.Z("frequency"), 0.5) && AtLeast(interval, 0) &&
                 AtMost(spread, 0.4 * interval);
-       }},
-      {"explorers",
-       "",
-       {"distinct_categories", "category_entropy"},
-       "distinct_categories, category_entropy or new_categories_30d z >= 0.8",
-       [](const ProfileView& v) {
-         return AtLeast(v.Z("distinct_categories"), 0.8) || AtLeast(v.Z("category_entropy"), 0.8) ||
-                AtLeast(v.Z("new_categories_30d"), 0.8);
        }},
       {"one-time buyers",
        "",

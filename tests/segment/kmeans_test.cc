@@ -340,6 +340,58 @@ TEST(ChooseKTest, FindsTheTrueNumberOfBlobs) {
   EXPECT_EQ(*k, 4);
 }
 
+TEST(ChooseKTest, CalinskiHarabaszFindsTheTrueNumberOfBlobs) {
+  for (int true_k : {3, 5, 6}) {
+    Blobs blobs = AxisBlobs(4000, 6, true_k, 10.0, 1.0, 40 + true_k);
+    KMeansOptions options;
+    options.n_init = 2;
+    options.k_criterion = KMeansOptions::KCriterion::kCalinskiHarabasz;
+    std::vector<double> scores;
+    auto k = ChooseK(blobs.data, blobs.n, blobs.d, 2, 9, options, Threads(2), &scores);
+    ASSERT_TRUE(k.ok()) << k.status().ToString();
+    EXPECT_EQ(*k, true_k) << ::testing::PrintToString(scores);
+    ASSERT_EQ(scores.size(), 8u);
+  }
+}
+
+// The index against its definition computed from the labels, cluster by cluster.
+TEST(ChooseKTest, CalinskiHarabaszMatchesItsDefinition) {
+  Blobs blobs = AxisBlobs(900, 3, 3, 4.0, 1.5, 7);
+  KMeansOptions options;
+  options.k = 3;
+  auto result = KMeans(blobs.data, blobs.n, blobs.d, options, Threads(2));
+  ASSERT_TRUE(result.ok());
+  const size_t n = blobs.n, d = blobs.d;
+  std::vector<double> grand(d, 0.0), sums(3 * d, 0.0);
+  std::vector<double> counts(3, 0.0);
+  for (size_t i = 0; i < n; ++i) {
+    int c = result->labels[i];
+    counts[c] += 1;
+    for (size_t j = 0; j < d; ++j) {
+      grand[j] += blobs.data[i * d + j] / static_cast<double>(n);
+      sums[c * d + j] += blobs.data[i * d + j];
+    }
+  }
+  double within = 0, between = 0;
+  for (int c = 0; c < 3; ++c) {
+    for (size_t j = 0; j < d; ++j) {
+      double centre = sums[c * d + j] / counts[c];
+      between += counts[c] * (centre - grand[j]) * (centre - grand[j]);
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    int c = result->labels[i];
+    for (size_t j = 0; j < d; ++j) {
+      double dev = blobs.data[i * d + j] - sums[c * d + j] / counts[c];
+      within += dev * dev;
+    }
+  }
+  double expected = (between / 2) / (within / static_cast<double>(n - 3));
+  double got = CalinskiHarabasz(blobs.data, n, d, 3, result->inertia);
+  EXPECT_NEAR(got, expected, 1e-6 * expected);
+  EXPECT_EQ(CalinskiHarabasz(blobs.data, n, d, 1, result->inertia), 0.0);
+}
+
 TEST(SilhouetteTest, MatchesBruteForce) {
   const size_t n = 300, d = 3;
   std::vector<float> data = UniformData(n, d, 40);
