@@ -168,6 +168,13 @@ const std::vector<AdjectiveRule>& AdjectiveRules() {
       {"product_views", "browsing", ""},
       {"email_open_rate", "email-engaged", "email-unresponsive"},
       {"return_rate", "return-prone", "low-return"},
+      {"tenure_days", "long-standing", "newer"},
+      {"email_click_rate", "email-clicking", ""},
+      {"view_to_order", "decisive", ""},
+      {"searches", "searching", ""},
+      {"referrals", "referring", ""},
+      {"returns", "return-prone", ""},
+      {"support_tickets", "support-heavy", ""},
   };
   return kRules;
 }
