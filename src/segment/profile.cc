@@ -11,6 +11,9 @@ namespace shoal::segment {
 
 namespace {
 
+// z scores need the trait defined for at least 1/kMinDefinedShareInverse of the cluster.
+constexpr size_t kMinDefinedShareInverse = 10;
+
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // Median of `values` (reordered in place); NaN when empty.
@@ -144,7 +147,10 @@ Result<ProfileResult> ProfileClusters(const ProfileInput& input, const Context& 
             trait.defined = static_cast<int64_t>(values.size());
             trait.mean = Mean(values);
             trait.median = MedianInPlace(values);
-            if (values.empty()) {
+            // A trait defined for only a sliver of the cluster (discount_share of a few
+            // misplaced buyers among window shoppers) does not describe the cluster.
+            const size_t size = offsets[c + 1] - offsets[c];
+            if (values.empty() || values.size() * kMinDefinedShareInverse < size) {
               trait.z = trait.robust_z = kNaN;
               continue;
             }

@@ -51,11 +51,13 @@ struct TraitProfile {
   double median = 0;
   // Classic z of the cluster mean: (cluster mean - population mean) / population std_dev.
   // Size-weighted z's of a trait sum to zero over a partition of the population. 0 for a constant
-  // trait, NaN when the cluster has no defined value.
+  // trait, NaN when fewer than a tenth of the cluster's customers have a defined value (the few
+  // who do, e.g. the discount share of a handful of buyers among window shoppers, do not
+  // describe the cluster).
   double z = 0;
   // Robust z of the cluster median: (cluster median - population median) / population scale. A
   // cluster of extreme customers moves neither the centre nor the scale, so it does not make
-  // every other cluster look "low". 0 for a constant trait, NaN when undefined.
+  // every other cluster look "low". 0 for a constant trait, NaN as for z.
   double robust_z = 0;
 };
 
