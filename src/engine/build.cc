@@ -17,6 +17,7 @@
 #include "common/coding.h"
 #include "common/json_writer.h"
 #include "common/time.h"
+#include "engine/feature_scaler.h"
 #include "predict/bgnbd.h"
 #include "predict/btyd_clv.h"
 #include "predict/btyd_data.h"
@@ -36,47 +37,6 @@ constexpr std::string_view kBuildProfilesKey = "build/profiles";
 constexpr std::string_view kBuildSegmentsKey = "build/segments.json";
 constexpr std::string_view kBuildModelsKey = "build/models.json";
 constexpr std::string_view kBuildScalerKey = "build/scaler";
-
-// The clustering traits (docs/segments.md): what separates buying behaviours. `log` marks skewed
-// counts, money and durations (log1p before scaling); `by_default` the default feature set.
-// monetary_total is not a default: in log space it is log(frequency) + log(aov), and with both of
-// those present it would count the level of spend twice.
-struct FeatureSpec { const char* name; bool log; bool by_default; };
-constexpr FeatureSpec kKnownFeatures[] = {
-    {"frequency", true, true},          {"monetary_total", true, false}, {"aov", true, true},
-    {"recency_days", true, true},       {"discount_share", false, true}, {"premium_index", false, true},
-    {"distinct_categories", true, true}, {"new_categories_30d", true, true},
-    {"cart_abandonment_rate", false, true}, {"cart_abandonment_count", true, true},
-    {"product_views", true, true},      {"sessions", true, true},        {"email_open_rate", false, true},
-    {"ipi_std_days", true, true},       {"return_rate", false, true},
-};
-bool IsLogTrait(std::string_view name) {
-  for (const auto& f : kKnownFeatures) if (f.name == name) return f.log;
-  // User-chosen traits: counts, money and durations are logged (by their unit suffix/name).
-  return name.ends_with("_days") || name.ends_with("_count") || name.find("orders") != std::string_view::npos ||
-         name.find("spend") != std::string_view::npos || name == "sessions" || name == "page_views";
-}
-
-// Rates estimated from few observations are noise (one order says little about a discount
-// habit): each of these is shrunk toward its population mean by its denominator trait.
-constexpr std::pair<std::string_view, std::string_view> kRateSupport[] = {
-    {"discount_share", "frequency"},     {"premium_index", "frequency"},
-    {"return_rate", "frequency"},        {"category_entropy", "frequency"},
-    {"season_q1", "frequency"},          {"season_q2", "frequency"},
-    {"season_q3", "frequency"},          {"season_q4", "frequency"},
-    {"peak_week_share", "frequency"},    {"cart_abandonment_rate", "cart_adds"},
-    {"view_to_cart", "product_views"},   {"view_to_order", "product_views"},
-    {"cart_to_checkout", "cart_adds"},   {"checkout_to_order", "checkout_starts"},
-    {"email_open_rate", "email_sends"},  {"email_click_rate", "email_sends"},
-    {"email_click_to_open", "email_opens"}, {"pages_per_session", "sessions"},
-    {"share_web", "events_total"},       {"share_app", "events_total"},
-    {"share_email", "events_total"},     {"share_pos", "events_total"},
-    {"share_support", "events_total"},
-};
-std::string_view RateSupport(std::string_view name) {
-  for (const auto& [rate, support] : kRateSupport) if (rate == name) return support;
-  return {};
-}
 
 double Seconds(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -137,9 +97,7 @@ Result<BuildSettings> ReadSettings(const toml::table& root) {
       }
     }
   }
-  if (s.features.empty()) {
-    for (const auto& f : kKnownFeatures) if (f.by_default) s.features.emplace_back(f.name);
-  }
+  if (s.features.empty()) s.features = DefaultClusteringFeatures();
   if (const toml::table* m = root["models"].as_table()) {
     s.time_unit = (*m)["time_unit"].value_or(s.time_unit);
     s.horizon_days = (*m)["horizon_days"].value_or(s.horizon_days);
@@ -164,117 +122,7 @@ Result<BuildSettings> ReadSettings(const toml::table& root) {
   return s;
 }
 
-// Feature scaler (docs/segments.md): a rate is shrunk toward its population mean by its support
-// (n x + m mean) / (n + m); other undefined values are imputed; log1p where marked; winsorised
-// to [lo, hi]; standardised (x - center) / scale; and clipped to +-kClip.
-struct Scaler {
-  static constexpr uint64_t kFormat = 2;
-  static constexpr double kClip = 3;
-  std::vector<std::string> features;
-  std::vector<std::string> support;       // trait counting a rate's observations, or ""
-  std::vector<uint8_t> log;
-  std::vector<double> impute, prior, lo, hi, center, scale;
-  double shrinkage = 0;
 
-  void Serialize(std::string* out) const {
-    PutVarint(out, kFormat);
-    PutDouble(out, shrinkage);
-    PutVarint(out, features.size());
-    for (size_t f = 0; f < features.size(); ++f) {
-      PutString(out, features[f]);
-      PutString(out, support[f]);
-      out->push_back(static_cast<char>(log[f]));
-      for (double v : {impute[f], prior[f], lo[f], hi[f], center[f], scale[f]}) PutDouble(out, v);
-    }
-  }
-  bool Deserialize(std::string_view in) {
-    Reader r(in);
-    if (r.Varint() != kFormat) return false;  // an older build's scaler: fit afresh
-    shrinkage = r.Double();
-    size_t n = r.Varint();
-    for (size_t f = 0; f < n && r.ok(); ++f) {
-      features.emplace_back(r.String());
-      support.emplace_back(r.String());
-      log.push_back(r.Byte());
-      for (auto* v : {&impute, &prior, &lo, &hi, &center, &scale}) v->push_back(r.Double());
-    }
-    return r.ok();
-  }
-  // `support_value` is the value of support[f] for the same customer (ignored when it is "").
-  double Transform(size_t f, double v, double support_value) const {
-    v = Prepare(f, v, support_value);
-    v = std::clamp(v, lo[f], hi[f]);
-    return std::clamp((v - center[f]) / scale[f], -kClip, kClip);
-  }
-  // Shrinkage, imputation and log: the value before winsorising and standardising.
-  double Prepare(size_t f, double v, double support_value) const {
-    if (!support[f].empty() && shrinkage > 0) {
-      double n = std::isnan(support_value) ? 0.0 : std::max(0.0, support_value);
-      double x = std::isnan(v) ? prior[f] : v;
-      v = (n * x + shrinkage * prior[f]) / (n + shrinkage);
-    } else if (std::isnan(v)) {
-      v = impute[f];
-    }
-    return log[f] ? std::log1p(std::max(0.0, v)) : v;
-  }
-};
-
-double Quantile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  size_t k = static_cast<size_t>(q * (v.size() - 1));
-  std::nth_element(v.begin(), v.begin() + static_cast<ptrdiff_t>(k), v.end());
-  return v[k];
-}
-
-// `supports[f]` is the column of the support trait of feature f (empty span: none).
-Scaler FitScaler(const std::vector<std::string>& features, const std::vector<std::span<const double>>& cols,
-                 const std::vector<std::string>& support_names,
-                 const std::vector<std::span<const double>>& supports, double shrinkage, double winsor) {
-  Scaler s;
-  s.features = features;
-  s.support = support_names;
-  s.shrinkage = shrinkage;
-  for (size_t f = 0; f < features.size(); ++f) {
-    s.log.push_back(IsLogTrait(features[f]) ? 1 : 0);
-    // Undefined means "none of it": 0, except recency, where never means as long ago as anyone.
-    double impute = 0;
-    if (features[f] == "recency_days" || features[f] == "ipi_std_days") {
-      for (double v : cols[f]) if (!std::isnan(v)) impute = std::max(impute, v);
-    }
-    s.impute.push_back(impute);
-    double sum = 0;
-    size_t defined = 0;
-    for (double v : cols[f]) {
-      if (!std::isnan(v)) sum += v, ++defined;
-    }
-    s.prior.push_back(defined ? sum / static_cast<double>(defined) : 0.0);
-    std::vector<double> t;
-    t.reserve(cols[f].size());
-    for (size_t row = 0; row < cols[f].size(); ++row) {
-      double support = supports[f].empty() ? 0.0 : supports[f][row];
-      t.push_back(s.Prepare(f, cols[f][row], support));
-    }
-    double lo = 0, hi = 0;
-    if (!t.empty()) {
-      lo = winsor > 0 ? Quantile(t, winsor) : *std::min_element(t.begin(), t.end());
-      hi = winsor > 0 ? Quantile(t, 1 - winsor) : *std::max_element(t.begin(), t.end());
-    }
-    double mean = 0;
-    for (double& x : t) {
-      x = std::clamp(x, lo, hi);
-      mean += x;
-    }
-    mean /= static_cast<double>(std::max<size_t>(1, t.size()));
-    double var = 0;
-    for (double x : t) var += (x - mean) * (x - mean);
-    double sd = std::sqrt(var / static_cast<double>(std::max<size_t>(1, t.size())));
-    s.lo.push_back(lo);
-    s.hi.push_back(hi);
-    s.center.push_back(mean);
-    s.scale.push_back(sd > 1e-12 ? sd : 1.0);
-  }
-  return s;
-}
 
 std::string Join(const std::vector<std::string>& items, char sep) {
   std::string out;
@@ -411,11 +259,11 @@ Status DeserializeBuild(std::string_view in, BuildResult* b) {
   return r.ok() ? Status::OK() : Status::Corruption("stored build truncated");
 }
 
-Result<PreviousBuild> LoadPrevious(const Engine& engine, const std::vector<std::string>& features, Scaler* scaler) {
+Result<PreviousBuild> LoadPrevious(const Engine& engine, const std::vector<std::string>& features, FeatureScaler* scaler) {
   PreviousBuild prev;
   std::string value;
   if (!engine.const_store().Get(Column::kModels, kBuildScalerKey, &value).ok()) return prev;
-  Scaler stored;
+  FeatureScaler stored;
   if (!stored.Deserialize(value) || stored.features != features) return prev;  // new feature set: start over
   *scaler = stored;
   if (!engine.const_store().Get(Column::kModels, kBuildSegmentsKey, &value).ok()) return prev;
@@ -596,7 +444,7 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
     feature_cols.push_back(col);
   }
   const size_t d = settings.features.size();
-  Scaler scaler;
+  FeatureScaler scaler;
   SHOAL_ASSIGN_OR_RETURN(PreviousBuild previous, LoadPrevious(engine, settings.features, &scaler));
   std::vector<std::string> support_names;
   std::vector<std::span<const double>> support_cols;
@@ -612,7 +460,7 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
     support_cols.push_back(col);
   }
   if (!previous.present) {
-    scaler = FitScaler(settings.features, feature_cols, support_names, support_cols, settings.shrinkage,
+    scaler = FitFeatureScaler(settings.features, feature_cols, support_names, support_cols, settings.shrinkage,
                        settings.winsor);
   }
   std::vector<float> points(n * d);  // n x d, row-major, scaled
@@ -1101,7 +949,7 @@ Result<std::string> ExplainProfile(const Engine& engine, std::string_view identi
 
   // Behavioural segment: distances in the scaled space to every centroid.
   std::string scaler_blob;
-  Scaler scaler;
+  FeatureScaler scaler;
   simdjson::dom::array segs;
   if (engine.const_store().Get(Column::kModels, kBuildScalerKey, &scaler_blob).ok() && scaler.Deserialize(scaler_blob) &&
       !report["segments"].get(segs)) {
