@@ -89,6 +89,22 @@ bool MentionsAny(const Event& e, const std::vector<std::pair<IdKind, std::string
 
 Engine::~Engine() = default;
 
+std::unique_ptr<Engine> Engine::SnapshotForRead(const Context& ctx) const {
+  auto copy = std::unique_ptr<Engine>(new Engine());
+  copy->options_ = options_;
+  copy->ctx_ = ctx;
+  copy->config_ = config_;
+  copy->store_ = store_;
+  copy->catalogue_ = std::make_unique<TraitCatalogue>(*catalogue_);
+  copy->identity_ = identity_;
+  copy->states_ = states_;
+  copy->population_ = population_;
+  copy->next_seq_ = next_seq_;
+  copy->checkpoint_seq_ = checkpoint_seq_;
+  copy->latest_event_ = latest_event_;
+  return copy;
+}
+
 Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options, const Context& ctx) {
   auto engine = std::unique_ptr<Engine>(new Engine());
   engine->options_ = options;

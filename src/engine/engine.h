@@ -111,6 +111,13 @@ class Engine {
   // back; the store is compacted so no byte of their identifiers remains in the folder.
   Result<ForgetSummary> Forget(std::string_view identifier);
 
+  // A copy of the in-memory state (identity, profiles, shop-wide state, config) over the same
+  // store, for a long read beside a live writer (the server's rebuild runs RunBuild on it): the
+  // caller holds whatever keeps this engine still while it copies, O(profiles). The copy shares
+  // the store (and keeps it open), has no event-id dedupe set (it must not ingest), never
+  // checkpoints, and runs with `ctx` (a fixed clock fixes its DefaultAsOf).
+  std::unique_ptr<Engine> SnapshotForRead(const Context& ctx) const;
+
   // Calls fn for every stored event batch (one block at a time), in storage order.
   Status ForEachStoredBatch(const std::function<Status(const EventBatch&)>& fn) const;
 
@@ -154,7 +161,7 @@ class Engine {
   EngineOptions options_;
   Context ctx_;
   WorkspaceConfig config_;
-  std::unique_ptr<KvStore> store_;
+  std::shared_ptr<KvStore> store_;      // shared with SnapshotForRead copies
   std::unique_ptr<TraitCatalogue> catalogue_;
   IdentityGraph identity_;
   std::vector<CustomerState> states_;

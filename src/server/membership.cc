@@ -14,6 +14,8 @@ namespace shoal {
 
 MembershipSource::~MembershipSource() = default;
 
+void MembershipSource::AppendProfileJson(const Engine&, uint32_t, TimeMicros, std::string*) const {}
+
 namespace {
 
 bool Compare(double v, TraitThreshold::Op op, double value) {

@@ -23,8 +23,10 @@
 #include "common/coding.h"
 #include "common/json_writer.h"
 #include "common/time.h"
+#include "engine/build.h"
 #include "engine/engine.h"
 #include "ingest/json_events.h"
+#include "server/build_source.h"
 #include "server/metrics.h"
 #include "store/kv_store.h"
 
@@ -127,6 +129,8 @@ struct Job {
   Status status;
   IngestSummary summary;
   std::string reply;  // forget / rebuild: the JSON answer
+  std::unique_ptr<MembershipSource> new_source;  // rebuild: swapped in by the writer
+  uint64_t changes = 0;                          // rebuild: membership records it caused
   std::mutex mu;
   std::condition_variable cv;
   bool done = false;
@@ -168,8 +172,10 @@ struct Server::Impl {
   ServerConfig config;
   Context ctx;
   std::unique_ptr<Engine> engine;
+  // Swapped by the writer (rebuild) under engine_mu held exclusively; read under it.
   std::unique_ptr<MembershipSource> source;
   int consent_trait = -1;
+  std::atomic<bool> rebuilding{false};  // one POST /v1/rebuild at a time
 
   // Engine and membership state: the writer takes it exclusively, readers shared.
   mutable std::shared_mutex engine_mu;
@@ -401,10 +407,14 @@ void Server::Impl::ProcessGroup(std::vector<std::shared_ptr<Job>>& jobs) {
     std::unordered_map<uint32_t, std::string> touched;
     bool merged = false;
     std::string cause;
+    const uint64_t seq_before = change_seq;
     for (auto& job : jobs) {
       lock.unlock();
       lock.lock();
       if (job->kind == Job::Kind::kRebuild) {
+        // The new models replace the old at once: every profile is re-evaluated below, in this
+        // group, and each difference becomes a record with cause "rebuild".
+        if (job->new_source) source = std::move(job->new_source);
         EnsureSlots(engine->identity().num_slots());
         for (uint32_t p = 0; p < current.size(); ++p) {
           if (engine->identity().Alive(p) || !current[p].empty()) touched[p] = "{\"kind\":\"rebuild\"}";
@@ -452,6 +462,9 @@ void Server::Impl::ProcessGroup(std::vector<std::shared_ptr<Job>>& jobs) {
     std::vector<std::pair<uint32_t, std::string>> ordered(touched.begin(), touched.end());
     std::sort(ordered.begin(), ordered.end());
     for (const auto& [p, c] : ordered) Evaluate(p, now, c, &group, &pending);
+    for (auto& job : jobs) {
+      if (job->kind == Job::Kind::kRebuild) job->changes = change_seq - seq_before;
+    }
     std::string seq;
     PutVarint(&seq, change_seq);
     group.Put(Column::kModels, kChangeSeqKey, seq);
@@ -959,7 +972,9 @@ void Server::Impl::SetUpRoutes() {
       AppendJsonString(&out, name);
     }
     if (!first_kind) out += "]";
-    out += "}}";
+    out += "}";
+    if (p != kNoProfile) source->AppendProfileJson(*engine, p, ctx.Now(), &out);
+    out += "}";
     json(res, 200, std::move(out));
   }));
 
@@ -994,10 +1009,12 @@ void Server::Impl::SetUpRoutes() {
   };
 
   http.Get("/v1/segments", timed(Route::kSegments, [this, json](const Request&, Response& res) {
-    std::vector<std::string> defs = source->Definitions();
-    std::vector<uint64_t> counts(defs.size(), 0);
+    std::vector<std::string> defs;
+    std::vector<uint64_t> counts;
     {
       std::shared_lock lock(engine_mu);
+      defs = source->Definitions();
+      counts.assign(defs.size(), 0);
       for (const auto& m : current) {
         for (size_t i = 0; i < defs.size(); ++i) counts[i] += std::binary_search(m.begin(), m.end(), defs[i]);
       }
@@ -1059,10 +1076,53 @@ void Server::Impl::SetUpRoutes() {
     job->identifier = std::string(identifier);
     run_job(job, res);
   }));
-  http.Post("/v1/rebuild", timed(Route::kRebuild, [run_job](const Request&, Response& res) {
+  // Rebuild without downtime: RunBuild reads a copy of the profiles (taken under the shared
+  // lock, so the writer pauses only for the copy) while ingestion and lookups go on; the writer
+  // then swaps the new models in and re-evaluates every profile in one group.
+  http.Post("/v1/rebuild", timed(Route::kRebuild, [this, json](const Request&, Response& res) {
+    if (rebuilding.exchange(true)) return json(res, 409, ErrorJson("a rebuild is already running"));
+    struct Done {
+      std::atomic<bool>* flag;
+      ~Done() { flag->store(false); }
+    } done{&rebuilding};
+    const auto start = Clock::now();
+    std::unique_ptr<Engine> snapshot;
+    {
+      std::shared_lock lock(engine_mu);
+      Context build_ctx = ctx;
+      const TimeMicros as_of = ctx.Now();
+      build_ctx.clock = [as_of] { return as_of; };
+      snapshot = engine->SnapshotForRead(build_ctx);
+    }
+    const double copy_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    BuildOptions build_options;
+    build_options.quiet = true;
+    auto built = RunBuild(*snapshot, build_options);
+    snapshot.reset();
+    if (!built.ok()) return json(res, HttpStatusOf(built.status()), ErrorJson("rebuild failed: " + built.status().message()));
+    // Reads only the store and the engine's fixed catalogue and config: no lock needed.
+    auto loaded = BuildMembershipSource::Load(*engine);
+    if (!loaded.ok()) return json(res, HttpStatusOf(loaded.status()), ErrorJson("rebuild: " + loaded.status().message()));
     auto job = std::make_shared<Job>();
     job->kind = Job::Kind::kRebuild;
-    run_job(job, res);
+    job->new_source = std::move(*loaded);
+    const size_t segments = built->segments.size();
+    const double build_seconds = built->seconds;
+    {
+      std::lock_guard lock(queue_mu);
+      if (stopping) return json(res, 503, ErrorJson("server is stopping"));
+      queue.push_back(job);
+    }
+    queue_cv.notify_one();
+    job->Wait();
+    if (!job->status.ok()) return json(res, HttpStatusOf(job->status), ErrorJson(job->status.message()));
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "{\"rebuilt\":true,\"segments\":%zu,\"membership_changes\":%llu,"
+                  "\"copy_seconds\":%.4f,\"build_seconds\":%.3f,\"seconds\":%.3f}",
+                  segments, static_cast<unsigned long long>(job->changes), copy_seconds, build_seconds,
+                  std::chrono::duration<double>(Clock::now() - start).count());
+    json(res, 200, buf);
   }));
   http.Get("/healthz", timed(Route::kHealth, [this, json](const Request&, Response& res) {
     std::shared_lock lock(engine_mu);
@@ -1137,11 +1197,22 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
   }
   if (source) {
     s.source = std::move(source);
+  } else if (auto built = BuildMembershipSource::Load(*s.engine); built.ok()) {
+    s.source = std::move(*built);  // the last build's segments, RFM, audiences and scores
+  } else if (!built.status().IsNotFound()) {
+    return built.status().WithContext("the last build's models");
   } else {
-    SHOAL_ASSIGN_OR_RETURN(auto thresholds, ParseTraitThresholds(root));
+    // No build yet: [[audiences]] that are one trait comparison; the full rule language, the
+    // segments and RFM come with the first build (`shoal build` or POST /v1/rebuild).
+    auto thresholds = ParseTraitThresholds(root);
+    if (!thresholds.ok()) {
+      std::fprintf(stderr, "shoal serve: no build yet, so no audiences until the first build: %s\n",
+                   thresholds.status().message().c_str());
+      thresholds = std::vector<TraitThreshold>();
+    }
     std::vector<std::string> names;
     for (const TraitInfo& t : s.engine->catalogue().traits()) names.push_back(t.name);
-    SHOAL_ASSIGN_OR_RETURN(s.source, TraitThresholdSource::Make(std::move(thresholds), names));
+    SHOAL_ASSIGN_OR_RETURN(s.source, TraitThresholdSource::Make(std::move(*thresholds), names));
   }
   s.consent_trait = s.engine->catalogue().Find("consent_marketing");
   for (const WebhookDestination& spec : s.config.destinations) {
