@@ -441,5 +441,17 @@ TEST(BuildSourceServerTest, RebuildSwapsWhileEventsStreamAndEveryChangeIsDeliver
               receiver.count(), rebuild_records, r->body.c_str());
 }
 
+TEST(BuildSourceServerTest, BuildBesideARunningServerSaysToUsePostRebuild) {
+  TempDir dir;
+  const std::string db = CopyShop(dir);
+  LiveServer s = StartServer(db, "", PrimeMemberships(db));
+  ASSERT_TRUE(s.server);
+  EngineOptions eo;
+  eo.db_dir = db;
+  auto engine = Engine::Open(eo, Context());  // what `shoal build` does first
+  ASSERT_FALSE(engine.ok());
+  EXPECT_NE(engine.status().message().find("POST /v1/rebuild"), std::string::npos) << engine.status().message();
+}
+
 }  // namespace
 }  // namespace shoal
