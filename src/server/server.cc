@@ -182,6 +182,7 @@ struct Server::Impl {
   std::vector<std::vector<std::string>> current;  // per profile slot, sorted
   std::vector<std::string> phones;                // per profile slot
   uint64_t change_seq = 0;
+  bool silent = false;  // Evaluate stores memberships without emitting records (baseline start)
 
   // Timer (writer thread only): min-heap of (time, profile); scheduled[p] is the live entry.
   std::priority_queue<std::pair<TimeMicros, uint32_t>, std::vector<std::pair<TimeMicros, uint32_t>>,
@@ -246,8 +247,10 @@ Status Server::Impl::Load() {
   }
   EnsureSlots(engine->identity().num_slots());
   std::vector<std::string> stored;
+  bool any_stored = false;
   SHOAL_RETURN_IF_ERROR(kv.Scan(Column::kModels, kMembershipPrefix, [&](std::string_view key, std::string_view v) -> Result<bool> {
     if (key.substr(0, 2) != kMembershipPrefix) return false;
+    any_stored = true;
     uint32_t p = DecodeKeyU32(key.substr(2));
     EnsureSlots(p + 1);
     if (!DecodeMemberships(v, &current[p])) return Status::Corruption("memberships of profile " + std::to_string(p));
@@ -266,9 +269,11 @@ Status Server::Impl::Load() {
   std::vector<std::pair<size_t, OutboxEntry>> pending;
   TimeMicros now = ctx.Now();
   const std::string cause = "{\"kind\":\"recovery\"}";
+  silent = !any_stored && change_seq == 0 && !options.announce_initial_memberships;
   for (uint32_t p = 0; p < current.size(); ++p) {
     if (engine->identity().Alive(p) || !current[p].empty()) Evaluate(p, now, cause, &group, &pending);
   }
+  silent = false;
   std::string seq;
   PutVarint(&seq, change_seq);
   group.Put(Column::kModels, kChangeSeqKey, seq);
@@ -377,8 +382,10 @@ void Server::Impl::Evaluate(uint32_t profile, TimeMicros now, const std::string&
       pending->emplace_back(d, OutboxEntry{seq, profile, body});
     }
   };
-  for (const auto& m : exited) emit(m, false);
-  for (const auto& m : entered) emit(m, true);
+  if (!silent) {
+    for (const auto& m : exited) emit(m, false);
+    for (const auto& m : entered) emit(m, true);
+  }
   if (after.empty()) group->Delete(Column::kModels, MembershipKey(profile));
   else group->Put(Column::kModels, MembershipKey(profile), EncodeMemberships(after));
   before = std::move(after);

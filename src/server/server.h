@@ -29,6 +29,10 @@ struct ServerOptions {
   std::optional<std::string> bind;      // overrides [server].bind
   std::optional<int> port;              // overrides [server].port (0 = any free port)
   Context context;                      // clock: the "now" memberships are evaluated at
+  // On a start that finds no stored memberships at all (a new workspace, or the first start
+  // after the server was added to one), emit every profile's memberships as entered records
+  // (cause "recovery"); false = store them silently as the baseline and send only changes.
+  bool announce_initial_memberships = true;
 };
 
 class Server {
