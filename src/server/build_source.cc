@@ -146,13 +146,27 @@ Result<std::unique_ptr<BuildMembershipSource>> BuildMembershipSource::Load(const
   return source;
 }
 
+void BuildMembershipSource::ComputeTraits(const Engine& engine, uint32_t profile, TimeMicros now,
+                                          std::vector<double>* values) const {
+  values->assign(num_traits_ + kNumExtra - 2, kNaN);
+  engine.catalogue().ComputeOne(engine.state(profile), engine.population(), now,
+                                std::span<double>(values->data(), num_traits_));
+}
+
 BuildMembershipSource::Evaluation BuildMembershipSource::Evaluate(const Engine& engine,
                                                                   uint32_t profile, TimeMicros now,
                                                                   bool with_btyd) const {
+  std::vector<double> values;
+  ComputeTraits(engine, profile, now, &values);
+  return EvaluateTraits(engine, profile, now, with_btyd, &values);
+}
+
+BuildMembershipSource::Evaluation BuildMembershipSource::EvaluateTraits(
+    const Engine& engine, uint32_t profile, TimeMicros now, bool with_btyd,
+    std::vector<double>* values_in) const {
   Evaluation out;
-  std::vector<double> values(num_traits_ + kNumExtra - 2, kNaN);
-  const std::span<double> traits(values.data(), num_traits_);
-  engine.catalogue().ComputeOne(engine.state(profile), engine.population(), now, traits);
+  std::vector<double>& values = *values_in;
+  const std::span<const double> traits(values.data(), num_traits_);
   out.scores = ScoreLive(model_, engine, profile, traits, feature_traits_, BuiltSegment(profile),
                          now, with_btyd || audiences_read_scores_);
   if (audiences_.empty()) return out;
@@ -182,9 +196,7 @@ BuildMembershipSource::Evaluation BuildMembershipSource::Evaluate(const Engine& 
   return out;
 }
 
-std::vector<std::string> BuildMembershipSource::Memberships(const Engine& engine, uint32_t profile,
-                                                            TimeMicros now) const {
-  Evaluation e = Evaluate(engine, profile, now, /*with_btyd=*/false);
+std::vector<std::string> BuildMembershipSource::Names(const Evaluation& e) const {
   std::vector<std::string> out;
   out.reserve(e.audiences.size() + 2);
   for (uint32_t a : e.audiences) out.push_back("audience:" + audience_names_[a]);
@@ -197,8 +209,29 @@ std::vector<std::string> BuildMembershipSource::Memberships(const Engine& engine
   return out;
 }
 
+std::vector<std::string> BuildMembershipSource::Memberships(const Engine& engine, uint32_t profile,
+                                                            TimeMicros now) const {
+  return Names(Evaluate(engine, profile, now, /*with_btyd=*/false));
+}
+
+std::optional<TimeMicros> BuildMembershipSource::MembershipsAndNextChange(
+    const Engine& engine, uint32_t profile, TimeMicros now,
+    std::vector<std::string>* memberships) const {
+  std::vector<double> values;
+  ComputeTraits(engine, profile, now, &values);
+  *memberships = Names(EvaluateTraits(engine, profile, now, /*with_btyd=*/false, &values));
+  return NextChangeTraits(engine, profile, now, std::span<const double>(values.data(), num_traits_));
+}
+
 std::optional<TimeMicros> BuildMembershipSource::NextChange(const Engine& engine, uint32_t profile,
                                                             TimeMicros now) const {
+  std::vector<double> values;
+  ComputeTraits(engine, profile, now, &values);
+  return NextChangeTraits(engine, profile, now, std::span<const double>(values.data(), num_traits_));
+}
+
+std::optional<TimeMicros> BuildMembershipSource::NextChangeTraits(
+    const Engine& engine, uint32_t profile, TimeMicros now, std::span<const double> values) const {
   const CustomerState& state = engine.state(profile);
   std::optional<TimeMicros> best;
   auto consider = [&](std::optional<TimeMicros> t) {
@@ -236,8 +269,6 @@ std::optional<TimeMicros> BuildMembershipSource::NextChange(const Engine& engine
     consider(now + kFallbackMinutes * 60 * 1'000'000);
     return best;
   }
-  std::vector<double> values(num_traits_);
-  engine.catalogue().ComputeOne(state, engine.population(), now, values);
   std::vector<double> rest(k, 0.0), axis(k);
   double x_now = 0;
   for (size_t f = 0; f < d; ++f) {

@@ -42,6 +42,10 @@ class BuildMembershipSource final : public MembershipSource {
   std::optional<TimeMicros> NextChange(const Engine& engine, uint32_t profile,
                                        TimeMicros now) const override;
   std::vector<std::string> Definitions() const override;
+  // Computes the profile's traits once for both.
+  std::optional<TimeMicros> MembershipsAndNextChange(const Engine& engine, uint32_t profile,
+                                                     TimeMicros now,
+                                                     std::vector<std::string>* memberships) const override;
   // ,"live":{"rfm":{...},"segment":{...},"scores":{...},"build_as_of":...}
   void AppendProfileJson(const Engine& engine, uint32_t profile, TimeMicros now,
                          std::string* out) const override;
@@ -68,6 +72,14 @@ class BuildMembershipSource final : public MembershipSource {
   enum class Clock : uint8_t { kNone, kLastOrder, kFirstOrder, kLastEvent, kFirstEvent };
   static Clock ClockOf(std::string_view trait);
   static std::optional<TimeMicros> Origin(const CustomerState& state, Clock clock);
+  // `values` = the profile's traits at `now` followed by room for the build's extra columns.
+  void ComputeTraits(const Engine& engine, uint32_t profile, TimeMicros now,
+                     std::vector<double>* values) const;
+  Evaluation EvaluateTraits(const Engine& engine, uint32_t profile, TimeMicros now,
+                            bool with_btyd, std::vector<double>* values) const;
+  std::vector<std::string> Names(const Evaluation& e) const;
+  std::optional<TimeMicros> NextChangeTraits(const Engine& engine, uint32_t profile,
+                                             TimeMicros now, std::span<const double> traits) const;
 
   LiveModel model_;
   std::vector<int> feature_traits_;     // per model feature: catalogue index (-1 = absent)

@@ -217,7 +217,7 @@ struct Server::Impl {
   uint32_t ProfileOf(const Event& e) const;
   void Evaluate(uint32_t profile, TimeMicros now, const std::string& cause, WriteGroup* group,
                 std::vector<std::pair<size_t, OutboxEntry>>* pending);
-  void Schedule(uint32_t profile, TimeMicros now);
+  void Schedule(uint32_t profile, std::optional<TimeMicros> next);
   void EnsureSlots(size_t n);
   void Publish(std::vector<std::pair<size_t, OutboxEntry>>& pending);
   // --- delivery ---
@@ -322,12 +322,7 @@ uint32_t Server::Impl::ProfileOf(const Event& e) const {
   return p;
 }
 
-void Server::Impl::Schedule(uint32_t profile, TimeMicros now) {
-  if (!engine->identity().Alive(profile)) {
-    scheduled[profile] = kNever;
-    return;
-  }
-  std::optional<TimeMicros> next = source->NextChange(*engine, profile, now);
+void Server::Impl::Schedule(uint32_t profile, std::optional<TimeMicros> next) {
   TimeMicros t = next.value_or(kNever);
   if (t == scheduled[profile]) return;
   scheduled[profile] = t;
@@ -339,9 +334,10 @@ void Server::Impl::Evaluate(uint32_t profile, TimeMicros now, const std::string&
   EnsureSlots(profile + 1);
   const bool alive = engine->identity().Alive(profile);
   std::vector<std::string> after;
-  if (alive) after = source->Memberships(*engine, profile, now);
+  std::optional<TimeMicros> next;
+  if (alive) next = source->MembershipsAndNextChange(*engine, profile, now, &after);
   std::vector<std::string>& before = current[profile];
-  Schedule(profile, now);
+  Schedule(profile, next);
   if (after == before) return;
   std::vector<std::string> entered, exited;
   std::set_difference(after.begin(), after.end(), before.begin(), before.end(), std::back_inserter(entered));

@@ -148,8 +148,9 @@ TEST(BuildSourceTest, LiveMembershipsEqualTheBuildsBeforeAndAfterARebuildWithHys
   size_t n = 0, memberships = 0;
   for (uint32_t p = 0; p < (*engine)->identity().num_slots(); ++p) {
     if (!(*engine)->identity().Alive(p)) continue;
-    memberships += (*source)->Memberships(**engine, p, now).size();
-    (void)(*source)->NextChange(**engine, p, now);
+    std::vector<std::string> m;
+    (void)(*source)->MembershipsAndNextChange(**engine, p, now, &m);  // the server's call
+    memberships += m.size();
     ++n;
   }
   const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() / n;
@@ -177,6 +178,9 @@ TEST(BuildSourceTest, NoMembershipChangesBeforeNextChange) {
     if (!(*engine)->identity().Alive(p) || (*engine)->state(p).orders().empty()) continue;
     auto before = s.Memberships(**engine, p, now);
     auto next = s.NextChange(**engine, p, now);
+    std::vector<std::string> combined;
+    ASSERT_EQ(s.MembershipsAndNextChange(**engine, p, now, &combined), next);
+    ASSERT_EQ(combined, before);
     ASSERT_TRUE(next.has_value());  // recency moves the RFM cell sooner or later
     ASSERT_GT(*next, now);
     for (double q : {0.1, 0.3, 0.5, 0.7, 0.9, 0.99}) {
