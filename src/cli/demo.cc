@@ -40,9 +40,39 @@ std::unordered_map<std::string, std::string> ReadTruth(const std::string& path) 
   return truth;
 }
 
-// Step 6: the server re-segments a customer the moment they order and pushes the change to a
-// webhook on loopback. `engine` is closed here (the server opens the workspace itself).
-Status ShowLiveChange(std::unique_ptr<Engine> engine, const BuildResult& build, const std::string& db) {
+// The webhook receiver of step 6: an endpoint on loopback that notes what arrives and when.
+struct DemoReceiver {
+  httplib::Server http;
+  std::thread thread;
+  int port = 0;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::pair<std::string, std::chrono::steady_clock::time_point>> records;
+
+  Status Start() {
+    http.Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
+      {
+        std::lock_guard lock(mu);
+        records.emplace_back(req.body, std::chrono::steady_clock::now());
+      }
+      cv.notify_all();
+      res.status = 200;
+    });
+    port = http.bind_to_any_port("127.0.0.1");
+    if (port <= 0) return Status::IOError("demo: cannot bind a loopback port for the webhook receiver");
+    thread = std::thread([this] { http.listen_after_bind(); });
+    return Status::OK();
+  }
+  ~DemoReceiver() {
+    http.stop();
+    if (thread.joinable()) thread.join();
+  }
+};
+
+// Step 6: the server re-segments a customer the moment they order and pushes the change to the
+// receiver (the workspace config names it as a destination). The server takes over `engine`.
+Status ShowLiveChange(std::unique_ptr<Engine> engine, const BuildResult& build, const std::string& db,
+                      DemoReceiver& receiver) {
   SHOAL_ASSIGN_OR_RETURN(LiveModel model, LoadLiveModel(*engine));
   // A customer the build found lapsing, with the highest value among them.
   size_t chosen = build.profiles.size();
@@ -59,37 +89,6 @@ Status ShowLiveChange(std::unique_ptr<Engine> engine, const BuildResult& build, 
   }
   if (chosen == build.profiles.size()) return Status::OK();
   const std::string customer = build.customer_ids[chosen];
-  engine.reset();
-
-  // The receiver: a webhook endpoint on loopback that notes what arrives and when.
-  httplib::Server receiver;
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<std::pair<std::string, std::chrono::steady_clock::time_point>> records;
-  receiver.Post("/hook", [&](const httplib::Request& req, httplib::Response& res) {
-    {
-      std::lock_guard lock(mu);
-      records.emplace_back(req.body, std::chrono::steady_clock::now());
-    }
-    cv.notify_all();
-    res.status = 200;
-  });
-  const int receiver_port = receiver.bind_to_any_port("127.0.0.1");
-  if (receiver_port <= 0) return Status::IOError("demo: cannot bind a loopback port for the webhook receiver");
-  std::thread receiver_thread([&] { receiver.listen_after_bind(); });
-  struct StopReceiver {
-    httplib::Server* server;
-    std::thread* thread;
-    ~StopReceiver() {
-      server->stop();
-      if (thread->joinable()) thread->join();
-    }
-  } stop_receiver{&receiver, &receiver_thread};
-  {
-    std::ofstream out(std::filesystem::path(db) / "shoal.toml", std::ios::binary | std::ios::app);
-    out << "\n[[destinations]]\nname = \"demo\"\nurl = \"http://127.0.0.1:" << receiver_port
-        << "/hook\"\nmarketing = false\n";
-  }
   // The server's clock starts at the build's as_of (the shop's "today") and runs in real time.
   const auto t0 = std::chrono::steady_clock::now();
   const TimeMicros base = model.as_of;
@@ -101,14 +100,14 @@ Status ShowLiveChange(std::unique_ptr<Engine> engine, const BuildResult& build, 
     return base + std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
   };
   auto started = std::chrono::steady_clock::now();
-  SHOAL_ASSIGN_OR_RETURN(std::unique_ptr<Server> server, Server::Start(so));
+  SHOAL_ASSIGN_OR_RETURN(std::unique_ptr<Server> server, Server::Start(so, nullptr, std::move(engine)));
   const double start_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   std::string before_segment;
   for (const SegmentInfo& seg : build.segments) {
     if (seg.id == build.segment_id[chosen]) before_segment = seg.name;
   }
   std::printf("\n6. serve     the server (started in %.2f s on 127.0.0.1:%d) with a webhook on 127.0.0.1:%d\n",
-              start_seconds, server->port(), receiver_port);
+              start_seconds, server->port(), receiver.port);
   std::printf("   customer %s: RFM %s, segment \"%s\"; they place an order of 2,500.00 now\n",
               customer.c_str(), build.rfm.segment_names[static_cast<size_t>(build.rfm.segment[chosen])].c_str(),
               before_segment.c_str());
@@ -124,13 +123,18 @@ Status ShowLiveChange(std::unique_ptr<Engine> engine, const BuildResult& build, 
   }
   // Wait for the records to stop arriving (all of one event's changes come in one group).
   {
-    std::unique_lock lock(mu);
-    cv.wait_for(lock, std::chrono::seconds(3), [&] { return !records.empty(); });
-    while (cv.wait_for(lock, std::chrono::milliseconds(100)) != std::cv_status::timeout) {
+    std::unique_lock lock(receiver.mu);
+    receiver.cv.wait_for(lock, std::chrono::seconds(3), [&] { return !receiver.records.empty(); });
+    while (receiver.cv.wait_for(lock, std::chrono::milliseconds(100)) != std::cv_status::timeout) {
     }
   }
   server->Stop();
-  std::lock_guard lock(mu);
+  {  // the receiver goes with the demo: later `shoal serve` runs on this workspace do not send
+    std::ofstream out(std::filesystem::path(db) / "shoal.toml", std::ios::binary | std::ios::trunc);
+    out << "# shoal demo workspace (step 6's webhook destination removed)\n";
+  }
+  std::lock_guard lock(receiver.mu);
+  const auto& records = receiver.records;
   if (records.empty()) {
     std::printf("   no membership changed\n");
     return Status::OK();
@@ -164,6 +168,16 @@ Status RunDemo(const DemoOptions& options) {
   fs::remove_all(shop, ec);
   fs::create_directories(dir, ec);
   if (ec) return Status::IOError("cannot create " + dir.string() + ": " + ec.message());
+  // Step 6's webhook receiver, named in the workspace config as a destination.
+  DemoReceiver receiver;
+  SHOAL_RETURN_IF_ERROR(receiver.Start());
+  fs::create_directories(db, ec);
+  {
+    std::ofstream out(db / "shoal.toml", std::ios::binary | std::ios::trunc);
+    out << "# shoal demo: the webhook receiver of step 6\n[[destinations]]\nname = \"demo\"\n"
+        << "url = \"http://127.0.0.1:" << receiver.port << "/hook\"\nmarketing = false\n";
+    if (!out) return Status::IOError("cannot write " + (db / "shoal.toml").string());
+  }
 
   std::printf("shoal demo: a synthetic shop of %llu customers in %s\n\n",
               static_cast<unsigned long long>(options.customers), dir.string().c_str());
@@ -260,7 +274,7 @@ Status RunDemo(const DemoOptions& options) {
     for (const auto& [name, count] : found) total += count;
     std::printf("  %-32s -> %-40s %5.1f%%\n", planted.c_str(), best->first.c_str(), 100.0 * best->second / total);
   }
-  SHOAL_RETURN_IF_ERROR(ShowLiveChange(std::move(engine), build, db.string()));
+  SHOAL_RETURN_IF_ERROR(ShowLiveChange(std::move(engine), build, db.string(), receiver));
   std::printf("\nexport with segments and scores: %s\n", export_path.string().c_str());
   std::printf("Try: shoal profile --db %s <customer_id>   shoal explain --db %s <customer_id>\n"
               "     shoal segments --db %s               shoal affinities --db %s\n"

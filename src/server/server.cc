@@ -22,6 +22,7 @@
 
 #include "common/coding.h"
 #include "common/json_writer.h"
+#include "common/parallel.h"
 #include "common/time.h"
 #include "engine/build.h"
 #include "engine/engine.h"
@@ -215,8 +216,17 @@ struct Server::Impl {
   void ProcessGroup(std::vector<std::shared_ptr<Job>>& jobs);
   void ProcessForget(Job& job);
   uint32_t ProfileOf(const Event& e) const;
+  // What the source says of one profile, computed ahead (in parallel) for a large evaluation.
+  struct Computed {
+    std::vector<std::string> memberships;
+    std::optional<TimeMicros> next;
+  };
   void Evaluate(uint32_t profile, TimeMicros now, const std::string& cause, WriteGroup* group,
-                std::vector<std::pair<size_t, OutboxEntry>>* pending);
+                std::vector<std::pair<size_t, OutboxEntry>>* pending, Computed* computed = nullptr);
+  // Evaluate for each (profile, cause) in order; the source's part runs on ctx.Threads() workers
+  // first when there are many (start-up, rebuild, midnight), the engine being still meanwhile.
+  void EvaluateMany(const std::vector<std::pair<uint32_t, std::string>>& ordered, TimeMicros now,
+                    WriteGroup* group, std::vector<std::pair<size_t, OutboxEntry>>* pending);
   void Schedule(uint32_t profile, std::optional<TimeMicros> next);
   void EnsureSlots(size_t n);
   void Publish(std::vector<std::pair<size_t, OutboxEntry>>& pending);
@@ -270,9 +280,11 @@ Status Server::Impl::Load() {
   TimeMicros now = ctx.Now();
   const std::string cause = "{\"kind\":\"recovery\"}";
   silent = !any_stored && change_seq == 0 && !options.announce_initial_memberships;
+  std::vector<std::pair<uint32_t, std::string>> everyone;
   for (uint32_t p = 0; p < current.size(); ++p) {
-    if (engine->identity().Alive(p) || !current[p].empty()) Evaluate(p, now, cause, &group, &pending);
+    if (engine->identity().Alive(p) || !current[p].empty()) everyone.emplace_back(p, cause);
   }
+  EvaluateMany(everyone, now, &group, &pending);
   silent = false;
   std::string seq;
   PutVarint(&seq, change_seq);
@@ -329,13 +341,43 @@ void Server::Impl::Schedule(uint32_t profile, std::optional<TimeMicros> next) {
   if (t != kNever) timer.emplace(t, profile);
 }
 
+void Server::Impl::EvaluateMany(const std::vector<std::pair<uint32_t, std::string>>& ordered,
+                                TimeMicros now, WriteGroup* group,
+                                std::vector<std::pair<size_t, OutboxEntry>>* pending) {
+  constexpr size_t kPerWorker = 256;
+  if (ParallelWorkers(ordered.size(), ctx.Threads(), kPerWorker) <= 1) {
+    for (const auto& [p, c] : ordered) Evaluate(p, now, c, group, pending);
+    return;
+  }
+  std::vector<Computed> computed(ordered.size());
+  ParallelFor(
+      ordered.size(), ctx.Threads(),
+      [&](size_t begin, size_t end, int) {
+        for (size_t i = begin; i < end; ++i) {
+          const uint32_t p = ordered[i].first;
+          if (!engine->identity().Alive(p)) continue;
+          computed[i].next = source->MembershipsAndNextChange(*engine, p, now, &computed[i].memberships);
+        }
+      },
+      kPerWorker);
+  for (size_t i = 0; i < ordered.size(); ++i) {
+    Evaluate(ordered[i].first, now, ordered[i].second, group, pending, &computed[i]);
+  }
+}
+
 void Server::Impl::Evaluate(uint32_t profile, TimeMicros now, const std::string& cause,
-                            WriteGroup* group, std::vector<std::pair<size_t, OutboxEntry>>* pending) {
+                            WriteGroup* group, std::vector<std::pair<size_t, OutboxEntry>>* pending,
+                            Computed* computed) {
   EnsureSlots(profile + 1);
   const bool alive = engine->identity().Alive(profile);
   std::vector<std::string> after;
   std::optional<TimeMicros> next;
-  if (alive) next = source->MembershipsAndNextChange(*engine, profile, now, &after);
+  if (alive && computed) {
+    after = std::move(computed->memberships);
+    next = computed->next;
+  } else if (alive) {
+    next = source->MembershipsAndNextChange(*engine, profile, now, &after);
+  }
   std::vector<std::string>& before = current[profile];
   Schedule(profile, next);
   if (after == before) return;
@@ -464,7 +506,7 @@ void Server::Impl::ProcessGroup(std::vector<std::shared_ptr<Job>>& jobs) {
     // Deterministic order of change records: by profile.
     std::vector<std::pair<uint32_t, std::string>> ordered(touched.begin(), touched.end());
     std::sort(ordered.begin(), ordered.end());
-    for (const auto& [p, c] : ordered) Evaluate(p, now, c, &group, &pending);
+    EvaluateMany(ordered, now, &group, &pending);
     for (auto& job : jobs) {
       if (job->kind == Job::Kind::kRebuild) job->changes = change_seq - seq_before;
     }
@@ -1177,7 +1219,8 @@ void Server::Impl::StopAll() {
 // ---------------------------------------------------------------------------------------------
 
 Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
-                                              std::unique_ptr<MembershipSource> source) {
+                                              std::unique_ptr<MembershipSource> source,
+                                              std::unique_ptr<Engine> engine) {
   auto server = std::unique_ptr<Server>(new Server());
   server->impl_ = std::make_unique<Impl>();
   Impl& s = *server->impl_;
@@ -1187,7 +1230,11 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
   engine_options.db_dir = options.db_dir;
   engine_options.config_path = options.config_path;
   engine_options.checkpoint_blocks = size_t{1} << 40;  // the writer checkpoints on a timer
-  SHOAL_ASSIGN_OR_RETURN(s.engine, Engine::Open(engine_options, s.ctx));
+  if (engine) {
+    s.engine = std::move(engine);
+  } else {
+    SHOAL_ASSIGN_OR_RETURN(s.engine, Engine::Open(engine_options, s.ctx));
+  }
   static const toml::table kEmpty;
   const toml::table& root = s.engine->config().table ? *s.engine->config().table : kEmpty;
   SHOAL_ASSIGN_OR_RETURN(s.config, ParseServerConfig(root));
