@@ -457,5 +457,36 @@ TEST(BuildSourceServerTest, BuildBesideARunningServerSaysToUsePostRebuild) {
   EXPECT_NE(engine.status().message().find("POST /v1/rebuild"), std::string::npos) << engine.status().message();
 }
 
+TEST(BuildSourceServerTest, FirstRebuildReplacesTheThresholdSource) {
+  TempDir dir;
+  WriteFile(dir.Sub("db/shoal.toml"), "[[audiences]]\nname = \"big\"\nrule = \"monetary_total > 100\"\n");
+  ServerOptions o;
+  o.db_dir = dir.Sub("db");
+  o.port = 0;
+  auto s = Server::Start(o);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  httplib::Client c("127.0.0.1", (*s)->port());
+  const int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch()).count();
+  for (int i = 1; i <= 40; ++i) {
+    auto r = c.Post("/v1/events", R"({"event_id":"e)" + std::to_string(i) + R"(","type":"order","timestamp":)" +
+                                      std::to_string(ms - i * 86'400'000LL) + R"(,"customer_id":"C)" +
+                                      std::to_string(i) + R"(","total":)" + std::to_string(i * 7) + "}",
+                    "application/json");
+    ASSERT_EQ(r->status, 200);
+  }
+  EXPECT_EQ(c.Get("/v1/segments")->body.find("rfm:"), std::string::npos);  // thresholds only
+  EXPECT_NE(c.Get("/v1/profiles/C20")->body.find("\"audience:big\""), std::string::npos);
+  auto r = c.Post("/v1/rebuild", "", "application/json");
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto segments = c.Get("/v1/segments")->body;
+  EXPECT_NE(segments.find("\"rfm:"), std::string::npos) << segments;
+  EXPECT_NE(segments.find("\"segment:"), std::string::npos) << segments;
+  auto profile = c.Get("/v1/profiles/C20")->body;
+  EXPECT_NE(profile.find("\"audience:big\""), std::string::npos) << profile;
+  EXPECT_NE(profile.find("\"rfm:"), std::string::npos) << profile;
+  EXPECT_NE(profile.find("\"live\":{"), std::string::npos) << profile;
+}
+
 }  // namespace
 }  // namespace shoal
