@@ -457,7 +457,8 @@ TimeMicros Engine::DefaultAsOf() const {
   return ctx_.Now();
 }
 
-Result<std::string> Engine::ProfileJson(std::string_view identifier, std::optional<TimeMicros> as_of) const {
+Result<std::string> Engine::ProfileJson(std::string_view identifier, std::optional<TimeMicros> as_of,
+                                        bool with_build) const {
   uint32_t profile = FindProfile(identifier);
   if (profile == kNoProfile) {
     return Status::NotFound("no profile has the identifier '" + std::string(identifier) +
@@ -490,7 +491,7 @@ Result<std::string> Engine::ProfileJson(std::string_view identifier, std::option
   }
   out += "}";
   // Segments, scores and recommendations from the last build, when it saw this profile.
-  auto build = LoadBuild(*this);
+  auto build = with_build ? LoadBuild(*this) : Result<BuildResult>(Status::NotFound("not asked"));
   if (build.ok()) {
     auto it = std::find(build->profiles.begin(), build->profiles.end(), profile);
     if (it != build->profiles.end()) {

@@ -98,7 +98,10 @@ class Engine {
   // Profile of any identifier, or kNoProfile.
   uint32_t FindProfile(std::string_view identifier) const;
   // The profile as JSON: identifiers, every trait (as of `as_of`, default now).
-  Result<std::string> ProfileJson(std::string_view identifier, std::optional<TimeMicros> as_of) const;
+  // with_build: also the last build's stored rfm, segment, audiences, scores and recommendations
+  // for the profile (loads the whole build: O(profiles); the server adds its live ones instead).
+  Result<std::string> ProfileJson(std::string_view identifier, std::optional<TimeMicros> as_of,
+                                  bool with_build = true) const;
   // Traits of every alive profile. With as_of, state is rebuilt from the events at or before it
   // (identity too), so nothing later leaks in.
   Result<TraitTable> ComputeTraits(std::optional<TimeMicros> as_of) const;

@@ -252,7 +252,16 @@ LiveScores ScoreLive(const LiveModel& model, const Engine& engine, uint32_t prof
   }
 
   out.p_alive = out.expected_orders_90d = out.expected_order_value = out.clv = kNaN;
-  if (!with_btyd || !model.have_bgnbd) return out;
+  if (with_btyd) ScoreLiveBtyd(model, state, now, &out);
+  return out;
+}
+
+void ScoreLiveBtyd(const LiveModel& model, const CustomerState& state, TimeMicros now,
+                   LiveScores* out_scores) {
+  constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+  LiveScores& out = *out_scores;
+  out.p_alive = out.expected_orders_90d = out.expected_order_value = out.clv = kNaN;
+  if (!model.have_bgnbd) return;
   // (x, t_x, T) from the orders up to the day before `now`, as the build computes them.
   const int64_t cal_end_day = DayOf(now) - 1;
   int64_t first = INT64_MAX, last = INT64_MIN, current = INT64_MIN, days = 0;
@@ -271,7 +280,7 @@ LiveScores ScoreLive(const LiveModel& model, const Engine& engine, uint32_t prof
     day_total += order.total();
   }
   if (current != INT64_MIN && days > 1) repeat_sum += day_total;
-  if (days == 0) return out;
+  if (days == 0) return;
   const double unit = model.unit_days;
   const double xs = static_cast<double>(days - 1);
   const double txs = static_cast<double>(last - first) / unit;
@@ -289,7 +298,6 @@ LiveScores ScoreLive(const LiveModel& model, const Engine& engine, uint32_t prof
     out.clv = BgNbdClv(model.bgnbd, gg, xs, txs, Ts, xs > 0 && mean > 0 ? mean : population_value,
                        model.clv);
   }
-  return out;
 }
 
 }  // namespace shoal

@@ -19,6 +19,7 @@
 #include "predict/btyd_clv.h"
 #include "predict/gamma_gamma.h"
 #include "segment/rfm.h"
+#include "traits/customer_state.h"
 
 namespace shoal {
 
@@ -82,6 +83,11 @@ struct LiveScores {
 LiveScores ScoreLive(const LiveModel& model, const Engine& engine, uint32_t profile,
                      std::span<const double> traits, std::span<const int> trait_index,
                      int64_t built_segment, TimeMicros now, bool with_btyd);
+
+// The four BTYD scores of one customer at `now` (NaN without orders before today or without a
+// BG/NBD fit). They change only with the customer's orders and the UTC day of `now`.
+void ScoreLiveBtyd(const LiveModel& model, const CustomerState& state, TimeMicros now,
+                   LiveScores* out);
 
 // RFM scores and the segment index of one customer (ComputeRfm's rule for one row).
 void ScoreRfmOne(const LiveModel& model, double recency_days, double frequency, double monetary,

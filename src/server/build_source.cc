@@ -76,8 +76,12 @@ Result<std::unique_ptr<BuildMembershipSource>> BuildMembershipSource::Load(const
   SHOAL_ASSIGN_OR_RETURN(BuildResult build, LoadBuild(engine));
   for (size_t row = 0; row < build.profiles.size(); ++row) {
     const uint32_t p = build.profiles[row];
-    if (p >= s.built_segment_.size()) s.built_segment_.resize(p + 1, -1);
+    if (p >= s.built_segment_.size()) {
+      s.built_segment_.resize(p + 1, -1);
+      s.recommendations_.resize(p + 1);
+    }
     s.built_segment_[p] = build.segment_id[row];
+    s.recommendations_[p] = std::move(build.recommendations[row]);
   }
   const TraitCatalogue& cat = engine.catalogue();
   s.num_traits_ = cat.traits().size();
@@ -168,7 +172,8 @@ BuildMembershipSource::Evaluation BuildMembershipSource::EvaluateTraits(
   std::vector<double>& values = *values_in;
   const std::span<const double> traits(values.data(), num_traits_);
   out.scores = ScoreLive(model_, engine, profile, traits, feature_traits_, BuiltSegment(profile),
-                         now, with_btyd || audiences_read_scores_);
+                         now, /*with_btyd=*/false);
+  if (with_btyd || audiences_read_scores_) CachedBtyd(engine, profile, now, &out.scores);
   if (audiences_.empty()) return out;
   const LiveScores& sc = out.scores;
   double* extra = values.data() + num_traits_;
@@ -194,6 +199,40 @@ BuildMembershipSource::Evaluation BuildMembershipSource::EvaluateTraits(
     if (bound.ok() && bound->Matches(0)) out.audiences.push_back(static_cast<uint32_t>(a));
   }
   return out;
+}
+
+void BuildMembershipSource::CachedBtyd(const Engine& engine, uint32_t profile, TimeMicros now,
+                                       LiveScores* out) const {
+  const CustomerState& state = engine.state(profile);
+  if (!model_.have_bgnbd || state.orders().empty()) {
+    ScoreLiveBtyd(model_, state, now, out);
+    return;
+  }
+  // What the scores read: the orders (count, first and last time, total) and the day of now.
+  uint64_t key = 0x9e3779b97f4a7c15ULL;
+  auto mix = [&key](uint64_t v) { key = (key ^ v) * 0x100000001b3ULL + (key >> 29); };
+  mix(state.orders().size());
+  mix(static_cast<uint64_t>(state.orders().front().timestamp));
+  mix(static_cast<uint64_t>(state.orders().back().timestamp));
+  int64_t total = 0;
+  for (const auto& o : state.orders()) total += o.total_fixed;
+  mix(static_cast<uint64_t>(total));
+  mix(static_cast<uint64_t>(DayOf(now)));
+  CacheStripe& stripe = btyd_cache_[profile % btyd_cache_.size()];
+  {
+    std::lock_guard lock(stripe.mu);
+    auto it = stripe.scores.find(profile);
+    if (it != stripe.scores.end() && it->second.key == key) {
+      out->p_alive = it->second.p_alive;
+      out->expected_orders_90d = it->second.expected_orders_90d;
+      out->expected_order_value = it->second.expected_order_value;
+      out->clv = it->second.clv;
+      return;
+    }
+  }
+  ScoreLiveBtyd(model_, state, now, out);
+  std::lock_guard lock(stripe.mu);
+  stripe.scores[profile] = {key, out->p_alive, out->expected_orders_90d, out->expected_order_value, out->clv};
 }
 
 std::vector<std::string> BuildMembershipSource::Names(const Evaluation& e) const {
@@ -337,7 +376,7 @@ void BuildMembershipSource::AppendProfileJson(const Engine& engine, uint32_t pro
                                               TimeMicros now, std::string* out) const {
   Evaluation e = Evaluate(engine, profile, now, /*with_btyd=*/true);
   const LiveScores& sc = e.scores;
-  *out += ",\"live\":{\"build_as_of\":";
+  *out += ",\"build_as_of\":";
   AppendJsonString(out, FormatIso8601(model_.as_of));
   *out += ",\"rfm\":{\"r\":" + std::to_string(sc.rfm_r) + ",\"f\":" + std::to_string(sc.rfm_f) +
           ",\"m\":" + std::to_string(sc.rfm_m) + ",\"segment\":";
@@ -364,7 +403,17 @@ void BuildMembershipSource::AppendProfileJson(const Engine& engine, uint32_t pro
   AppendJsonNumber(out, sc.expected_order_value);
   *out += ",\"clv\":";
   AppendJsonNumber(out, sc.clv);
-  *out += "}}";
+  *out += "},\"recommendations\":[";
+  std::string_view recs = profile < recommendations_.size() ? recommendations_[profile] : std::string_view();
+  bool first = true;
+  while (!recs.empty()) {
+    const size_t semi = recs.find(';');
+    if (!first) out->push_back(',');
+    first = false;
+    AppendJsonString(out, recs.substr(0, semi));
+    recs = semi == std::string_view::npos ? std::string_view() : recs.substr(semi + 1);
+  }
+  *out += "]";
 }
 
 }  // namespace shoal

@@ -10,8 +10,11 @@
 // what the build stored (tests/server/build_source_test.cc checks it on a generated shop).
 #pragma once
 
+#include <array>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "engine/live_model.h"
@@ -46,7 +49,9 @@ class BuildMembershipSource final : public MembershipSource {
   std::optional<TimeMicros> MembershipsAndNextChange(const Engine& engine, uint32_t profile,
                                                      TimeMicros now,
                                                      std::vector<std::string>* memberships) const override;
-  // ,"live":{"rfm":{...},"segment":{...},"scores":{...},"build_as_of":...}
+  // ,"build_as_of":..,"rfm":{r,f,m,segment},"segment":{id,name},"audiences":[..],
+  // "scores":{p_alive,...},"recommendations":[..] -- the keys of `shoal profile`, live values
+  // (recommendations are the build's).
   void AppendProfileJson(const Engine& engine, uint32_t profile, TimeMicros now,
                          std::string* out) const override;
 
@@ -86,6 +91,7 @@ class BuildMembershipSource final : public MembershipSource {
   std::vector<Clock> feature_clock_;    // per model feature
   int recency_trait_ = -1, frequency_trait_ = -1, monetary_trait_ = -1;
   std::vector<int64_t> built_segment_;  // per profile slot
+  std::vector<std::string> recommendations_;  // per profile slot, the build's "a;b;c"
   size_t num_traits_ = 0;
   segment::RuleSchema schema_;
   std::vector<std::string> segment_dictionary_;
@@ -100,6 +106,19 @@ class BuildMembershipSource final : public MembershipSource {
   std::vector<ClockComparison> clock_comparisons_;
   bool midnight_ = false;   // something changes at UTC midnights
   bool fallback_ = false;   // something is re-checked every kFallbackMinutes
+
+  // BTYD scores per profile, keyed by what they depend on (the orders and the day): a profile
+  // looked up again costs no special functions (a degenerate fit makes them slow).
+  void CachedBtyd(const Engine& engine, uint32_t profile, TimeMicros now, LiveScores* out) const;
+  struct CachedScores {
+    uint64_t key = 0;
+    double p_alive = 0, expected_orders_90d = 0, expected_order_value = 0, clv = 0;
+  };
+  struct CacheStripe {
+    std::mutex mu;
+    std::unordered_map<uint32_t, CachedScores> scores;
+  };
+  mutable std::array<CacheStripe, 64> btyd_cache_;
 };
 
 }  // namespace shoal

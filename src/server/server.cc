@@ -495,10 +495,16 @@ void Server::Impl::ProcessGroup(std::vector<std::shared_ptr<Job>>& jobs) {
         if (!current[p].empty() && !engine->identity().Alive(p)) touched.emplace(p, "{\"kind\":\"merge\"}");
       }
     }
-    while (!timer.empty() && timer.top().first <= now) {
+    // At most kTimerBatch timed re-evaluations per group, so a moment many profiles share (a
+    // UTC midnight, a cut point) holds the lock in slices and lookups keep flowing; the rest
+    // follow in the next groups at once.
+    constexpr size_t kTimerBatch = 1024;
+    size_t timer_budget = kTimerBatch;
+    while (!timer.empty() && timer.top().first <= now && timer_budget > 0) {
       auto [t, p] = timer.top();
       timer.pop();
       if (scheduled[p] != t) continue;  // superseded
+      --timer_budget;
       scheduled[p] = kNever;
       metrics.timer_evaluations.fetch_add(1);
       touched.emplace(p, "{\"kind\":\"time\"}");
@@ -988,7 +994,7 @@ void Server::Impl::SetUpRoutes() {
   http.Get(R"(/v1/profiles/([^/]+))", timed(Route::kProfile, [this, json](const Request& req, Response& res) {
     std::string identifier = req.matches[1];
     std::shared_lock lock(engine_mu);
-    auto profile_json = engine->ProfileJson(identifier, ctx.Now());
+    auto profile_json = engine->ProfileJson(identifier, ctx.Now(), /*with_build=*/false);
     if (!profile_json.ok()) return json(res, HttpStatusOf(profile_json.status()), ErrorJson(profile_json.status().message()));
     uint32_t p = engine->FindProfile(identifier);
     std::string out = std::move(*profile_json);
