@@ -204,6 +204,90 @@ TEST(BuildSourceTest, NoMembershipChangesBeforeNextChange) {
   std::printf("next change: %zu of %zu profiles change at the scheduled moment\n", changed_at, checked);
 }
 
+// Walking 200 days forward from change to change: nothing changes between scheduled moments,
+// so every change (RFM cells as recency grows, segment flips, "recency_days > 60d") is found by
+// the timer, not by a sweep.
+struct WalkCounts {
+  size_t walked = 0, steps = 0, violations = 0, changes = 0, segment_changes_off_midnight = 0;
+};
+WalkCounts WalkForward(const Engine& engine, const BuildMembershipSource& s, size_t profiles) {
+  WalkCounts c;
+  const TimeMicros start = s.model().as_of + 5 * 3600 * int64_t{1'000'000};
+  const TimeMicros end = start + 200 * kMicrosPerDay;
+  auto segment_of = [](const std::vector<std::string>& m) {
+    for (const auto& x : m) {
+      if (x.rfind("segment:", 0) == 0) return x;
+    }
+    return std::string();
+  };
+  for (uint32_t p = 0; p < engine.identity().num_slots() && c.walked < profiles; p += 7) {
+    if (!engine.identity().Alive(p) || engine.state(p).orders().empty()) continue;
+    ++c.walked;
+    TimeMicros t = start;
+    auto held = s.Memberships(engine, p, t);
+    while (t < end) {
+      auto next = s.NextChange(engine, p, t);
+      if (!next || *next <= t) {
+        ++c.violations;
+        break;
+      }
+      for (double q : {0.25, 0.5, 0.75, 0.999}) {
+        const TimeMicros mid = t + static_cast<TimeMicros>(q * static_cast<double>(*next - t - 1001));
+        c.violations += s.Memberships(engine, p, mid) != held;
+      }
+      auto after = s.Memberships(engine, p, *next);
+      if (after != held) {
+        ++c.changes;
+        if (segment_of(after) != segment_of(held) && *next % kMicrosPerDay != 0) ++c.segment_changes_off_midnight;
+      }
+      held = std::move(after);
+      t = *next;
+      ++c.steps;
+    }
+  }
+  return c;
+}
+
+TEST(BuildSourceTest, WalkingForwardEveryChangeIsAtAScheduledMoment) {
+  TempDir dir;
+  EngineOptions eo;
+  eo.db_dir = CopyShop(dir);
+  {
+    auto engine = Engine::Open(eo, Context());
+    ASSERT_TRUE(engine.ok());
+    auto source = BuildMembershipSource::Load(**engine);
+    ASSERT_TRUE(source.ok());
+    WalkCounts c = WalkForward(**engine, **source, 60);
+    EXPECT_EQ(c.walked, 60u);
+    EXPECT_EQ(c.violations, 0u);
+    EXPECT_GT(c.changes, 60u);  // lapsing customers move through RFM cells and audiences
+    std::printf("walk (default features): %zu steps, %zu changes\n", c.steps, c.changes);
+  }
+  // Clustering on recency, frequency and spend only, no windowed traits and no score rules: no
+  // midnights, so segment flips as recency grows come from the closed form alone.
+  WriteFile(eo.db_dir + "/shoal.toml", R"(
+[segments]
+k = 6
+features = ["recency_days", "frequency", "monetary_total"]
+[[audiences]]
+name = "lapsed_60"
+rule = "recency_days > 60d"
+)");
+  auto engine = Engine::Open(eo, Context());
+  ASSERT_TRUE(engine.ok());
+  BuildOptions bo;
+  bo.quiet = true;
+  ASSERT_TRUE(RunBuild(**engine, bo).ok());
+  ExpectAgreesWithBuild(**engine);
+  auto source = BuildMembershipSource::Load(**engine);
+  ASSERT_TRUE(source.ok());
+  WalkCounts c = WalkForward(**engine, **source, 60);
+  EXPECT_EQ(c.violations, 0u);
+  EXPECT_GT(c.segment_changes_off_midnight, 0u);
+  std::printf("walk (RFM features): %zu steps, %zu changes, %zu segment flips found by the closed form\n", c.steps,
+              c.changes, c.segment_changes_off_midnight);
+}
+
 // A server over the shop with a clock that starts at the build's as_of and runs in real time.
 struct LiveServer {
   std::unique_ptr<Server> server;
