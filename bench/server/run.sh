@@ -2,7 +2,10 @@
 # The server benchmark (docs/benchmarks/server.md): wrk on loopback against `shoal serve`.
 #   bench/server/run.sh [DURATION_SECONDS]
 # SHOAL_BIN names the shoal binary (default: build/shoal). Needs wrk (apt-get install wrk) and
-# /usr/bin/python3 (the webhook receiver of the latency phase).
+# /usr/bin/python3 (the webhook receiver of the latency phase). After the batch phase creates
+# the customers, POST /v1/rebuild builds segments, RFM, audiences and scores, so the later phases
+# run with the build's membership source (every event re-scores RFM, cluster, audiences);
+# SHOAL_BENCH_BUILD=0 keeps the pre-build threshold source throughout.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -42,6 +45,11 @@ errors() { awk '/Non-2xx/ {print $5} END {}' "$1"; }
 
 echo "== batches of 100 events (also creates the 10,000 customers)"
 wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$here/post_batch.lua" "$url" | tee "$work/batch.txt"
+if [ "${SHOAL_BENCH_BUILD:-1}" != 0 ]; then
+  echo "== POST /v1/rebuild (the build's segments, RFM, audiences and scores from here on)"
+  curl -sf -X POST -d "" "$url/v1/rebuild" | tee "$work/rebuild.txt"
+  echo
+fi
 echo "== single events, keep-alive"
 wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$here/post_single.lua" "$url" | tee "$work/single.txt"
 echo "== profile lookups (idle)"
@@ -71,4 +79,5 @@ echo "| profile lookups/s while $(rps "$work/single_bg.txt") events/s stream in 
 echo "| profile lookup p50 / p99 (streaming) | $(pct "$work/lookup_mixed.txt" 50%) / $(pct "$work/lookup_mixed.txt" 99%) | p99 < 2 ms |"
 echo "| POST -> webhook | $(sed 's/webhook_latency_ms //' "$work/latency.txt") ms | p99 < 50 ms |"
 echo
+[ -f "$work/rebuild.txt" ] && echo "rebuild: $(cat "$work/rebuild.txt")"
 curl -s "$url/metrics" | grep -E '^shoal_(events_stored_total|group_commits_total|webhook_deliveries_total|outbox_depth)'

@@ -1,6 +1,12 @@
 #include "cli/demo.h"
 
+#include <httplib.h>
+
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -11,8 +17,11 @@
 
 #include "cli/progress.h"
 #include "engine/build.h"
+#include "common/time.h"
 #include "engine/engine.h"
+#include "engine/live_model.h"
 #include "generate/generate.h"
+#include "server/server.h"
 
 namespace shoal {
 
@@ -31,6 +40,123 @@ std::unordered_map<std::string, std::string> ReadTruth(const std::string& path) 
   return truth;
 }
 
+// The webhook receiver of step 6: an endpoint on loopback that notes what arrives and when.
+struct DemoReceiver {
+  httplib::Server http;
+  std::thread thread;
+  int port = 0;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::pair<std::string, std::chrono::steady_clock::time_point>> records;
+
+  Status Start() {
+    http.Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
+      {
+        std::lock_guard lock(mu);
+        records.emplace_back(req.body, std::chrono::steady_clock::now());
+      }
+      cv.notify_all();
+      res.status = 200;
+    });
+    port = http.bind_to_any_port("127.0.0.1");
+    if (port <= 0) return Status::IOError("demo: cannot bind a loopback port for the webhook receiver");
+    thread = std::thread([this] { http.listen_after_bind(); });
+    return Status::OK();
+  }
+  ~DemoReceiver() {
+    http.stop();
+    if (thread.joinable()) thread.join();
+  }
+};
+
+// Step 6: the server re-segments a customer the moment they order and pushes the change to the
+// receiver (the workspace config names it as a destination). The server takes over `engine`.
+Status ShowLiveChange(std::unique_ptr<Engine> engine, const BuildResult& build, const std::string& db,
+                      DemoReceiver& receiver) {
+  SHOAL_ASSIGN_OR_RETURN(LiveModel model, LoadLiveModel(*engine));
+  // A customer the build found lapsing, with the highest value among them.
+  size_t chosen = build.profiles.size();
+  for (const char* wanted : {"Can't Lose Them", "At Risk", "Hibernating", "About to Sleep"}) {
+    double best = -1;
+    for (size_t row = 0; row < build.profiles.size(); ++row) {
+      if (build.rfm.segment_names[static_cast<size_t>(build.rfm.segment[row])] != wanted) continue;
+      if (build.rfm.m[row] > best) {
+        best = build.rfm.m[row];
+        chosen = row;
+      }
+    }
+    if (chosen < build.profiles.size()) break;
+  }
+  if (chosen == build.profiles.size()) return Status::OK();
+  const std::string customer = build.customer_ids[chosen];
+  // The server's clock starts at the build's as_of (the shop's "today") and runs in real time.
+  const auto t0 = std::chrono::steady_clock::now();
+  const TimeMicros base = model.as_of;
+  ServerOptions so;
+  so.db_dir = db;
+  so.port = 0;
+  so.announce_initial_memberships = false;  // a baseline: only changes from here on
+  so.context.clock = [base, t0] {
+    return base + std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+  };
+  auto started = std::chrono::steady_clock::now();
+  SHOAL_ASSIGN_OR_RETURN(std::unique_ptr<Server> server, Server::Start(so, nullptr, std::move(engine)));
+  const double start_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::string before_segment;
+  for (const SegmentInfo& seg : build.segments) {
+    if (seg.id == build.segment_id[chosen]) before_segment = seg.name;
+  }
+  std::printf("\n6. serve     the server (started in %.2f s on 127.0.0.1:%d) with a webhook on 127.0.0.1:%d\n",
+              start_seconds, server->port(), receiver.port);
+  std::printf("   customer %s: RFM %s, segment \"%s\"; they place an order of 2,500.00 now\n",
+              customer.c_str(), build.rfm.segment_names[static_cast<size_t>(build.rfm.segment[chosen])].c_str(),
+              before_segment.c_str());
+  httplib::Client client("127.0.0.1", server->port());
+  const std::string event = R"({"event_id":"demo-live-order","type":"order","timestamp":)" +
+                            std::to_string(so.context.clock() / 1000) + R"(,"customer_id":")" + customer +
+                            R"(","total":2500})";
+  const auto sent = std::chrono::steady_clock::now();
+  auto res = client.Post("/v1/events", event, "application/json");
+  const auto answered = std::chrono::steady_clock::now();
+  if (!res || res->status != 200) {
+    return Status::Internal("demo: the server refused the event: " + (res ? res->body : std::string("no answer")));
+  }
+  // Wait for the records to stop arriving (all of one event's changes come in one group).
+  {
+    std::unique_lock lock(receiver.mu);
+    receiver.cv.wait_for(lock, std::chrono::seconds(3), [&] { return !receiver.records.empty(); });
+    while (receiver.cv.wait_for(lock, std::chrono::milliseconds(100)) != std::cv_status::timeout) {
+    }
+  }
+  server->Stop();
+  {  // the receiver goes with the demo: later `shoal serve` runs on this workspace do not send
+    std::ofstream out(std::filesystem::path(db) / "shoal.toml", std::ios::binary | std::ios::trunc);
+    out << "# shoal demo workspace (step 6's webhook destination removed)\n";
+  }
+  std::lock_guard lock(receiver.mu);
+  const auto& records = receiver.records;
+  if (records.empty()) {
+    std::printf("   no membership changed\n");
+    return Status::OK();
+  }
+  for (const auto& [body, at] : records) {
+    auto field = [&](const char* key) {
+      std::string k = std::string("\"") + key + "\":\"";
+      size_t pos = body.find(k);
+      if (pos == std::string::npos) return std::string();
+      pos += k.size();
+      return body.substr(pos, body.find('"', pos) - pos);
+    };
+    std::printf("   webhook <- %-7s %-45s after %.1f ms\n", field("type").c_str(), field("membership").c_str(),
+                std::chrono::duration<double, std::milli>(at - sent).count());
+  }
+  std::printf("   event -> webhook: %.1f ms for all %zu records (the POST was answered, durable, in %.1f ms)\n",
+              std::chrono::duration<double, std::milli>(records.back().second - sent).count(), records.size(),
+              std::chrono::duration<double, std::milli>(answered - sent).count());
+  std::printf("   first record: %s\n", records.front().first.c_str());
+  return Status::OK();
+}
+
 }  // namespace
 
 Status RunDemo(const DemoOptions& options) {
@@ -42,6 +168,16 @@ Status RunDemo(const DemoOptions& options) {
   fs::remove_all(shop, ec);
   fs::create_directories(dir, ec);
   if (ec) return Status::IOError("cannot create " + dir.string() + ": " + ec.message());
+  // Step 6's webhook receiver, named in the workspace config as a destination.
+  DemoReceiver receiver;
+  SHOAL_RETURN_IF_ERROR(receiver.Start());
+  fs::create_directories(db, ec);
+  {
+    std::ofstream out(db / "shoal.toml", std::ios::binary | std::ios::trunc);
+    out << "# shoal demo: the webhook receiver of step 6\n[[destinations]]\nname = \"demo\"\n"
+        << "url = \"http://127.0.0.1:" << receiver.port << "/hook\"\nmarketing = false\n";
+    if (!out) return Status::IOError("cannot write " + (db / "shoal.toml").string());
+  }
 
   std::printf("shoal demo: a synthetic shop of %llu customers in %s\n\n",
               static_cast<unsigned long long>(options.customers), dir.string().c_str());
@@ -138,6 +274,7 @@ Status RunDemo(const DemoOptions& options) {
     for (const auto& [name, count] : found) total += count;
     std::printf("  %-32s -> %-40s %5.1f%%\n", planted.c_str(), best->first.c_str(), 100.0 * best->second / total);
   }
+  SHOAL_RETURN_IF_ERROR(ShowLiveChange(std::move(engine), build, db.string(), receiver));
   std::printf("\nexport with segments and scores: %s\n", export_path.string().c_str());
   std::printf("Try: shoal profile --db %s <customer_id>   shoal explain --db %s <customer_id>\n"
               "     shoal segments --db %s               shoal affinities --db %s\n"

@@ -1,4 +1,5 @@
 #include "engine/build.h"
+#include "engine/live_model.h"
 
 #include <simdjson.h>
 
@@ -546,6 +547,7 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
 
   // 4. BTYD: (x, t_x, T) from each profile's orders up to the calibration end.
   t0 = std::chrono::steady_clock::now();
+  LiveModel live;  // what the server needs to score one profile as this build did (stored below)
   const int64_t cal_end_day = options.calibration_end_day.value_or(DayOf(as_of) - 1);
   const double unit_days = settings.time_unit == "week" ? 7.0 : 1.0;
   std::vector<double> xs(n, std::nan("")), txs(n, std::nan("")), Ts(n, std::nan("")), means(n, std::nan(""));
@@ -665,6 +667,11 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
     const double horizon = settings.horizon_days / unit_days;
     const double population_value =
         have_gg && gg_params.q > 1 ? gg_params.p * gg_params.gamma / (gg_params.q - 1) : std::nan("");
+    live.have_bgnbd = true;
+    live.bgnbd = bg.params;
+    live.have_gamma_gamma = have_gg;
+    live.gamma_gamma = gg_params;
+    live.clv = clv;
     for (size_t row = 0; row < n; ++row) {
       if (std::isnan(xs[row])) continue;
       b.p_alive[row] = BgNbdProbabilityAlive(bg.params, xs[row], txs[row], Ts[row]);
@@ -899,6 +906,28 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
     std::string scaler_blob;
     scaler.Serialize(&scaler_blob);
     g.Put(Column::kModels, kBuildScalerKey, scaler_blob);
+    live.as_of = as_of;
+    live.rfm_bins = rfm_options.bins;
+    live.rfm_default_table = rfm_options.segments.empty();
+    live.rfm_table = live.rfm_default_table ? segment::DefaultRfmSegments() : rfm_options.segments;
+    live.rfm_names = b.rfm.segment_names;
+    live.recency_cuts = b.rfm.recency_cuts;
+    live.frequency_cuts = b.rfm.frequency_cuts;
+    live.monetary_cuts = b.rfm.monetary_cuts;
+    live.features = scaler.features;
+    live.feature_log = scaler.log;
+    live.impute = scaler.impute;
+    live.center = scaler.center;
+    live.scale = scaler.scale;
+    live.hysteresis = settings.hysteresis;
+    live.centroids = clusters.centroids;
+    live.segment_ids = stable.segment_ids;
+    for (const SegmentInfo& seg : b.segments) live.segment_names.push_back(seg.name);
+    live.unit_days = unit_days;
+    live.horizon_days = settings.horizon_days;
+    std::string live_blob;
+    live.Serialize(&live_blob);
+    g.Put(Column::kModels, kLiveModelKey, live_blob);
     SHOAL_RETURN_IF_ERROR(engine.store().Write(g, true));
   }
   b.seconds = Seconds(t_start);

@@ -89,6 +89,22 @@ bool MentionsAny(const Event& e, const std::vector<std::pair<IdKind, std::string
 
 Engine::~Engine() = default;
 
+std::unique_ptr<Engine> Engine::SnapshotForRead(const Context& ctx) const {
+  auto copy = std::unique_ptr<Engine>(new Engine());
+  copy->options_ = options_;
+  copy->ctx_ = ctx;
+  copy->config_ = config_;
+  copy->store_ = store_;
+  copy->catalogue_ = std::make_unique<TraitCatalogue>(*catalogue_);
+  copy->identity_ = identity_;
+  copy->states_ = states_;
+  copy->population_ = population_;
+  copy->next_seq_ = next_seq_;
+  copy->checkpoint_seq_ = checkpoint_seq_;
+  copy->latest_event_ = latest_event_;
+  return copy;
+}
+
 Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options, const Context& ctx) {
   auto engine = std::unique_ptr<Engine>(new Engine());
   engine->options_ = options;
@@ -441,7 +457,8 @@ TimeMicros Engine::DefaultAsOf() const {
   return ctx_.Now();
 }
 
-Result<std::string> Engine::ProfileJson(std::string_view identifier, std::optional<TimeMicros> as_of) const {
+Result<std::string> Engine::ProfileJson(std::string_view identifier, std::optional<TimeMicros> as_of,
+                                        bool with_build) const {
   uint32_t profile = FindProfile(identifier);
   if (profile == kNoProfile) {
     return Status::NotFound("no profile has the identifier '" + std::string(identifier) +
@@ -474,7 +491,7 @@ Result<std::string> Engine::ProfileJson(std::string_view identifier, std::option
   }
   out += "}";
   // Segments, scores and recommendations from the last build, when it saw this profile.
-  auto build = LoadBuild(*this);
+  auto build = with_build ? LoadBuild(*this) : Result<BuildResult>(Status::NotFound("not asked"));
   if (build.ok()) {
     auto it = std::find(build->profiles.begin(), build->profiles.end(), profile);
     if (it != build->profiles.end()) {

@@ -98,7 +98,10 @@ class Engine {
   // Profile of any identifier, or kNoProfile.
   uint32_t FindProfile(std::string_view identifier) const;
   // The profile as JSON: identifiers, every trait (as of `as_of`, default now).
-  Result<std::string> ProfileJson(std::string_view identifier, std::optional<TimeMicros> as_of) const;
+  // with_build: also the last build's stored rfm, segment, audiences, scores and recommendations
+  // for the profile (loads the whole build: O(profiles); the server adds its live ones instead).
+  Result<std::string> ProfileJson(std::string_view identifier, std::optional<TimeMicros> as_of,
+                                  bool with_build = true) const;
   // Traits of every alive profile. With as_of, state is rebuilt from the events at or before it
   // (identity too), so nothing later leaks in.
   Result<TraitTable> ComputeTraits(std::optional<TimeMicros> as_of) const;
@@ -110,6 +113,13 @@ class Engine {
   // events; their identifiers are suppressed (keyed hash) so a re-ingest does not bring them
   // back; the store is compacted so no byte of their identifiers remains in the folder.
   Result<ForgetSummary> Forget(std::string_view identifier);
+
+  // A copy of the in-memory state (identity, profiles, shop-wide state, config) over the same
+  // store, for a long read beside a live writer (the server's rebuild runs RunBuild on it): the
+  // caller holds whatever keeps this engine still while it copies, O(profiles). The copy shares
+  // the store (and keeps it open), has no event-id dedupe set (it must not ingest), never
+  // checkpoints, and runs with `ctx` (a fixed clock fixes its DefaultAsOf).
+  std::unique_ptr<Engine> SnapshotForRead(const Context& ctx) const;
 
   // Calls fn for every stored event batch (one block at a time), in storage order.
   Status ForEachStoredBatch(const std::function<Status(const EventBatch&)>& fn) const;
@@ -154,7 +164,7 @@ class Engine {
   EngineOptions options_;
   Context ctx_;
   WorkspaceConfig config_;
-  std::unique_ptr<KvStore> store_;
+  std::shared_ptr<KvStore> store_;      // shared with SnapshotForRead copies
   std::unique_ptr<TraitCatalogue> catalogue_;
   IdentityGraph identity_;
   std::vector<CustomerState> states_;

@@ -14,6 +14,15 @@ namespace shoal {
 
 MembershipSource::~MembershipSource() = default;
 
+std::optional<TimeMicros> MembershipSource::MembershipsAndNextChange(
+    const Engine& engine, uint32_t profile, TimeMicros now,
+    std::vector<std::string>* memberships) const {
+  *memberships = Memberships(engine, profile, now);
+  return NextChange(engine, profile, now);
+}
+
+void MembershipSource::AppendProfileJson(const Engine&, uint32_t, TimeMicros, std::string*) const {}
+
 namespace {
 
 bool Compare(double v, TraitThreshold::Op op, double value) {

@@ -37,6 +37,16 @@ class MembershipSource {
   // Every membership name this source can produce whose members can be listed (for
   // GET /v1/segments), e.g. "audience:winback". May be empty.
   virtual std::vector<std::string> Definitions() const = 0;
+  // Memberships(...) into *memberships and NextChange(...) of one profile in one call (what the
+  // server does after every event); the default calls the two, a source that computes traits
+  // overrides it to compute them once.
+  virtual std::optional<TimeMicros> MembershipsAndNextChange(
+      const Engine& engine, uint32_t profile, TimeMicros now,
+      std::vector<std::string>* memberships) const;
+  // Appends ,"key":value members describing the profile's live scores to a profile's JSON
+  // object (GET /v1/profiles/{id}); nothing by default. Called with the engine locked (shared).
+  virtual void AppendProfileJson(const Engine& engine, uint32_t profile, TimeMicros now,
+                                 std::string* out) const;
 };
 
 // One audience of the built-in source: `trait op value`.

@@ -22,9 +22,12 @@
 
 #include "common/coding.h"
 #include "common/json_writer.h"
+#include "common/parallel.h"
 #include "common/time.h"
+#include "engine/build.h"
 #include "engine/engine.h"
 #include "ingest/json_events.h"
+#include "server/build_source.h"
 #include "server/metrics.h"
 #include "store/kv_store.h"
 
@@ -127,6 +130,8 @@ struct Job {
   Status status;
   IngestSummary summary;
   std::string reply;  // forget / rebuild: the JSON answer
+  std::unique_ptr<MembershipSource> new_source;  // rebuild: swapped in by the writer
+  uint64_t changes = 0;                          // rebuild: membership records it caused
   std::mutex mu;
   std::condition_variable cv;
   bool done = false;
@@ -168,14 +173,17 @@ struct Server::Impl {
   ServerConfig config;
   Context ctx;
   std::unique_ptr<Engine> engine;
+  // Swapped by the writer (rebuild) under engine_mu held exclusively; read under it.
   std::unique_ptr<MembershipSource> source;
   int consent_trait = -1;
+  std::atomic<bool> rebuilding{false};  // one POST /v1/rebuild at a time
 
   // Engine and membership state: the writer takes it exclusively, readers shared.
   mutable std::shared_mutex engine_mu;
   std::vector<std::vector<std::string>> current;  // per profile slot, sorted
   std::vector<std::string> phones;                // per profile slot
   uint64_t change_seq = 0;
+  bool silent = false;  // Evaluate stores memberships without emitting records (baseline start)
 
   // Timer (writer thread only): min-heap of (time, profile); scheduled[p] is the live entry.
   std::priority_queue<std::pair<TimeMicros, uint32_t>, std::vector<std::pair<TimeMicros, uint32_t>>,
@@ -208,9 +216,18 @@ struct Server::Impl {
   void ProcessGroup(std::vector<std::shared_ptr<Job>>& jobs);
   void ProcessForget(Job& job);
   uint32_t ProfileOf(const Event& e) const;
+  // What the source says of one profile, computed ahead (in parallel) for a large evaluation.
+  struct Computed {
+    std::vector<std::string> memberships;
+    std::optional<TimeMicros> next;
+  };
   void Evaluate(uint32_t profile, TimeMicros now, const std::string& cause, WriteGroup* group,
-                std::vector<std::pair<size_t, OutboxEntry>>* pending);
-  void Schedule(uint32_t profile, TimeMicros now);
+                std::vector<std::pair<size_t, OutboxEntry>>* pending, Computed* computed = nullptr);
+  // Evaluate for each (profile, cause) in order; the source's part runs on ctx.Threads() workers
+  // first when there are many (start-up, rebuild, midnight), the engine being still meanwhile.
+  void EvaluateMany(const std::vector<std::pair<uint32_t, std::string>>& ordered, TimeMicros now,
+                    WriteGroup* group, std::vector<std::pair<size_t, OutboxEntry>>* pending);
+  void Schedule(uint32_t profile, std::optional<TimeMicros> next);
   void EnsureSlots(size_t n);
   void Publish(std::vector<std::pair<size_t, OutboxEntry>>& pending);
   // --- delivery ---
@@ -240,8 +257,10 @@ Status Server::Impl::Load() {
   }
   EnsureSlots(engine->identity().num_slots());
   std::vector<std::string> stored;
+  bool any_stored = false;
   SHOAL_RETURN_IF_ERROR(kv.Scan(Column::kModels, kMembershipPrefix, [&](std::string_view key, std::string_view v) -> Result<bool> {
     if (key.substr(0, 2) != kMembershipPrefix) return false;
+    any_stored = true;
     uint32_t p = DecodeKeyU32(key.substr(2));
     EnsureSlots(p + 1);
     if (!DecodeMemberships(v, &current[p])) return Status::Corruption("memberships of profile " + std::to_string(p));
@@ -260,9 +279,13 @@ Status Server::Impl::Load() {
   std::vector<std::pair<size_t, OutboxEntry>> pending;
   TimeMicros now = ctx.Now();
   const std::string cause = "{\"kind\":\"recovery\"}";
+  silent = !any_stored && change_seq == 0 && !options.announce_initial_memberships;
+  std::vector<std::pair<uint32_t, std::string>> everyone;
   for (uint32_t p = 0; p < current.size(); ++p) {
-    if (engine->identity().Alive(p) || !current[p].empty()) Evaluate(p, now, cause, &group, &pending);
+    if (engine->identity().Alive(p) || !current[p].empty()) everyone.emplace_back(p, cause);
   }
+  EvaluateMany(everyone, now, &group, &pending);
+  silent = false;
   std::string seq;
   PutVarint(&seq, change_seq);
   group.Put(Column::kModels, kChangeSeqKey, seq);
@@ -311,26 +334,52 @@ uint32_t Server::Impl::ProfileOf(const Event& e) const {
   return p;
 }
 
-void Server::Impl::Schedule(uint32_t profile, TimeMicros now) {
-  if (!engine->identity().Alive(profile)) {
-    scheduled[profile] = kNever;
-    return;
-  }
-  std::optional<TimeMicros> next = source->NextChange(*engine, profile, now);
+void Server::Impl::Schedule(uint32_t profile, std::optional<TimeMicros> next) {
   TimeMicros t = next.value_or(kNever);
   if (t == scheduled[profile]) return;
   scheduled[profile] = t;
   if (t != kNever) timer.emplace(t, profile);
 }
 
+void Server::Impl::EvaluateMany(const std::vector<std::pair<uint32_t, std::string>>& ordered,
+                                TimeMicros now, WriteGroup* group,
+                                std::vector<std::pair<size_t, OutboxEntry>>* pending) {
+  constexpr size_t kPerWorker = 256;
+  if (ParallelWorkers(ordered.size(), ctx.Threads(), kPerWorker) <= 1) {
+    for (const auto& [p, c] : ordered) Evaluate(p, now, c, group, pending);
+    return;
+  }
+  std::vector<Computed> computed(ordered.size());
+  ParallelFor(
+      ordered.size(), ctx.Threads(),
+      [&](size_t begin, size_t end, int) {
+        for (size_t i = begin; i < end; ++i) {
+          const uint32_t p = ordered[i].first;
+          if (!engine->identity().Alive(p)) continue;
+          computed[i].next = source->MembershipsAndNextChange(*engine, p, now, &computed[i].memberships);
+        }
+      },
+      kPerWorker);
+  for (size_t i = 0; i < ordered.size(); ++i) {
+    Evaluate(ordered[i].first, now, ordered[i].second, group, pending, &computed[i]);
+  }
+}
+
 void Server::Impl::Evaluate(uint32_t profile, TimeMicros now, const std::string& cause,
-                            WriteGroup* group, std::vector<std::pair<size_t, OutboxEntry>>* pending) {
+                            WriteGroup* group, std::vector<std::pair<size_t, OutboxEntry>>* pending,
+                            Computed* computed) {
   EnsureSlots(profile + 1);
   const bool alive = engine->identity().Alive(profile);
   std::vector<std::string> after;
-  if (alive) after = source->Memberships(*engine, profile, now);
+  std::optional<TimeMicros> next;
+  if (alive && computed) {
+    after = std::move(computed->memberships);
+    next = computed->next;
+  } else if (alive) {
+    next = source->MembershipsAndNextChange(*engine, profile, now, &after);
+  }
   std::vector<std::string>& before = current[profile];
-  Schedule(profile, now);
+  Schedule(profile, next);
   if (after == before) return;
   std::vector<std::string> entered, exited;
   std::set_difference(after.begin(), after.end(), before.begin(), before.end(), std::back_inserter(entered));
@@ -371,8 +420,10 @@ void Server::Impl::Evaluate(uint32_t profile, TimeMicros now, const std::string&
       pending->emplace_back(d, OutboxEntry{seq, profile, body});
     }
   };
-  for (const auto& m : exited) emit(m, false);
-  for (const auto& m : entered) emit(m, true);
+  if (!silent) {
+    for (const auto& m : exited) emit(m, false);
+    for (const auto& m : entered) emit(m, true);
+  }
   if (after.empty()) group->Delete(Column::kModels, MembershipKey(profile));
   else group->Put(Column::kModels, MembershipKey(profile), EncodeMemberships(after));
   before = std::move(after);
@@ -401,10 +452,14 @@ void Server::Impl::ProcessGroup(std::vector<std::shared_ptr<Job>>& jobs) {
     std::unordered_map<uint32_t, std::string> touched;
     bool merged = false;
     std::string cause;
+    const uint64_t seq_before = change_seq;
     for (auto& job : jobs) {
       lock.unlock();
       lock.lock();
       if (job->kind == Job::Kind::kRebuild) {
+        // The new models replace the old at once: every profile is re-evaluated below, in this
+        // group, and each difference becomes a record with cause "rebuild".
+        if (job->new_source) source = std::move(job->new_source);
         EnsureSlots(engine->identity().num_slots());
         for (uint32_t p = 0; p < current.size(); ++p) {
           if (engine->identity().Alive(p) || !current[p].empty()) touched[p] = "{\"kind\":\"rebuild\"}";
@@ -440,10 +495,16 @@ void Server::Impl::ProcessGroup(std::vector<std::shared_ptr<Job>>& jobs) {
         if (!current[p].empty() && !engine->identity().Alive(p)) touched.emplace(p, "{\"kind\":\"merge\"}");
       }
     }
-    while (!timer.empty() && timer.top().first <= now) {
+    // At most kTimerBatch timed re-evaluations per group, so a moment many profiles share (a
+    // UTC midnight, a cut point) holds the lock in slices and lookups keep flowing; the rest
+    // follow in the next groups at once.
+    constexpr size_t kTimerBatch = 1024;
+    size_t timer_budget = kTimerBatch;
+    while (!timer.empty() && timer.top().first <= now && timer_budget > 0) {
       auto [t, p] = timer.top();
       timer.pop();
       if (scheduled[p] != t) continue;  // superseded
+      --timer_budget;
       scheduled[p] = kNever;
       metrics.timer_evaluations.fetch_add(1);
       touched.emplace(p, "{\"kind\":\"time\"}");
@@ -451,7 +512,10 @@ void Server::Impl::ProcessGroup(std::vector<std::shared_ptr<Job>>& jobs) {
     // Deterministic order of change records: by profile.
     std::vector<std::pair<uint32_t, std::string>> ordered(touched.begin(), touched.end());
     std::sort(ordered.begin(), ordered.end());
-    for (const auto& [p, c] : ordered) Evaluate(p, now, c, &group, &pending);
+    EvaluateMany(ordered, now, &group, &pending);
+    for (auto& job : jobs) {
+      if (job->kind == Job::Kind::kRebuild) job->changes = change_seq - seq_before;
+    }
     std::string seq;
     PutVarint(&seq, change_seq);
     group.Put(Column::kModels, kChangeSeqKey, seq);
@@ -930,7 +994,7 @@ void Server::Impl::SetUpRoutes() {
   http.Get(R"(/v1/profiles/([^/]+))", timed(Route::kProfile, [this, json](const Request& req, Response& res) {
     std::string identifier = req.matches[1];
     std::shared_lock lock(engine_mu);
-    auto profile_json = engine->ProfileJson(identifier, ctx.Now());
+    auto profile_json = engine->ProfileJson(identifier, ctx.Now(), /*with_build=*/false);
     if (!profile_json.ok()) return json(res, HttpStatusOf(profile_json.status()), ErrorJson(profile_json.status().message()));
     uint32_t p = engine->FindProfile(identifier);
     std::string out = std::move(*profile_json);
@@ -959,7 +1023,9 @@ void Server::Impl::SetUpRoutes() {
       AppendJsonString(&out, name);
     }
     if (!first_kind) out += "]";
-    out += "}}";
+    out += "}";
+    if (p != kNoProfile) source->AppendProfileJson(*engine, p, ctx.Now(), &out);
+    out += "}";
     json(res, 200, std::move(out));
   }));
 
@@ -994,10 +1060,12 @@ void Server::Impl::SetUpRoutes() {
   };
 
   http.Get("/v1/segments", timed(Route::kSegments, [this, json](const Request&, Response& res) {
-    std::vector<std::string> defs = source->Definitions();
-    std::vector<uint64_t> counts(defs.size(), 0);
+    std::vector<std::string> defs;
+    std::vector<uint64_t> counts;
     {
       std::shared_lock lock(engine_mu);
+      defs = source->Definitions();
+      counts.assign(defs.size(), 0);
       for (const auto& m : current) {
         for (size_t i = 0; i < defs.size(); ++i) counts[i] += std::binary_search(m.begin(), m.end(), defs[i]);
       }
@@ -1059,10 +1127,53 @@ void Server::Impl::SetUpRoutes() {
     job->identifier = std::string(identifier);
     run_job(job, res);
   }));
-  http.Post("/v1/rebuild", timed(Route::kRebuild, [run_job](const Request&, Response& res) {
+  // Rebuild without downtime: RunBuild reads a copy of the profiles (taken under the shared
+  // lock, so the writer pauses only for the copy) while ingestion and lookups go on; the writer
+  // then swaps the new models in and re-evaluates every profile in one group.
+  http.Post("/v1/rebuild", timed(Route::kRebuild, [this, json](const Request&, Response& res) {
+    if (rebuilding.exchange(true)) return json(res, 409, ErrorJson("a rebuild is already running"));
+    struct Done {
+      std::atomic<bool>* flag;
+      ~Done() { flag->store(false); }
+    } done{&rebuilding};
+    const auto start = Clock::now();
+    std::unique_ptr<Engine> snapshot;
+    {
+      std::shared_lock lock(engine_mu);
+      Context build_ctx = ctx;
+      const TimeMicros as_of = ctx.Now();
+      build_ctx.clock = [as_of] { return as_of; };
+      snapshot = engine->SnapshotForRead(build_ctx);
+    }
+    const double copy_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    BuildOptions build_options;
+    build_options.quiet = true;
+    auto built = RunBuild(*snapshot, build_options);
+    snapshot.reset();
+    if (!built.ok()) return json(res, HttpStatusOf(built.status()), ErrorJson("rebuild failed: " + built.status().message()));
+    // Reads only the store and the engine's fixed catalogue and config: no lock needed.
+    auto loaded = BuildMembershipSource::Load(*engine);
+    if (!loaded.ok()) return json(res, HttpStatusOf(loaded.status()), ErrorJson("rebuild: " + loaded.status().message()));
     auto job = std::make_shared<Job>();
     job->kind = Job::Kind::kRebuild;
-    run_job(job, res);
+    job->new_source = std::move(*loaded);
+    const size_t segments = built->segments.size();
+    const double build_seconds = built->seconds;
+    {
+      std::lock_guard lock(queue_mu);
+      if (stopping) return json(res, 503, ErrorJson("server is stopping"));
+      queue.push_back(job);
+    }
+    queue_cv.notify_one();
+    job->Wait();
+    if (!job->status.ok()) return json(res, HttpStatusOf(job->status), ErrorJson(job->status.message()));
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "{\"rebuilt\":true,\"segments\":%zu,\"membership_changes\":%llu,"
+                  "\"copy_seconds\":%.4f,\"build_seconds\":%.3f,\"seconds\":%.3f}",
+                  segments, static_cast<unsigned long long>(job->changes), copy_seconds, build_seconds,
+                  std::chrono::duration<double>(Clock::now() - start).count());
+    json(res, 200, buf);
   }));
   http.Get("/healthz", timed(Route::kHealth, [this, json](const Request&, Response& res) {
     std::shared_lock lock(engine_mu);
@@ -1114,7 +1225,8 @@ void Server::Impl::StopAll() {
 // ---------------------------------------------------------------------------------------------
 
 Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
-                                              std::unique_ptr<MembershipSource> source) {
+                                              std::unique_ptr<MembershipSource> source,
+                                              std::unique_ptr<Engine> engine) {
   auto server = std::unique_ptr<Server>(new Server());
   server->impl_ = std::make_unique<Impl>();
   Impl& s = *server->impl_;
@@ -1124,7 +1236,11 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
   engine_options.db_dir = options.db_dir;
   engine_options.config_path = options.config_path;
   engine_options.checkpoint_blocks = size_t{1} << 40;  // the writer checkpoints on a timer
-  SHOAL_ASSIGN_OR_RETURN(s.engine, Engine::Open(engine_options, s.ctx));
+  if (engine) {
+    s.engine = std::move(engine);
+  } else {
+    SHOAL_ASSIGN_OR_RETURN(s.engine, Engine::Open(engine_options, s.ctx));
+  }
   static const toml::table kEmpty;
   const toml::table& root = s.engine->config().table ? *s.engine->config().table : kEmpty;
   SHOAL_ASSIGN_OR_RETURN(s.config, ParseServerConfig(root));
@@ -1137,11 +1253,22 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
   }
   if (source) {
     s.source = std::move(source);
+  } else if (auto built = BuildMembershipSource::Load(*s.engine); built.ok()) {
+    s.source = std::move(*built);  // the last build's segments, RFM, audiences and scores
+  } else if (!built.status().IsNotFound()) {
+    return built.status().WithContext("the last build's models");
   } else {
-    SHOAL_ASSIGN_OR_RETURN(auto thresholds, ParseTraitThresholds(root));
+    // No build yet: [[audiences]] that are one trait comparison; the full rule language, the
+    // segments and RFM come with the first build (`shoal build` or POST /v1/rebuild).
+    auto thresholds = ParseTraitThresholds(root);
+    if (!thresholds.ok()) {
+      std::fprintf(stderr, "shoal serve: no build yet, so no audiences until the first build: %s\n",
+                   thresholds.status().message().c_str());
+      thresholds = std::vector<TraitThreshold>();
+    }
     std::vector<std::string> names;
     for (const TraitInfo& t : s.engine->catalogue().traits()) names.push_back(t.name);
-    SHOAL_ASSIGN_OR_RETURN(s.source, TraitThresholdSource::Make(std::move(thresholds), names));
+    SHOAL_ASSIGN_OR_RETURN(s.source, TraitThresholdSource::Make(std::move(*thresholds), names));
   }
   s.consent_trait = s.engine->catalogue().Find("consent_marketing");
   for (const WebhookDestination& spec : s.config.destinations) {

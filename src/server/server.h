@@ -17,6 +17,7 @@
 
 #include "common/context.h"
 #include "common/status.h"
+#include "engine/engine.h"
 #include "server/activation.h"
 #include "server/membership.h"
 #include "server/server_config.h"
@@ -29,6 +30,10 @@ struct ServerOptions {
   std::optional<std::string> bind;      // overrides [server].bind
   std::optional<int> port;              // overrides [server].port (0 = any free port)
   Context context;                      // clock: the "now" memberships are evaluated at
+  // On a start that finds no stored memberships at all (a new workspace, or the first start
+  // after the server was added to one), emit every profile's memberships as entered records
+  // (cause "recovery"); false = store them silently as the baseline and send only changes.
+  bool announce_initial_memberships = true;
 };
 
 class Server {
@@ -36,11 +41,16 @@ class Server {
   // Opens the workspace, reconciles every profile's memberships with the last stored ones
   // (re-emitting any change a crash kept from the outbox, cause "recovery"), loads the outbox,
   // then starts the writer, the delivery workers, the export scheduler and the listener.
-  // `source` null = TraitThresholdSource built from the workspace's [[audiences]].
+  // `source` null = the last build's BuildMembershipSource, or before any build a
+  // TraitThresholdSource from the workspace's [[audiences]]. `engine` non-null = serve this
+  // already open engine (over options.db_dir, its config the workspace's: [server] and
+  // [[destinations]] are read from it) instead of opening the workspace -- a program that has
+  // just ingested and built saves the reload.
   // InvalidArgument when no [[server.tokens]] are configured and the bind address is not
   // loopback; IOError when the port cannot be bound.
   static Result<std::unique_ptr<Server>> Start(const ServerOptions& options,
-                                               std::unique_ptr<MembershipSource> source = nullptr);
+                                               std::unique_ptr<MembershipSource> source = nullptr,
+                                               std::unique_ptr<Engine> engine = nullptr);
   ~Server();  // Stop()
 
   // The bound port (the real one when 0 was asked).

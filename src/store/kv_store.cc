@@ -103,7 +103,9 @@ Result<std::unique_ptr<KvStore>> KvStore::Open(const std::string& dir, const Sto
   }
   if (!s.ok()) {
     std::string hint = s.IsIOError() && s.ToString().find("lock") != std::string::npos
-                           ? " (is another shoal process using this workspace?)"
+                           ? " (another shoal process is using this workspace -- a running "
+                             "`shoal serve` holds it: rebuild through the server with POST "
+                             "/v1/rebuild, see docs/server.md)"
                            : "";
     return Status::IOError("cannot open workspace " + dir + ": " + s.ToString() + hint);
   }

@@ -1,0 +1,103 @@
+// LiveModel: the models of the last build, frozen, with what it takes to score ONE profile the
+// way the build scored every profile -- the RFM cut points and segment table, the clustering
+// features' scaler, the centroids and hysteresis, the BTYD parameters. The server re-scores a
+// profile with it after every event (docs/server.md "Memberships"); `shoal build` stores it
+// under the models key build/live next to the build's per-profile results.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/context.h"
+#include "common/status.h"
+#include "predict/bgnbd.h"
+#include "predict/btyd_clv.h"
+#include "predict/gamma_gamma.h"
+#include "segment/rfm.h"
+#include "traits/customer_state.h"
+
+namespace shoal {
+
+class Engine;
+
+// The build/live record. Filled by RunBuild; read by LoadLiveModel.
+struct LiveModel {
+  TimeMicros as_of = 0;  // the build's traits were computed at this time
+
+  // RFM: ScoreFromCuts over these cuts, then the first matching rule of the table.
+  int rfm_bins = 5;
+  bool rfm_default_table = true;  // scores are rescaled to 1..5 before the default table
+  std::vector<segment::RfmSegmentRule> rfm_table;
+  std::vector<std::string> rfm_names;  // the table's names, then No Orders, Unscored, Other
+  std::vector<double> recency_cuts, frequency_cuts, monetary_cuts;
+
+  // Clusters: the scaled feature vector (NaN -> impute, log1p where marked, (v - center) /
+  // scale), nearest centroid by Euclidean distance; a profile keeps the segment the build gave it
+  // unless the nearest centroid is closer by the factor (1 + hysteresis).
+  std::vector<std::string> features;
+  std::vector<uint8_t> feature_log;
+  std::vector<double> impute, center, scale;
+  double hysteresis = 0.1;
+  std::vector<float> centroids;          // k x features, row-major
+  std::vector<int64_t> segment_ids;      // per centroid
+  std::vector<std::string> segment_names;  // per centroid
+
+  // BTYD: BG/NBD (+ Gamma-Gamma) as the build fitted them; the calibration period of a score at
+  // time t ends the day before t, like the build's.
+  bool have_bgnbd = false, have_gamma_gamma = false;
+  BgNbdParams bgnbd;
+  GammaGammaParams gamma_gamma;
+  double unit_days = 7;       // the model's time unit in days
+  double horizon_days = 90;   // expected_orders_90d horizon
+  ClvOptions clv;
+
+  void Serialize(std::string* out) const;
+  [[nodiscard]] Status Deserialize(std::string_view in);
+  size_t num_clusters() const { return segment_ids.size(); }
+};
+
+// The key RunBuild stores the LiveModel under (column family models).
+inline constexpr std::string_view kLiveModelKey = "build/live";
+
+// The stored LiveModel of the last build: NotFound before the first build (or for a build made
+// by a shoal that did not store it), Corruption on a damaged record.
+Result<LiveModel> LoadLiveModel(const Engine& engine);
+
+// One profile scored with a LiveModel at a time.
+struct LiveScores {
+  uint8_t rfm_r = 0, rfm_f = 0, rfm_m = 0;  // 0 = unscored (no orders)
+  int32_t rfm_segment = 0;                  // index into rfm_names
+  int32_t cluster = -1;                     // centroid index, -1 = none (k = 0)
+  double p_alive = 0, expected_orders_90d = 0, expected_order_value = 0, clv = 0;  // NaN = none
+};
+
+// Scores one profile. `traits` are its traits at `now` (catalogue order, all of them);
+// `trait_index` maps the model's features to catalogue indices (-1 = absent: NaN);
+// `built_segment` is the segment id the build gave the profile (-1 = none: no hysteresis).
+// `with_btyd` = false leaves the four scores NaN (they cost a few microseconds).
+LiveScores ScoreLive(const LiveModel& model, const Engine& engine, uint32_t profile,
+                     std::span<const double> traits, std::span<const int> trait_index,
+                     int64_t built_segment, TimeMicros now, bool with_btyd);
+
+// The four BTYD scores of one customer at `now` (NaN without orders before today or without a
+// BG/NBD fit). They change only with the customer's orders and the UTC day of `now`.
+void ScoreLiveBtyd(const LiveModel& model, const CustomerState& state, TimeMicros now,
+                   LiveScores* out);
+
+// RFM scores and the segment index of one customer (ComputeRfm's rule for one row).
+void ScoreRfmOne(const LiveModel& model, double recency_days, double frequency, double monetary,
+                 LiveScores* out);
+
+// The scaled feature value of `value` for feature f (as the build's scaler transforms it).
+inline double ScaleFeature(const LiveModel& model, size_t f, double value) {
+  if (std::isnan(value)) value = model.impute[f];
+  if (model.feature_log[f]) value = std::log1p(std::max(0.0, value));
+  return (value - model.center[f]) / model.scale[f];
+}
+
+}  // namespace shoal
