@@ -915,10 +915,7 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
     live.frequency_cuts = b.rfm.frequency_cuts;
     live.monetary_cuts = b.rfm.monetary_cuts;
     live.features = scaler.features;
-    live.feature_log = scaler.log;
-    live.impute = scaler.impute;
-    live.center = scaler.center;
-    live.scale = scaler.scale;
+    live.scaler = scaler;
     live.hysteresis = settings.hysteresis;
     live.centroids = clusters.centroids;
     live.segment_ids = stable.segment_ids;

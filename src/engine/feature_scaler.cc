@@ -97,6 +97,13 @@ double FeatureScaler::Transform(size_t f, double v, double support_value) const 
   return std::clamp((v - center[f]) / scale[f], -kClip, kClip);
 }
 
+std::optional<double> FeatureScaler::Invert(size_t f, double scaled) const {
+  auto standardise = [&](double g) { return std::clamp((g - center[f]) / scale[f], -kClip, kClip); };
+  if (!(scaled >= standardise(lo[f]) && scaled <= standardise(hi[f]))) return std::nullopt;
+  const double g = std::clamp(scaled * scale[f] + center[f], lo[f], hi[f]);
+  return log[f] ? std::expm1(g) : g;
+}
+
 void FeatureScaler::Serialize(std::string* out) const {
   PutVarint(out, kFormat);
   PutDouble(out, shrinkage);

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -44,6 +45,11 @@ struct FeatureScaler {
   double Transform(size_t f, double value, double support_value) const;
   // Steps 1-3 only: the value before clipping and standardising.
   double Prepare(size_t f, double value, double support_value) const;
+  // For a feature without a support trait: the smallest defined value v with
+  // Transform(f, v, .) == scaled (Transform is non-decreasing in v), or nullopt when no value
+  // reaches `scaled` (beyond the winsor or +-kClip bounds). The server uses it to find when a
+  // trait that grows with time (recency_days) moves a customer to another centroid.
+  std::optional<double> Invert(size_t f, double scaled) const;
 
   void Serialize(std::string* out) const;
   // False for bytes that are not a scaler of the current format (an older build's: fit afresh).

@@ -57,14 +57,9 @@ void LiveModel::Serialize(std::string* out) const {
   PutDoubles(out, recency_cuts);
   PutDoubles(out, frequency_cuts);
   PutDoubles(out, monetary_cuts);
-  PutVarint(out, features.size());
-  for (size_t f = 0; f < features.size(); ++f) {
-    PutString(out, features[f]);
-    out->push_back(static_cast<char>(feature_log[f]));
-    PutDouble(out, impute[f]);
-    PutDouble(out, center[f]);
-    PutDouble(out, scale[f]);
-  }
+  std::string scaler_blob;
+  scaler.Serialize(&scaler_blob);
+  PutString(out, scaler_blob);
   PutDouble(out, hysteresis);
   PutVarint(out, segment_ids.size());
   for (size_t c = 0; c < segment_ids.size(); ++c) {
@@ -110,14 +105,8 @@ Status LiveModel::Deserialize(std::string_view in) {
   recency_cuts = ReadDoubles(r);
   frequency_cuts = ReadDoubles(r);
   monetary_cuts = ReadDoubles(r);
-  n = r.Varint();
-  for (size_t f = 0; f < n && r.ok(); ++f) {
-    features.emplace_back(r.String());
-    feature_log.push_back(r.Byte());
-    impute.push_back(r.Double());
-    center.push_back(r.Double());
-    scale.push_back(r.Double());
-  }
+  if (!scaler.Deserialize(r.String())) return Status::Corruption("stored live model: bad feature scaler");
+  features = scaler.features;
   hysteresis = r.Double();
   n = r.Varint();
   for (size_t c = 0; c < n && r.ok(); ++c) {
@@ -197,7 +186,8 @@ void ScoreRfmOne(const LiveModel& model, double recency_days, double frequency, 
 
 LiveScores ScoreLive(const LiveModel& model, const Engine& engine, uint32_t profile,
                      std::span<const double> traits, std::span<const int> trait_index,
-                     int64_t built_segment, TimeMicros now, bool with_btyd) {
+                     std::span<const int> support_index, int64_t built_segment, TimeMicros now,
+                     bool with_btyd) {
   LiveScores out;
   constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
   auto trait = [&](size_t f) {
@@ -225,7 +215,10 @@ LiveScores ScoreLive(const LiveModel& model, const Engine& engine, uint32_t prof
       big.resize(d);
       x = big.data();
     }
-    for (size_t f = 0; f < d; ++f) x[f] = ScaleFeature(model, f, trait(f));
+    for (size_t f = 0; f < d; ++f) {
+      const int support = support_index[f];
+      x[f] = ScaleFeature(model, f, trait(f), support < 0 ? 0.0 : traits[static_cast<size_t>(support)]);
+    }
     size_t nearest = 0, kept = k;
     double nearest_sq = std::numeric_limits<double>::infinity(), kept_sq = 0;
     for (size_t c = 0; c < k; ++c) {

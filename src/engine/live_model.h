@@ -15,6 +15,7 @@
 
 #include "common/context.h"
 #include "common/status.h"
+#include "engine/feature_scaler.h"
 #include "predict/bgnbd.h"
 #include "predict/btyd_clv.h"
 #include "predict/gamma_gamma.h"
@@ -36,12 +37,11 @@ struct LiveModel {
   std::vector<std::string> rfm_names;  // the table's names, then No Orders, Unscored, Other
   std::vector<double> recency_cuts, frequency_cuts, monetary_cuts;
 
-  // Clusters: the scaled feature vector (NaN -> impute, log1p where marked, (v - center) /
-  // scale), nearest centroid by Euclidean distance; a profile keeps the segment the build gave it
+  // Clusters: the feature vector scaled by the build's FeatureScaler (engine/feature_scaler.h),
+  // nearest centroid by Euclidean distance; a profile keeps the segment the build gave it
   // unless the nearest centroid is closer by the factor (1 + hysteresis).
-  std::vector<std::string> features;
-  std::vector<uint8_t> feature_log;
-  std::vector<double> impute, center, scale;
+  std::vector<std::string> features;  // = scaler.features
+  FeatureScaler scaler;
   double hysteresis = 0.1;
   std::vector<float> centroids;          // k x features, row-major
   std::vector<int64_t> segment_ids;      // per centroid
@@ -77,12 +77,14 @@ struct LiveScores {
 };
 
 // Scores one profile. `traits` are its traits at `now` (catalogue order, all of them);
-// `trait_index` maps the model's features to catalogue indices (-1 = absent: NaN);
+// `trait_index` maps the model's features to catalogue indices (-1 = absent: NaN), and
+// `support_index` their support traits (scaler.support) likewise;
 // `built_segment` is the segment id the build gave the profile (-1 = none: no hysteresis).
 // `with_btyd` = false leaves the four scores NaN (they cost a few microseconds).
 LiveScores ScoreLive(const LiveModel& model, const Engine& engine, uint32_t profile,
                      std::span<const double> traits, std::span<const int> trait_index,
-                     int64_t built_segment, TimeMicros now, bool with_btyd);
+                     std::span<const int> support_index, int64_t built_segment, TimeMicros now,
+                     bool with_btyd);
 
 // The four BTYD scores of one customer at `now` (NaN without orders before today or without a
 // BG/NBD fit). They change only with the customer's orders and the UTC day of `now`.
@@ -93,11 +95,10 @@ void ScoreLiveBtyd(const LiveModel& model, const CustomerState& state, TimeMicro
 void ScoreRfmOne(const LiveModel& model, double recency_days, double frequency, double monetary,
                  LiveScores* out);
 
-// The scaled feature value of `value` for feature f (as the build's scaler transforms it).
-inline double ScaleFeature(const LiveModel& model, size_t f, double value) {
-  if (std::isnan(value)) value = model.impute[f];
-  if (model.feature_log[f]) value = std::log1p(std::max(0.0, value));
-  return (value - model.center[f]) / model.scale[f];
+// The scaled feature value of `value` for feature f (as the build's scaler transforms it);
+// `support_value` is the value of the feature's support trait (ignored when it has none).
+inline double ScaleFeature(const LiveModel& model, size_t f, double value, double support_value) {
+  return model.scaler.Transform(f, value, support_value);
 }
 
 }  // namespace shoal

@@ -98,10 +98,12 @@ Result<std::unique_ptr<BuildMembershipSource>> BuildMembershipSource::Load(const
     return cat.config().user_traits[trait_idx - BuiltinTraits().size()].aggregate ==
            TraitAggregate::kTimeSince;
   };
-  for (const std::string& f : s.model_.features) {
-    int idx = cat.Find(f);
+  for (size_t f = 0; f < s.model_.features.size(); ++f) {
+    int idx = cat.Find(s.model_.features[f]);
+    const std::string& support = s.model_.scaler.support[f];
+    s.support_traits_.push_back(support.empty() ? -1 : cat.Find(support));
     s.feature_traits_.push_back(idx);
-    s.feature_clock_.push_back(ClockOf(f));
+    s.feature_clock_.push_back(ClockOf(s.model_.features[f]));
     if (idx >= 0 && is_windowed(static_cast<size_t>(idx))) s.midnight_ = true;
     if (idx >= 0 && is_user_time_since(static_cast<size_t>(idx))) s.fallback_ = true;
   }
@@ -171,8 +173,8 @@ BuildMembershipSource::Evaluation BuildMembershipSource::EvaluateTraits(
   Evaluation out;
   std::vector<double>& values = *values_in;
   const std::span<const double> traits(values.data(), num_traits_);
-  out.scores = ScoreLive(model_, engine, profile, traits, feature_traits_, BuiltSegment(profile),
-                         now, /*with_btyd=*/false);
+  out.scores = ScoreLive(model_, engine, profile, traits, feature_traits_, support_traits_,
+                         BuiltSegment(profile), now, /*with_btyd=*/false);
   if (with_btyd || audiences_read_scores_) CachedBtyd(engine, profile, now, &out.scores);
   if (audiences_.empty()) return out;
   const LiveScores& sc = out.scores;
@@ -312,7 +314,9 @@ std::optional<TimeMicros> BuildMembershipSource::NextChangeTraits(
   double x_now = 0;
   for (size_t f = 0; f < d; ++f) {
     const int idx = feature_traits_[f];
-    const double x = ScaleFeature(model_, f, idx < 0 ? kNaN : values[static_cast<size_t>(idx)]);
+    const int support = support_traits_[f];
+    const double x = ScaleFeature(model_, f, idx < 0 ? kNaN : values[static_cast<size_t>(idx)],
+                                  support < 0 ? 0.0 : values[static_cast<size_t>(support)]);
     if (f == moving) {
       x_now = x;
       continue;
@@ -325,10 +329,11 @@ std::optional<TimeMicros> BuildMembershipSource::NextChangeTraits(
   for (size_t c = 0; c < k; ++c) axis[c] = static_cast<double>(model_.centroids[c * d + moving]);
   auto at_coordinate = [&](double x) {
     if (!(x > x_now) || !std::isfinite(x)) return;
-    const double g = x * model_.scale[moving] + model_.center[moving];
-    const double days = model_.feature_log[moving] ? std::expm1(g) : g;
-    // 1 ms late at most: the coordinate is inverted in floating point.
-    if (auto t = Crossing(origin, days)) consider(*t + 1000);
+    // The value of the moving trait at which its coordinate reaches x (none beyond the scaler's
+    // clipping bounds); 1 ms late at most: the coordinate is inverted in floating point.
+    std::optional<double> days = model_.scaler.Invert(moving, x);
+    if (!days) return;
+    if (auto t = Crossing(origin, *days)) consider(*t + 1000);
   };
   for (size_t i = 0; i < k; ++i) {
     for (size_t j = i + 1; j < k; ++j) {

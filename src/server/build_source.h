@@ -88,6 +88,7 @@ class BuildMembershipSource final : public MembershipSource {
 
   LiveModel model_;
   std::vector<int> feature_traits_;     // per model feature: catalogue index (-1 = absent)
+  std::vector<int> support_traits_;     // per model feature: its support trait's index, or -1
   std::vector<Clock> feature_clock_;    // per model feature
   int recency_trait_ = -1, frequency_trait_ = -1, monetary_trait_ = -1;
   std::vector<int64_t> built_segment_;  // per profile slot

@@ -80,6 +80,27 @@ TEST(FeatureScalerTest, SerialisesAndRejectsOtherFormats) {
   EXPECT_FALSE(back.Deserialize(blob.substr(0, blob.size() - 3)));  // truncated
 }
 
+TEST(FeatureScalerTest, InvertFindsTheValueThatReachesACoordinate) {
+  std::vector<double> recency;
+  for (int i = 0; i < 500; ++i) recency.push_back(i);
+  FeatureScaler s = FitFeatureScaler({"recency_days"}, {recency}, {""}, {std::span<const double>()}, 4, 0.01);
+  for (double days : {20.0, 40.0, 250.0}) {
+    std::optional<double> back = s.Invert(0, s.Transform(0, days, 0));
+    ASSERT_TRUE(back.has_value());
+    EXPECT_NEAR(*back, days, 1e-9 * (1 + days));
+  }
+  // Below the bounds every value maps to the lowest coordinate; Invert gives the first to reach it.
+  const double bottom = s.Transform(0, 0, 0);
+  ASSERT_TRUE(s.Invert(0, bottom).has_value());
+  EXPECT_DOUBLE_EQ(s.Transform(0, *s.Invert(0, bottom), 0), bottom);
+  EXPECT_GT(*s.Invert(0, bottom), 3.0);
+  // Beyond the winsor bound the coordinate stops moving: no value reaches more.
+  const double top = s.Transform(0, 1e6, 0);
+  EXPECT_FALSE(s.Invert(0, top + 1e-6).has_value());
+  ASSERT_TRUE(s.Invert(0, top).has_value());
+  EXPECT_NEAR(*s.Invert(0, top), std::expm1(s.hi[0]), 1e-9 * std::expm1(s.hi[0]));
+}
+
 TEST(FeatureScalerTest, DefaultFeaturesLeaveMonetaryTotalOut) {
   std::vector<std::string> defaults = DefaultClusteringFeatures();
   EXPECT_EQ(defaults.size(), 14u);

@@ -227,7 +227,16 @@ WalkCounts WalkForward(const Engine& engine, const BuildMembershipSource& s, siz
     auto held = s.Memberships(engine, p, t);
     while (t < end) {
       auto next = s.NextChange(engine, p, t);
-      if (!next || *next <= t) {
+      if (!next) {
+        // Nothing scheduled: nothing may change for the rest of the walk either (a coordinate
+        // clipped by the scaler stops moving, the last RFM cut point is behind).
+        for (double q : {0.1, 0.5, 1.0}) {
+          const TimeMicros later = t + static_cast<TimeMicros>(q * static_cast<double>(end - t));
+          c.violations += s.Memberships(engine, p, later) != held;
+        }
+        break;
+      }
+      if (*next <= t) {
         ++c.violations;
         break;
       }
