@@ -32,6 +32,7 @@ constexpr std::string_view kMetaIdentity = "identity_counters";
 constexpr std::string_view kMetaPopulation = "population";
 constexpr std::string_view kMetaLatestEvent = "latest_event";
 constexpr std::string_view kMetaMergeSeq = "merge_seq";
+constexpr std::string_view kMetaNumEvents = "num_events";  // stored events, written with each block
 constexpr std::string_view kStoreVersion = "1";
 
 std::string U64Value(uint64_t v) {
@@ -102,6 +103,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options, const
   StoreOptions store_options;
   store_options.read_only = options.read_only;
   SHOAL_ASSIGN_OR_RETURN(engine->store_, KvStore::Open(options.db_dir, store_options));
+  engine->dedupe_ = std::make_unique<EventDedupe>(engine->store_.get());
 
   // Configuration: an explicit file is copied into the workspace so later commands use it.
   std::string workspace_config = (fs::path(options.db_dir) / "shoal.toml").string();
@@ -140,22 +142,24 @@ Status Engine::LoadState() {
     g.Put(Column::kMeta, kMetaVersion, kStoreVersion);
     g.Put(Column::kMeta, kMetaSalt, U64Value(suppression_salt_));
     g.Put(Column::kMeta, kMetaFingerprint, U64Value(config_.fingerprint));
+    g.Put(Column::kMeta, kMetaNumEvents, U64Value(0));
     SHOAL_RETURN_IF_ERROR(kv.Write(g, true));
-    return Status::OK();
+    return dedupe_->Load(0, false);
   }
   if (kv.Get(Column::kMeta, kMetaSalt, &value).ok()) suppression_salt_ = ParseU64Value(value);
   SHOAL_RETURN_IF_ERROR(kv.Scan(Column::kSuppressed, "", [&](std::string_view key, std::string_view) -> Result<bool> {
     suppressed_.Insert(DecodeKeyU64(key));
     return true;
   }));
-  // Every stored event id, for dedupe; the last block tells the next sequence number.
-  SHOAL_RETURN_IF_ERROR(kv.Scan(Column::kEventIds, "", [&](std::string_view key, std::string_view ids) -> Result<bool> {
-    next_seq_ = std::max(next_seq_, DecodeKeyU64(key) + 1);
-    Reader r(ids);
-    while (!r.AtEnd() && r.ok()) seen_ids_.Insert(r.Fixed64());
-    if (!r.ok()) return Status::Corruption("event ids of block " + std::to_string(DecodeKeyU64(key)));
-    return true;
-  }));
+  // The next block number: after the last stored block and after the checkpointed position
+  // (a forget may have deleted the last blocks; their numbers are not reused).
+  if (kv.Get(Column::kMeta, kMetaCheckpointSeq, &value).ok()) next_seq_ = ParseU64Value(value) + 1;
+  for (Column c : {Column::kEvents, Column::kEventIds}) {
+    st = kv.LastKey(c, &value);
+    if (st.ok()) next_seq_ = std::max(next_seq_, DecodeKeyU64(value) + 1);
+    else if (!st.IsNotFound()) return st;
+  }
+  SHOAL_RETURN_IF_ERROR(LoadEventIndex());
   uint64_t fingerprint = 0;
   if (kv.Get(Column::kMeta, kMetaFingerprint, &value).ok()) fingerprint = ParseU64Value(value);
   if (kv.Get(Column::kMeta, kMetaLatestEvent, &value).ok()) {
@@ -189,6 +193,24 @@ Status Engine::LoadState() {
   identity_.EnsureSlots(states_.size());  // trailing dead slots
   dirty_.assign(states_.size(), 0);
   return ReplayFrom(checkpoint_seq_ + 1);
+}
+
+Status Engine::LoadEventIndex() {
+  KvStore& kv = *store_;
+  std::string value;
+  if (kv.Get(Column::kMeta, kMetaNumEvents, &value).ok()) {
+    num_events_ = ParseU64Value(value);
+  } else {
+    // A workspace written before the counter existed: count the stored ids once.
+    num_events_ = 0;
+    SHOAL_RETURN_IF_ERROR(kv.Scan(Column::kEventIds, "", [&](std::string_view, std::string_view ids) -> Result<bool> {
+      num_events_ += ids.size() / 8;
+      return true;
+    }));
+    if (!options_.read_only) SHOAL_RETURN_IF_ERROR(kv.Put(Column::kMeta, kMetaNumEvents, U64Value(num_events_), true));
+  }
+  // Blocks not yet in event_index (all of them in a workspace older than it) are indexed here.
+  return dedupe_->Load(num_events_, options_.read_only);
 }
 
 Status Engine::ReplayFrom(uint64_t first_seq) {
@@ -244,12 +266,21 @@ Status Engine::StoreBlock(const EventBatch& batch, std::span<const uint32_t> ind
   EncodeEvents(batch, indices, &block_scratch_);
   std::string ids;
   ids.reserve(indices.size() * 8);
-  for (uint32_t idx : indices) PutFixed64(&ids, batch.events[idx].id_hash);
+  dedupe_keys_.clear();
+  for (uint32_t idx : indices) {
+    PutFixed64(&ids, batch.events[idx].id_hash);
+    dedupe_keys_.push_back(batch.events[idx].id_hash);
+  }
+  // One atomic write: the block, its ids and the event count; the dedupe layers learn the ids
+  // once they are durable.
   WriteGroup g;
   std::string key = KeyU64(next_seq_);
   g.Put(Column::kEvents, key, block_scratch_);
   g.Put(Column::kEventIds, key, ids);
+  g.Put(Column::kMeta, kMetaNumEvents, U64Value(num_events_ + indices.size()));
   SHOAL_RETURN_IF_ERROR(store_->Write(g, sync));
+  num_events_ += indices.size();
+  SHOAL_RETURN_IF_ERROR(dedupe_->Added(dedupe_keys_, next_seq_));
   ++next_seq_;
   return Status::OK();
 }
@@ -268,11 +299,31 @@ bool Engine::IsSuppressed(const Event& e) const {
 Result<IngestSummary> Engine::Apply(EventBatch& batch, bool sync) {
   if (options_.read_only) return Status::FailedPrecondition("workspace opened read-only");
   IngestSummary summary;
+  // Dedupe: the batch's ids sorted (a repeat within the batch keeps its first occurrence), then
+  // one lookup of the distinct ids in the dedupe layers (event_dedupe.h).
+  dedupe_pairs_.clear();
+  for (uint32_t i = 0; i < batch.size(); ++i) {
+    if (IsSuppressed(batch.events[i])) { ++summary.suppressed; continue; }
+    dedupe_pairs_.push_back({batch.events[i].id_hash, i});
+  }
+  std::sort(dedupe_pairs_.begin(), dedupe_pairs_.end());
+  dedupe_keys_.clear();
+  dedupe_first_.clear();
+  for (size_t p = 0; p < dedupe_pairs_.size(); ++p) {
+    if (p > 0 && dedupe_pairs_[p].first == dedupe_pairs_[p - 1].first) { ++summary.duplicates; continue; }
+    dedupe_keys_.push_back(dedupe_pairs_[p].first);
+    dedupe_first_.push_back(dedupe_pairs_[p].second);
+  }
+  SHOAL_RETURN_IF_ERROR(dedupe_->Lookup(dedupe_keys_, &dedupe_found_));
+  dedupe_keep_.assign(batch.size(), 0);
+  for (size_t k = 0; k < dedupe_keys_.size(); ++k) {
+    if (dedupe_found_[k]) ++summary.duplicates;
+    else dedupe_keep_[dedupe_first_[k]] = 1;
+  }
   kept_scratch_.clear();
   for (uint32_t i = 0; i < batch.size(); ++i) {
+    if (!dedupe_keep_[i]) continue;
     const Event& e = batch.events[i];
-    if (IsSuppressed(e)) { ++summary.suppressed; continue; }
-    if (!seen_ids_.Insert(e.id_hash)) { ++summary.duplicates; continue; }
     if (e.customer_id.empty() && e.email.empty() && e.anonymous_id.empty()) ++summary.anonymous_baskets;
     kept_scratch_.push_back(i);
   }
@@ -429,7 +480,8 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
   total.profiles = identity_.num_alive();
   total.merges = identity_.stats().merges - merges_before;
   total.seconds = SecondsSince(start);
-  total.state_bytes = MemoryBytes();
+  total.memory = Memory();
+  total.state_bytes = total.memory.Total();
   return total;
 }
 
@@ -644,6 +696,7 @@ Result<ForgetSummary> Engine::Forget(std::string_view identifier) {
   std::vector<uint32_t> kept;
   std::vector<std::pair<std::string, std::string>> rewrites;  // key -> new block ("" = delete)
   std::vector<std::string> new_ids;
+  std::vector<uint64_t> removed_ids;
   SHOAL_RETURN_IF_ERROR(store_->Scan(Column::kEvents, "", [&](std::string_view key, std::string_view block) -> Result<bool> {
     batch.Clear();
     SHOAL_RETURN_IF_ERROR(DecodeEvents(block, &batch));
@@ -653,6 +706,7 @@ Result<ForgetSummary> Engine::Forget(std::string_view identifier) {
       Event& e = batch.events[i];
       if (MentionsAny(e, summary.identifiers)) {
         ++summary.events_removed;
+        removed_ids.push_back(e.id_hash);
         changed = true;
         continue;
       }
@@ -686,7 +740,12 @@ Result<ForgetSummary> Engine::Forget(std::string_view identifier) {
       rw.Put(Column::kEventIds, rewrites[i].first, new_ids[i]);
     }
   }
+  std::sort(removed_ids.begin(), removed_ids.end());
+  SHOAL_RETURN_IF_ERROR(dedupe_->Flush());  // every id in event_index, where the deletes apply
+  rw.DeleteU64Keys(Column::kEventIndex, removed_ids);
+  rw.Put(Column::kMeta, kMetaNumEvents, U64Value(num_events_ - summary.events_removed));
   SHOAL_RETURN_IF_ERROR(store_->Write(rw, true));
+  num_events_ -= summary.events_removed;
   SHOAL_RETURN_IF_ERROR(Checkpoint());
 
   // The workspace's quarantine file may hold their raw records: drop those lines.
@@ -707,11 +766,19 @@ Result<ForgetSummary> Engine::Forget(std::string_view identifier) {
   return summary;
 }
 
-size_t Engine::MemoryBytes() const {
-  size_t n = identity_.MemoryBytes() + seen_ids_.MemoryBytes() + suppressed_.MemoryBytes() +
-             states_.capacity() * sizeof(CustomerState) + dirty_.capacity();
-  for (const CustomerState& s : states_) n += s.MemoryBytes();
-  return n;
+size_t Engine::MemoryBytes() const { return Memory().Total(); }
+
+MemoryBreakdown Engine::Memory() const {
+  MemoryBreakdown m;
+  m.dedupe = dedupe_->MemoryBytes() + dedupe_pairs_.capacity() * sizeof(dedupe_pairs_[0]) +
+             dedupe_keys_.capacity() * sizeof(uint64_t) + dedupe_first_.capacity() * sizeof(uint32_t) +
+             dedupe_found_.capacity() + dedupe_keep_.capacity();
+  m.identity = identity_.MemoryBytes();
+  m.states_inline = states_.capacity() * sizeof(CustomerState);
+  for (const CustomerState& s : states_) m.states_heap += s.MemoryBytes() - sizeof(CustomerState);
+  m.other = suppressed_.MemoryBytes() + dirty_.capacity() + dirty_list_.capacity() * sizeof(uint32_t);
+  m.store = store_->Memory();
+  return m;
 }
 
 }  // namespace shoal
