@@ -103,7 +103,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options, const
   StoreOptions store_options;
   store_options.read_only = options.read_only;
   SHOAL_ASSIGN_OR_RETURN(engine->store_, KvStore::Open(options.db_dir, store_options));
-  engine->dedupe_ = std::make_unique<EventDedupe>(engine->store_.get());
+  engine->dedupe_ = std::make_unique<EventDedupe>(engine->store_.get(), options.dedupe);
 
   // Configuration: an explicit file is copied into the workspace so later commands use it.
   std::string workspace_config = (fs::path(options.db_dir) / "shoal.toml").string();
