@@ -119,6 +119,8 @@ int main(int argc, char** argv) {
   exp->add_option("--db", db, "workspace folder")->capture_default_str();
   exp->add_option("--out", out_path, "output CSV path")->required();
   exp->add_option("--as-of", as_of_text, "traits as of this date: only events before its end count (YYYY-MM-DD)");
+  std::vector<std::string> export_columns;
+  exp->add_option("--columns", export_columns, "only these columns, in this order (trait or build column names, comma-separated), e.g. recency_days,frequency,monetary_total")->delimiter(',');
 
   // generate
   GenerateOptions gen;
@@ -249,7 +251,7 @@ int main(int argc, char** argv) {
       if (!as_of.ok()) return Fail(as_of.status());
       auto engine = OpenEngine(db, "", true);
       if (!engine.ok()) return Fail(engine.status());
-      Status st = (*engine)->ExportCsv(out_path, *as_of);
+      Status st = (*engine)->ExportCsv(out_path, *as_of, export_columns);
       if (!st.ok()) return Fail(st);
       std::printf("wrote %s (%zu profiles)\n", out_path.c_str(), (*engine)->identity().num_alive());
       return 0;

@@ -15,6 +15,7 @@
 
 #include "common/coding.h"
 #include "common/json_writer.h"
+#include "common/parallel.h"
 #include "common/time.h"
 #include "engine/build.h"
 #include "store/event_codec.h"
@@ -77,6 +78,24 @@ void ApplyEvents(IdentityGraph& identity, std::vector<CustomerState>& states,
     states[profile].Update(e, batch, population, traits);
     touched(profile);
   }
+}
+
+// The k-th cell (0-based) of `cells`, a run of ",cell" items as AppendBuildCells writes them
+// (cells may be quoted and hold commas); returned as written, quotes included.
+std::string_view CsvField(std::string_view cells, size_t k) {
+  if (cells.empty()) return {};
+  std::string_view body = cells.substr(1);  // drop the leading comma
+  size_t index = 0, start = 0;
+  bool quoted = false;
+  for (size_t i = 0; i <= body.size(); ++i) {
+    if (i < body.size() && body[i] == '"') { quoted = !quoted; continue; }
+    if (i == body.size() || (body[i] == ',' && !quoted)) {
+      if (index == k) return body.substr(start, i - start);
+      ++index;
+      start = i + 1;
+    }
+  }
+  return {};
 }
 
 bool MentionsAny(const Event& e, const std::vector<std::pair<IdKind, std::string>>& ids) {
@@ -214,7 +233,9 @@ Status Engine::LoadEventIndex() {
     if (!options_.read_only) SHOAL_RETURN_IF_ERROR(kv.Put(Column::kMeta, kMetaNumEvents, U64Value(num_events_), true));
   }
   // Blocks not yet in event_index (all of them in a workspace older than it) are indexed here.
-  return dedupe_->Load(num_events_, options_.read_only);
+  // A read-only engine never stores events, so it needs no dedupe state.
+  if (options_.read_only) return Status::OK();
+  return dedupe_->Load(num_events_, false);
 }
 
 Status Engine::ReplayFrom(uint64_t first_seq) {
@@ -478,6 +499,9 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
     if (!reader_status.ok()) total.unreadable_sources.push_back(spec.path + ": " + reader_status.message());
   }
   SHOAL_RETURN_IF_ERROR(Checkpoint());
+  // Memtables to table files: the next open (an export, a profile lookup) then reads table
+  // files instead of replaying hundreds of MiB of write-ahead log.
+  SHOAL_RETURN_IF_ERROR(store_->Flush());
   // The bulk load is over: release the spare capacity growth left in every state.
   for (CustomerState& state : states_) state.ShrinkToFit();
   states_.shrink_to_fit();
@@ -625,7 +649,9 @@ Result<TraitTable> Engine::ComputeTraits(std::optional<TimeMicros> as_of) const 
   return TableOf(derived.identity, derived.states, derived.population, *as_of);
 }
 
-Status Engine::ExportCsv(const std::string& path, std::optional<TimeMicros> as_of) const {
+Status Engine::ExportCsv(const std::string& path, std::optional<TimeMicros> as_of,
+                         const std::vector<std::string>& columns) const {
+  if (!columns.empty()) return ExportColumnsCsv(path, as_of, columns);
   SHOAL_ASSIGN_OR_RETURN(TraitTable table, ComputeTraits(as_of));
   // The last build's segments and scores, joined by profile (rows it did not see stay empty).
   auto build = LoadBuild(*this);
@@ -663,6 +689,79 @@ Status Engine::ExportCsv(const std::string& path, std::optional<TimeMicros> as_o
     line.push_back('\n');
     out << line;
   }
+  out.flush();
+  if (!out) return Status::IOError("write failed for export " + path);
+  return Status::OK();
+}
+
+Status Engine::ExportColumnsCsv(const std::string& path, std::optional<TimeMicros> as_of,
+                                const std::vector<std::string>& columns) const {
+  // Resolve every name first: a trait, or a column of the last build.
+  const std::vector<std::string>& build_columns = BuildExportColumns();
+  std::vector<int> trait_of(columns.size(), -1), build_of(columns.size(), -1);
+  bool need_build = false;
+  for (size_t c = 0; c < columns.size(); ++c) {
+    trait_of[c] = catalogue_->Find(columns[c]);
+    if (trait_of[c] >= 0) continue;
+    auto it = std::find(build_columns.begin(), build_columns.end(), columns[c]);
+    if (it == build_columns.end()) {
+      return Status::InvalidArgument("unknown export column '" + columns[c] +
+                                     "' (a trait name of docs/traits.md, or a build column: `shoal export` "
+                                     "without --columns writes them all in its header)");
+    }
+    build_of[c] = static_cast<int>(it - build_columns.begin());
+    need_build = true;
+  }
+  SHOAL_ASSIGN_OR_RETURN(TraitTable table, ComputeTraits(as_of));
+  std::optional<BuildResult> build;
+  std::vector<uint32_t> build_row;
+  if (need_build && !as_of) {
+    auto loaded = LoadBuild(*this);
+    if (!loaded.ok() && !loaded.status().IsNotFound()) return loaded.status();
+    if (loaded.ok()) {
+      build = std::move(loaded).value();
+      build_row.assign(identity_.num_slots(), UINT32_MAX);
+      for (size_t r = 0; r < build->profiles.size(); ++r) {
+        if (build->profiles[r] < build_row.size()) build_row[build->profiles[r]] = static_cast<uint32_t>(r);
+      }
+    }
+  }
+  // The rows are formatted in parallel into one string per chunk, written in order.
+  const size_t n = table.profiles.size();
+  constexpr size_t kRowsPerChunk = 4096;
+  const size_t num_chunks = (n + kRowsPerChunk - 1) / kRowsPerChunk;
+  std::vector<std::string> chunks(num_chunks);
+  ParallelFor(num_chunks, ctx_.Threads(), [&](size_t begin, size_t end, int) {
+    std::string cells;
+    for (size_t chunk = begin; chunk < end; ++chunk) {
+      std::string& out = chunks[chunk];
+      for (size_t row = chunk * kRowsPerChunk; row < std::min(n, (chunk + 1) * kRowsPerChunk); ++row) {
+        AppendCsvText(&out, table.customer_ids[row]);
+        uint32_t br = UINT32_MAX;
+        if (build) {
+          uint32_t profile = table.profiles[row];
+          if (profile < build_row.size()) br = build_row[profile];
+          cells.clear();
+          if (br != UINT32_MAX) AppendBuildCells(*build, br, &cells);
+        }
+        for (size_t c = 0; c < columns.size(); ++c) {
+          out.push_back(',');
+          if (trait_of[c] >= 0) {
+            AppendCsvNumber(&out, table.matrix.values[static_cast<size_t>(trait_of[c]) * n + row]);
+          } else if (br != UINT32_MAX) {
+            out += CsvField(cells, static_cast<size_t>(build_of[c]));
+          }
+        }
+        out.push_back('\n');
+      }
+    }
+  }, 1);
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) return Status::IOError("cannot write export " + path);
+  std::string header = "customer_id";
+  for (const std::string& c : columns) header += "," + c;
+  out << header << '\n';
+  for (const std::string& chunk : chunks) out << chunk;
   out.flush();
   if (!out) return Status::IOError("write failed for export " + path);
   return Status::OK();

@@ -119,7 +119,10 @@ class Engine {
   Result<TraitTable> ComputeTraits(std::optional<TimeMicros> as_of) const;
   // Writes a CSV: customer_id and every trait, one row per profile, then the last build's
   // segment and score columns (BuildExportColumns) when a build exists; empty with as_of.
-  Status ExportCsv(const std::string& path, std::optional<TimeMicros> as_of) const;
+  // With `columns` (trait names and/or build column names), only those, in that order
+  // (InvalidArgument names an unknown one); rows are formatted on ctx.threads.
+  Status ExportCsv(const std::string& path, std::optional<TimeMicros> as_of,
+                   const std::vector<std::string>& columns = {}) const;
 
   // Erases a person: their events, identifiers, profile, and references to them in others'
   // events; their identifiers are suppressed (keyed hash) so a re-ingest does not bring them
@@ -156,6 +159,8 @@ class Engine {
     PopulationState population;
   };
   Status LoadState();
+  Status ExportColumnsCsv(const std::string& path, std::optional<TimeMicros> as_of,
+                          const std::vector<std::string>& columns) const;
   // Reads the stored event count and loads the dedupe layers.
   Status LoadEventIndex();
   Status ReplayFrom(uint64_t first_seq);
