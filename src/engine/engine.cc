@@ -324,20 +324,17 @@ bool Engine::IsSuppressed(const Event& e) const {
 Result<IngestSummary> Engine::Apply(EventBatch& batch, bool sync) {
   if (options_.read_only) return Status::FailedPrecondition("workspace opened read-only");
   IngestSummary summary;
-  // Dedupe: the batch's ids sorted (a repeat within the batch keeps its first occurrence), then
-  // one lookup of the distinct ids in the dedupe layers (event_dedupe.h).
-  dedupe_pairs_.clear();
-  for (uint32_t i = 0; i < batch.size(); ++i) {
-    if (IsSuppressed(batch.events[i])) { ++summary.suppressed; continue; }
-    dedupe_pairs_.push_back({batch.events[i].id_hash, i});
-  }
-  std::sort(dedupe_pairs_.begin(), dedupe_pairs_.end());
+  // Dedupe: a repeat within the batch keeps its first occurrence (batch_ids_), then one lookup
+  // of the batch's distinct ids in the dedupe layers (event_dedupe.h).
+  batch_ids_.Clear();
+  batch_ids_.Reserve(batch.size());
   dedupe_keys_.clear();
   dedupe_first_.clear();
-  for (size_t p = 0; p < dedupe_pairs_.size(); ++p) {
-    if (p > 0 && dedupe_pairs_[p].first == dedupe_pairs_[p - 1].first) { ++summary.duplicates; continue; }
-    dedupe_keys_.push_back(dedupe_pairs_[p].first);
-    dedupe_first_.push_back(dedupe_pairs_[p].second);
+  for (uint32_t i = 0; i < batch.size(); ++i) {
+    if (IsSuppressed(batch.events[i])) { ++summary.suppressed; continue; }
+    if (!batch_ids_.Insert(batch.events[i].id_hash)) { ++summary.duplicates; continue; }
+    dedupe_keys_.push_back(batch.events[i].id_hash);
+    dedupe_first_.push_back(i);
   }
   SHOAL_RETURN_IF_ERROR(dedupe_->Lookup(dedupe_keys_, &dedupe_found_));
   dedupe_keep_.assign(batch.size(), 0);
@@ -876,7 +873,7 @@ size_t Engine::MemoryBytes() const { return Memory().Total(); }
 
 MemoryBreakdown Engine::Memory() const {
   MemoryBreakdown m;
-  m.dedupe = dedupe_->MemoryBytes() + dedupe_pairs_.capacity() * sizeof(dedupe_pairs_[0]) +
+  m.dedupe = dedupe_->MemoryBytes() + batch_ids_.MemoryBytes() +
              dedupe_keys_.capacity() * sizeof(uint64_t) + dedupe_first_.capacity() * sizeof(uint32_t) +
              dedupe_found_.capacity() + dedupe_keep_.capacity();
   m.identity = identity_.MemoryBytes();

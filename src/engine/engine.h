@@ -188,8 +188,8 @@ class Engine {
   uint64_t num_events_ = 0;             // stored events (kMeta num_events)
   std::unique_ptr<EventDedupe> dedupe_;  // which event ids are stored (bounded memory)
   // Dedupe scratch, reused per batch.
-  std::vector<std::pair<uint64_t, uint32_t>> dedupe_pairs_;  // (id hash, event idx), sorted
-  std::vector<uint64_t> dedupe_keys_;    // distinct id hashes of the batch, ascending
+  FlatSetU64 batch_ids_;                 // id hashes seen in the batch being applied
+  std::vector<uint64_t> dedupe_keys_;    // distinct id hashes of the batch
   std::vector<uint32_t> dedupe_first_;   // event idx of each distinct id's first occurrence
   std::vector<uint8_t> dedupe_found_;    // per distinct id: already stored
   std::vector<uint8_t> dedupe_keep_;     // per event of the batch: store it

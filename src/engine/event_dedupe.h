@@ -54,7 +54,7 @@ class EventDedupe {
   // hint) sizes the filter.
   Status Load(uint64_t stored_ids, bool read_only);
 
-  // For each of `ids` (distinct, ascending): found[i] = 1 when it was stored before.
+  // For each of `ids` (distinct, any order): found[i] = 1 when it was stored before.
   Status Lookup(std::span<const uint64_t> ids, std::vector<uint8_t>* found);
 
   // Records the ids of block `block_seq`, just stored durably; flushes `recent` to event_index
@@ -75,7 +75,7 @@ class EventDedupe {
   size_t filter_ids_ = 0;           // ids inserted into the filter
   FlatSetU64 recent_;
   uint64_t recent_last_seq_ = 0;    // last block whose ids are in `recent`
-  std::vector<uint64_t> candidates_;
+  std::vector<uint64_t> candidates_;      // filter positives of a lookup; radix scratch of a flush
   std::vector<uint32_t> candidate_pos_;
   std::vector<uint8_t> candidate_found_;
   std::vector<uint64_t> flush_keys_;
