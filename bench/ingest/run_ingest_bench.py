@@ -1,11 +1,17 @@
 #!/usr/bin/python3
-"""Ingest throughput and RFM against pandas, on the same generated shop, in one run.
+"""Ingest throughput, memory and RFM against pandas, on the same generated shop, in one run.
 
 For each size: `shoal generate` writes a shop; shoal ingests its JSONL and (into a second
-workspace) its CSV end to end (parse, identity, traits, durable RocksDB store); pandas
+workspace) its CSV end to end (parse, identity, traits, durable RocksDB store), reporting
+wall and CPU seconds, peak RSS and where resident memory goes (`ingest --memory`); pandas
 (Debian python3-pandas) computes the RFM table from the same CSV; shoal's RFM comes from the
-profiles it keeps current (`shoal export`). Both RFM tables are checked to agree (sum of
-monetary, sum of frequency, mean recency) before any ratio is printed.
+profiles it keeps current (`shoal export --columns recency_days,frequency,monetary_total`).
+Both RFM tables are checked to agree (sum of monetary, sum of frequency) before any ratio is
+printed. Three comparisons: end to end (pandas read_csv + RFM against shoal ingest + export),
+at rest (each tool from its own data at rest: pandas read_csv + RFM against shoal export of
+the RFM columns from the ingested workspace), and pandas' RFM step alone on a DataFrame
+already in memory against the same shoal export. pandas also ranks the values into quintile
+scores (qcut), which the shoal export does not (its `shoal build` does, with everything else).
 
 Usage: bench/ingest/run_ingest_bench.py [--sizes 1M,10M] [--shoal build/shoal] [--data DIR]
 Writes the table to stdout and, with --markdown FILE, as Markdown.
@@ -24,14 +30,15 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
 def run_timed(cmd, env=None):
-    """Runs cmd under /usr/bin/time -v; returns (wall seconds, peak RSS MiB, stdout)."""
+    """Runs cmd under /usr/bin/time -v; returns (wall seconds, peak RSS MiB, stdout, CPU seconds)."""
     t0 = time.perf_counter()
     proc = subprocess.run(["/usr/bin/time", "-v"] + cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}")
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
-    return wall, (int(rss.group(1)) / 1024 if rss else float("nan")), proc.stdout
+    cpu = sum(float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr))
+    return wall, (int(rss.group(1)) / 1024 if rss else float("nan")), proc.stdout, cpu
 
 
 def parse_size(text):
@@ -62,6 +69,11 @@ print(json.dumps({"read_s": t_read, "compute_s": t_compute, "customers": int(len
                   "sum_monetary": float(rfm["monetary"].sum()), "sum_frequency": int(rfm["frequency"].sum()),
                   "mean_recency": float(rfm["recency_days"].mean())}))
 '''
+
+
+RFM_COLUMNS = "recency_days,frequency,monetary_total"
+MEMORY_ITEMS = ("event-id dedupe", "identity graph", "trait states (slots)", "trait states (heap)", "other",
+                "store memtables", "store block cache", "store table readers")
 
 
 def shoal_rfm_check(export_csv):
@@ -114,20 +126,28 @@ def main():
         for fmt, name in (("jsonl", "events.jsonl"), ("csv", "events.csv")):
             db = os.path.join(args.data, f"db-{size_text}-{fmt}")
             shutil.rmtree(db, ignore_errors=True)
-            wall, rss, out = run_timed([args.shoal, "ingest", "--quiet", "--db", db, os.path.join(shop, name)])
+            wall, rss, out, cpu = run_timed([args.shoal, "ingest", "--quiet", "--memory", "--db", db,
+                                             os.path.join(shop, name)])
             events = int(re.search(r"events parsed\s+(\d+)", out).group(1))
             stored = int(re.search(r"events stored\s+(\d+)", out).group(1))
             profiles = int(re.search(r"profiles\s+(\d+)", out).group(1))
             state = re.search(r"state memory\s+([\d.]+) MiB", out)
-            result[fmt] = {"wall_s": wall, "rss_mib": rss, "events": events, "stored": stored,
+            memory = {item: float(re.search(re.escape(item) + r"\s+([\d.]+) MiB", out).group(1))
+                      for item in MEMORY_ITEMS if re.search(re.escape(item) + r"\s+([\d.]+) MiB", out)}
+            result[fmt] = {"wall_s": wall, "cpu_s": cpu, "rss_mib": rss, "events": events, "stored": stored,
+                           "memory_mib": memory,
                            "profiles": profiles, "events_per_s": events / wall,
                            "state_mib": float(state.group(1)) if state else float("nan"),
                            "store_mib": sum(os.path.getsize(os.path.join(db, f)) for f in os.listdir(db)) / 2**20}
         db = os.path.join(args.data, f"db-{size_text}-csv")
         export = os.path.join(args.data, f"export-{size_text}.csv")
-        wall, rss, _ = run_timed([args.shoal, "export", "--db", db, "--out", export])
+        wall, rss, _, cpu = run_timed([args.shoal, "export", "--db", db, "--out", export])
         result["shoal_export_s"] = wall
-        result["shoal_rfm"] = shoal_rfm_check(export)
+        rfm_export = os.path.join(args.data, f"export-rfm-{size_text}.csv")
+        wall, rss, _, cpu = run_timed([args.shoal, "export", "--db", db, "--out", rfm_export, "--columns", RFM_COLUMNS])
+        result["shoal_export_rfm_s"] = wall
+        result["shoal_export_rfm_cpu_s"] = cpu
+        result["shoal_rfm"] = shoal_rfm_check(rfm_export)
         t0 = time.perf_counter()
         proc = subprocess.run(["/usr/bin/python3", "-c", PANDAS_RFM, os.path.join(shop, "events.csv")],
                               capture_output=True, text=True)
@@ -138,27 +158,38 @@ def main():
         rows.append(result)
         print(json.dumps(result), flush=True)
 
-    lines = ["| events | customers | format | shoal ingest s | events/s | peak RSS MiB | state bytes/profile | store MiB |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| events | customers | format | shoal ingest s | events/s | CPU s | events per CPU-s | peak RSS MiB | "
+             "state bytes/profile (beyond the store) | store memory MiB at end | store MiB on disk |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         for fmt in ("jsonl", "csv"):
             x = r[fmt]
+            store_mem = sum(v for k, v in x["memory_mib"].items() if k.startswith("store"))
             lines.append(f"| {x['events']:,} | {x['profiles']:,} | {fmt} | {x['wall_s']:.2f} | "
-                         f"{x['events_per_s']:,.0f} | {x['rss_mib']:,.0f} | "
-                         f"{x['state_mib'] * 2**20 / max(x['profiles'], 1):,.0f} | {x['store_mib']:,.0f} |")
-    lines += ["", "| events | pandas read s | pandas RFM s | pandas total s | shoal CSV ingest s (all traits) | "
-              "shoal export s (all traits) | ratio pandas RFM / shoal export | ratio pandas total / shoal ingest+export | check |",
-              "|---|---|---|---|---|---|---|---|---|"]
+                         f"{x['events_per_s']:,.0f} | {x['cpu_s']:.2f} | {x['events'] / max(x['cpu_s'], 1e-9):,.0f} | "
+                         f"{x['rss_mib']:,.0f} | {x['state_mib'] * 2**20 / max(x['profiles'], 1):,.0f} | "
+                         f"{store_mem:,.0f} | {x['store_mib']:,.0f} |")
+    lines += ["", "Resident memory after the CSV ingest, bytes per profile:", "",
+              "| events | " + " | ".join(MEMORY_ITEMS) + " |", "|---|" + "---|" * len(MEMORY_ITEMS)]
+    for r in rows:
+        x = r["csv"]
+        cells = [f"{x['memory_mib'].get(item, float('nan')) * 2**20 / max(x['profiles'], 1):,.0f}" for item in MEMORY_ITEMS]
+        lines.append(f"| {x['events']:,} | " + " | ".join(cells) + " |")
+    lines += ["", "| events | pandas read_csv s | pandas RFM s (loaded DataFrame) | pandas total s | shoal CSV ingest s | "
+              "shoal export, all traits s | shoal export, RFM columns s | end to end: pandas total / (shoal ingest + RFM export) | "
+              "at rest: pandas total / shoal RFM export | pandas RFM alone / shoal RFM export | check |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         p = r["pandas"]
         s = r["shoal_rfm"]
         ok = (abs(p["sum_monetary"] - s["sum_monetary"]) <= 1e-6 * max(1, p["sum_monetary"])
               and p["sum_frequency"] == s["sum_frequency"])
         total_p = p["read_s"] + p["compute_s"]
-        total_s = r["csv"]["wall_s"] + r["shoal_export_s"]
+        rfm_s = r["shoal_export_rfm_s"]
         lines.append(f"| {r['csv']['events']:,} | {p['read_s']:.2f} | {p['compute_s']:.2f} | {total_p:.2f} | "
-                     f"{r['csv']['wall_s']:.2f} | {r['shoal_export_s']:.2f} | {p['compute_s'] / r['shoal_export_s']:.1f}x | "
-                     f"{total_p / total_s:.1f}x | {'sums agree' if ok else 'MISMATCH'}: M {p['sum_monetary']:,.2f} vs {s['sum_monetary']:,.2f}, "
+                     f"{r['csv']['wall_s']:.2f} | {r['shoal_export_s']:.2f} | {rfm_s:.2f} | "
+                     f"{total_p / (r['csv']['wall_s'] + rfm_s):.1f}x | {total_p / rfm_s:.1f}x | {p['compute_s'] / rfm_s:.1f}x | "
+                     f"{'sums agree' if ok else 'MISMATCH'}: M {p['sum_monetary']:,.2f} vs {s['sum_monetary']:,.2f}, "
                      f"F {p['sum_frequency']:,} vs {s['sum_frequency']:,} |")
     table = "\n".join(lines)
     print(table)

@@ -43,7 +43,7 @@ Result<std::unique_ptr<Engine>> OpenEngine(const std::string& db, const std::str
   return Engine::Open(options, ctx);
 }
 
-void PrintIngestSummary(const IngestSummary& s) {
+void PrintIngestSummary(const IngestSummary& s, bool memory_detail) {
   std::printf("records read     %llu\n", static_cast<unsigned long long>(s.records));
   std::printf("events parsed    %llu\n", static_cast<unsigned long long>(s.events));
   std::printf("bad (quarantined) %llu%s%s\n", static_cast<unsigned long long>(s.bad),
@@ -61,6 +61,21 @@ void PrintIngestSummary(const IngestSummary& s) {
               HumanCount(s.seconds > 0 ? s.events / s.seconds : 0).c_str());
   std::printf("state memory     %.1f MiB (%.0f bytes per profile)\n", s.state_bytes / 1048576.0,
               s.profiles ? static_cast<double>(s.state_bytes) / s.profiles : 0.0);
+  if (memory_detail) {
+    const MemoryBreakdown& m = s.memory;
+    double per = s.profiles ? 1.0 / static_cast<double>(s.profiles) : 0.0;
+    auto line = [&](const char* name, size_t bytes) {
+      std::printf("    %-22s %9.1f MiB %7.0f B/profile\n", name, bytes / 1048576.0, bytes * per);
+    };
+    line("event-id dedupe", m.dedupe);
+    line("identity graph", m.identity);
+    line("trait states (slots)", m.states_inline);
+    line("trait states (heap)", m.states_heap);
+    line("other", m.other);
+    line("store memtables", m.store.memtables);
+    line("store block cache", m.store.block_cache);
+    line("store table readers", m.store.table_readers);
+  }
   for (const auto& u : s.unreadable_sources) std::printf("UNREADABLE: %s\n", u.c_str());
 }
 
@@ -78,7 +93,7 @@ int main(int argc, char** argv) {
   // ingest
   std::string db = "./shoal-data", config, format, mapping_file, map_spec, quarantine;
   std::vector<std::string> files;
-  bool strict = false, quiet = false;
+  bool strict = false, quiet = false, memory_detail = false;
   auto* ingest = app.add_subcommand("ingest", "Load event files (JSONL or delimited) into a workspace");
   ingest->add_option("--db", db, "workspace folder")->capture_default_str();
   ingest->add_option("--config", config, "workspace TOML (custom event types, identity, traits); copied into the workspace");
@@ -88,6 +103,7 @@ int main(int argc, char** argv) {
   ingest->add_option("--quarantine", quarantine, "where bad records go (default: <db>/quarantine.jsonl)");
   ingest->add_flag("--strict", strict, "exit non-zero if any record was quarantined");
   ingest->add_flag("--quiet", quiet, "no progress output");
+  ingest->add_flag("--memory", memory_detail, "print where resident memory goes, structure by structure");
   ingest->add_option("files", files, "files to load ('-' = standard input)")->required();
 
   // profile
@@ -103,6 +119,8 @@ int main(int argc, char** argv) {
   exp->add_option("--db", db, "workspace folder")->capture_default_str();
   exp->add_option("--out", out_path, "output CSV path")->required();
   exp->add_option("--as-of", as_of_text, "traits as of this date: only events before its end count (YYYY-MM-DD)");
+  std::vector<std::string> export_columns;
+  exp->add_option("--columns", export_columns, "only these columns, in this order (trait or build column names, comma-separated), e.g. recency_days,frequency,monetary_total")->delimiter(',');
 
   // generate
   GenerateOptions gen;
@@ -213,7 +231,7 @@ int main(int argc, char** argv) {
       auto summary = (*engine)->Ingest(sources, options, [&](const Progress& p) { printer.Update(p); });
       printer.Finish();
       if (!summary.ok()) return Fail(summary.status());
-      PrintIngestSummary(*summary);
+      PrintIngestSummary(*summary, memory_detail);
       if (!summary->unreadable_sources.empty()) return 1;
       if (strict && summary->bad > 0) return 3;
       return 0;
@@ -233,7 +251,7 @@ int main(int argc, char** argv) {
       if (!as_of.ok()) return Fail(as_of.status());
       auto engine = OpenEngine(db, "", true);
       if (!engine.ok()) return Fail(engine.status());
-      Status st = (*engine)->ExportCsv(out_path, *as_of);
+      Status st = (*engine)->ExportCsv(out_path, *as_of, export_columns);
       if (!st.ok()) return Fail(st);
       std::printf("wrote %s (%zu profiles)\n", out_path.c_str(), (*engine)->identity().num_alive());
       return 0;

@@ -3,6 +3,7 @@
 // pass hashes, which are remapped from 0 to 1 (a harmless collision of two hash values).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -109,6 +110,15 @@ class FlatSetU64 {
   size_t size() const { return size_; }
   size_t MemoryBytes() const { return keys_.size() * sizeof(uint64_t); }
   void Reserve(size_t n) { if (n * 2 > keys_.size()) Rehash(Capacity(n)); }
+  // Calls fn(key) for every key (0 was stored as 1), in table order.
+  template <typename Fn> void ForEach(Fn&& fn) const {
+    for (uint64_t k : keys_) if (k) fn(k);
+  }
+  // Removes every key, keeping the table's capacity.
+  void Clear() {
+    std::fill(keys_.begin(), keys_.end(), 0);
+    size_ = 0;
+  }
 
  private:
   static uint64_t Fix(uint64_t key) { return key == 0 ? 1 : key; }

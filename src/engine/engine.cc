@@ -15,6 +15,7 @@
 
 #include "common/coding.h"
 #include "common/json_writer.h"
+#include "common/parallel.h"
 #include "common/time.h"
 #include "engine/build.h"
 #include "store/event_codec.h"
@@ -32,6 +33,7 @@ constexpr std::string_view kMetaIdentity = "identity_counters";
 constexpr std::string_view kMetaPopulation = "population";
 constexpr std::string_view kMetaLatestEvent = "latest_event";
 constexpr std::string_view kMetaMergeSeq = "merge_seq";
+constexpr std::string_view kMetaNumEvents = "num_events";  // stored events, written with each block
 constexpr std::string_view kStoreVersion = "1";
 
 std::string U64Value(uint64_t v) {
@@ -59,7 +61,11 @@ void ApplyEvents(IdentityGraph& identity, std::vector<CustomerState>& states,
     const Event& e = batch.events[idx];
     size_t merges_before = merges->size();
     uint32_t profile = identity.Resolve(e, merges);
-    if (identity.num_slots() > states.size()) states.resize(identity.num_slots());
+    if (identity.num_slots() > states.size()) {
+      // Grow by an eighth, not doubling: a slot is sizeof(CustomerState) (~340 bytes).
+      if (identity.num_slots() > states.capacity()) states.reserve(identity.num_slots() * 9 / 8 + 1024);
+      states.resize(identity.num_slots());
+    }
     for (size_t m = merges_before; m < merges->size(); ++m) {
       const MergeRecord& rec = (*merges)[m];
       states[rec.survivor].Combine(states[rec.absorbed]);
@@ -72,6 +78,24 @@ void ApplyEvents(IdentityGraph& identity, std::vector<CustomerState>& states,
     states[profile].Update(e, batch, population, traits);
     touched(profile);
   }
+}
+
+// The k-th cell (0-based) of `cells`, a run of ",cell" items as AppendBuildCells writes them
+// (cells may be quoted and hold commas); returned as written, quotes included.
+std::string_view CsvField(std::string_view cells, size_t k) {
+  if (cells.empty()) return {};
+  std::string_view body = cells.substr(1);  // drop the leading comma
+  size_t index = 0, start = 0;
+  bool quoted = false;
+  for (size_t i = 0; i <= body.size(); ++i) {
+    if (i < body.size() && body[i] == '"') { quoted = !quoted; continue; }
+    if (i == body.size() || (body[i] == ',' && !quoted)) {
+      if (index == k) return body.substr(start, i - start);
+      ++index;
+      start = i + 1;
+    }
+  }
+  return {};
 }
 
 bool MentionsAny(const Event& e, const std::vector<std::pair<IdKind, std::string>>& ids) {
@@ -118,6 +142,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options, const
   StoreOptions store_options;
   store_options.read_only = options.read_only;
   SHOAL_ASSIGN_OR_RETURN(engine->store_, KvStore::Open(options.db_dir, store_options));
+  engine->dedupe_ = std::make_unique<EventDedupe>(engine->store_.get(), options.dedupe);
 
   // Configuration: an explicit file is copied into the workspace so later commands use it.
   std::string workspace_config = (fs::path(options.db_dir) / "shoal.toml").string();
@@ -156,22 +181,24 @@ Status Engine::LoadState() {
     g.Put(Column::kMeta, kMetaVersion, kStoreVersion);
     g.Put(Column::kMeta, kMetaSalt, U64Value(suppression_salt_));
     g.Put(Column::kMeta, kMetaFingerprint, U64Value(config_.fingerprint));
+    g.Put(Column::kMeta, kMetaNumEvents, U64Value(0));
     SHOAL_RETURN_IF_ERROR(kv.Write(g, true));
-    return Status::OK();
+    return dedupe_->Load(0, false);
   }
   if (kv.Get(Column::kMeta, kMetaSalt, &value).ok()) suppression_salt_ = ParseU64Value(value);
   SHOAL_RETURN_IF_ERROR(kv.Scan(Column::kSuppressed, "", [&](std::string_view key, std::string_view) -> Result<bool> {
     suppressed_.Insert(DecodeKeyU64(key));
     return true;
   }));
-  // Every stored event id, for dedupe; the last block tells the next sequence number.
-  SHOAL_RETURN_IF_ERROR(kv.Scan(Column::kEventIds, "", [&](std::string_view key, std::string_view ids) -> Result<bool> {
-    next_seq_ = std::max(next_seq_, DecodeKeyU64(key) + 1);
-    Reader r(ids);
-    while (!r.AtEnd() && r.ok()) seen_ids_.Insert(r.Fixed64());
-    if (!r.ok()) return Status::Corruption("event ids of block " + std::to_string(DecodeKeyU64(key)));
-    return true;
-  }));
+  // The next block number: after the last stored block and after the checkpointed position
+  // (a forget may have deleted the last blocks; their numbers are not reused).
+  if (kv.Get(Column::kMeta, kMetaCheckpointSeq, &value).ok()) next_seq_ = ParseU64Value(value) + 1;
+  for (Column c : {Column::kEvents, Column::kEventIds}) {
+    st = kv.LastKey(c, &value);
+    if (st.ok()) next_seq_ = std::max(next_seq_, DecodeKeyU64(value) + 1);
+    else if (!st.IsNotFound()) return st;
+  }
+  SHOAL_RETURN_IF_ERROR(LoadEventIndex());
   uint64_t fingerprint = 0;
   if (kv.Get(Column::kMeta, kMetaFingerprint, &value).ok()) fingerprint = ParseU64Value(value);
   if (kv.Get(Column::kMeta, kMetaLatestEvent, &value).ok()) {
@@ -205,6 +232,26 @@ Status Engine::LoadState() {
   identity_.EnsureSlots(states_.size());  // trailing dead slots
   dirty_.assign(states_.size(), 0);
   return ReplayFrom(checkpoint_seq_ + 1);
+}
+
+Status Engine::LoadEventIndex() {
+  KvStore& kv = *store_;
+  std::string value;
+  if (kv.Get(Column::kMeta, kMetaNumEvents, &value).ok()) {
+    num_events_ = ParseU64Value(value);
+  } else {
+    // A workspace written before the counter existed: count the stored ids once.
+    num_events_ = 0;
+    SHOAL_RETURN_IF_ERROR(kv.Scan(Column::kEventIds, "", [&](std::string_view, std::string_view ids) -> Result<bool> {
+      num_events_ += ids.size() / 8;
+      return true;
+    }));
+    if (!options_.read_only) SHOAL_RETURN_IF_ERROR(kv.Put(Column::kMeta, kMetaNumEvents, U64Value(num_events_), true));
+  }
+  // Blocks not yet in event_index (all of them in a workspace older than it) are indexed here.
+  // A read-only engine never stores events, so it needs no dedupe state.
+  if (options_.read_only) return Status::OK();
+  return dedupe_->Load(num_events_, false);
 }
 
 Status Engine::ReplayFrom(uint64_t first_seq) {
@@ -260,12 +307,21 @@ Status Engine::StoreBlock(const EventBatch& batch, std::span<const uint32_t> ind
   EncodeEvents(batch, indices, &block_scratch_);
   std::string ids;
   ids.reserve(indices.size() * 8);
-  for (uint32_t idx : indices) PutFixed64(&ids, batch.events[idx].id_hash);
+  dedupe_keys_.clear();
+  for (uint32_t idx : indices) {
+    PutFixed64(&ids, batch.events[idx].id_hash);
+    dedupe_keys_.push_back(batch.events[idx].id_hash);
+  }
+  // One atomic write: the block, its ids and the event count; the dedupe layers learn the ids
+  // once they are durable.
   WriteGroup g;
   std::string key = KeyU64(next_seq_);
   g.Put(Column::kEvents, key, block_scratch_);
   g.Put(Column::kEventIds, key, ids);
+  g.Put(Column::kMeta, kMetaNumEvents, U64Value(num_events_ + indices.size()));
   SHOAL_RETURN_IF_ERROR(store_->Write(g, sync));
+  num_events_ += indices.size();
+  SHOAL_RETURN_IF_ERROR(dedupe_->Added(dedupe_keys_, next_seq_));
   ++next_seq_;
   return Status::OK();
 }
@@ -284,11 +340,28 @@ bool Engine::IsSuppressed(const Event& e) const {
 Result<IngestSummary> Engine::Apply(EventBatch& batch, bool sync) {
   if (options_.read_only) return Status::FailedPrecondition("workspace opened read-only");
   IngestSummary summary;
+  // Dedupe: a repeat within the batch keeps its first occurrence (batch_ids_), then one lookup
+  // of the batch's distinct ids in the dedupe layers (event_dedupe.h).
+  batch_ids_.Clear();
+  batch_ids_.Reserve(batch.size());
+  dedupe_keys_.clear();
+  dedupe_first_.clear();
+  for (uint32_t i = 0; i < batch.size(); ++i) {
+    if (IsSuppressed(batch.events[i])) { ++summary.suppressed; continue; }
+    if (!batch_ids_.Insert(batch.events[i].id_hash)) { ++summary.duplicates; continue; }
+    dedupe_keys_.push_back(batch.events[i].id_hash);
+    dedupe_first_.push_back(i);
+  }
+  SHOAL_RETURN_IF_ERROR(dedupe_->Lookup(dedupe_keys_, &dedupe_found_));
+  dedupe_keep_.assign(batch.size(), 0);
+  for (size_t k = 0; k < dedupe_keys_.size(); ++k) {
+    if (dedupe_found_[k]) ++summary.duplicates;
+    else dedupe_keep_[dedupe_first_[k]] = 1;
+  }
   kept_scratch_.clear();
   for (uint32_t i = 0; i < batch.size(); ++i) {
+    if (!dedupe_keep_[i]) continue;
     const Event& e = batch.events[i];
-    if (IsSuppressed(e)) { ++summary.suppressed; continue; }
-    if (!seen_ids_.Insert(e.id_hash)) { ++summary.duplicates; continue; }
     if (e.customer_id.empty() && e.email.empty() && e.anonymous_id.empty()) ++summary.anonymous_baskets;
     kept_scratch_.push_back(i);
   }
@@ -439,13 +512,20 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
     if (!reader_status.ok()) total.unreadable_sources.push_back(spec.path + ": " + reader_status.message());
   }
   SHOAL_RETURN_IF_ERROR(Checkpoint());
+  // Memtables to table files: the next open (an export, a profile lookup) then reads table
+  // files instead of replaying hundreds of MiB of write-ahead log.
+  SHOAL_RETURN_IF_ERROR(store_->Flush());
+  // The bulk load is over: release the spare capacity growth left in every state.
+  for (CustomerState& state : states_) state.ShrinkToFit();
+  states_.shrink_to_fit();
   SHOAL_RETURN_IF_ERROR(quarantine->Flush());
   total.bad = quarantine->total();
   total.bad_by_reason = quarantine->CountsByReason();
   total.profiles = identity_.num_alive();
   total.merges = identity_.stats().merges - merges_before;
   total.seconds = SecondsSince(start);
-  total.state_bytes = MemoryBytes();
+  total.memory = Memory();
+  total.state_bytes = total.memory.Total();
   return total;
 }
 
@@ -583,7 +663,9 @@ Result<TraitTable> Engine::ComputeTraits(std::optional<TimeMicros> as_of) const 
   return TableOf(derived.identity, derived.states, derived.population, *as_of);
 }
 
-Status Engine::ExportCsv(const std::string& path, std::optional<TimeMicros> as_of) const {
+Status Engine::ExportCsv(const std::string& path, std::optional<TimeMicros> as_of,
+                         const std::vector<std::string>& columns) const {
+  if (!columns.empty()) return ExportColumnsCsv(path, as_of, columns);
   SHOAL_ASSIGN_OR_RETURN(TraitTable table, ComputeTraits(as_of));
   // The last build's segments and scores, joined by profile (rows it did not see stay empty).
   auto build = LoadBuild(*this);
@@ -626,6 +708,79 @@ Status Engine::ExportCsv(const std::string& path, std::optional<TimeMicros> as_o
   return Status::OK();
 }
 
+Status Engine::ExportColumnsCsv(const std::string& path, std::optional<TimeMicros> as_of,
+                                const std::vector<std::string>& columns) const {
+  // Resolve every name first: a trait, or a column of the last build.
+  const std::vector<std::string>& build_columns = BuildExportColumns();
+  std::vector<int> trait_of(columns.size(), -1), build_of(columns.size(), -1);
+  bool need_build = false;
+  for (size_t c = 0; c < columns.size(); ++c) {
+    trait_of[c] = catalogue_->Find(columns[c]);
+    if (trait_of[c] >= 0) continue;
+    auto it = std::find(build_columns.begin(), build_columns.end(), columns[c]);
+    if (it == build_columns.end()) {
+      return Status::InvalidArgument("unknown export column '" + columns[c] +
+                                     "' (a trait name of docs/traits.md, or a build column: `shoal export` "
+                                     "without --columns writes them all in its header)");
+    }
+    build_of[c] = static_cast<int>(it - build_columns.begin());
+    need_build = true;
+  }
+  SHOAL_ASSIGN_OR_RETURN(TraitTable table, ComputeTraits(as_of));
+  std::optional<BuildResult> build;
+  std::vector<uint32_t> build_row;
+  if (need_build && !as_of) {
+    auto loaded = LoadBuild(*this);
+    if (!loaded.ok() && !loaded.status().IsNotFound()) return loaded.status();
+    if (loaded.ok()) {
+      build = std::move(loaded).value();
+      build_row.assign(identity_.num_slots(), UINT32_MAX);
+      for (size_t r = 0; r < build->profiles.size(); ++r) {
+        if (build->profiles[r] < build_row.size()) build_row[build->profiles[r]] = static_cast<uint32_t>(r);
+      }
+    }
+  }
+  // The rows are formatted in parallel into one string per chunk, written in order.
+  const size_t n = table.profiles.size();
+  constexpr size_t kRowsPerChunk = 4096;
+  const size_t num_chunks = (n + kRowsPerChunk - 1) / kRowsPerChunk;
+  std::vector<std::string> chunks(num_chunks);
+  ParallelFor(num_chunks, ctx_.Threads(), [&](size_t begin, size_t end, int) {
+    std::string cells;
+    for (size_t chunk = begin; chunk < end; ++chunk) {
+      std::string& out = chunks[chunk];
+      for (size_t row = chunk * kRowsPerChunk; row < std::min(n, (chunk + 1) * kRowsPerChunk); ++row) {
+        AppendCsvText(&out, table.customer_ids[row]);
+        uint32_t br = UINT32_MAX;
+        if (build) {
+          uint32_t profile = table.profiles[row];
+          if (profile < build_row.size()) br = build_row[profile];
+          cells.clear();
+          if (br != UINT32_MAX) AppendBuildCells(*build, br, &cells);
+        }
+        for (size_t c = 0; c < columns.size(); ++c) {
+          out.push_back(',');
+          if (trait_of[c] >= 0) {
+            AppendCsvNumber(&out, table.matrix.values[static_cast<size_t>(trait_of[c]) * n + row]);
+          } else if (br != UINT32_MAX) {
+            out += CsvField(cells, static_cast<size_t>(build_of[c]));
+          }
+        }
+        out.push_back('\n');
+      }
+    }
+  }, 1);
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) return Status::IOError("cannot write export " + path);
+  std::string header = "customer_id";
+  for (const std::string& c : columns) header += "," + c;
+  out << header << '\n';
+  for (const std::string& chunk : chunks) out << chunk;
+  out.flush();
+  if (!out) return Status::IOError("write failed for export " + path);
+  return Status::OK();
+}
+
 Status Engine::ForEachStoredBatch(const std::function<Status(const EventBatch&)>& fn) const {
   EventBatch batch;
   return store_->Scan(Column::kEvents, "", [&](std::string_view key, std::string_view block) -> Result<bool> {
@@ -661,6 +816,7 @@ Result<ForgetSummary> Engine::Forget(std::string_view identifier) {
   std::vector<uint32_t> kept;
   std::vector<std::pair<std::string, std::string>> rewrites;  // key -> new block ("" = delete)
   std::vector<std::string> new_ids;
+  std::vector<uint64_t> removed_ids;
   SHOAL_RETURN_IF_ERROR(store_->Scan(Column::kEvents, "", [&](std::string_view key, std::string_view block) -> Result<bool> {
     batch.Clear();
     SHOAL_RETURN_IF_ERROR(DecodeEvents(block, &batch));
@@ -670,6 +826,7 @@ Result<ForgetSummary> Engine::Forget(std::string_view identifier) {
       Event& e = batch.events[i];
       if (MentionsAny(e, summary.identifiers)) {
         ++summary.events_removed;
+        removed_ids.push_back(e.id_hash);
         changed = true;
         continue;
       }
@@ -703,7 +860,12 @@ Result<ForgetSummary> Engine::Forget(std::string_view identifier) {
       rw.Put(Column::kEventIds, rewrites[i].first, new_ids[i]);
     }
   }
+  std::sort(removed_ids.begin(), removed_ids.end());
+  SHOAL_RETURN_IF_ERROR(dedupe_->Flush());  // every id in event_index, where the deletes apply
+  rw.DeleteU64Keys(Column::kEventIndex, removed_ids);
+  rw.Put(Column::kMeta, kMetaNumEvents, U64Value(num_events_ - summary.events_removed));
   SHOAL_RETURN_IF_ERROR(store_->Write(rw, true));
+  num_events_ -= summary.events_removed;
   SHOAL_RETURN_IF_ERROR(Checkpoint());
 
   // The workspace's quarantine file may hold their raw records: drop those lines.
@@ -724,11 +886,19 @@ Result<ForgetSummary> Engine::Forget(std::string_view identifier) {
   return summary;
 }
 
-size_t Engine::MemoryBytes() const {
-  size_t n = identity_.MemoryBytes() + seen_ids_.MemoryBytes() + suppressed_.MemoryBytes() +
-             states_.capacity() * sizeof(CustomerState) + dirty_.capacity();
-  for (const CustomerState& s : states_) n += s.MemoryBytes();
-  return n;
+size_t Engine::MemoryBytes() const { return Memory().Total(); }
+
+MemoryBreakdown Engine::Memory() const {
+  MemoryBreakdown m;
+  m.dedupe = dedupe_->MemoryBytes() + batch_ids_.MemoryBytes() +
+             dedupe_keys_.capacity() * sizeof(uint64_t) + dedupe_first_.capacity() * sizeof(uint32_t) +
+             dedupe_found_.capacity() + dedupe_keep_.capacity();
+  m.identity = identity_.MemoryBytes();
+  m.states_inline = states_.capacity() * sizeof(CustomerState);
+  for (const CustomerState& s : states_) m.states_heap += s.MemoryBytes() - sizeof(CustomerState);
+  m.other = suppressed_.MemoryBytes() + dirty_.capacity() + dirty_list_.capacity() * sizeof(uint32_t);
+  m.store = store_->Memory();
+  return m;
 }
 
 }  // namespace shoal

@@ -17,6 +17,7 @@
 #include "common/context.h"
 #include "common/flat_hash.h"
 #include "common/status.h"
+#include "engine/event_dedupe.h"
 #include "engine/workspace.h"
 #include "identity/identity_graph.h"
 #include "ingest/quarantine.h"
@@ -34,6 +35,7 @@ struct EngineOptions {
   size_t block_events = 65536;          // events per stored block (and per fsync on ingest)
   size_t checkpoint_blocks = 64;        // checkpoint profile state every this many blocks
   bool read_only = false;               // open without writing (exports beside a server)
+  DedupeOptions dedupe;                 // event-id dedupe memory (event_dedupe.h)
 };
 
 // Progress of a long operation, reported from the working thread.
@@ -48,6 +50,18 @@ struct IngestOptions {
   std::string quarantine_path;   // "" = <db_dir>/quarantine.jsonl
 };
 
+// Where the engine's resident memory goes (bytes). The store's own memory (memtables, block
+// cache, table readers) is reported apart: RocksDB bounds it by StoreOptions.
+struct MemoryBreakdown {
+  size_t dedupe = 0;            // event-id dedupe structure
+  size_t identity = 0;          // identity graph: identifiers, arena, index, profile lists
+  size_t states_inline = 0;     // vector<CustomerState> slots (sizeof * capacity)
+  size_t states_heap = 0;       // the states' own vectors (orders, windows, categories, ...)
+  size_t other = 0;             // dirty flags and lists, suppression set
+  StoreMemory store;            // RocksDB: memtables, block cache, table readers
+  size_t Total() const { return dedupe + identity + states_inline + states_heap + other; }
+};
+
 struct IngestSummary {
   uint64_t records = 0;          // records read (lines / rows / baskets)
   uint64_t events = 0;           // good events parsed
@@ -60,6 +74,7 @@ struct IngestSummary {
   uint64_t merges = 0;           // profile merges during the ingest
   double seconds = 0;
   size_t state_bytes = 0;        // resident bytes of identity, traits and dedupe state after it
+  MemoryBreakdown memory;        // the same, item by item, and the store's own memory
   std::vector<std::pair<std::string, uint64_t>> bad_by_reason;
   std::string quarantine_path;
   std::vector<std::string> unreadable_sources;  // sources that could not be opened at all
@@ -107,7 +122,10 @@ class Engine {
   Result<TraitTable> ComputeTraits(std::optional<TimeMicros> as_of) const;
   // Writes a CSV: customer_id and every trait, one row per profile, then the last build's
   // segment and score columns (BuildExportColumns) when a build exists; empty with as_of.
-  Status ExportCsv(const std::string& path, std::optional<TimeMicros> as_of) const;
+  // With `columns` (trait names and/or build column names), only those, in that order
+  // (InvalidArgument names an unknown one); rows are formatted on ctx.threads.
+  Status ExportCsv(const std::string& path, std::optional<TimeMicros> as_of,
+                   const std::vector<std::string>& columns = {}) const;
 
   // Erases a person: their events, identifiers, profile, and references to them in others'
   // events; their identifiers are suppressed (keyed hash) so a re-ingest does not bring them
@@ -133,12 +151,14 @@ class Engine {
   const KvStore& const_store() const { return *store_; }
   bool read_only() const { return options_.read_only; }
   const Context& context() const { return ctx_; }
-  uint64_t num_events() const { return seen_ids_.size(); }
+  // Events stored (a counter kept with every block, so exact after a crash or reopen).
+  uint64_t num_events() const { return num_events_; }
   // The time traits are computed at by default: ctx.clock if set, else the latest event time
   // stored (so a historical export like CDNOW reads sensibly), else the wall clock.
   TimeMicros DefaultAsOf() const;
-  // Resident bytes of the in-memory state (identity, traits, dedupe set).
+  // Resident bytes of the in-memory state (identity, traits, dedupe set); the store apart.
   size_t MemoryBytes() const;
+  MemoryBreakdown Memory() const;
 
  private:
   Engine() = default;
@@ -149,6 +169,10 @@ class Engine {
     PopulationState population;
   };
   Status LoadState();
+  Status ExportColumnsCsv(const std::string& path, std::optional<TimeMicros> as_of,
+                          const std::vector<std::string>& columns) const;
+  // Reads the stored event count and loads the dedupe layers.
+  Status LoadEventIndex();
   Status ReplayFrom(uint64_t first_seq);
   Status RebuildAll();
   // Applies already-stored events to identity and traits.
@@ -171,7 +195,14 @@ class Engine {
   PopulationState population_;
   std::vector<uint8_t> dirty_;          // per profile slot: changed since the last checkpoint
   std::vector<uint32_t> dirty_list_;
-  FlatSetU64 seen_ids_;                 // event-id hashes of every stored event
+  uint64_t num_events_ = 0;             // stored events (kMeta num_events)
+  std::unique_ptr<EventDedupe> dedupe_;  // which event ids are stored (bounded memory)
+  // Dedupe scratch, reused per batch.
+  FlatSetU64 batch_ids_;                 // id hashes seen in the batch being applied
+  std::vector<uint64_t> dedupe_keys_;    // distinct id hashes of the batch
+  std::vector<uint32_t> dedupe_first_;   // event idx of each distinct id's first occurrence
+  std::vector<uint8_t> dedupe_found_;    // per distinct id: already stored
+  std::vector<uint8_t> dedupe_keep_;     // per event of the batch: store it
   FlatSetU64 suppressed_;               // keyed hashes of forgotten identifiers
   uint64_t suppression_salt_ = 0;
   uint64_t next_seq_ = 1;               // next block sequence number

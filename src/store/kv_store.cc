@@ -1,10 +1,15 @@
 #include "store/kv_store.h"
 
+#include <rocksdb/cache.h>
 #include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/write_buffer_manager.h>
 #include <rocksdb/options.h>
+#include <rocksdb/sst_file_writer.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <vector>
 
@@ -12,7 +17,7 @@ namespace shoal {
 
 namespace {
 const char* const kColumnNames[] = {"default", "events", "event_ids", "profiles",
-                                    "identity", "merges", "models", "suppressed"};
+                                    "identity", "merges", "models", "suppressed", "event_index"};
 static_assert(std::size(kColumnNames) == static_cast<size_t>(Column::kNumColumns));
 
 Status FromRocks(const rocksdb::Status& s, std::string_view what) {
@@ -26,8 +31,14 @@ rocksdb::Slice ToSlice(std::string_view v) { return rocksdb::Slice(v.data(), v.s
 
 struct WriteGroup::Impl {
   struct Op { bool put; Column column; std::string key, value; };
+  struct KeysOp { bool put; Column column; std::vector<uint64_t> keys; };
   std::vector<Op> ops;  // applied at KvStore::Write (column handles live in the store)
+  std::vector<KeysOp> key_ops;  // applied after ops
 };
+
+void EncodeKeyU64(uint64_t v, char* out) {
+  for (int i = 7; i >= 0; --i) { out[i] = static_cast<char>(v & 0xff); v >>= 8; }
+}
 
 WriteGroup::WriteGroup() : impl_(std::make_unique<Impl>()) {}
 WriteGroup::~WriteGroup() = default;
@@ -38,16 +49,34 @@ void WriteGroup::Put(Column column, std::string_view key, std::string_view value
 void WriteGroup::Delete(Column column, std::string_view key) {
   impl_->ops.push_back({false, column, std::string(key), {}});
 }
-size_t WriteGroup::Count() const { return impl_->ops.size(); }
+void WriteGroup::PutU64Keys(Column column, std::span<const uint64_t> keys) {
+  impl_->key_ops.push_back({true, column, std::vector<uint64_t>(keys.begin(), keys.end())});
+}
+void WriteGroup::DeleteU64Keys(Column column, std::span<const uint64_t> keys) {
+  impl_->key_ops.push_back({false, column, std::vector<uint64_t>(keys.begin(), keys.end())});
+}
+size_t WriteGroup::Count() const {
+  size_t n = impl_->ops.size();
+  for (const auto& op : impl_->key_ops) n += op.keys.size();
+  return n;
+}
 size_t WriteGroup::ByteSize() const {
   size_t n = 0;
   for (const auto& op : impl_->ops) n += op.key.size() + op.value.size();
+  for (const auto& op : impl_->key_ops) n += op.keys.size() * 8;
   return n;
 }
-void WriteGroup::Clear() { impl_->ops.clear(); }
+void WriteGroup::Clear() {
+  impl_->ops.clear();
+  impl_->key_ops.clear();
+}
 
 struct KvStore::Impl {
   std::unique_ptr<rocksdb::DB> db;
+  std::shared_ptr<rocksdb::Cache> cache;
+  rocksdb::DBOptions db_options;
+  std::vector<rocksdb::ColumnFamilyOptions> cf_options;  // per Column, for table files we write
+  uint64_t ingest_files = 0;                             // names the files IngestSortedU64Keys writes
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   ~Impl() {
     for (auto* h : handles) {
@@ -73,6 +102,15 @@ Result<std::unique_ptr<KvStore>> KvStore::Open(const std::string& dir, const Sto
   db_options.keep_log_file_num = 3;
   db_options.max_total_wal_size = 512ull << 20;
   db_options.recycle_log_file_num = 0;  // recycled logs could keep erased bytes
+  // Bounded memory: one block cache for every family (index and filter blocks charged to it,
+  // so table readers do not grow with the store) and one budget for all memtables.
+  std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(options.block_cache_mb << 20);
+  db_options.write_buffer_manager =
+      std::make_shared<rocksdb::WriteBufferManager>(options.memtable_budget_mb << 20);
+  rocksdb::BlockBasedTableOptions table_options;
+  table_options.block_cache = cache;
+  table_options.cache_index_and_filter_blocks = true;
+  table_options.pin_l0_filter_and_index_blocks_in_cache = true;
 
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (size_t c = 0; c < static_cast<size_t>(Column::kNumColumns); ++c) {
@@ -88,6 +126,27 @@ Result<std::unique_ptr<KvStore>> KvStore::Open(const std::string& dir, const Sto
     if (c == static_cast<size_t>(Column::kEventIds)) {
       cf.compression = rocksdb::kNoCompression;  // random 64-bit hashes do not compress
       cf.bottommost_compression = rocksdb::kNoCompression;
+    }
+    if (c == static_cast<size_t>(Column::kEventIndex)) {
+      // Point lookups of mostly absent keys: a bloom filter per file (in the block cache) and
+      // one over the memtable answer "absent" without reading a data block.
+      rocksdb::BlockBasedTableOptions index_table = table_options;
+      index_table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+      index_table.whole_key_filtering = true;
+      cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(index_table));
+      // Keys arrive as ingested table files (EventDedupe), rarely through the memtable (erasure
+      // deletes). Lookups are rare (only ids its in-memory filter lets through), so many level-0
+      // files are cheap to keep and compacting them less often saves rewriting random keys.
+      cf.memtable_prefix_bloom_size_ratio = 0.02;
+      cf.memtable_whole_key_filtering = true;
+      cf.write_buffer_size = 4ull << 20;
+      cf.level0_file_num_compaction_trigger = 16;
+      cf.level0_slowdown_writes_trigger = 48;
+      cf.level0_stop_writes_trigger = 64;
+      cf.compression = rocksdb::kNoCompression;
+      cf.bottommost_compression = rocksdb::kNoCompression;
+    } else {
+      cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table_options));
     }
     descriptors.emplace_back(kColumnNames[c], cf);
   }
@@ -110,6 +169,9 @@ Result<std::unique_ptr<KvStore>> KvStore::Open(const std::string& dir, const Sto
     return Status::IOError("cannot open workspace " + dir + ": " + s.ToString() + hint);
   }
   store->impl_->db.reset(raw);
+  store->impl_->cache = std::move(cache);
+  store->impl_->db_options = db_options;
+  for (const auto& d : descriptors) store->impl_->cf_options.push_back(d.options);
   return store;
 }
 
@@ -122,6 +184,16 @@ Status KvStore::Write(WriteGroup& group, bool sync) {
     rocksdb::Status s = op.put ? batch.Put(h, ToSlice(op.key), ToSlice(op.value))
                                : batch.Delete(h, ToSlice(op.key));
     if (!s.ok()) return FromRocks(s, "batch");
+  }
+  char key[8];
+  for (const auto& op : group.impl_->key_ops) {
+    auto* h = impl_->handles[static_cast<size_t>(op.column)];
+    for (uint64_t k : op.keys) {
+      EncodeKeyU64(k, key);
+      rocksdb::Status s = op.put ? batch.Put(h, rocksdb::Slice(key, 8), rocksdb::Slice())
+                                 : batch.Delete(h, rocksdb::Slice(key, 8));
+      if (!s.ok()) return FromRocks(s, "batch");
+    }
   }
   rocksdb::WriteOptions wo;
   wo.sync = sync;
@@ -140,6 +212,71 @@ Status KvStore::Get(Column column, std::string_view key, std::string* value) con
   return FromRocks(impl_->db->Get(rocksdb::ReadOptions(), impl_->handles[static_cast<size_t>(column)],
                                   ToSlice(key), value),
                    "key not found");
+}
+
+Status KvStore::ContainsU64Keys(Column column, std::span<const uint64_t> keys,
+                                std::vector<uint8_t>* found) const {
+  const size_t n = keys.size();
+  found->assign(n, 0);
+  if (n == 0) return Status::OK();
+  std::vector<char> key_bytes(n * 8);
+  std::vector<rocksdb::Slice> key_slices(n);
+  for (size_t i = 0; i < n; ++i) {
+    EncodeKeyU64(keys[i], key_bytes.data() + i * 8);
+    key_slices[i] = rocksdb::Slice(key_bytes.data() + i * 8, 8);
+  }
+  std::vector<rocksdb::PinnableSlice> values(n);
+  std::vector<rocksdb::Status> statuses(n);
+  bool sorted = std::is_sorted(keys.begin(), keys.end());
+  impl_->db->MultiGet(rocksdb::ReadOptions(), impl_->handles[static_cast<size_t>(column)], n,
+                      key_slices.data(), values.data(), statuses.data(), sorted);
+  for (size_t i = 0; i < n; ++i) {
+    if (statuses[i].ok()) {
+      (*found)[i] = 1;
+    } else if (!statuses[i].IsNotFound()) {
+      return FromRocks(statuses[i], "lookup in " + dir_);
+    }
+  }
+  return Status::OK();
+}
+
+Status KvStore::IngestSortedU64Keys(Column column, std::span<const uint64_t> sorted_keys) {
+  if (sorted_keys.empty()) return Status::OK();
+  const size_t c = static_cast<size_t>(column);
+  rocksdb::Options options(impl_->db_options, impl_->cf_options[c]);
+  rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options, impl_->handles[c]);
+  std::string path = (std::filesystem::path(dir_) / ("ingest-" + std::to_string(++impl_->ingest_files) + ".sst")).string();
+  SHOAL_RETURN_IF_ERROR(FromRocks(writer.Open(path), "table file " + path));
+  char key[8];
+  for (uint64_t k : sorted_keys) {
+    EncodeKeyU64(k, key);
+    rocksdb::Status s = writer.Put(rocksdb::Slice(key, 8), rocksdb::Slice());
+    if (!s.ok()) {
+      std::filesystem::remove(path);
+      return FromRocks(s, "table file " + path);
+    }
+  }
+  rocksdb::Status s = writer.Finish();
+  if (s.ok()) {
+    rocksdb::IngestExternalFileOptions io;
+    io.move_files = true;
+    s = impl_->db->IngestExternalFile(impl_->handles[c], {path}, io);
+  }
+  std::error_code ec;
+  std::filesystem::remove(path, ec);  // moved (hard-linked) into the store, or failed
+  return FromRocks(s, "ingest of " + path);
+}
+
+Status KvStore::LastKey(Column column, std::string* key) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->handles[static_cast<size_t>(column)]));
+  it->SeekToLast();
+  if (!it->Valid()) {
+    SHOAL_RETURN_IF_ERROR(FromRocks(it->status(), "scan of " + dir_));
+    return Status::NotFound("empty column");
+  }
+  key->assign(it->key().data(), it->key().size());
+  return Status::OK();
 }
 
 Status KvStore::Scan(Column column, std::string_view start,
@@ -176,6 +313,17 @@ Status KvStore::CompactAll() {
   SHOAL_RETURN_IF_ERROR(Flush());
   SHOAL_RETURN_IF_ERROR(FromRocks(impl_->db->EnableFileDeletions(/*force=*/true), "file deletions"));
   return Status::OK();
+}
+
+StoreMemory KvStore::Memory() const {
+  StoreMemory m;
+  uint64_t v = 0;
+  for (auto* h : impl_->handles) {
+    if (impl_->db->GetIntProperty(h, rocksdb::DB::Properties::kCurSizeAllMemTables, &v)) m.memtables += v;
+    if (impl_->db->GetIntProperty(h, rocksdb::DB::Properties::kEstimateTableReadersMem, &v)) m.table_readers += v;
+  }
+  m.block_cache = impl_->cache ? impl_->cache->GetUsage() : 0;
+  return m;
 }
 
 uint64_t KvStore::DiskBytes() const {

@@ -5,8 +5,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 
@@ -22,13 +24,27 @@ enum class Column : int {
   kMerges,       // merge seq (8 bytes BE) -> merge record
   kModels,       // named blobs: segments, models, rules built by `shoal build`
   kSuppressed,   // keyed hashes of forgotten identifiers -> empty
+  kEventIndex,   // event-id hash (8 bytes BE) -> empty: the exact dedupe index (bloom-filtered)
   kNumColumns,
 };
 
+// RocksDB's memory is bounded by these options (docs/storage.md, "Memory"): memtables by
+// write_buffer_mb per column family and memtable_budget_mb in all, index and filter blocks and
+// data blocks by the one shared block cache.
 struct StoreOptions {
   bool create_if_missing = true;      // create the folder and the database if absent
-  size_t write_buffer_mb = 128;       // memtable size for the events column family
+  size_t write_buffer_mb = 128;       // memtable size of the events, event-id and profile families
+  size_t memtable_budget_mb = 512;    // all memtables together (a flush is forced beyond it)
+  size_t block_cache_mb = 64;         // shared block cache: data, index and filter blocks
   bool read_only = false;             // open for reading only (exports while a server runs)
+};
+
+// RocksDB's own resident memory, from its properties (bytes).
+struct StoreMemory {
+  uint64_t memtables = 0;       // active and immutable memtables, all column families
+  uint64_t block_cache = 0;     // block cache usage (data, and index/filter blocks if cached)
+  uint64_t table_readers = 0;   // index and filter blocks held outside the block cache
+  uint64_t Total() const { return memtables + block_cache + table_readers; }
 };
 
 // An atomic group of writes.
@@ -39,6 +55,10 @@ class WriteGroup {
   WriteGroup(WriteGroup&&) noexcept;
   void Put(Column column, std::string_view key, std::string_view value);
   void Delete(Column column, std::string_view key);
+  // Puts (empty values) / deletes one key per element, each the 8-byte big-endian KeyU64;
+  // stored compactly (no string per key) until Write.
+  void PutU64Keys(Column column, std::span<const uint64_t> keys);
+  void DeleteU64Keys(Column column, std::span<const uint64_t> keys);
   size_t Count() const;
   size_t ByteSize() const;
   void Clear();
@@ -63,6 +83,16 @@ class KvStore {
   Status Put(Column column, std::string_view key, std::string_view value, bool sync = false);
   // NotFound when absent.
   Status Get(Column column, std::string_view key, std::string* value) const;
+  // found[i] = 1 when KeyU64(keys[i]) is present in `column`, else 0 (found resized to
+  // keys.size()). One batched lookup (bloom filters skip files without the key); keys in
+  // ascending order are fastest.
+  Status ContainsU64Keys(Column column, std::span<const uint64_t> keys, std::vector<uint8_t>* found) const;
+  // Adds KeyU64(k) -> "" for every k of `sorted_keys` (strictly ascending) by writing one table
+  // file and ingesting it (no memtable, no write-ahead log: cheap for millions of keys).
+  // Durable on return. Not atomic with other writes: callers record separately what it covers.
+  Status IngestSortedU64Keys(Column column, std::span<const uint64_t> sorted_keys);
+  // The largest key of `column`, NotFound when it is empty.
+  Status LastKey(Column column, std::string* key) const;
   // Calls fn(key, value) for every key >= start in order, until fn returns false or an error.
   Status Scan(Column column, std::string_view start,
               const std::function<Result<bool>(std::string_view key, std::string_view value)>& fn) const;
@@ -72,6 +102,8 @@ class KvStore {
   // Flushes memtables to SST files.
   Status Flush();
   const std::string& dir() const { return dir_; }
+  // RocksDB's resident memory now.
+  StoreMemory Memory() const;
   // Approximate bytes on disk.
   uint64_t DiskBytes() const;
 

@@ -746,6 +746,20 @@ size_t CustomerState::MemoryBytes() const {
   return bytes;
 }
 
+void CustomerState::ShrinkToFit() {
+  if (num_events_ > 0) PruneWindows(LastDay());
+  orders_.shrink_to_fit();
+  activity_.shrink_to_fit();
+  cart_days_.shrink_to_fit();
+  categories_.shrink_to_fit();
+  campaigns_.shrink_to_fit();
+  for (UserTraitState& u : user_) {
+    u.days.shrink_to_fit();
+    u.distinct.shrink_to_fit();
+  }
+  user_.shrink_to_fit();
+}
+
 std::vector<OrderRecord> OrderHistory(const CustomerState& state) {
   std::vector<OrderRecord> out;
   out.reserve(state.orders().size());

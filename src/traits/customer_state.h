@@ -126,6 +126,9 @@ class CustomerState {
 
   // Heap + inline bytes held.
   size_t MemoryBytes() const;
+  // Drops expired window buckets and releases spare vector capacity (after a bulk load, when
+  // growth has slowed). The observable state (values, Serialize bytes) does not change.
+  void ShrinkToFit();
   bool Empty() const { return num_events_ == 0; }
   uint64_t num_events() const { return num_events_; }
   TimeMicros FirstEventTime() const { return first_event_; }

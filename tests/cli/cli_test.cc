@@ -87,6 +87,30 @@ TEST_F(CliTest, CdnowRecipeIngestProfileExportAndForget) {
   }
   EXPECT_EQ(rows, 23570u);
   EXPECT_NEAR(monetary_sum, 2500315.63, 0.01);
+  // --columns: just the RFM columns, same money; an unknown column is an error naming it.
+  CmdResult rfm = Shoal("export --db " + Path("db") + " --out " + Path("rfm.csv") +
+                        " --columns frequency,monetary_total");
+  ASSERT_EQ(rfm.exit_code, 0) << rfm.out;
+  std::ifstream rin(Path("rfm.csv"));
+  std::getline(rin, header);
+  EXPECT_EQ(header, "customer_id,frequency,monetary_total");
+  double rfm_money = 0;
+  size_t rfm_rows = 0;
+  while (std::getline(rin, line)) {
+    ++rfm_rows;
+    std::string cell = line.substr(line.rfind(',') + 1);
+    if (!cell.empty()) rfm_money += std::stod(cell);
+  }
+  EXPECT_EQ(rfm_rows, 23570u);
+  EXPECT_NEAR(rfm_money, 2500315.63, 0.01);
+  CmdResult unknown = Shoal("export --db " + Path("db") + " --out " + Path("x.csv") + " --columns monetary,frequency");
+  EXPECT_EQ(unknown.exit_code, 2) << unknown.out;
+  EXPECT_NE(unknown.out.find("unknown export column 'monetary'"), std::string::npos) << unknown.out;
+  // --memory prints the breakdown.
+  CmdResult memory = Shoal("ingest --quiet --memory --db " + Path("db") + " --mapping " + Recipe("cdnow.toml") + " " +
+                           Data("cdnow/CDNOW_master.txt"));
+  EXPECT_NE(memory.out.find("event-id dedupe"), std::string::npos) << memory.out;
+  EXPECT_NE(memory.out.find("store block cache"), std::string::npos) << memory.out;
   CmdResult forget = Shoal("forget --db " + Path("db") + " 00004");
   ASSERT_EQ(forget.exit_code, 0) << forget.out;
   EXPECT_EQ(Shoal("profile --db " + Path("db") + " 00004").exit_code, 2);

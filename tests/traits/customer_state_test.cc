@@ -260,6 +260,38 @@ TEST(CustomerStateTest, TypicalCustomerFitsInOneKiB) {
   EXPECT_GT(state.MemoryBytes(), sizeof(CustomerState));
 }
 
+// ShrinkToFit releases memory and changes nothing observable: every trait value and the
+// serialized bytes stay identical, and the state keeps updating as before afterwards.
+TEST(CustomerStateTest, ShrinkToFitKeepsEveryValueAndByte) {
+  Workspace w = MakeWorkspace();  // user traits too (windowed days, distinct values)
+  TraitCatalogue catalogue(w.config);
+  for (int c = 0; c < 40; ++c) {
+    EventBatch batch;
+    EventGenerator(7000 + c).Generate(20 + c * 3, &batch);
+    PopulationState pop = MakePopulation();
+    std::vector<const Event*> events = Pointers(batch);
+    size_t half = events.size() / 2;
+    CustomerState shrunk = Feed({events.begin(), events.begin() + static_cast<ptrdiff_t>(half)}, batch, pop, w.config);
+    CustomerState plain = shrunk;
+    size_t before = shrunk.MemoryBytes();
+    shrunk.ShrinkToFit();
+    EXPECT_LE(shrunk.MemoryBytes(), before);
+    EXPECT_EQ(Bytes(shrunk), Bytes(plain));
+    for (size_t i = half; i < events.size(); ++i) {
+      shrunk.Update(*events[i], batch, pop, w.config);
+      plain.Update(*events[i], batch, pop, w.config);
+    }
+    ASSERT_EQ(Bytes(shrunk), Bytes(plain)) << "customer " << c;
+    std::vector<double> a(catalogue.traits().size()), b(catalogue.traits().size());
+    catalogue.ComputeOne(shrunk, pop, AsOf(), a);
+    catalogue.ComputeOne(plain, pop, AsOf(), b);
+    for (size_t t = 0; t < a.size(); ++t) {
+      if (std::isnan(b[t])) EXPECT_TRUE(std::isnan(a[t])) << catalogue.traits()[t].name;
+      else EXPECT_EQ(a[t], b[t]) << catalogue.traits()[t].name;
+    }
+  }
+}
+
 TEST(CustomerStateTest, RemapCategoriesAfterPopulationCombine) {
   Workspace w = MakeWorkspace();
   TraitCatalogue catalogue(w.config);

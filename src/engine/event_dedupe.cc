@@ -1,0 +1,197 @@
+#include "engine/event_dedupe.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <tuple>
+#include <utility>
+
+#include "common/coding.h"
+
+namespace shoal {
+
+namespace {
+
+constexpr std::string_view kMetaIndexedSeq = "event_index_seq";  // last block in event_index
+
+// Hash 0 is stored as 1 everywhere (FlatSetU64 reserves 0), so every layer sees the same key.
+uint64_t Fix(uint64_t h) { return h == 0 ? 1 : h; }
+
+// Sorts 64-bit keys ascending: least-significant-digit radix sort, 8 passes of 8 bits through
+// `scratch` (a flush sorts hundreds of thousands of random hashes; ~5x std::sort's speed).
+void RadixSort(std::vector<uint64_t>* keys, std::vector<uint64_t>* scratch) {
+  const size_t n = keys->size();
+  scratch->resize(n);
+  uint64_t* from = keys->data();
+  uint64_t* to = scratch->data();
+  for (int shift = 0; shift < 64; shift += 8) {
+    size_t counts[257] = {};
+    for (size_t i = 0; i < n; ++i) ++counts[((from[i] >> shift) & 0xff) + 1];
+    for (int b = 0; b < 256; ++b) counts[b + 1] += counts[b];
+    for (size_t i = 0; i < n; ++i) to[counts[(from[i] >> shift) & 0xff]++] = from[i];
+    std::swap(from, to);
+  }
+  // Eight passes: the sorted keys are back in *keys.
+}
+
+// A second, independent mix of the id hash for the bit positions inside a line.
+uint64_t Remix(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  return h;
+}
+
+}  // namespace
+
+IdBloomFilter::IdBloomFilter(size_t capacity_ids, double bits_per_id) : capacity_(capacity_ids) {
+  size_t bits = static_cast<size_t>(std::ceil(static_cast<double>(capacity_ids) * bits_per_id));
+  lines_.assign(std::max<size_t>(1, (bits + 511) / 512), Line{});
+}
+
+size_t IdBloomFilter::LineOf(uint64_t h) const {
+  return static_cast<size_t>((static_cast<unsigned __int128>(h) * lines_.size()) >> 64);
+}
+
+void IdBloomFilter::Insert(uint64_t id_hash) {
+  Line& line = lines_[LineOf(id_hash)];
+  uint64_t bits = Remix(id_hash);
+  for (int k = 0; k < 8; ++k) {  // 8 positions of 9 bits each: word (3 bits) and bit (6 bits)
+    uint32_t pos = static_cast<uint32_t>(bits >> (k * 9)) & 511;
+    line.words[pos >> 6] |= 1ull << (pos & 63);
+  }
+}
+
+bool IdBloomFilter::MayContain(uint64_t id_hash) const {
+  const Line& line = lines_[LineOf(id_hash)];
+  uint64_t bits = Remix(id_hash);
+  for (int k = 0; k < 8; ++k) {
+    uint32_t pos = static_cast<uint32_t>(bits >> (k * 9)) & 511;
+    if (!(line.words[pos >> 6] & (1ull << (pos & 63)))) return false;
+  }
+  return true;
+}
+
+EventDedupe::EventDedupe(KvStore* store, DedupeOptions options)
+    : store_(store), options_(options), recent_(options.flush_ids) {}
+
+Status EventDedupe::Load(uint64_t stored_ids, bool read_only) {
+  std::string value;
+  uint64_t indexed_seq = 0;
+  if (store_->Get(Column::kMeta, kMetaIndexedSeq, &value).ok()) {
+    Reader r(value);
+    indexed_seq = r.Varint();
+  }
+  filter_ = IdBloomFilter(std::max<size_t>(options_.min_filter_ids, 2 * stored_ids), options_.bits_per_id);
+  filter_ids_ = 0;
+  recent_.Clear();
+  recent_last_seq_ = indexed_seq;
+  SHOAL_RETURN_IF_ERROR(store_->Scan(Column::kEventIds, "", [&](std::string_view key, std::string_view ids) -> Result<bool> {
+    uint64_t seq = DecodeKeyU64(key);
+    if (ids.size() % 8 != 0) return Status::Corruption("event ids of block " + std::to_string(seq));
+    for (size_t off = 0; off < ids.size(); off += 8) {
+      uint64_t h;
+      std::memcpy(&h, ids.data() + off, 8);
+      h = Fix(h);
+      filter_.Insert(h);
+      ++filter_ids_;
+      if (seq > indexed_seq) recent_.Insert(h);
+    }
+    if (seq > indexed_seq) recent_last_seq_ = std::max(recent_last_seq_, seq);
+    return true;
+  }));
+  if (filter_ids_ > filter_.capacity()) {
+    filter_ = IdBloomFilter();  // stored_ids was too low a hint: size by the real count
+    SHOAL_RETURN_IF_ERROR(RebuildFilter(2 * filter_ids_));
+  }
+  if (!read_only && recent_.size() >= options_.flush_ids) return Flush();
+  return Status::OK();
+}
+
+Status EventDedupe::RebuildFilter(size_t capacity_ids) {
+  IdBloomFilter filter(capacity_ids, options_.bits_per_id);
+  size_t n = 0;
+  SHOAL_RETURN_IF_ERROR(store_->Scan(Column::kEventIds, "", [&](std::string_view key, std::string_view ids) -> Result<bool> {
+    if (ids.size() % 8 != 0) return Status::Corruption("event ids of block " + std::to_string(DecodeKeyU64(key)));
+    for (size_t off = 0; off < ids.size(); off += 8) {
+      uint64_t h;
+      std::memcpy(&h, ids.data() + off, 8);
+      filter.Insert(Fix(h));
+      ++n;
+    }
+    return true;
+  }));
+  filter_ = std::move(filter);
+  filter_ids_ = n;
+  return Status::OK();
+}
+
+Status EventDedupe::Lookup(std::span<const uint64_t> ids, std::vector<uint8_t>* found) {
+  found->assign(ids.size(), 0);
+  candidates_.clear();
+  candidate_pos_.clear();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    uint64_t h = Fix(ids[i]);
+    if (recent_.Contains(h)) {
+      (*found)[i] = 1;
+    } else if (filter_.MayContain(h)) {
+      candidates_.push_back(h);
+      candidate_pos_.push_back(static_cast<uint32_t>(i));
+    }
+  }
+  if (candidates_.empty()) return Status::OK();
+  if (!std::is_sorted(candidates_.begin(), candidates_.end())) {
+    // The batched lookup is fastest on ascending keys: sort (few) candidates with positions.
+    std::vector<std::pair<uint64_t, uint32_t>> order(candidates_.size());
+    for (size_t c = 0; c < order.size(); ++c) order[c] = {candidates_[c], candidate_pos_[c]};
+    std::sort(order.begin(), order.end());
+    for (size_t c = 0; c < order.size(); ++c) std::tie(candidates_[c], candidate_pos_[c]) = order[c];
+  }
+  SHOAL_RETURN_IF_ERROR(store_->ContainsU64Keys(Column::kEventIndex, candidates_, &candidate_found_));
+  for (size_t c = 0; c < candidates_.size(); ++c) {
+    if (candidate_found_[c]) (*found)[candidate_pos_[c]] = 1;
+  }
+  return Status::OK();
+}
+
+Status EventDedupe::Added(std::span<const uint64_t> ids, uint64_t block_seq) {
+  if (filter_ids_ + ids.size() > filter_.capacity()) {
+    // The block is already in event_ids, so the rebuild includes it.
+    filter_ = IdBloomFilter();
+    // Four times the ids: a growing store rescans event_ids rarely (1M, 4M, 16M, ... ids).
+    SHOAL_RETURN_IF_ERROR(RebuildFilter(std::max(options_.min_filter_ids, 4 * (filter_ids_ + ids.size()))));
+  } else {
+    for (uint64_t h : ids) filter_.Insert(Fix(h));
+    filter_ids_ += ids.size();
+  }
+  for (uint64_t h : ids) recent_.Insert(Fix(h));
+  recent_last_seq_ = std::max(recent_last_seq_, block_seq);
+  if (recent_.size() >= options_.flush_ids) return Flush();
+  return Status::OK();
+}
+
+Status EventDedupe::Flush() {
+  if (recent_.size() == 0) return Status::OK();
+  flush_keys_.clear();
+  flush_keys_.reserve(recent_.size());
+  recent_.ForEach([&](uint64_t k) { flush_keys_.push_back(k); });
+  RadixSort(&flush_keys_, &candidates_);
+  SHOAL_RETURN_IF_ERROR(store_->IngestSortedU64Keys(Column::kEventIndex, flush_keys_));
+  std::string value;
+  PutVarint(&value, recent_last_seq_);
+  SHOAL_RETURN_IF_ERROR(store_->Put(Column::kMeta, kMetaIndexedSeq, value, /*sync=*/true));
+  recent_.Clear();
+  flush_keys_.clear();
+  flush_keys_.shrink_to_fit();
+  candidates_.clear();
+  candidates_.shrink_to_fit();
+  return Status::OK();
+}
+
+size_t EventDedupe::MemoryBytes() const {
+  return filter_.MemoryBytes() + recent_.MemoryBytes() +
+         (candidates_.capacity() + flush_keys_.capacity()) * sizeof(uint64_t) +
+         candidate_pos_.capacity() * sizeof(uint32_t) + candidate_found_.capacity();
+}
+
+}  // namespace shoal

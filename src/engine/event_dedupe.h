@@ -1,0 +1,84 @@
+// EventDedupe: exact event-id dedupe with memory bounded independently of the number of stored
+// events' ids held exactly in RAM. Three layers, checked in order:
+//   1. `recent`: an exact in-memory set of the ids stored since the last index flush (at most
+//      DedupeOptions::flush_ids of them);
+//   2. a blocked Bloom filter over every stored id (about bits_per_id bits each): an id it
+//      rejects was never stored, which is the usual answer while ingesting new data;
+//   3. the store's event_index family (id hash -> "", Bloom-filtered table files): the exact
+//      answer for the few ids the filter lets through (real duplicates and ~1% false alarms),
+//      one batched lookup per block.
+// `recent` is moved into event_index as one sorted table file (no memtable, no write-ahead
+// log) when it reaches flush_ids; kMeta records the last block it covers, so after a crash the
+// ids of later blocks (stored atomically with their events in event_ids) are reloaded.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "common/flat_hash.h"
+#include "common/status.h"
+#include "store/kv_store.h"
+
+namespace shoal {
+
+struct DedupeOptions {
+  size_t flush_ids = 1 << 18;    // ids held exactly in RAM before they go to event_index
+  double bits_per_id = 12;       // Bloom filter bits per stored id (~0.6% false alarms)
+  size_t min_filter_ids = 1 << 20;  // the filter is sized for at least this many ids
+};
+
+// A blocked Bloom filter: each id sets 8 bits within one 64-byte line (one cache miss per
+// probe). Not thread-safe.
+class IdBloomFilter {
+ public:
+  explicit IdBloomFilter(size_t capacity_ids = 0, double bits_per_id = 12);
+  void Insert(uint64_t id_hash);
+  bool MayContain(uint64_t id_hash) const;
+  size_t capacity() const { return capacity_; }
+  size_t MemoryBytes() const { return lines_.size() * sizeof(Line); }
+
+ private:
+  struct alignas(64) Line { uint64_t words[8]; };
+  size_t LineOf(uint64_t h) const;
+  std::vector<Line> lines_;
+  size_t capacity_ = 0;
+};
+
+class EventDedupe {
+ public:
+  EventDedupe(KvStore* store, DedupeOptions options = {});
+
+  // Loads the filter from every stored block's ids (event_ids) and `recent` from the blocks
+  // after the last flushed one; flushes `recent` when it is already full. `stored_ids` (a
+  // hint) sizes the filter.
+  Status Load(uint64_t stored_ids, bool read_only);
+
+  // For each of `ids` (distinct, any order): found[i] = 1 when it was stored before.
+  Status Lookup(std::span<const uint64_t> ids, std::vector<uint8_t>* found);
+
+  // Records the ids of block `block_seq`, just stored durably; flushes `recent` to event_index
+  // when full (the filter is rebuilt larger from event_ids when it is full).
+  Status Added(std::span<const uint64_t> ids, uint64_t block_seq);
+
+  // Moves `recent` into event_index now (before erasure deletes keys there).
+  Status Flush();
+
+  size_t MemoryBytes() const;
+
+ private:
+  Status RebuildFilter(size_t capacity_ids);
+
+  KvStore* store_;
+  DedupeOptions options_;
+  IdBloomFilter filter_;
+  size_t filter_ids_ = 0;           // ids inserted into the filter
+  FlatSetU64 recent_;
+  uint64_t recent_last_seq_ = 0;    // last block whose ids are in `recent`
+  std::vector<uint64_t> candidates_;      // filter positives of a lookup; radix scratch of a flush
+  std::vector<uint32_t> candidate_pos_;
+  std::vector<uint8_t> candidate_found_;
+  std::vector<uint64_t> flush_keys_;
+};
+
+}  // namespace shoal
