@@ -589,6 +589,9 @@ TEST(BuildSourceServerTest, FirstRebuildReplacesTheThresholdSource) {
   auto s = Server::Start(o);
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   httplib::Client c("127.0.0.1", (*s)->port());
+  auto empty = c.Post("/v1/rebuild", "", "application/json");
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(empty->status, 409) << empty->body;  // no profiles to build from yet
   const int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count();
