@@ -112,7 +112,8 @@ Status LiveModel::Deserialize(std::string_view in) {
   for (size_t c = 0; c < n && r.ok(); ++c) {
     segment_ids.push_back(r.ZigZag());
     segment_names.emplace_back(r.String());
-    for (size_t f = 0; f < features.size(); ++f) centroids.push_back(static_cast<float>(r.Double()));
+    for (size_t f = 0; f < features.size(); ++f)
+      centroids.push_back(static_cast<float>(r.Double()));
   }
   have_bgnbd = r.Byte() != 0;
   bgnbd.r = r.Double();
@@ -156,10 +157,12 @@ void ScoreRfmOne(const LiveModel& model, double recency_days, double frequency, 
     return;
   }
   const int f_score = segment::ScoreFromCuts(frequency, model.frequency_cuts, bins);
-  const int r_score = std::isnan(recency_days)
-                          ? 0
-                          : bins + 1 - segment::ScoreFromCuts(recency_days, model.recency_cuts, bins);
-  const int m_score = std::isnan(monetary) ? 0 : segment::ScoreFromCuts(monetary, model.monetary_cuts, bins);
+  const int r_score =
+      std::isnan(recency_days)
+          ? 0
+          : bins + 1 - segment::ScoreFromCuts(recency_days, model.recency_cuts, bins);
+  const int m_score =
+      std::isnan(monetary) ? 0 : segment::ScoreFromCuts(monetary, model.monetary_cuts, bins);
   out->rfm_r = static_cast<uint8_t>(r_score);
   out->rfm_f = static_cast<uint8_t>(f_score);
   out->rfm_m = static_cast<uint8_t>(m_score);
@@ -283,7 +286,8 @@ void ScoreLiveBtyd(const LiveModel& model, const CustomerState& state, TimeMicro
   const double population_value =
       model.have_gamma_gamma && gg.q > 1 ? gg.p * gg.gamma / (gg.q - 1) : kNaN;
   out.p_alive = BgNbdProbabilityAlive(model.bgnbd, xs, txs, Ts);
-  out.expected_orders_90d = BgNbdExpectedPurchases(model.bgnbd, xs, txs, Ts, model.horizon_days / unit);
+  out.expected_orders_90d =
+      BgNbdExpectedPurchases(model.bgnbd, xs, txs, Ts, model.horizon_days / unit);
   out.expected_order_value = xs > 0 && mean > 0 && model.have_gamma_gamma
                                  ? GammaGammaExpectedValue(gg, xs, mean)
                                  : population_value;

@@ -43,8 +43,8 @@ struct LiveModel {
   std::vector<std::string> features;  // = scaler.features
   FeatureScaler scaler;
   double hysteresis = 0.1;
-  std::vector<float> centroids;          // k x features, row-major
-  std::vector<int64_t> segment_ids;      // per centroid
+  std::vector<float> centroids;            // k x features, row-major
+  std::vector<int64_t> segment_ids;        // per centroid
   std::vector<std::string> segment_names;  // per centroid
 
   // BTYD: BG/NBD (+ Gamma-Gamma) as the build fitted them; the calibration period of a score at
@@ -52,8 +52,8 @@ struct LiveModel {
   bool have_bgnbd = false, have_gamma_gamma = false;
   BgNbdParams bgnbd;
   GammaGammaParams gamma_gamma;
-  double unit_days = 7;       // the model's time unit in days
-  double horizon_days = 90;   // expected_orders_90d horizon
+  double unit_days = 7;      // the model's time unit in days
+  double horizon_days = 90;  // expected_orders_90d horizon
   ClvOptions clv;
 
   void Serialize(std::string* out) const;

@@ -16,16 +16,28 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // Extra rule columns after the traits, in the build's order (engine/build.cc RuleTable).
 constexpr const char* kStringColumns[] = {"segment", "rfm_segment"};
-constexpr const char* kNumberColumns[] = {"segment_id", "rfm_r", "rfm_f", "rfm_m", "p_alive",
-                                          "expected_orders_90d", "expected_order_value", "clv"};
+constexpr const char* kNumberColumns[] = {
+    "segment_id",           "rfm_r", "rfm_f", "rfm_m", "p_alive", "expected_orders_90d",
+    "expected_order_value", "clv"};
 constexpr size_t kNumExtra = 10;
 constexpr size_t kFirstScoreColumn = 6;  // p_alive, offset from the first extra column
 
 bool IsDayWindowedTrait(std::string_view name) {
-  static const char* const kWindowed[] = {
-      "orders_7d", "orders_30d", "orders_90d", "orders_365d", "spend_7d", "spend_30d",
-      "spend_90d", "spend_365d", "views_30d", "sessions_30d", "trend_orders", "trend_spend",
-      "new_categories_30d", "cart_abandonment_count", "cart_abandonment_rate"};
+  static const char* const kWindowed[] = {"orders_7d",
+                                          "orders_30d",
+                                          "orders_90d",
+                                          "orders_365d",
+                                          "spend_7d",
+                                          "spend_30d",
+                                          "spend_90d",
+                                          "spend_365d",
+                                          "views_30d",
+                                          "sessions_30d",
+                                          "trend_orders",
+                                          "trend_spend",
+                                          "new_categories_30d",
+                                          "cart_abandonment_count",
+                                          "cart_abandonment_rate"};
   for (const char* w : kWindowed) {
     if (name == w) return true;
   }
@@ -52,7 +64,8 @@ BuildMembershipSource::Clock BuildMembershipSource::ClockOf(std::string_view tra
 
 std::optional<TimeMicros> BuildMembershipSource::Origin(const CustomerState& s, Clock clock) {
   switch (clock) {
-    case Clock::kNone: return std::nullopt;
+    case Clock::kNone:
+      return std::nullopt;
     case Clock::kLastOrder:
       if (s.orders().empty()) return std::nullopt;
       return s.orders().back().timestamp;
@@ -179,7 +192,9 @@ BuildMembershipSource::Evaluation BuildMembershipSource::EvaluateTraits(
   if (audiences_.empty()) return out;
   const LiveScores& sc = out.scores;
   double* extra = values.data() + num_traits_;
-  extra[0] = sc.cluster >= 0 ? static_cast<double>(model_.segment_ids[static_cast<size_t>(sc.cluster)]) : -1.0;
+  extra[0] = sc.cluster >= 0
+                 ? static_cast<double>(model_.segment_ids[static_cast<size_t>(sc.cluster)])
+                 : -1.0;
   extra[1] = sc.rfm_r;
   extra[2] = sc.rfm_f;
   extra[3] = sc.rfm_m;
@@ -234,7 +249,8 @@ void BuildMembershipSource::CachedBtyd(const Engine& engine, uint32_t profile, T
   }
   ScoreLiveBtyd(model_, state, now, out);
   std::lock_guard lock(stripe.mu);
-  stripe.scores[profile] = {key, out->p_alive, out->expected_orders_90d, out->expected_order_value, out->clv};
+  stripe.scores[profile] = {key, out->p_alive, out->expected_orders_90d, out->expected_order_value,
+                            out->clv};
 }
 
 std::vector<std::string> BuildMembershipSource::Names(const Evaluation& e) const {
@@ -261,14 +277,16 @@ std::optional<TimeMicros> BuildMembershipSource::MembershipsAndNextChange(
   std::vector<double> values;
   ComputeTraits(engine, profile, now, &values);
   *memberships = Names(EvaluateTraits(engine, profile, now, /*with_btyd=*/false, &values));
-  return NextChangeTraits(engine, profile, now, std::span<const double>(values.data(), num_traits_));
+  return NextChangeTraits(engine, profile, now,
+                          std::span<const double>(values.data(), num_traits_));
 }
 
 std::optional<TimeMicros> BuildMembershipSource::NextChange(const Engine& engine, uint32_t profile,
                                                             TimeMicros now) const {
   std::vector<double> values;
   ComputeTraits(engine, profile, now, &values);
-  return NextChangeTraits(engine, profile, now, std::span<const double>(values.data(), num_traits_));
+  return NextChangeTraits(engine, profile, now,
+                          std::span<const double>(values.data(), num_traits_));
 }
 
 std::optional<TimeMicros> BuildMembershipSource::NextChangeTraits(
@@ -409,7 +427,8 @@ void BuildMembershipSource::AppendProfileJson(const Engine& engine, uint32_t pro
   *out += ",\"clv\":";
   AppendJsonNumber(out, sc.clv);
   *out += "},\"recommendations\":[";
-  std::string_view recs = profile < recommendations_.size() ? recommendations_[profile] : std::string_view();
+  std::string_view recs =
+      profile < recommendations_.size() ? recommendations_[profile] : std::string_view();
   bool first = true;
   while (!recs.empty()) {
     const size_t semi = recs.find(';');

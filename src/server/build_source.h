@@ -18,9 +18,9 @@
 #include <vector>
 
 #include "engine/live_model.h"
-#include "traits/customer_state.h"
 #include "segment/rules.h"
 #include "server/membership.h"
+#include "traits/customer_state.h"
 
 namespace shoal {
 
@@ -46,9 +46,9 @@ class BuildMembershipSource final : public MembershipSource {
                                        TimeMicros now) const override;
   std::vector<std::string> Definitions() const override;
   // Computes the profile's traits once for both.
-  std::optional<TimeMicros> MembershipsAndNextChange(const Engine& engine, uint32_t profile,
-                                                     TimeMicros now,
-                                                     std::vector<std::string>* memberships) const override;
+  std::optional<TimeMicros> MembershipsAndNextChange(
+      const Engine& engine, uint32_t profile, TimeMicros now,
+      std::vector<std::string>* memberships) const override;
   // ,"build_as_of":..,"rfm":{r,f,m,segment},"segment":{id,name},"audiences":[..],
   // "scores":{p_alive,...},"recommendations":[..] -- the keys of `shoal profile`, live values
   // (recommendations are the build's).
@@ -62,8 +62,7 @@ class BuildMembershipSource final : public MembershipSource {
     LiveScores scores;
     std::vector<uint32_t> audiences;
   };
-  Evaluation Evaluate(const Engine& engine, uint32_t profile, TimeMicros now,
-                      bool with_btyd) const;
+  Evaluation Evaluate(const Engine& engine, uint32_t profile, TimeMicros now, bool with_btyd) const;
   const LiveModel& model() const { return model_; }
   const std::vector<std::string>& audience_names() const { return audience_names_; }
   // The segment id the build gave `profile`, -1 if none.
@@ -80,18 +79,18 @@ class BuildMembershipSource final : public MembershipSource {
   // `values` = the profile's traits at `now` followed by room for the build's extra columns.
   void ComputeTraits(const Engine& engine, uint32_t profile, TimeMicros now,
                      std::vector<double>* values) const;
-  Evaluation EvaluateTraits(const Engine& engine, uint32_t profile, TimeMicros now,
-                            bool with_btyd, std::vector<double>* values) const;
+  Evaluation EvaluateTraits(const Engine& engine, uint32_t profile, TimeMicros now, bool with_btyd,
+                            std::vector<double>* values) const;
   std::vector<std::string> Names(const Evaluation& e) const;
-  std::optional<TimeMicros> NextChangeTraits(const Engine& engine, uint32_t profile,
-                                             TimeMicros now, std::span<const double> traits) const;
+  std::optional<TimeMicros> NextChangeTraits(const Engine& engine, uint32_t profile, TimeMicros now,
+                                             std::span<const double> traits) const;
 
   LiveModel model_;
-  std::vector<int> feature_traits_;     // per model feature: catalogue index (-1 = absent)
-  std::vector<int> support_traits_;     // per model feature: its support trait's index, or -1
-  std::vector<Clock> feature_clock_;    // per model feature
+  std::vector<int> feature_traits_;   // per model feature: catalogue index (-1 = absent)
+  std::vector<int> support_traits_;   // per model feature: its support trait's index, or -1
+  std::vector<Clock> feature_clock_;  // per model feature
   int recency_trait_ = -1, frequency_trait_ = -1, monetary_trait_ = -1;
-  std::vector<int64_t> built_segment_;  // per profile slot
+  std::vector<int64_t> built_segment_;        // per profile slot
   std::vector<std::string> recommendations_;  // per profile slot, the build's "a;b;c"
   size_t num_traits_ = 0;
   segment::RuleSchema schema_;
@@ -105,8 +104,8 @@ class BuildMembershipSource final : public MembershipSource {
     double days;
   };
   std::vector<ClockComparison> clock_comparisons_;
-  bool midnight_ = false;   // something changes at UTC midnights
-  bool fallback_ = false;   // something is re-checked every kFallbackMinutes
+  bool midnight_ = false;  // something changes at UTC midnights
+  bool fallback_ = false;  // something is re-checked every kFallbackMinutes
 
   // BTYD scores per profile, keyed by what they depend on (the orders and the day): a profile
   // looked up again costs no special functions (a degenerate fit makes them slow).

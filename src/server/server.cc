@@ -94,6 +94,7 @@ int HttpStatusOf(const Status& st) {
     case Status::Code::kInvalidArgument:
     case Status::Code::kParseError: return 400;
     case Status::Code::kUnavailable: return 503;
+    case Status::Code::kFailedPrecondition: return 409;  // e.g. a rebuild with no profiles yet
     default: return 500;
   }
 }

@@ -1,6 +1,8 @@
 // The build's models live in the server: BuildMembershipSource against the build it loads, the
 // NextChange contract on a generated shop, an event moving a customer to a webhook, a
 // time-driven audience from the timer, and a rebuild while events stream.
+#include "server/build_source.h"
+
 #include <simdjson.h>
 
 #include <map>
@@ -9,7 +11,6 @@
 #include "engine/build.h"
 #include "engine/engine.h"
 #include "generate/generate.h"
-#include "server/build_source.h"
 #include "test_support.h"
 
 namespace shoal {
@@ -71,7 +72,8 @@ const std::string& BuiltShopTemplate() {
 }
 
 std::string CopyShop(const TempDir& dir) {
-  std::filesystem::copy(BuiltShopTemplate(), dir.Sub("db"), std::filesystem::copy_options::recursive);
+  std::filesystem::copy(BuiltShopTemplate(), dir.Sub("db"),
+                        std::filesystem::copy_options::recursive);
   return dir.Sub("db");
 }
 
@@ -94,19 +96,24 @@ void ExpectAgreesWithBuild(const Engine& engine) {
   for (size_t row = 0; row < build->profiles.size(); ++row) {
     auto e = (*source)->Evaluate(engine, build->profiles[row], model.as_of, /*with_btyd=*/true);
     rfm_diff += e.scores.rfm_r != build->rfm.r[row] || e.scores.rfm_f != build->rfm.f[row] ||
-                e.scores.rfm_m != build->rfm.m[row] || e.scores.rfm_segment != build->rfm.segment[row];
-    const int64_t live_id = e.scores.cluster < 0 ? -1 : model.segment_ids[static_cast<size_t>(e.scores.cluster)];
+                e.scores.rfm_m != build->rfm.m[row] ||
+                e.scores.rfm_segment != build->rfm.segment[row];
+    const int64_t live_id =
+        e.scores.cluster < 0 ? -1 : model.segment_ids[static_cast<size_t>(e.scores.cluster)];
     segment_diff += live_id != build->segment_id[row];
     audience_diff += e.audiences != build->audiences[row];
-    const bool scores_differ = !SameNumber(e.scores.p_alive, build->p_alive[row]) ||
-                               !SameNumber(e.scores.expected_orders_90d, build->expected_orders_90d[row]) ||
-                               !SameNumber(e.scores.expected_order_value, build->expected_order_value[row]) ||
-                               !SameNumber(e.scores.clv, build->clv[row]);
+    const bool scores_differ =
+        !SameNumber(e.scores.p_alive, build->p_alive[row]) ||
+        !SameNumber(e.scores.expected_orders_90d, build->expected_orders_90d[row]) ||
+        !SameNumber(e.scores.expected_order_value, build->expected_order_value[row]) ||
+        !SameNumber(e.scores.clv, build->clv[row]);
     if (scores_differ && score_diff == 0) {
-      ADD_FAILURE() << "row " << row << ": p_alive " << e.scores.p_alive << " vs " << build->p_alive[row]
-                    << ", expected_orders_90d " << e.scores.expected_orders_90d << " vs "
-                    << build->expected_orders_90d[row] << ", value " << e.scores.expected_order_value << " vs "
-                    << build->expected_order_value[row] << ", clv " << e.scores.clv << " vs " << build->clv[row];
+      ADD_FAILURE() << "row " << row << ": p_alive " << e.scores.p_alive << " vs "
+                    << build->p_alive[row] << ", expected_orders_90d "
+                    << e.scores.expected_orders_90d << " vs " << build->expected_orders_90d[row]
+                    << ", value " << e.scores.expected_order_value << " vs "
+                    << build->expected_order_value[row] << ", clv " << e.scores.clv << " vs "
+                    << build->clv[row];
     }
     score_diff += scores_differ;
     for (uint32_t a : e.audiences) sizes[build->audience_names[a]]++;
@@ -153,15 +160,22 @@ TEST(BuildSourceTest, LiveMembershipsEqualTheBuildsBeforeAndAfterARebuildWithHys
     memberships += m.size();
     ++n;
   }
-  const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() / n;
+  const double us =
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() /
+      n;
   const auto start_scores = std::chrono::steady_clock::now();
   for (uint32_t p = 0; p < (*engine)->identity().num_slots(); ++p) {
-    if ((*engine)->identity().Alive(p)) (void)(*source)->Evaluate(**engine, p, now, /*with_btyd=*/true);
+    if ((*engine)->identity().Alive(p))
+      (void)(*source)->Evaluate(**engine, p, now, /*with_btyd=*/true);
   }
   const double us_scores =
-      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start_scores).count() / n;
-  std::printf("live source: %.1f us per profile (memberships + next change), %.2f memberships each; "
-              "%.1f us with the BTYD scores (profile lookups)\n", us, static_cast<double>(memberships) / n, us_scores);
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start_scores)
+          .count() /
+      n;
+  std::printf(
+      "live source: %.1f us per profile (memberships + next change), %.2f memberships each; "
+      "%.1f us with the BTYD scores (profile lookups)\n",
+      us, static_cast<double>(memberships) / n, us_scores);
   EXPECT_GE(memberships, n);  // every profile has an RFM cell
   RecordProperty("us_per_profile", std::to_string(us));
 }
@@ -201,7 +215,8 @@ TEST(BuildSourceTest, NoMembershipChangesBeforeNextChange) {
   // Some scheduled moments are real changes (most are midnight re-checks of windowed traits, or
   // an R score moving inside one RFM cell: early, allowed).
   EXPECT_GT(changed_at, 0u);
-  std::printf("next change: %zu of %zu profiles change at the scheduled moment\n", changed_at, checked);
+  std::printf("next change: %zu of %zu profiles change at the scheduled moment\n", changed_at,
+              checked);
 }
 
 // Walking 200 days forward from change to change: nothing changes between scheduled moments,
@@ -241,13 +256,15 @@ WalkCounts WalkForward(const Engine& engine, const BuildMembershipSource& s, siz
         break;
       }
       for (double q : {0.25, 0.5, 0.75, 0.999}) {
-        const TimeMicros mid = t + static_cast<TimeMicros>(q * static_cast<double>(*next - t - 1001));
+        const TimeMicros mid =
+            t + static_cast<TimeMicros>(q * static_cast<double>(*next - t - 1001));
         c.violations += s.Memberships(engine, p, mid) != held;
       }
       auto after = s.Memberships(engine, p, *next);
       if (after != held) {
         ++c.changes;
-        if (segment_of(after) != segment_of(held) && *next % kMicrosPerDay != 0) ++c.segment_changes_off_midnight;
+        if (segment_of(after) != segment_of(held) && *next % kMicrosPerDay != 0)
+          ++c.segment_changes_off_midnight;
       }
       held = std::move(after);
       t = *next;
@@ -293,8 +310,9 @@ rule = "recency_days > 60d"
   WalkCounts c = WalkForward(**engine, **source, 60);
   EXPECT_EQ(c.violations, 0u);
   EXPECT_GT(c.segment_changes_off_midnight, 0u);
-  std::printf("walk (RFM features): %zu steps, %zu changes, %zu segment flips found by the closed form\n", c.steps,
-              c.changes, c.segment_changes_off_midnight);
+  std::printf(
+      "walk (RFM features): %zu steps, %zu changes, %zu segment flips found by the closed form\n",
+      c.steps, c.changes, c.segment_changes_off_midnight);
 }
 
 // A server over the shop with a clock that starts at the build's as_of and runs in real time.
@@ -308,7 +326,9 @@ LiveServer StartServer(const std::string& db, const std::string& extra_toml, Tim
   LiveServer out;
   auto t0 = std::chrono::steady_clock::now();
   out.clock = [base, t0] {
-    return base + std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+    return base + std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::steady_clock::now() - t0)
+                      .count();
   };
   ServerOptions o;
   o.db_dir = db;
@@ -383,8 +403,10 @@ TEST(BuildSourceServerTest, AnOrderMovesAnAtRiskCustomerAndTheWebhookReceivesIt)
   httplib::Client c("127.0.0.1", s.server->port());
   const int64_t ms = s.clock() / 1000;
   auto sent = std::chrono::steady_clock::now();
-  auto r = c.Post("/v1/events", R"({"event_id":"big-1","type":"order","timestamp":)" + std::to_string(ms) +
-                                    R"(,"customer_id":")" + customer + R"(","total":5000})", "application/json");
+  auto r = c.Post("/v1/events",
+                  R"({"event_id":"big-1","type":"order","timestamp":)" + std::to_string(ms) +
+                      R"(,"customer_id":")" + customer + R"(","total":5000})",
+                  "application/json");
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   auto mine = [&](const std::vector<Receiver::Delivery>& all) {
@@ -395,17 +417,21 @@ TEST(BuildSourceServerTest, AnOrderMovesAnAtRiskCustomerAndTheWebhookReceivesIt)
     return out;
   };
   const std::string exited = "rfm:" + old_rfm;
-  ASSERT_TRUE(receiver.WaitFor([&](const auto& all) {
-    for (const auto& b : mine(all)) {
-      if (Field(b, "membership") == exited && Field(b, "type") == "exited") return true;
-    }
-    return false;
-  }, 5));
-  double latency_ms = std::chrono::duration<double, std::milli>(receiver.deliveries().back().at - sent).count();
+  ASSERT_TRUE(receiver.WaitFor(
+      [&](const auto& all) {
+        for (const auto& b : mine(all)) {
+          if (Field(b, "membership") == exited && Field(b, "type") == "exited") return true;
+        }
+        return false;
+      },
+      5));
+  double latency_ms =
+      std::chrono::duration<double, std::milli>(receiver.deliveries().back().at - sent).count();
   bool entered_rfm = false;
   for (const auto& b : mine(receiver.deliveries())) {
     EXPECT_NE(b.find(R"("cause":{"kind":"event","event_id":"big-1")"), std::string::npos) << b;
-    if (Field(b, "type") == "entered" && Field(b, "membership").rfind("rfm:", 0) == 0) entered_rfm = true;
+    if (Field(b, "type") == "entered" && Field(b, "membership").rfind("rfm:", 0) == 0)
+      entered_rfm = true;
   }
   EXPECT_TRUE(entered_rfm);
   EXPECT_LT(latency_ms, 2000);
@@ -435,15 +461,17 @@ TEST(BuildSourceServerTest, NoOrderFor60DaysFiresFromTheTimerAtItsMoment) {
   int port = FreePort();
   Receiver receiver(port);
   receiver.Start();
-  LiveServer s = StartServer(db, Destination(port) + "memberships = [\"audience:lapsed_60\"]\n", as_of);
+  LiveServer s =
+      StartServer(db, Destination(port) + "memberships = [\"audience:lapsed_60\"]\n", as_of);
   ASSERT_TRUE(s.server);
   httplib::Client c("127.0.0.1", s.server->port());
   // A new customer whose only order is 60 days minus 1.5 s old: "recency_days > 60d" becomes
   // true 1.5 s from now, with no event.
   const TimeMicros order_at = s.clock() - 60 * kMicrosPerDay + 1'500'000;
   const TimeMicros crossing = order_at + 60 * kMicrosPerDay;
-  auto r = c.Post("/v1/events", R"({"event_id":"old-order","type":"order","timestamp":)" +
-                                    std::to_string(order_at / 1000) + R"(,"customer_id":"LAPSING","total":40})",
+  auto r = c.Post("/v1/events",
+                  R"({"event_id":"old-order","type":"order","timestamp":)" +
+                      std::to_string(order_at / 1000) + R"(,"customer_id":"LAPSING","total":40})",
                   "application/json");
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(c.Get("/v1/profiles/LAPSING")->body.find("audience:lapsed_60"), std::string::npos);
@@ -488,9 +516,10 @@ TEST(BuildSourceServerTest, RebuildSwapsWhileEventsStreamAndEveryChangeIsDeliver
     int i = 0;
     while (streaming.load() || i < 100) {
       const std::string& who = customers[static_cast<size_t>(i) % customers.size()];
-      std::string body = R"({"event_id":"stream-)" + std::to_string(i) + R"(","type":"order","timestamp":)" +
-                         std::to_string(s.clock() / 1000) + R"(,"customer_id":")" + who +
-                         R"(","total":)" + std::to_string(20 + (i * 37) % 900) + "}";
+      std::string body = R"({"event_id":"stream-)" + std::to_string(i) +
+                         R"(","type":"order","timestamp":)" + std::to_string(s.clock() / 1000) +
+                         R"(,"customer_id":")" + who + R"(","total":)" +
+                         std::to_string(20 + (i * 37) % 900) + "}";
       auto r = c.Post("/v1/events", body, "application/json");
       (r && r->status == 200 ? stored : failed).fetch_add(1);
       ++i;
@@ -536,13 +565,14 @@ TEST(BuildSourceServerTest, RebuildSwapsWhileEventsStreamAndEveryChangeIsDeliver
   size_t disagreements = 0;
   for (const auto& [key, l] : last_record) {
     auto it = profiles.find(key.first);
-    if (it == profiles.end()) it = profiles.emplace(key.first, c.Get("/v1/profiles/" + key.first)->body).first;
+    if (it == profiles.end())
+      it = profiles.emplace(key.first, c.Get("/v1/profiles/" + key.first)->body).first;
     const bool member = it->second.find("\"" + key.second + "\"") != std::string::npos;
     disagreements += member != l.entered;
   }
   EXPECT_EQ(disagreements, 0u);
-  std::printf("rebuild while streaming: %d events, %zu records (%zu caused by the rebuild): %s\n", stored.load(),
-              receiver.count(), rebuild_records, r->body.c_str());
+  std::printf("rebuild while streaming: %d events, %zu records (%zu caused by the rebuild): %s\n",
+              stored.load(), receiver.count(), rebuild_records, r->body.c_str());
 }
 
 TEST(BuildSourceServerTest, BuildBesideARunningServerSaysToUsePostRebuild) {
@@ -554,24 +584,31 @@ TEST(BuildSourceServerTest, BuildBesideARunningServerSaysToUsePostRebuild) {
   eo.db_dir = db;
   auto engine = Engine::Open(eo, Context());  // what `shoal build` does first
   ASSERT_FALSE(engine.ok());
-  EXPECT_NE(engine.status().message().find("POST /v1/rebuild"), std::string::npos) << engine.status().message();
+  EXPECT_NE(engine.status().message().find("POST /v1/rebuild"), std::string::npos)
+      << engine.status().message();
 }
 
 TEST(BuildSourceServerTest, FirstRebuildReplacesTheThresholdSource) {
   TempDir dir;
-  WriteFile(dir.Sub("db/shoal.toml"), "[[audiences]]\nname = \"big\"\nrule = \"monetary_total > 100\"\n");
+  WriteFile(dir.Sub("db/shoal.toml"),
+            "[[audiences]]\nname = \"big\"\nrule = \"monetary_total > 100\"\n");
   ServerOptions o;
   o.db_dir = dir.Sub("db");
   o.port = 0;
   auto s = Server::Start(o);
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   httplib::Client c("127.0.0.1", (*s)->port());
+  auto empty = c.Post("/v1/rebuild", "", "application/json");
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(empty->status, 409) << empty->body;  // no profiles to build from yet
   const int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                         std::chrono::system_clock::now().time_since_epoch()).count();
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
   for (int i = 1; i <= 40; ++i) {
-    auto r = c.Post("/v1/events", R"({"event_id":"e)" + std::to_string(i) + R"(","type":"order","timestamp":)" +
-                                      std::to_string(ms - i * 86'400'000LL) + R"(,"customer_id":"C)" +
-                                      std::to_string(i) + R"(","total":)" + std::to_string(i * 7) + "}",
+    auto r = c.Post("/v1/events",
+                    R"({"event_id":"e)" + std::to_string(i) + R"(","type":"order","timestamp":)" +
+                        std::to_string(ms - i * 86'400'000LL) + R"(,"customer_id":"C)" +
+                        std::to_string(i) + R"(","total":)" + std::to_string(i * 7) + "}",
                     "application/json");
     ASSERT_EQ(r->status, 200);
   }
