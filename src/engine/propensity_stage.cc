@@ -581,7 +581,8 @@ Result<ModelOutcome> FitOne(const PropensityData& data, size_t m, const Propensi
   }
   // The exported score: the model, unless BG/NBD ranks the held-out customers better (AUC).
   const bool use_bgnbd = bgnbd_eval && bgnbd_eval->auc > model_eval.auc;
-  out.json += ",\"status\":\"ok\",\"training_rows\":" + std::to_string(train.rows) + ",\"training_positives\":" +
+  out.json += ",\"status\":\"ok\",\"evaluation_rounds\":" + std::to_string(eval_model.rounds()) +
+              ",\"training_rows\":" + std::to_string(train.rows) + ",\"training_positives\":" +
               std::to_string(train_pos) + ",\"evaluation\":{";
   char buf[256];
   std::snprintf(buf, sizeof buf, "held-out cut-off %s, trained on %zu rows of %zu earlier cut-offs\n",
@@ -680,7 +681,12 @@ Result<PropensityStageResult> RunPropensityStage(const Engine& engine, TimeMicro
                 ",\"referral_events\":" + std::to_string(data.referral_events) + ",\"models\":{";
   result.report = "propensity models (held-out evaluation by time; baselines on the same rows):\n";
   for (size_t m = 0; m < kNumPropensityModels; ++m) {
+    auto t_model = std::chrono::steady_clock::now();
     SHOAL_ASSIGN_OR_RETURN(ModelOutcome outcome, FitOne(data, m, settings, engine.context()));
+    if (!quiet) {
+      std::fprintf(stderr, "build: propensity %s (%.2f s)\n", kModelNames[m],
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t_model).count());
+    }
     if (m) result.json += ',';
     AppendJsonString(&result.json, kModelNames[m]);
     result.json += ':' + outcome.json;
