@@ -253,14 +253,18 @@ Result<PropensityData> BuildPropensityData(const Engine& engine, TimeMicros as_o
   PropensityData data;
   SHOAL_ASSIGN_OR_RETURN(LabelRecords records, CollectLabelRecords(engine, as_of));
   data.referral_events = records.referrals.size();
-  if (records.first_event == INT64_MAX) return Status::FailedPrecondition("no events before the build time");
-  const int64_t first_day = DayOf(records.first_event);
+  const bool any_event = records.first_event != INT64_MAX;
+  const int64_t first_day = any_event ? DayOf(records.first_event) : 0;
   // Each model's cut-off days: the held-out one, then back by the spacing; a cut-off needs a day of
   // data before it and its window must end at or before the build time.
   std::array<std::vector<int64_t>, kNumPropensityModels> model_days;
   std::set<int64_t> all_days;
   for (size_t m = 0; m < kNumPropensityModels; ++m) {
     const int64_t h = settings.horizon_days[m];
+    if (!any_event) {
+      data.skipped[m] = "no events before the build time";
+      continue;
+    }
     const int64_t latest = settings.holdout_day.value_or(DayOf(as_of) - h);
     if ((latest + h) * kMicrosPerDay > as_of) {
       data.skipped[m] = "the held-out cut-off " + FormatDate(latest * kMicrosPerDay) + " plus the " +

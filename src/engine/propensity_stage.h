@@ -34,7 +34,7 @@ struct PropensitySettings {
   // Label windows in days: purchase, churn, upgrade, referral.
   std::array<int, kNumPropensityModels> horizon_days = {30, 90, 90, 90};
   double upgrade_quantile = 0.75;     // the customer's own unit-price quantile an upgrade beats
-  size_t max_rows_per_cutoff = 200000;  // rows sampled per cut-off for training (0 = all)
+  size_t max_rows_per_cutoff = 20000;  // rows sampled per cut-off for training (0 = all)
   // XGBoost options (docs/config.md); the library's defaults except shallow, well-populated trees
   // (max_depth 2, min_child_weight 20): purchase and churn trees correct BG/NBD rather than
   // replace it, and deeper trees lost to it on CDNOW's held-out quarter.

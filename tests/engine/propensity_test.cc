@@ -48,7 +48,7 @@ std::string Text(simdjson::dom::element doc, std::initializer_list<const char*> 
 
 // Issue 5 acceptance on CDNOW: features as of week 39 (cut-off 1997-10-01), label = a purchase in
 // weeks 40-52 (91 days); the purchase model's held-out AUC is at least BG/NBD's P(>= 1 purchase).
-TEST(PropensityTest, CdnowPurchaseModelRanksAtLeastAsWellAsBgNbd) {
+TEST(PropensityStageTest, CdnowPurchaseModelRanksAtLeastAsWellAsBgNbd) {
   std::string dir = TempPath("cdnow");
   fs::create_directories(dir);
   {
@@ -156,7 +156,7 @@ Shop IngestShop(const std::string& name, uint64_t customers, uint64_t seed) {
 
 // A generated shop: the four scores exist and are probabilities, and the purchase model ranks the
 // held-out month better than recency alone (and than BG/NBD).
-TEST(PropensityTest, GeneratedShopHasFourScoresAndThePurchaseModelBeatsRecency) {
+TEST(PropensityStageTest, GeneratedShopHasFourScoresAndThePurchaseModelBeatsRecency) {
   Shop shop = IngestShop("shop", 3000, 7);
   BuildOptions options;
   options.quiet = true;
@@ -207,7 +207,7 @@ TEST(PropensityTest, GeneratedShopHasFourScoresAndThePurchaseModelBeatsRecency) 
 // Features at a cut-off are the traits as of it (ComputeTraits), and nothing after the last label
 // window reaches the training rows: a workspace with every later event removed gives the same
 // features and labels, byte for byte.
-TEST(PropensityTest, TrainingRowsDoNotSeeEventsAfterTheirWindows) {
+TEST(PropensityStageTest, TrainingRowsDoNotSeeEventsAfterTheirWindows) {
   Shop full = IngestShop("leak-full", 1500, 5);
   const TimeMicros as_of = full.engine->DefaultAsOf();
   PropensitySettings settings;
