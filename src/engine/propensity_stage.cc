@@ -20,7 +20,8 @@ namespace shoal {
 
 namespace {
 
-constexpr const char* kModelNames[kNumPropensityModels] = {"purchase", "churn", "upgrade", "referral"};
+constexpr const char* kModelNames[kNumPropensityModels] = {"purchase", "churn", "upgrade",
+                                                           "referral"};
 constexpr float kNoLabel = __builtin_nanf("");
 // Fewest labelled training rows, and positives/negatives on each side, for a model to be fitted.
 constexpr size_t kMinTrainingRows = 50;
@@ -37,8 +38,14 @@ uint64_t Mix64(uint64_t x) {
 // lines, NaN when none), priced lines (time, unit price) and referral events (time), each sorted
 // by (profile, time) and indexed by CSR offsets.
 struct LabelRecords {
-  struct Order { TimeMicros t; double mean_unit_price; };
-  struct Price { TimeMicros t; double unit_price; };
+  struct Order {
+    TimeMicros t;
+    double mean_unit_price;
+  };
+  struct Price {
+    TimeMicros t;
+    double unit_price;
+  };
   std::vector<uint64_t> order_offsets, price_offsets, referral_offsets;  // num_profiles + 1
   std::vector<Order> orders;
   std::vector<Price> prices;
@@ -57,8 +64,8 @@ struct LabelRecords {
 };
 
 template <typename T>
-void Csr(std::vector<std::pair<uint32_t, T>>& items, size_t num_profiles, std::vector<uint64_t>* offsets,
-         std::vector<T>* out) {
+void Csr(std::vector<std::pair<uint32_t, T>>& items, size_t num_profiles,
+         std::vector<uint64_t>* offsets, std::vector<T>* out) {
   std::stable_sort(items.begin(), items.end(), [](const auto& a, const auto& b) {
     return a.first != b.first ? a.first < b.first : a.second.t < b.second.t;
   });
@@ -71,7 +78,9 @@ void Csr(std::vector<std::pair<uint32_t, T>>& items, size_t num_profiles, std::v
 }
 
 Result<LabelRecords> CollectLabelRecords(const Engine& engine, TimeMicros as_of) {
-  struct TimeOnly { TimeMicros t; };
+  struct TimeOnly {
+    TimeMicros t;
+  };
   std::vector<std::pair<uint32_t, LabelRecords::Order>> orders;
   std::vector<std::pair<uint32_t, LabelRecords::Price>> prices;
   std::vector<std::pair<uint32_t, TimeOnly>> referrals;
@@ -85,8 +94,10 @@ Result<LabelRecords> CollectLabelRecords(const Engine& engine, TimeMicros as_of)
       if (!is_order && !is_referral) continue;
       uint32_t profile = kNoProfile;
       if (!e.customer_id.empty()) profile = identity.Find(IdKind::kCustomerId, e.customer_id);
-      if (profile == kNoProfile && !e.email.empty()) profile = identity.Find(IdKind::kEmail, e.email);
-      if (profile == kNoProfile && !e.anonymous_id.empty()) profile = identity.Find(IdKind::kAnonymousId, e.anonymous_id);
+      if (profile == kNoProfile && !e.email.empty())
+        profile = identity.Find(IdKind::kEmail, e.email);
+      if (profile == kNoProfile && !e.anonymous_id.empty())
+        profile = identity.Find(IdKind::kAnonymousId, e.anonymous_id);
       if (profile == kNoProfile) continue;
       if (is_referral) {
         referrals.push_back({profile, {e.timestamp}});
@@ -100,7 +111,8 @@ Result<LabelRecords> CollectLabelRecords(const Engine& engine, TimeMicros as_of)
         ++priced;
         prices.push_back({profile, {e.timestamp, line.unit_price}});
       }
-      orders.push_back({profile, {e.timestamp, priced ? sum / static_cast<double>(priced) : std::nan("")}});
+      orders.push_back(
+          {profile, {e.timestamp, priced ? sum / static_cast<double>(priced) : std::nan("")}});
     }
     return Status::OK();
   }));
@@ -128,13 +140,16 @@ std::vector<int> DistinctHorizons(const PropensitySettings& s) {
   return {h.begin(), h.end()};
 }
 
-std::string HorizonFeature(const char* stem, int days) { return std::string(stem) + std::to_string(days) + "d"; }
+std::string HorizonFeature(const char* stem, int days) {
+  return std::string(stem) + std::to_string(days) + "d";
+}
 
 // Fills rows x d features of the snapshot rows `selected`: traits, then BG/NBD P(alive) and per
 // horizon the expected orders and P(at least one order), from a BG/NBD fitted on the orders
 // before the snapshot time only.
-void FillFeatures(const AsOfSnapshot& snap, std::span<const uint32_t> selected, const std::vector<int>& horizons,
-                  size_t d, double unit_days, const Context& ctx, std::vector<float>* features) {
+void FillFeatures(const AsOfSnapshot& snap, std::span<const uint32_t> selected,
+                  const std::vector<int>& horizons, size_t d, double unit_days, const Context& ctx,
+                  std::vector<float>* features) {
   const size_t rows = selected.size();
   const size_t num_traits = snap.table.matrix.traits.size();
   features->assign(rows * d, kNoLabel);
@@ -179,18 +194,23 @@ void FillFeatures(const AsOfSnapshot& snap, std::span<const uint32_t> selected, 
   auto fit = FitBgNbd(*data, fit_options, ctx);
   if (!fit.ok()) return;
   const BgNbdParams params = fit->params;
-  ParallelFor(rows, ctx.Threads(), [&](size_t begin, size_t end, int) {
-    for (size_t r = begin; r < end; ++r) {
-      if (std::isnan(xs[r])) continue;
-      float* out = features->data() + r * d + num_traits;
-      out[0] = static_cast<float>(BgNbdProbabilityAlive(params, xs[r], txs[r], Ts[r]));
-      for (size_t h = 0; h < horizons.size(); ++h) {
-        double t = horizons[h] / unit_days;
-        out[1 + 2 * h] = static_cast<float>(BgNbdExpectedPurchases(params, xs[r], txs[r], Ts[r], t));
-        out[2 + 2 * h] = static_cast<float>(BgNbdProbabilityPurchaseWithin(params, xs[r], txs[r], Ts[r], t));
-      }
-    }
-  }, 256);
+  ParallelFor(
+      rows, ctx.Threads(),
+      [&](size_t begin, size_t end, int) {
+        for (size_t r = begin; r < end; ++r) {
+          if (std::isnan(xs[r])) continue;
+          float* out = features->data() + r * d + num_traits;
+          out[0] = static_cast<float>(BgNbdProbabilityAlive(params, xs[r], txs[r], Ts[r]));
+          for (size_t h = 0; h < horizons.size(); ++h) {
+            double t = horizons[h] / unit_days;
+            out[1 + 2 * h] =
+                static_cast<float>(BgNbdExpectedPurchases(params, xs[r], txs[r], Ts[r], t));
+            out[2 + 2 * h] =
+                static_cast<float>(BgNbdProbabilityPurchaseWithin(params, xs[r], txs[r], Ts[r], t));
+          }
+        }
+      },
+      256);
 }
 
 }  // namespace
@@ -206,7 +226,8 @@ Result<PropensitySettings> ParsePropensitySettings(const toml::table& root) {
   };
   s.enabled = (*p)["enabled"].value_or(s.enabled);
   s.cutoffs = static_cast<int>((*p)["cutoffs"].value_or<int64_t>(s.cutoffs));
-  s.cutoff_spacing_days = static_cast<int>((*p)["cutoff_spacing_days"].value_or<int64_t>(s.cutoff_spacing_days));
+  s.cutoff_spacing_days =
+      static_cast<int>((*p)["cutoff_spacing_days"].value_or<int64_t>(s.cutoff_spacing_days));
   if (s.cutoffs < 2 || s.cutoffs > 60) return bad("cutoffs", "an integer in [2, 60]");
   if (s.cutoff_spacing_days < 1) return bad("cutoff_spacing_days", ">= 1");
   if (auto text = (*p)["holdout_cutoff"].value<std::string>()) {
@@ -215,21 +236,27 @@ Result<PropensitySettings> ParsePropensitySettings(const toml::table& root) {
     s.holdout_day = DayOf(*t);
   }
   const char* horizon_keys[kNumPropensityModels] = {"purchase_horizon_days", "churn_horizon_days",
-                                                    "upgrade_horizon_days", "referral_horizon_days"};
+                                                    "upgrade_horizon_days",
+                                                    "referral_horizon_days"};
   for (size_t m = 0; m < kNumPropensityModels; ++m) {
-    s.horizon_days[m] = static_cast<int>((*p)[horizon_keys[m]].value_or<int64_t>(s.horizon_days[m]));
-    if (s.horizon_days[m] < 1 || s.horizon_days[m] > 3660) return bad(horizon_keys[m], "in [1, 3660] days");
+    s.horizon_days[m] =
+        static_cast<int>((*p)[horizon_keys[m]].value_or<int64_t>(s.horizon_days[m]));
+    if (s.horizon_days[m] < 1 || s.horizon_days[m] > 3660)
+      return bad(horizon_keys[m], "in [1, 3660] days");
   }
   s.upgrade_quantile = (*p)["upgrade_quantile"].value_or(s.upgrade_quantile);
-  if (!(s.upgrade_quantile > 0 && s.upgrade_quantile < 1)) return bad("upgrade_quantile", "in (0, 1)");
-  int64_t max_rows = (*p)["max_rows_per_cutoff"].value_or<int64_t>(static_cast<int64_t>(s.max_rows_per_cutoff));
+  if (!(s.upgrade_quantile > 0 && s.upgrade_quantile < 1))
+    return bad("upgrade_quantile", "in (0, 1)");
+  int64_t max_rows =
+      (*p)["max_rows_per_cutoff"].value_or<int64_t>(static_cast<int64_t>(s.max_rows_per_cutoff));
   if (max_rows < 0) return bad("max_rows_per_cutoff", ">= 0");
   s.max_rows_per_cutoff = static_cast<size_t>(max_rows);
   PropensityOptions& x = s.xgboost;
   x.max_depth = static_cast<int>((*p)["max_depth"].value_or<int64_t>(x.max_depth));
   x.learning_rate = (*p)["learning_rate"].value_or(x.learning_rate);
   x.max_rounds = static_cast<int>((*p)["max_rounds"].value_or<int64_t>(x.max_rounds));
-  x.early_stopping_rounds = static_cast<int>((*p)["early_stopping_rounds"].value_or<int64_t>(x.early_stopping_rounds));
+  x.early_stopping_rounds =
+      static_cast<int>((*p)["early_stopping_rounds"].value_or<int64_t>(x.early_stopping_rounds));
   x.validation_fraction = (*p)["validation_fraction"].value_or(x.validation_fraction);
   x.subsample = (*p)["subsample"].value_or(x.subsample);
   x.colsample_bytree = (*p)["colsample_bytree"].value_or(x.colsample_bytree);
@@ -239,9 +266,11 @@ Result<PropensitySettings> ParsePropensitySettings(const toml::table& root) {
   if (!(x.learning_rate > 0 && x.learning_rate <= 1)) return bad("learning_rate", "in (0, 1]");
   if (x.max_rounds < 1) return bad("max_rounds", ">= 1");
   if (x.early_stopping_rounds < 0) return bad("early_stopping_rounds", ">= 0");
-  if (!(x.validation_fraction >= 0 && x.validation_fraction <= 0.5)) return bad("validation_fraction", "in [0, 0.5]");
+  if (!(x.validation_fraction >= 0 && x.validation_fraction <= 0.5))
+    return bad("validation_fraction", "in [0, 0.5]");
   if (!(x.subsample > 0 && x.subsample <= 1)) return bad("subsample", "in (0, 1]");
-  if (!(x.colsample_bytree > 0 && x.colsample_bytree <= 1)) return bad("colsample_bytree", "in (0, 1]");
+  if (!(x.colsample_bytree > 0 && x.colsample_bytree <= 1))
+    return bad("colsample_bytree", "in (0, 1]");
   if (!(x.min_child_weight >= 0)) return bad("min_child_weight", ">= 0");
   if (!(x.l2_regularization >= 0)) return bad("l2_regularization", ">= 0");
   return s;
@@ -267,8 +296,8 @@ Result<PropensityData> BuildPropensityData(const Engine& engine, TimeMicros as_o
     }
     const int64_t latest = settings.holdout_day.value_or(DayOf(as_of) - h);
     if ((latest + h) * kMicrosPerDay > as_of) {
-      data.skipped[m] = "the held-out cut-off " + FormatDate(latest * kMicrosPerDay) + " plus the " +
-                        std::to_string(h) + "-day window ends after the build time";
+      data.skipped[m] = "the held-out cut-off " + FormatDate(latest * kMicrosPerDay) +
+                        " plus the " + std::to_string(h) + "-day window ends after the build time";
       continue;
     }
     for (int i = settings.cutoffs - 1; i >= 0; --i) {
@@ -276,7 +305,8 @@ Result<PropensityData> BuildPropensityData(const Engine& engine, TimeMicros as_o
       if (day > first_day) model_days[m].push_back(day);
     }
     if (model_days[m].size() < 2) {
-      data.skipped[m] = "the data span too few cut-offs (need 2 with a " + std::to_string(h) + "-day window)";
+      data.skipped[m] =
+          "the data span too few cut-offs (need 2 with a " + std::to_string(h) + "-day window)";
       model_days[m].clear();
       continue;
     }
@@ -293,7 +323,8 @@ Result<PropensityData> BuildPropensityData(const Engine& engine, TimeMicros as_o
   std::vector<int64_t> day_list(all_days.begin(), all_days.end());
   for (size_t m = 0; m < kNumPropensityModels; ++m) {
     for (int64_t day : model_days[m]) {
-      data.model_cutoffs[m].push_back(static_cast<size_t>(std::lower_bound(day_list.begin(), day_list.end(), day) - day_list.begin()));
+      data.model_cutoffs[m].push_back(static_cast<size_t>(
+          std::lower_bound(day_list.begin(), day_list.end(), day) - day_list.begin()));
     }
   }
 
@@ -317,12 +348,15 @@ Result<PropensityData> BuildPropensityData(const Engine& engine, TimeMicros as_o
     std::vector<uint32_t> selected;
     selected.reserve(n);
     // Training rows: a deterministic sample (by current profile and cut-off) when there are many.
-    const double keep = !scoring && settings.max_rows_per_cutoff > 0 && n > settings.max_rows_per_cutoff
-                            ? static_cast<double>(settings.max_rows_per_cutoff) / static_cast<double>(n) : 1.0;
+    const double keep =
+        !scoring && settings.max_rows_per_cutoff > 0 && n > settings.max_rows_per_cutoff
+            ? static_cast<double>(settings.max_rows_per_cutoff) / static_cast<double>(n)
+            : 1.0;
     for (uint32_t row = 0; row < n; ++row) {
       if (snap.current_profiles[row] == kNoProfile) continue;
       if (keep < 1.0) {
-        uint64_t h = Mix64(ctx.seed ^ Mix64(snap.current_profiles[row] ^ (static_cast<uint64_t>(snap.as_of) << 20)));
+        uint64_t h = Mix64(ctx.seed ^ Mix64(snap.current_profiles[row] ^
+                                            (static_cast<uint64_t>(snap.as_of) << 20)));
         if (static_cast<double>(h >> 11) * 0x1.0p-53 >= keep) continue;
       }
       selected.push_back(row);
@@ -350,7 +384,8 @@ Result<PropensityData> BuildPropensityData(const Engine& engine, TimeMicros as_o
         const uint32_t p = rows.current_profiles[r];
         const bool customer = !snap.states[selected[r]]->orders().empty();
         auto orders = records.OrdersOf(p);
-        auto after = std::lower_bound(orders.begin(), orders.end(), c, [](const auto& o, TimeMicros t) { return o.t < t; });
+        auto after = std::lower_bound(orders.begin(), orders.end(), c,
+                                      [](const auto& o, TimeMicros t) { return o.t < t; });
         const bool ordered = after != orders.end() && after->t < end;
         switch (static_cast<PropensityModelKind>(m)) {
           case PropensityModelKind::kPurchase:
@@ -362,7 +397,8 @@ Result<PropensityData> BuildPropensityData(const Engine& engine, TimeMicros as_o
           case PropensityModelKind::kUpgrade: {
             // The first order in the window with priced lines, against the prices before c.
             auto next = after;
-            while (next != orders.end() && next->t < end && std::isnan(next->mean_unit_price)) ++next;
+            while (next != orders.end() && next->t < end && std::isnan(next->mean_unit_price))
+              ++next;
             if (next == orders.end() || next->t >= end) break;
             prior.clear();
             for (const auto& price : records.PricesOf(p)) {
@@ -370,7 +406,8 @@ Result<PropensityData> BuildPropensityData(const Engine& engine, TimeMicros as_o
               prior.push_back(price.unit_price);
             }
             if (prior.empty()) break;
-            labels[r] = next->mean_unit_price > QuantileOf(prior, settings.upgrade_quantile) ? 1.f : 0.f;
+            labels[r] =
+                next->mean_unit_price > QuantileOf(prior, settings.upgrade_quantile) ? 1.f : 0.f;
             break;
           }
           case PropensityModelKind::kReferral: {
@@ -418,7 +455,8 @@ struct Stacked {
   size_t rows = 0;
 };
 
-Stacked Stack(const PropensityData& data, size_t m, std::span<const size_t> cutoff_indices, size_t d) {
+Stacked Stack(const PropensityData& data, size_t m, std::span<const size_t> cutoff_indices,
+              size_t d) {
   Stacked s;
   for (size_t ci : cutoff_indices) {
     const PropensityCutoffRows& c = data.cutoffs[ci];
@@ -449,8 +487,8 @@ int FeatureIndex(const std::vector<std::string>& names, const std::string& name)
 
 // Log-odds of BG/NBD's P(at least one order in the window) per row (of 1 - it for churn): what
 // the purchase and churn trees start from. Rows without a BG/NBD score start from `fallback`.
-std::vector<float> BgNbdMargins(std::span<const float> features, size_t rows, size_t d, int p_order_col, bool churn,
-                                double fallback) {
+std::vector<float> BgNbdMargins(std::span<const float> features, size_t rows, size_t d,
+                                int p_order_col, bool churn, double fallback) {
   std::vector<float> margin(rows);
   for (size_t r = 0; r < rows; ++r) {
     double p = features[r * d + static_cast<size_t>(p_order_col)];
@@ -480,25 +518,29 @@ Context XgbContext(const Context& ctx, size_t rows, size_t d) {
   return c;
 }
 
-void AppendEvaluation(std::string* js, std::string* report, const char* label, const BinaryEvaluation& e) {
+void AppendEvaluation(std::string* js, std::string* report, const char* label,
+                      const BinaryEvaluation& e) {
   *js += '"';
   *js += label;
   *js += "\":" + BinaryEvaluationToJson(e);
   char buf[200];
-  std::snprintf(buf, sizeof buf, "    %-9s AUC %.4f  log-loss %s  lift@%g%% %.2f  (%zu rows, %zu positive)\n", label, e.auc,
-                std::isnan(e.log_loss) ? "  -   " : (std::to_string(e.log_loss).substr(0, 6)).c_str(),
-                e.top_fraction * 100, e.lift_at_top, e.rows, e.positives);
+  std::snprintf(
+      buf, sizeof buf, "    %-9s AUC %.4f  log-loss %s  lift@%g%% %.2f  (%zu rows, %zu positive)\n",
+      label, e.auc,
+      std::isnan(e.log_loss) ? "  -   " : (std::to_string(e.log_loss).substr(0, 6)).c_str(),
+      e.top_fraction * 100, e.lift_at_top, e.rows, e.positives);
   *report += buf;
 }
 
-Result<ModelOutcome> FitOne(const PropensityData& data, size_t m, const PropensitySettings& settings,
-                            const Context& ctx) {
+Result<ModelOutcome> FitOne(const PropensityData& data, size_t m,
+                            const PropensitySettings& settings, const Context& ctx) {
   ModelOutcome out;
   const size_t d = data.feature_names.size();
   const int horizon = settings.horizon_days[m];
   out.scores.assign(data.scoring.rows(), std::nan(""));
   out.json = "{\"horizon_days\":" + std::to_string(horizon);
-  out.report = std::string("  ") + kModelNames[m] + " (" + std::to_string(horizon) + "-day window): ";
+  out.report =
+      std::string("  ") + kModelNames[m] + " (" + std::to_string(horizon) + "-day window): ";
   auto skip = [&](const std::string& why) {
     out.json += ",\"status\":\"skipped\",\"message\":";
     AppendJsonString(&out.json, why);
@@ -514,7 +556,8 @@ Result<ModelOutcome> FitOne(const PropensityData& data, size_t m, const Propensi
   // training label saw the test period.
   std::vector<size_t> train_idx;
   for (size_t ci : cutoffs) {
-    if (data.cutoffs[ci].cutoff + static_cast<TimeMicros>(horizon) * kMicrosPerDay <= test_cutoff) train_idx.push_back(ci);
+    if (data.cutoffs[ci].cutoff + static_cast<TimeMicros>(horizon) * kMicrosPerDay <= test_cutoff)
+      train_idx.push_back(ci);
   }
   out.json += ",\"cutoffs\":[";
   for (size_t i = 0; i < cutoffs.size(); ++i) {
@@ -523,19 +566,24 @@ Result<ModelOutcome> FitOne(const PropensityData& data, size_t m, const Propensi
   }
   out.json += "],\"holdout_cutoff\":";
   AppendJsonString(&out.json, FormatDate(test_cutoff));
-  if (train_idx.empty()) return skip("no cut-off's window ends by the held-out cut-off " + FormatDate(test_cutoff) + " (add cut-offs)");
+  if (train_idx.empty())
+    return skip("no cut-off's window ends by the held-out cut-off " + FormatDate(test_cutoff) +
+                " (add cut-offs)");
   Stacked train = Stack(data, m, train_idx, d);
   Stacked test = Stack(data, m, std::span<const size_t>(&test_idx, 1), d);
   const size_t train_pos = Positives(train.labels), test_pos = Positives(test.labels);
-  if (train.rows < kMinTrainingRows || train_pos < kMinClassRows || train.rows - train_pos < kMinClassRows ||
-      test_pos < kMinClassRows || test.rows - test_pos < kMinClassRows) {
-    return skip("too few labelled rows: " + std::to_string(train.rows) + " training (" + std::to_string(train_pos) +
-                " positive), " + std::to_string(test.rows) + " held out (" + std::to_string(test_pos) + " positive)");
+  if (train.rows < kMinTrainingRows || train_pos < kMinClassRows ||
+      train.rows - train_pos < kMinClassRows || test_pos < kMinClassRows ||
+      test.rows - test_pos < kMinClassRows) {
+    return skip("too few labelled rows: " + std::to_string(train.rows) + " training (" +
+                std::to_string(train_pos) + " positive), " + std::to_string(test.rows) +
+                " held out (" + std::to_string(test_pos) + " positive)");
   }
   // Held-out evaluation by time. Purchase and churn trees boost from BG/NBD's log-odds, so they
   // start where BG/NBD is and add only what the traits explain beyond it.
   const PropensityOptions& xo = settings.xgboost;
-  const int p_order_col = FeatureIndex(data.feature_names, HorizonFeature("bgnbd_p_order_", horizon));
+  const int p_order_col =
+      FeatureIndex(data.feature_names, HorizonFeature("bgnbd_p_order_", horizon));
   const int recency_col = FeatureIndex(data.feature_names, "recency_days");
   const bool has_bgnbd = (m == 0 || m == 1) && p_order_col >= 0;
   const double fallback = LogOdds(train_pos, train.rows);
@@ -544,12 +592,15 @@ Result<ModelOutcome> FitOne(const PropensityData& data, size_t m, const Propensi
     train_margin = BgNbdMargins(train.features, train.rows, d, p_order_col, m == 1, fallback);
     test_margin = BgNbdMargins(test.features, test.rows, d, p_order_col, m == 1, fallback);
   }
-  SHOAL_ASSIGN_OR_RETURN(PropensityModel eval_model,
-                         TrainPropensity(FeatureMatrixView(std::span<const float>(train.features), train.rows, d), train.labels,
-                                         data.feature_names, xo, XgbContext(ctx, train.rows, d), nullptr, train_margin));
+  SHOAL_ASSIGN_OR_RETURN(
+      PropensityModel eval_model,
+      TrainPropensity(FeatureMatrixView(std::span<const float>(train.features), train.rows, d),
+                      train.labels, data.feature_names, xo, XgbContext(ctx, train.rows, d), nullptr,
+                      train_margin));
   const FeatureMatrixView test_view(std::span<const float>(test.features), test.rows, d);
   SHOAL_ASSIGN_OR_RETURN(std::vector<float> test_scores,
-                         has_bgnbd ? eval_model.PredictWithBaseMargin(test_view, test_margin, ctx) : eval_model.Predict(test_view, ctx));
+                         has_bgnbd ? eval_model.PredictWithBaseMargin(test_view, test_margin, ctx)
+                                   : eval_model.Predict(test_view, ctx));
   SHOAL_ASSIGN_OR_RETURN(BinaryEvaluation model_eval, EvaluateBinary(test_scores, test.labels));
   // Baselines on the same rows: BG/NBD's P(at least one order in the window) (purchase; 1 - it
   // for churn) and recency (days since the last order; fewer = more likely to act, except churn).
@@ -586,10 +637,11 @@ Result<ModelOutcome> FitOne(const PropensityData& data, size_t m, const Propensi
   // The exported score: the model, unless BG/NBD ranks the held-out customers better (AUC).
   const bool use_bgnbd = bgnbd_eval && bgnbd_eval->auc > model_eval.auc;
   out.json += ",\"status\":\"ok\",\"evaluation_rounds\":" + std::to_string(eval_model.rounds()) +
-              ",\"training_rows\":" + std::to_string(train.rows) + ",\"training_positives\":" +
-              std::to_string(train_pos) + ",\"evaluation\":{";
+              ",\"training_rows\":" + std::to_string(train.rows) +
+              ",\"training_positives\":" + std::to_string(train_pos) + ",\"evaluation\":{";
   char buf[256];
-  std::snprintf(buf, sizeof buf, "held-out cut-off %s, trained on %zu rows of %zu earlier cut-offs\n",
+  std::snprintf(buf, sizeof buf,
+                "held-out cut-off %s, trained on %zu rows of %zu earlier cut-offs\n",
                 FormatDate(test_cutoff).c_str(), train.rows, train_idx.size());
   out.report += buf;
   AppendEvaluation(&out.json, &out.report, "model", model_eval);
@@ -604,24 +656,30 @@ Result<ModelOutcome> FitOne(const PropensityData& data, size_t m, const Propensi
   out.json += "},\"scorer\":";
   AppendJsonString(&out.json, use_bgnbd ? "bgnbd" : "model");
   if (use_bgnbd) {
-    out.report += "    BG/NBD ranks the held-out rows better than the model: the exported score is BG/NBD's\n";
+    out.report +=
+        "    BG/NBD ranks the held-out rows better than the model: the exported score is "
+        "BG/NBD's\n";
   }
   // Final model: every cut-off of the model (the held-out one included), as much recent data as
   // there is.
   Stacked all = Stack(data, m, cutoffs, d);
   const double all_fallback = LogOdds(Positives(all.labels), all.rows);
   std::vector<float> all_margin;
-  if (has_bgnbd) all_margin = BgNbdMargins(all.features, all.rows, d, p_order_col, m == 1, all_fallback);
+  if (has_bgnbd)
+    all_margin = BgNbdMargins(all.features, all.rows, d, p_order_col, m == 1, all_fallback);
   PropensityTrainingSummary summary;
-  SHOAL_ASSIGN_OR_RETURN(PropensityModel final_model,
-                         TrainPropensity(FeatureMatrixView(std::span<const float>(all.features), all.rows, d), all.labels,
-                                         data.feature_names, xo, XgbContext(ctx, all.rows, d), &summary, all_margin));
+  SHOAL_ASSIGN_OR_RETURN(
+      PropensityModel final_model,
+      TrainPropensity(FeatureMatrixView(std::span<const float>(all.features), all.rows, d),
+                      all.labels, data.feature_names, xo, XgbContext(ctx, all.rows, d), &summary,
+                      all_margin));
   SHOAL_ASSIGN_OR_RETURN(out.model_bytes, final_model.Serialize());
-  SHOAL_ASSIGN_OR_RETURN(std::vector<FeatureImportanceEntry> importance, final_model.FeatureImportance());
+  SHOAL_ASSIGN_OR_RETURN(std::vector<FeatureImportanceEntry> importance,
+                         final_model.FeatureImportance());
   std::stable_sort(importance.begin(), importance.end(),
                    [](const auto& a, const auto& b) { return a.total_gain > b.total_gain; });
-  out.json += ",\"final_rows\":" + std::to_string(all.rows) + ",\"rounds\":" + std::to_string(final_model.rounds()) +
-              ",\"feature_importance\":[";
+  out.json += ",\"final_rows\":" + std::to_string(all.rows) +
+              ",\"rounds\":" + std::to_string(final_model.rounds()) + ",\"feature_importance\":[";
   out.report += "    top features (total gain):";
   for (size_t i = 0; i < importance.size() && i < 10; ++i) {
     if (importance[i].split_count == 0) break;
@@ -639,8 +697,10 @@ Result<ModelOutcome> FitOne(const PropensityData& data, size_t m, const Propensi
   const PropensityCutoffRows& s = data.scoring;
   const FeatureMatrixView score_view(std::span<const float>(s.features), s.rows(), d);
   std::vector<float> score_margin;
-  if (has_bgnbd) score_margin = BgNbdMargins(s.features, s.rows(), d, p_order_col, m == 1, all_fallback);
-  SHOAL_ASSIGN_OR_RETURN(std::vector<float> p, has_bgnbd ? final_model.PredictWithBaseMargin(score_view, score_margin, ctx)
+  if (has_bgnbd)
+    score_margin = BgNbdMargins(s.features, s.rows(), d, p_order_col, m == 1, all_fallback);
+  SHOAL_ASSIGN_OR_RETURN(std::vector<float> p, has_bgnbd ? final_model.PredictWithBaseMargin(
+                                                               score_view, score_margin, ctx)
                                                          : final_model.Predict(score_view, ctx));
   for (size_t r = 0; r < s.rows(); ++r) {
     if (!(s.labels[m][r] > 0.5f)) continue;
@@ -660,7 +720,8 @@ Result<PropensityStageResult> RunPropensityStage(const Engine& engine, TimeMicro
                                                  const std::vector<std::string>& build_customer_ids,
                                                  const std::string& time_unit, bool quiet) {
   auto t0 = std::chrono::steady_clock::now();
-  SHOAL_ASSIGN_OR_RETURN(PropensitySettings settings, ParsePropensitySettings(*engine.config().table));
+  SHOAL_ASSIGN_OR_RETURN(PropensitySettings settings,
+                         ParsePropensitySettings(*engine.config().table));
   PropensityStageResult result;
   for (auto& s : result.scores) s.assign(build_customer_ids.size(), std::nan(""));
   if (!settings.enabled) {
@@ -669,11 +730,14 @@ Result<PropensityStageResult> RunPropensityStage(const Engine& engine, TimeMicro
     return result;
   }
   const double unit_days = time_unit == "day" ? 1.0 : 7.0;
-  SHOAL_ASSIGN_OR_RETURN(PropensityData data, BuildPropensityData(engine, as_of, settings, unit_days));
-  const double data_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  SHOAL_ASSIGN_OR_RETURN(PropensityData data,
+                         BuildPropensityData(engine, as_of, settings, unit_days));
+  const double data_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   // Build rows -> scoring rows, through the current profile of each build row's customer id.
   std::vector<uint32_t> scoring_row(engine.identity().num_slots(), UINT32_MAX);
-  for (size_t r = 0; r < data.scoring.rows(); ++r) scoring_row[data.scoring.current_profiles[r]] = static_cast<uint32_t>(r);
+  for (size_t r = 0; r < data.scoring.rows(); ++r)
+    scoring_row[data.scoring.current_profiles[r]] = static_cast<uint32_t>(r);
   std::vector<uint32_t> row_map(build_customer_ids.size(), UINT32_MAX);
   for (size_t row = 0; row < build_customer_ids.size(); ++row) {
     uint32_t p = engine.FindProfile(build_customer_ids[row]);
@@ -688,26 +752,32 @@ Result<PropensityStageResult> RunPropensityStage(const Engine& engine, TimeMicro
     auto t_model = std::chrono::steady_clock::now();
     SHOAL_ASSIGN_OR_RETURN(ModelOutcome outcome, FitOne(data, m, settings, engine.context()));
     if (!quiet) {
-      std::fprintf(stderr, "build: propensity %s (%.2f s)\n", kModelNames[m],
-                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t_model).count());
+      std::fprintf(
+          stderr, "build: propensity %s (%.2f s)\n", kModelNames[m],
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t_model).count());
     }
     if (m) result.json += ',';
     AppendJsonString(&result.json, kModelNames[m]);
     result.json += ':' + outcome.json;
     result.report += outcome.report;
     const bool fitted = !outcome.model_bytes.empty();
-    result.stored_models.emplace_back(std::string("build/propensity/") + kModelNames[m], std::move(outcome.model_bytes));
+    result.stored_models.emplace_back(std::string("build/propensity/") + kModelNames[m],
+                                      std::move(outcome.model_bytes));
     if (fitted) {
       for (size_t row = 0; row < row_map.size(); ++row) {
         if (row_map[row] != UINT32_MAX) result.scores[m][row] = outcome.scores[row_map[row]];
       }
     }
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   char buf[128];
-  std::snprintf(buf, sizeof buf, "},\"data_seconds\":%.3f,\"seconds\":%.3f}", data_seconds, seconds);
+  std::snprintf(buf, sizeof buf, "},\"data_seconds\":%.3f,\"seconds\":%.3f}", data_seconds,
+                seconds);
   result.json += buf;
-  if (!quiet) std::fprintf(stderr, "build: propensity data %.2f s, models %.2f s\n", data_seconds, seconds - data_seconds);
+  if (!quiet)
+    std::fprintf(stderr, "build: propensity data %.2f s, models %.2f s\n", data_seconds,
+                 seconds - data_seconds);
   return result;
 }
 

@@ -14,7 +14,11 @@
 #include "engine/engine.h"
 #include "predict/propensity.h"
 
-namespace toml { inline namespace v3 { class table; } }
+namespace toml {
+inline namespace v3 {
+class table;
+}
+}  // namespace toml
 
 namespace shoal {
 
@@ -26,14 +30,14 @@ const char* PropensityModelName(size_t model_idx);
 
 // [predictions] settings of the workspace config (docs/config.md), with their defaults.
 struct PropensitySettings {
-  bool enabled = true;                // fit the models in `shoal build`
-  int cutoffs = 6;                    // cut-off dates per model; the latest is the held-out one
-  int cutoff_spacing_days = 30;       // days between consecutive cut-offs
+  bool enabled = true;           // fit the models in `shoal build`
+  int cutoffs = 6;               // cut-off dates per model; the latest is the held-out one
+  int cutoff_spacing_days = 30;  // days between consecutive cut-offs
   // The held-out (latest) cut-off as a UTC day; default per model: the build day minus its horizon.
   std::optional<int64_t> holdout_day;
   // Label windows in days: purchase, churn, upgrade, referral.
   std::array<int, kNumPropensityModels> horizon_days = {30, 90, 90, 90};
-  double upgrade_quantile = 0.75;     // the customer's own unit-price quantile an upgrade beats
+  double upgrade_quantile = 0.75;      // the customer's own unit-price quantile an upgrade beats
   size_t max_rows_per_cutoff = 20000;  // rows sampled per cut-off for training (0 = all)
   // XGBoost options (docs/config.md); the library's defaults except shallow, well-populated trees
   // (max_depth 2, min_child_weight 20): purchase and churn trees correct BG/NBD rather than
@@ -64,12 +68,12 @@ struct PropensityCutoffRows {
 
 // Every cut-off's rows plus the rows to score (as of the build time, no labels).
 struct PropensityData {
-  std::vector<std::string> feature_names;  // traits, then bgnbd_* features
+  std::vector<std::string> feature_names;     // traits, then bgnbd_* features
   std::vector<PropensityCutoffRows> cutoffs;  // ascending
   // Per model: its cut-offs (indices into `cutoffs`, ascending); the last is held out.
   std::array<std::vector<size_t>, kNumPropensityModels> model_cutoffs;
-  PropensityCutoffRows scoring;             // as of the build time; labels empty
-  uint64_t referral_events = 0;             // stored referral events before the build time
+  PropensityCutoffRows scoring;  // as of the build time; labels empty
+  uint64_t referral_events = 0;  // stored referral events before the build time
   std::array<std::string, kNumPropensityModels> skipped;  // why a model cannot be built ("" = ok)
 };
 

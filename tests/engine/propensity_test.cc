@@ -1,5 +1,3 @@
-#include "engine/propensity_stage.h"
-
 #include <gtest/gtest.h>
 #include <simdjson.h>
 #include <unistd.h>
@@ -13,6 +11,7 @@
 
 #include "common/time.h"
 #include "engine/build.h"
+#include "engine/propensity_stage.h"
 #include "generate/generate.h"
 
 namespace shoal {
@@ -21,7 +20,8 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string TempPath(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("shoal-propensity-test-" + std::to_string(getpid()) + "-" + name);
+  fs::path p = fs::temp_directory_path() /
+               ("shoal-propensity-test-" + std::to_string(getpid()) + "-" + name);
   fs::remove_all(p);
   return p.string();
 }
@@ -91,7 +91,8 @@ TEST(PropensityStageTest, CdnowPurchaseModelRanksAtLeastAsWellAsBgNbd) {
     }
   }
   EXPECT_EQ(Number(purchase, {"evaluation", "model", "rows"}), 2357);
-  EXPECT_EQ(Number(purchase, {"evaluation", "model", "positives"}), static_cast<double>(buyers.size()));
+  EXPECT_EQ(Number(purchase, {"evaluation", "model", "positives"}),
+            static_cast<double>(buyers.size()));
   const double model_auc = Number(purchase, {"evaluation", "model", "auc"});
   const double bgnbd_auc = Number(purchase, {"evaluation", "bgnbd", "auc"});
   const double recency_auc = Number(purchase, {"evaluation", "recency", "auc"});
@@ -102,7 +103,8 @@ TEST(PropensityStageTest, CdnowPurchaseModelRanksAtLeastAsWellAsBgNbd) {
   // Churn is evaluated the same way; upgrade has no unit prices and referral no events here.
   EXPECT_EQ(Text(doc, {"propensity", "models", "churn", "status"}), "ok");
   EXPECT_EQ(Text(doc, {"propensity", "models", "upgrade", "status"}), "skipped");
-  EXPECT_EQ(Text(doc, {"propensity", "models", "referral", "message"}), "no referral events in the data");
+  EXPECT_EQ(Text(doc, {"propensity", "models", "referral", "message"}),
+            "no referral events in the data");
   // Every customer gets purchase and churn scores; the skipped models leave empty cells.
   size_t scored = 0;
   for (size_t row = 0; row < built->customer_ids.size(); ++row) {
@@ -119,10 +121,12 @@ TEST(PropensityStageTest, CdnowPurchaseModelRanksAtLeastAsWellAsBgNbd) {
   EXPECT_EQ(stored->p_churn_90d[7], built->p_churn_90d[7]);
   EXPECT_NE(stored->propensity_report.find("purchase (91-day window)"), std::string::npos);
   std::string bytes;
-  ASSERT_TRUE((*engine)->const_store().Get(Column::kModels, "build/propensity/purchase", &bytes).ok());
+  ASSERT_TRUE(
+      (*engine)->const_store().Get(Column::kModels, "build/propensity/purchase", &bytes).ok());
   auto model = PropensityModel::Deserialize(bytes);
   ASSERT_TRUE(model.ok()) << model.status().ToString();
-  EXPECT_FALSE((*engine)->const_store().Get(Column::kModels, "build/propensity/upgrade", &bytes).ok());
+  EXPECT_FALSE(
+      (*engine)->const_store().Get(Column::kModels, "build/propensity/upgrade", &bytes).ok());
   engine->reset();
   fs::remove_all(dir);
 }
@@ -166,15 +170,19 @@ TEST(PropensityStageTest, GeneratedShopHasFourScoresAndThePurchaseModelBeatsRece
   simdjson::dom::element doc;
   ASSERT_FALSE(parser.parse(built->models_json).get(doc));
   for (const char* model : {"purchase", "churn", "upgrade", "referral"}) {
-    EXPECT_EQ(Text(doc, {"propensity", "models", model, "status"}), "ok") << model << ": " << built->propensity_report;
+    EXPECT_EQ(Text(doc, {"propensity", "models", model, "status"}), "ok")
+        << model << ": " << built->propensity_report;
   }
-  const double model_auc = Number(doc, {"propensity", "models", "purchase", "evaluation", "model", "auc"});
-  const double recency_auc = Number(doc, {"propensity", "models", "purchase", "evaluation", "recency", "auc"});
-  const double bgnbd_auc = Number(doc, {"propensity", "models", "purchase", "evaluation", "bgnbd", "auc"});
+  const double model_auc =
+      Number(doc, {"propensity", "models", "purchase", "evaluation", "model", "auc"});
+  const double recency_auc =
+      Number(doc, {"propensity", "models", "purchase", "evaluation", "recency", "auc"});
+  const double bgnbd_auc =
+      Number(doc, {"propensity", "models", "purchase", "evaluation", "bgnbd", "auc"});
   EXPECT_GT(model_auc, recency_auc + 0.05);
   EXPECT_GE(model_auc, bgnbd_auc);
-  const std::vector<double>* columns[] = {&built->p_purchase_30d, &built->p_churn_90d, &built->p_upgrade,
-                                          &built->p_referral};
+  const std::vector<double>* columns[] = {&built->p_purchase_30d, &built->p_churn_90d,
+                                          &built->p_upgrade, &built->p_referral};
   for (const std::vector<double>* column : columns) {
     size_t scored = 0;
     for (double p : *column) {
@@ -187,7 +195,8 @@ TEST(PropensityStageTest, GeneratedShopHasFourScoresAndThePurchaseModelBeatsRece
   }
   // Customers with orders get purchase and churn scores; referral scores everyone.
   for (size_t row = 0; row < built->customer_ids.size(); ++row) {
-    EXPECT_EQ(std::isnan(built->p_purchase_30d[row]), std::isnan(built->p_alive[row])) << built->customer_ids[row];
+    EXPECT_EQ(std::isnan(built->p_purchase_30d[row]), std::isnan(built->p_alive[row]))
+        << built->customer_ids[row];
     EXPECT_FALSE(std::isnan(built->p_referral[row]));
   }
   // The export carries the four columns; the profile JSON the four scores.
@@ -196,7 +205,8 @@ TEST(PropensityStageTest, GeneratedShopHasFourScoresAndThePurchaseModelBeatsRece
   std::ifstream in(out);
   std::string header;
   std::getline(in, header);
-  EXPECT_NE(header.find(",p_purchase_30d,p_churn_90d,p_upgrade,p_referral"), std::string::npos) << header;
+  EXPECT_NE(header.find(",p_purchase_30d,p_churn_90d,p_upgrade,p_referral"), std::string::npos)
+      << header;
   auto profile = shop.engine->ProfileJson(built->customer_ids[0], std::nullopt);
   ASSERT_TRUE(profile.ok());
   EXPECT_NE(profile->find("\"p_referral\":"), std::string::npos);
@@ -216,30 +226,33 @@ TEST(PropensityStageTest, TrainingRowsDoNotSeeEventsAfterTheirWindows) {
   auto a = BuildPropensityData(*full.engine, as_of, settings, 7.0);
   ASSERT_TRUE(a.ok()) << a.status().ToString();
   ASSERT_EQ(a->cutoffs.size(), 3u);  // every model's cut-offs: the held-out day, -30, -60
-  // Features equal the as-of traits of the same customers.
-  const PropensityCutoffRows& last = a->cutoffs.back();
-  auto traits = full.engine->ComputeTraits(last.cutoff);
-  ASSERT_TRUE(traits.ok());
-  std::map<std::string, size_t> row_of;
-  for (size_t r = 0; r < traits->customer_ids.size(); ++r) row_of[traits->customer_ids[r]] = r;
+  // Features equal the as-of traits of the same customers, at every cut-off of the one replay.
   const size_t d = a->feature_names.size();
-  const size_t num_traits = traits->matrix.traits.size();
-  size_t compared = 0;
-  for (size_t r = 0; r < last.rows(); ++r) {
-    auto it = row_of.find(last.customer_ids[r]);
-    ASSERT_NE(it, row_of.end()) << last.customer_ids[r];
-    for (size_t t = 0; t < num_traits; ++t) {
-      double want = traits->matrix.values[t * traits->customer_ids.size() + it->second];
-      float got = last.features[r * d + t];
-      if (std::isfinite(want)) {
-        ASSERT_EQ(got, static_cast<float>(want)) << a->feature_names[t] << " of " << last.customer_ids[r];
-      } else {
-        ASSERT_TRUE(std::isnan(got));
+  for (const PropensityCutoffRows& last : a->cutoffs) {
+    auto traits = full.engine->ComputeTraits(last.cutoff);
+    ASSERT_TRUE(traits.ok());
+    EXPECT_EQ(traits->customer_ids.size(), last.rows());
+    std::map<std::string, size_t> row_of;
+    for (size_t r = 0; r < traits->customer_ids.size(); ++r) row_of[traits->customer_ids[r]] = r;
+    const size_t num_traits = traits->matrix.traits.size();
+    size_t compared = 0;
+    for (size_t r = 0; r < last.rows(); ++r) {
+      auto it = row_of.find(last.customer_ids[r]);
+      ASSERT_NE(it, row_of.end()) << last.customer_ids[r];
+      for (size_t t = 0; t < num_traits; ++t) {
+        double want = traits->matrix.values[t * traits->customer_ids.size() + it->second];
+        float got = last.features[r * d + t];
+        if (std::isfinite(want)) {
+          ASSERT_EQ(got, static_cast<float>(want))
+              << a->feature_names[t] << " of " << last.customer_ids[r];
+        } else {
+          ASSERT_TRUE(std::isnan(got));
+        }
       }
+      ++compared;
     }
-    ++compared;
+    EXPECT_GT(compared, 300u);
   }
-  EXPECT_GT(compared, 500u);
 
   // The same shop without the events from the end of the latest window on.
   const TimeMicros window_end = (*settings.holdout_day + 90) * kMicrosPerDay;
@@ -254,7 +267,10 @@ TEST(PropensityStageTest, TrainingRowsDoNotSeeEventsAfterTheirWindows) {
       size_t at = line.find("\"timestamp\":\"") + 13;
       auto t = ParseIso8601(line.substr(at, line.find('"', at) - at));
       ASSERT_TRUE(t.ok());
-      if (*t >= window_end) { ++dropped; continue; }
+      if (*t >= window_end) {
+        ++dropped;
+        continue;
+      }
       out << line << '\n';
     }
     EXPECT_GT(dropped, 1000u);
@@ -276,14 +292,17 @@ TEST(PropensityStageTest, TrainingRowsDoNotSeeEventsAfterTheirWindows) {
     const PropensityCutoffRows& y = b->cutoffs[c];
     EXPECT_EQ(x.cutoff, y.cutoff);
     ASSERT_EQ(x.customer_ids, y.customer_ids) << "cut-off " << c;
-    EXPECT_EQ(0, std::memcmp(x.features.data(), y.features.data(), x.features.size() * sizeof(float)))
+    EXPECT_EQ(0,
+              std::memcmp(x.features.data(), y.features.data(), x.features.size() * sizeof(float)))
         << "features of cut-off " << FormatDate(x.cutoff);
     for (size_t m = 0; m < kNumPropensityModels; ++m) {
       ASSERT_EQ(x.labels[m].size(), y.labels[m].size());
       size_t labelled = 0;
       for (size_t r = 0; r < x.labels[m].size(); ++r) {
-        ASSERT_TRUE(x.labels[m][r] == y.labels[m][r] || (std::isnan(x.labels[m][r]) && std::isnan(y.labels[m][r])))
-            << PropensityModelName(m) << " label of " << x.customer_ids[r] << " at " << FormatDate(x.cutoff);
+        ASSERT_TRUE(x.labels[m][r] == y.labels[m][r] ||
+                    (std::isnan(x.labels[m][r]) && std::isnan(y.labels[m][r])))
+            << PropensityModelName(m) << " label of " << x.customer_ids[r] << " at "
+            << FormatDate(x.cutoff);
         labelled += !std::isnan(x.labels[m][r]);
       }
       if (!x.labels[m].empty()) {

@@ -23,7 +23,8 @@ TEST(PropensityBaseMarginTest, TreesLearnWhatThePriorMisses) {
     return (static_cast<double>(state >> 11) + 0.5) / 9007199254740992.0;
   };
   for (size_t row = 0; row < rows; ++row) {
-    for (size_t col = 0; col < cols; ++col) features[row * cols + col] = static_cast<float>(uniform() * 2 - 1);
+    for (size_t col = 0; col < cols; ++col)
+      features[row * cols + col] = static_cast<float>(uniform() * 2 - 1);
     double prior = 2.0 * features[row * cols];
     double truth = prior + 1.5 * features[row * cols + 1];
     margin[row] = static_cast<float>(prior);
@@ -35,17 +36,22 @@ TEST(PropensityBaseMarginTest, TreesLearnWhatThePriorMisses) {
   options.max_depth = 2;
   Context ctx;
   ctx.threads = 1;
-  auto model = TrainPropensity(FeatureMatrixView(std::span<const float>(features.data(), train_rows * cols), train_rows, cols),
-                               std::span<const float>(labels.data(), train_rows), names, options, ctx, nullptr,
-                               std::span<const float>(margin.data(), train_rows));
+  auto model =
+      TrainPropensity(FeatureMatrixView(std::span<const float>(features.data(), train_rows * cols),
+                                        train_rows, cols),
+                      std::span<const float>(labels.data(), train_rows), names, options, ctx,
+                      nullptr, std::span<const float>(margin.data(), train_rows));
   ASSERT_TRUE(model.ok()) << model.status().ToString();
-  FeatureMatrixView test(std::span<const float>(features.data() + train_rows * cols, test_rows * cols), test_rows, cols);
+  FeatureMatrixView test(
+      std::span<const float>(features.data() + train_rows * cols, test_rows * cols), test_rows,
+      cols);
   std::span<const float> test_labels(labels.data() + train_rows, test_rows);
   std::span<const float> test_margin(margin.data() + train_rows, test_rows);
   auto boosted = model->PredictWithBaseMargin(test, test_margin, ctx);
   ASSERT_TRUE(boosted.ok());
   std::vector<double> prior(test_rows);
-  for (size_t row = 0; row < test_rows; ++row) prior[row] = 1.0 / (1.0 + std::exp(-test_margin[row]));
+  for (size_t row = 0; row < test_rows; ++row)
+    prior[row] = 1.0 / (1.0 + std::exp(-test_margin[row]));
   double boosted_auc = *Auc(*boosted, test_labels), prior_auc = *Auc(prior, test_labels);
   EXPECT_GT(boosted_auc, prior_auc + 0.03) << boosted_auc << " vs " << prior_auc;
   // Calibrated: the mean prediction is close to the observed rate.
