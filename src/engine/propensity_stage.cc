@@ -294,6 +294,11 @@ Result<PropensityData> BuildPropensityData(const Engine& engine, TimeMicros as_o
       data.skipped[m] = "no events before the build time";
       continue;
     }
+    if (static_cast<PropensityModelKind>(m) == PropensityModelKind::kReferral &&
+        data.referral_events == 0) {
+      data.skipped[m] = "no referral events in the data";
+      continue;
+    }
     const int64_t latest = settings.holdout_day.value_or(DayOf(as_of) - h);
     if ((latest + h) * kMicrosPerDay > as_of) {
       data.skipped[m] = "the held-out cut-off " + FormatDate(latest * kMicrosPerDay) +
@@ -311,10 +316,6 @@ Result<PropensityData> BuildPropensityData(const Engine& engine, TimeMicros as_o
       continue;
     }
     all_days.insert(model_days[m].begin(), model_days[m].end());
-  }
-  if (data.referral_events == 0 && data.skipped[3].empty()) {
-    data.skipped[3] = "no referral events in the data";
-    model_days[3].clear();
   }
   std::vector<TimeMicros> times;
   for (int64_t day : all_days) times.push_back(day * kMicrosPerDay);
