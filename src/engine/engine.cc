@@ -581,23 +581,15 @@ Status Engine::ReplayAsOf(std::span<const TimeMicros> as_ofs,
   Derived derived{IdentityGraph(config_.identity), {}, PopulationState()};
   // Per stored block (in scan order): the earliest and latest event time, from the first pass.
   std::vector<std::pair<TimeMicros, TimeMicros>> block_range;
-  EventBatch batch;
   std::vector<uint32_t> kept;
   std::vector<MergeRecord> merges;
   TimeMicros latest = 0;
   TimeMicros from = INT64_MIN;  // events in [from, to) are applied by this pass
   for (size_t k = 0; k < as_ofs.size(); ++k) {
     const TimeMicros to = as_ofs[k];
-    size_t block_idx = 0;
     const bool first_pass = k == 0;
-    SHOAL_RETURN_IF_ERROR(store_->Scan(Column::kEvents, "", [&](std::string_view key, std::string_view block) -> Result<bool> {
-      const size_t this_block = block_idx++;
-      if (!first_pass && this_block < block_range.size() &&
-          (block_range[this_block].second < from || block_range[this_block].first >= to)) {
-        return true;  // nothing of this interval in the block
-      }
-      batch.Clear();
-      SHOAL_RETURN_IF_ERROR(DecodeEvents(block, &batch).WithContext("block " + std::to_string(DecodeKeyU64(key))));
+    // Applies the events of [from, to) of one decoded block, in scan order.
+    auto apply = [&](const EventBatch& batch) {
       kept.clear();
       TimeMicros lo = INT64_MAX, hi = INT64_MIN;
       for (uint32_t i = 0; i < batch.size(); ++i) {
@@ -610,8 +602,75 @@ Status Engine::ReplayAsOf(std::span<const TimeMicros> as_ofs,
       ApplyEvents(derived.identity, derived.states, derived.population, config_.traits, batch, kept,
                   &merges, &latest, [](uint32_t) {});
       merges.clear();
-      return true;
-    }));
+    };
+    // Later passes skip blocks that hold no event of their interval (read-only after pass 0).
+    size_t block_idx = 0;
+    auto skip = [&]() {
+      const size_t this_block = block_idx++;
+      return !first_pass && this_block < block_range.size() &&
+             (block_range[this_block].second < from || block_range[this_block].first >= to);
+    };
+    auto decode = [](std::string_view key, std::string_view block, EventBatch* batch) {
+      batch->Clear();
+      return DecodeEvents(block, batch).WithContext("block " + std::to_string(DecodeKeyU64(key)));
+    };
+    if (ctx_.Threads() < 2) {
+      EventBatch batch;
+      SHOAL_RETURN_IF_ERROR(store_->Scan(Column::kEvents, "", [&](std::string_view key, std::string_view block) -> Result<bool> {
+        if (skip()) return true;
+        SHOAL_RETURN_IF_ERROR(decode(key, block, &batch));
+        apply(batch);
+        return true;
+      }));
+    } else {
+      // Decoding runs on a second thread one block ahead of the apply loop (two buffers); blocks
+      // are applied in scan order, so the result is the same as the sequential loop's.
+      EventBatch buffers[2];
+      std::mutex mu;
+      std::condition_variable cv;
+      int ready = -1, consuming = -1;
+      bool done = false;
+      Status producer_status;
+      std::thread producer([&] {
+        int slot = 0;
+        Status st = store_->Scan(Column::kEvents, "", [&](std::string_view key, std::string_view block) -> Result<bool> {
+          if (skip()) return true;
+          {
+            std::unique_lock lock(mu);
+            cv.wait(lock, [&] { return consuming != slot && ready != slot; });
+          }
+          SHOAL_RETURN_IF_ERROR(decode(key, block, &buffers[slot]));
+          std::unique_lock lock(mu);
+          cv.wait(lock, [&] { return ready == -1; });
+          ready = slot;
+          cv.notify_all();
+          slot ^= 1;
+          return true;
+        });
+        std::unique_lock lock(mu);
+        producer_status = st;
+        done = true;
+        cv.notify_all();
+      });
+      for (;;) {
+        int slot;
+        {
+          std::unique_lock lock(mu);
+          cv.wait(lock, [&] { return ready != -1 || done; });
+          if (ready == -1) break;
+          slot = ready;
+          ready = -1;
+          consuming = slot;
+          cv.notify_all();
+        }
+        apply(buffers[slot]);
+        std::unique_lock lock(mu);
+        consuming = -1;
+        cv.notify_all();
+      }
+      producer.join();
+      SHOAL_RETURN_IF_ERROR(producer_status);
+    }
     AsOfSnapshot snapshot;
     snapshot.as_of = to;
     snapshot.table = TableOf(derived.identity, derived.states, derived.population, to);
