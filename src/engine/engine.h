@@ -116,6 +116,7 @@ class Engine {
   // growing replay: each stored event is applied once, before the first snapshot it precedes.
   // The first pass decodes every block and records its time range; later passes decode only
   // blocks holding events of their interval, so time-ordered stores are decoded about once.
+  // With ctx.Threads() > 1 a second thread decodes one block ahead (results are the same).
   // The snapshot (and the states it points to) is valid only during the call. Equivalent to
   // ComputeTraits(as_of) per time except for the numbering of profile slots. InvalidArgument
   // for times not strictly ascending; store errors and fn's errors are returned.
