@@ -296,7 +296,8 @@ int main(int argc, char** argv) {
       auto result = RunBuild(**engine, options);
       if (!result.ok()) return Fail(result.status());
       PrintSegments(*result);
-      std::printf("\nmodels: %s\ncross-sell: %s\nbuild took %.2f s\n", result->models_json.c_str(),
+      std::printf("\nmodels: %s\n\n%scross-sell: %s\nbuild took %.2f s\n", result->models_json.c_str(),
+                  result->propensity_report.c_str(),
                   result->affinity_summary.c_str(), result->seconds);
       return 0;
     }
@@ -307,6 +308,7 @@ int main(int argc, char** argv) {
       if (!result.ok()) return Fail(result.status());
       if (*models) {
         std::printf("%s\n", result->models_json.c_str());
+        if (!json_out && !result->propensity_report.empty()) std::printf("\n%s", result->propensity_report.c_str());
       } else if (json_out) {
         std::printf("%s\n", result->segments_json.c_str());
       } else {

@@ -19,6 +19,7 @@
 #include "common/json_writer.h"
 #include "common/time.h"
 #include "engine/feature_scaler.h"
+#include "engine/propensity_stage.h"
 #include "predict/bgnbd.h"
 #include "predict/btyd_clv.h"
 #include "predict/btyd_data.h"
@@ -38,6 +39,7 @@ constexpr std::string_view kBuildProfilesKey = "build/profiles";
 constexpr std::string_view kBuildSegmentsKey = "build/segments.json";
 constexpr std::string_view kBuildModelsKey = "build/models.json";
 constexpr std::string_view kBuildScalerKey = "build/scaler";
+constexpr std::string_view kBuildPropensityReportKey = "build/propensity.txt";
 
 double Seconds(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -147,7 +149,7 @@ const std::vector<std::string>& BuildExportColumns() {
   static const std::vector<std::string> kColumns = {
       "rfm_r", "rfm_f", "rfm_m", "rfm_segment", "segment_id", "segment_name", "audiences",
       "p_alive", "expected_orders_90d", "expected_order_value", "clv", "next_order_date",
-      "recommendations"};
+      "recommendations", "p_purchase_30d", "p_churn_90d", "p_upgrade", "p_referral"};
   return kColumns;
 }
 
@@ -181,12 +183,16 @@ void AppendBuildCells(const BuildResult& b, size_t row, std::string* line) {
   if (!std::isnan(b.next_order_time[row])) *line += FormatDate(static_cast<TimeMicros>(b.next_order_time[row]));
   line->push_back(',');
   AppendCsvText(line, b.recommendations[row]);
+  num(b.p_purchase_30d[row]);
+  num(b.p_churn_90d[row]);
+  num(b.p_upgrade[row]);
+  num(b.p_referral[row]);
 }
 
 namespace {
 
 void SerializeBuild(const BuildResult& b, std::string* out) {
-  PutVarint(out, 1);  // format version
+  PutVarint(out, 2);  // format version (2 added the propensities)
   PutVarint(out, b.rfm.segment_names.size());
   for (const auto& n : b.rfm.segment_names) PutString(out, n);
   PutVarint(out, b.audience_names.size());
@@ -216,12 +222,17 @@ void SerializeBuild(const BuildResult& b, std::string* out) {
     PutDouble(out, b.clv[row]);
     PutDouble(out, b.next_order_time[row]);
     PutString(out, b.recommendations[row]);
+    PutDouble(out, b.p_purchase_30d[row]);
+    PutDouble(out, b.p_churn_90d[row]);
+    PutDouble(out, b.p_upgrade[row]);
+    PutDouble(out, b.p_referral[row]);
   }
 }
 
 Status DeserializeBuild(std::string_view in, BuildResult* b) {
   Reader r(in);
-  if (r.Varint() != 1) return Status::Corruption("stored build: unknown format");
+  const uint64_t version = r.Varint();
+  if (version != 1 && version != 2) return Status::Corruption("stored build: unknown format");
   size_t n = r.Varint();
   for (size_t i = 0; i < n && r.ok(); ++i) b->rfm.segment_names.emplace_back(r.String());
   n = r.Varint();
@@ -256,6 +267,9 @@ Status DeserializeBuild(std::string_view in, BuildResult* b) {
     b->clv.push_back(r.Double());
     b->next_order_time.push_back(r.Double());
     b->recommendations.emplace_back(r.String());
+    for (std::vector<double>* col : {&b->p_purchase_30d, &b->p_churn_90d, &b->p_upgrade, &b->p_referral}) {
+      col->push_back(version >= 2 ? r.Double() : std::nan(""));
+    }
   }
   return r.ok() ? Status::OK() : Status::Corruption("stored build truncated");
 }
@@ -366,6 +380,10 @@ struct RuleTable {
     add("expected_orders_90d", [&](size_t r) { return b.expected_orders_90d[r]; });
     add("expected_order_value", [&](size_t r) { return b.expected_order_value[r]; });
     add("clv", [&](size_t r) { return b.clv[r]; });
+    add("p_purchase_30d", [&](size_t r) { return b.p_purchase_30d[r]; });
+    add("p_churn_90d", [&](size_t r) { return b.p_churn_90d[r]; });
+    add("p_upgrade", [&](size_t r) { return b.p_upgrade[r]; });
+    add("p_referral", [&](size_t r) { return b.p_referral[r]; });
   }
 };
 
@@ -398,6 +416,7 @@ Result<BuildResult> LoadBuild(const Engine& engine) {
       }
     }
   }
+  engine.const_store().Get(Column::kModels, kBuildPropensityReportKey, &b.propensity_report).ok();
   return b;
 }
 
@@ -694,6 +713,17 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
   b.models_json = models;
   Say(options.quiet, "build: BTYD models%s (%.2f s)\n", "", Seconds(t0));
 
+  // 4b. Propensity models (engine/propensity_stage.h).
+  SHOAL_ASSIGN_OR_RETURN(PropensityStageResult propensity,
+                         RunPropensityStage(engine, as_of, b.customer_ids, settings.time_unit, options.quiet));
+  b.p_purchase_30d = std::move(propensity.scores[0]);
+  b.p_churn_90d = std::move(propensity.scores[1]);
+  b.p_upgrade = std::move(propensity.scores[2]);
+  b.p_referral = std::move(propensity.scores[3]);
+  b.models_json.pop_back();
+  b.models_json += ",\"propensity\":" + propensity.json + "}";
+  b.propensity_report = std::move(propensity.report);
+
   // 5. Audiences over traits, segments and scores.
   t0 = std::chrono::steady_clock::now();
   std::vector<int32_t> segment_codes(n, -1);
@@ -903,6 +933,11 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
     g.Put(Column::kModels, kBuildProfilesKey, blob);
     g.Put(Column::kModels, kBuildSegmentsKey, b.segments_json);
     g.Put(Column::kModels, kBuildModelsKey, b.models_json);
+    g.Put(Column::kModels, kBuildPropensityReportKey, b.propensity_report);
+    for (const auto& [key, bytes] : propensity.stored_models) {
+      if (bytes.empty()) g.Delete(Column::kModels, key);
+      else g.Put(Column::kModels, key, bytes);
+    }
     std::string scaler_blob;
     scaler.Serialize(&scaler_blob);
     g.Put(Column::kModels, kBuildScalerKey, scaler_blob);
@@ -1033,6 +1068,10 @@ Result<std::string> ExplainProfile(const Engine& engine, std::string_view identi
     single.expected_orders_90d = {b.expected_orders_90d[row]};
     single.expected_order_value = {b.expected_order_value[row]};
     single.clv = {b.clv[row]};
+    single.p_purchase_30d = {b.p_purchase_30d[row]};
+    single.p_churn_90d = {b.p_churn_90d[row]};
+    single.p_upgrade = {b.p_upgrade[row]};
+    single.p_referral = {b.p_referral[row]};
     std::vector<int32_t> single_code = {code[row]};
     RuleTable table(one, single, single_code, 0, 1);
     SHOAL_ASSIGN_OR_RETURN(std::vector<segment::Audience> audiences, segment::CompileAudiences(specs, table.schema));

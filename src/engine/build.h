@@ -47,9 +47,13 @@ struct BuildResult {
   std::vector<std::string> audience_names;
   std::vector<std::vector<uint32_t>> audiences; // per row: audience indices it belongs to
   std::vector<double> p_alive, expected_orders_90d, expected_order_value, clv, next_order_time;
+  // Propensities (engine/propensity_stage.h); NaN when the model was skipped or the row is
+  // outside its population.
+  std::vector<double> p_purchase_30d, p_churn_90d, p_upgrade, p_referral;
   std::vector<std::string> recommendations;     // per row: "item;item;item"
   std::string segments_json;                    // the segments report (also stored)
   std::string models_json;                      // parameters, diagnostics (also stored)
+  std::string propensity_report;                // the propensity evaluation, readable (also stored)
   std::string affinity_summary;                 // one line for the CLI
   int64_t moved = 0;                            // customers whose segment id changed
   double seconds = 0;

@@ -606,6 +606,13 @@ Result<std::string> Engine::ProfileJson(std::string_view identifier, std::option
       out += ",\"next_order_date\":";
       if (std::isnan(b.next_order_time[row])) out += "null";
       else AppendJsonString(&out, FormatDate(static_cast<TimeMicros>(b.next_order_time[row])));
+      for (const auto& [name, col] : {std::pair{"p_purchase_30d", &b.p_purchase_30d}, std::pair{"p_churn_90d", &b.p_churn_90d},
+                                      std::pair{"p_upgrade", &b.p_upgrade}, std::pair{"p_referral", &b.p_referral}}) {
+        out += ",\"";
+        out += name;
+        out += "\":";
+        AppendJsonNumber(&out, (*col)[row]);
+      }
       out += "},\"recommendations\":[";
       std::string_view recs = b.recommendations[row];
       bool first_rec = true;
@@ -661,6 +668,125 @@ Result<TraitTable> Engine::ComputeTraits(std::optional<TimeMicros> as_of) const 
   Derived derived{IdentityGraph(config_.identity), {}, PopulationState()};
   SHOAL_RETURN_IF_ERROR(ReplayInto(&derived, as_of));
   return TableOf(derived.identity, derived.states, derived.population, *as_of);
+}
+
+Status Engine::ReplayAsOf(std::span<const TimeMicros> as_ofs,
+                          const std::function<Status(const AsOfSnapshot&)>& fn) const {
+  for (size_t k = 1; k < as_ofs.size(); ++k) {
+    if (as_ofs[k] <= as_ofs[k - 1]) return Status::InvalidArgument("ReplayAsOf: times must be strictly ascending");
+  }
+  Derived derived{IdentityGraph(config_.identity), {}, PopulationState()};
+  // Per stored block (in scan order): the earliest and latest event time, from the first pass.
+  std::vector<std::pair<TimeMicros, TimeMicros>> block_range;
+  std::vector<uint32_t> kept;
+  std::vector<MergeRecord> merges;
+  TimeMicros latest = 0;
+  TimeMicros from = INT64_MIN;  // events in [from, to) are applied by this pass
+  for (size_t k = 0; k < as_ofs.size(); ++k) {
+    const TimeMicros to = as_ofs[k];
+    const bool first_pass = k == 0;
+    // Applies the events of [from, to) of one decoded block, in scan order.
+    auto apply = [&](const EventBatch& batch) {
+      kept.clear();
+      TimeMicros lo = INT64_MAX, hi = INT64_MIN;
+      for (uint32_t i = 0; i < batch.size(); ++i) {
+        const TimeMicros t = batch.events[i].timestamp;
+        lo = std::min(lo, t);
+        hi = std::max(hi, t);
+        if (t >= from && t < to) kept.push_back(i);
+      }
+      if (first_pass) block_range.emplace_back(lo, hi);
+      ApplyEvents(derived.identity, derived.states, derived.population, config_.traits, batch, kept,
+                  &merges, &latest, [](uint32_t) {});
+      merges.clear();
+    };
+    // Later passes skip blocks that hold no event of their interval (read-only after pass 0).
+    size_t block_idx = 0;
+    auto skip = [&]() {
+      const size_t this_block = block_idx++;
+      return !first_pass && this_block < block_range.size() &&
+             (block_range[this_block].second < from || block_range[this_block].first >= to);
+    };
+    auto decode = [](std::string_view key, std::string_view block, EventBatch* batch) {
+      batch->Clear();
+      return DecodeEvents(block, batch).WithContext("block " + std::to_string(DecodeKeyU64(key)));
+    };
+    if (ctx_.Threads() < 2) {
+      EventBatch batch;
+      SHOAL_RETURN_IF_ERROR(store_->Scan(Column::kEvents, "", [&](std::string_view key, std::string_view block) -> Result<bool> {
+        if (skip()) return true;
+        SHOAL_RETURN_IF_ERROR(decode(key, block, &batch));
+        apply(batch);
+        return true;
+      }));
+    } else {
+      // Decoding runs on a second thread one block ahead of the apply loop (two buffers); blocks
+      // are applied in scan order, so the result is the same as the sequential loop's.
+      EventBatch buffers[2];
+      std::mutex mu;
+      std::condition_variable cv;
+      int ready = -1, consuming = -1;
+      bool done = false;
+      Status producer_status;
+      std::thread producer([&] {
+        int slot = 0;
+        Status st = store_->Scan(Column::kEvents, "", [&](std::string_view key, std::string_view block) -> Result<bool> {
+          if (skip()) return true;
+          {
+            std::unique_lock lock(mu);
+            cv.wait(lock, [&] { return consuming != slot && ready != slot; });
+          }
+          SHOAL_RETURN_IF_ERROR(decode(key, block, &buffers[slot]));
+          std::unique_lock lock(mu);
+          cv.wait(lock, [&] { return ready == -1; });
+          ready = slot;
+          cv.notify_all();
+          slot ^= 1;
+          return true;
+        });
+        std::unique_lock lock(mu);
+        producer_status = st;
+        done = true;
+        cv.notify_all();
+      });
+      for (;;) {
+        int slot;
+        {
+          std::unique_lock lock(mu);
+          cv.wait(lock, [&] { return ready != -1 || done; });
+          if (ready == -1) break;
+          slot = ready;
+          ready = -1;
+          consuming = slot;
+          cv.notify_all();
+        }
+        apply(buffers[slot]);
+        std::unique_lock lock(mu);
+        consuming = -1;
+        cv.notify_all();
+      }
+      producer.join();
+      SHOAL_RETURN_IF_ERROR(producer_status);
+    }
+    AsOfSnapshot snapshot;
+    snapshot.as_of = to;
+    snapshot.table = TableOf(derived.identity, derived.states, derived.population, to);
+    const size_t n = snapshot.table.profiles.size();
+    snapshot.states.resize(n);
+    snapshot.current_profiles.resize(n, kNoProfile);
+    for (size_t row = 0; row < n; ++row) {
+      const uint32_t p = snapshot.table.profiles[row];
+      snapshot.states[row] = &derived.states[p];
+      // Identity only grows by merges, so any one identifier names the profile holding all now.
+      for (const auto& [kind, value] : derived.identity.IdentifiersOf(p)) {
+        snapshot.current_profiles[row] = identity_.Find(kind, value);
+        if (snapshot.current_profiles[row] != kNoProfile) break;
+      }
+    }
+    SHOAL_RETURN_IF_ERROR(fn(snapshot));
+    from = to;
+  }
+  return Status::OK();
 }
 
 Status Engine::ExportCsv(const std::string& path, std::optional<TimeMicros> as_of,

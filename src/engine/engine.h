@@ -93,6 +93,16 @@ struct TraitTable {
   TraitMatrix matrix;                    // rows = profiles
 };
 
+// One snapshot of Engine::ReplayAsOf: the alive profiles as of a time, from the events stored
+// with a timestamp before it (identity too), as ComputeTraits(as_of) computes them.
+struct AsOfSnapshot {
+  TimeMicros as_of = 0;
+  TraitTable table;                          // traits as of as_of; profiles are the replay's slots
+  std::vector<const CustomerState*> states;  // per row: its state (events before as_of only)
+  std::vector<uint32_t> current_profiles;    // per row: the profile holding its identifiers now
+                                             // (kNoProfile when they were forgotten)
+};
+
 class Engine {
  public:
   // Opens (creating if needed) the workspace; replays blocks written after the last checkpoint;
@@ -120,6 +130,16 @@ class Engine {
   // Traits of every alive profile. With as_of, state is rebuilt from the events at or before it
   // (identity too), so nothing later leaks in.
   Result<TraitTable> ComputeTraits(std::optional<TimeMicros> as_of) const;
+  // Calls fn with a snapshot as of each time in `as_ofs` (strictly ascending), in order, from ONE
+  // growing replay: each stored event is applied once, before the first snapshot it precedes.
+  // The first pass decodes every block and records its time range; later passes decode only
+  // blocks holding events of their interval, so time-ordered stores are decoded about once.
+  // With ctx.Threads() > 1 a second thread decodes one block ahead (results are the same).
+  // The snapshot (and the states it points to) is valid only during the call. Equivalent to
+  // ComputeTraits(as_of) per time except for the numbering of profile slots. InvalidArgument
+  // for times not strictly ascending; store errors and fn's errors are returned.
+  Status ReplayAsOf(std::span<const TimeMicros> as_ofs,
+                    const std::function<Status(const AsOfSnapshot&)>& fn) const;
   // Writes a CSV: customer_id and every trait, one row per profile, then the last build's
   // segment and score columns (BuildExportColumns) when a build exists; empty with as_of.
   // With `columns` (trait names and/or build column names), only those, in that order

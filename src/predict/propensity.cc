@@ -223,8 +223,30 @@ PropensityModel::PropensityModel(PropensityModel&&) noexcept = default;
 PropensityModel& PropensityModel::operator=(PropensityModel&&) noexcept = default;
 PropensityModel::~PropensityModel() = default;
 
+Result<std::vector<float>> PropensityModel::PredictWithBaseMargin(
+    const FeatureMatrixView& features, std::span<const float> base_margin, const Context& ctx) const {
+  if (base_margin.size() != features.rows()) {
+    return Status::InvalidArgument("got " + std::to_string(base_margin.size()) + " base margins for " +
+                                   std::to_string(features.rows()) + " rows");
+  }
+  for (float m : base_margin) {
+    if (!std::isfinite(m)) return Status::InvalidArgument("a base margin is not finite");
+  }
+  SHOAL_ASSIGN_OR_RETURN(std::vector<float> margin, PredictRaw(features, ctx, /*output_margin=*/true));
+  for (size_t row_idx = 0; row_idx < margin.size(); ++row_idx) {
+    double z = static_cast<double>(margin[row_idx]) + static_cast<double>(base_margin[row_idx]);
+    margin[row_idx] = static_cast<float>(1.0 / (1.0 + std::exp(-z)));
+  }
+  return margin;
+}
+
 Result<std::vector<float>> PropensityModel::Predict(const FeatureMatrixView& features,
                                                     const Context& ctx) const {
+  return PredictRaw(features, ctx, /*output_margin=*/false);
+}
+
+Result<std::vector<float>> PropensityModel::PredictRaw(const FeatureMatrixView& features,
+                                                       const Context& ctx, bool output_margin) const {
   SHOAL_RETURN_IF_ERROR(CheckShape(features));
   if (features.cols() != feature_names_.size()) {
     return Status::InvalidArgument("feature matrix has " + std::to_string(features.cols()) +
@@ -236,7 +258,7 @@ Result<std::vector<float>> PropensityModel::Predict(const FeatureMatrixView& fea
   std::string array =
       ArrayInterface(features.data(), features.rows(), features.cols(), features.is_double());
   std::string config =
-      "{\"type\": 0, \"training\": false, \"iteration_begin\": 0, "
+      std::string("{\"type\": ") + (output_margin ? "1" : "0") + ", \"training\": false, \"iteration_begin\": 0, "
       "\"iteration_end\": 0, \"strict_shape\": false, \"cache_id\": 0, "
       "\"missing\": NaN, "
       "\"nthread\": " +
@@ -333,7 +355,8 @@ Result<PropensityModel> TrainPropensity(const FeatureMatrixView& features,
                                         std::span<const float> labels,
                                         std::span<const std::string> feature_names,
                                         const PropensityOptions& options, const Context& ctx,
-                                        PropensityTrainingSummary* summary) {
+                                        PropensityTrainingSummary* summary,
+                                        std::span<const float> base_margin) {
   SHOAL_RETURN_IF_ERROR(ValidateOptions(options));
   SHOAL_RETURN_IF_ERROR(CheckShape(features));
   if (labels.size() != features.rows()) {
@@ -356,6 +379,15 @@ Result<PropensityModel> TrainPropensity(const FeatureMatrixView& features,
                                    " rows); a propensity model needs both");
   }
   SHOAL_RETURN_IF_ERROR(CheckFinite(features));
+  if (!base_margin.empty()) {
+    if (base_margin.size() != labels.size()) {
+      return Status::InvalidArgument("got " + std::to_string(base_margin.size()) + " base margins for " +
+                                     std::to_string(labels.size()) + " rows");
+    }
+    for (float m : base_margin) {
+      if (!std::isfinite(m)) return Status::InvalidArgument("a base margin is not finite");
+    }
+  }
 
   const int threads = ctx.Threads();
   const size_t cols = features.cols();
@@ -381,6 +413,20 @@ Result<PropensityModel> TrainPropensity(const FeatureMatrixView& features,
     SHOAL_RETURN_IF_ERROR(build(static_cast<const double*>(features.data())));
   } else {
     SHOAL_RETURN_IF_ERROR(build(static_cast<const float*>(features.data())));
+  }
+  if (!base_margin.empty()) {
+    std::vector<float> train_margin, valid_margin;
+    for (size_t row_idx = 0; row_idx < base_margin.size(); ++row_idx) {
+      (is_validation[row_idx] ? valid_margin : train_margin).push_back(base_margin[row_idx]);
+    }
+    SHOAL_RETURN_IF_ERROR(CheckXgb(XGDMatrixSetFloatInfo(train_matrix.get(), "base_margin", train_margin.data(),
+                                                         static_cast<bst_ulong>(train_margin.size())),
+                                   "XGDMatrixSetFloatInfo(base_margin)"));
+    if (valid_matrix) {
+      SHOAL_RETURN_IF_ERROR(CheckXgb(XGDMatrixSetFloatInfo(valid_matrix.get(), "base_margin", valid_margin.data(),
+                                                           static_cast<bst_ulong>(valid_margin.size())),
+                                     "XGDMatrixSetFloatInfo(base_margin)"));
+    }
   }
 
   BoosterHandle handle = nullptr;

@@ -115,6 +115,11 @@ class PropensityModel {
   // threads; results do not depend on the thread count. InvalidArgument if the column count
   // differs from feature_names().size() or a value is infinite; Internal for an XGBoost error.
   Result<std::vector<float>> Predict(const FeatureMatrixView& features, const Context& ctx) const;
+  // For a model trained with a base margin: P = sigmoid(base_margin[row] + the trees' margin).
+  // `base_margin` holds one finite log-odds per row. Same errors as Predict.
+  Result<std::vector<float>> PredictWithBaseMargin(const FeatureMatrixView& features,
+                                                   std::span<const float> base_margin,
+                                                   const Context& ctx) const;
 
   // The model as bytes (XGBoost's own model format, including the feature names), for storage.
   // Deserialize() reads either format back.
@@ -135,13 +140,16 @@ class PropensityModel {
   friend Result<PropensityModel> TrainPropensity(const FeatureMatrixView&, std::span<const float>,
                                                  std::span<const std::string>,
                                                  const PropensityOptions&, const Context&,
-                                                 PropensityTrainingSummary*);
+                                                 PropensityTrainingSummary*,
+                                                 std::span<const float>);
   struct BoosterDeleter {
     void operator()(void* handle) const;
   };
   using BoosterPtr = std::unique_ptr<void, BoosterDeleter>;
 
   PropensityModel(BoosterPtr booster, std::vector<std::string> feature_names, int rounds);
+  Result<std::vector<float>> PredictRaw(const FeatureMatrixView& features, const Context& ctx,
+                                        bool output_margin) const;
 
   BoosterPtr booster_;
   std::vector<std::string> feature_names_;
@@ -157,10 +165,14 @@ class PropensityModel {
 // thread-count dependence). Copies the rows once (split into training and validation sets).
 // InvalidArgument for size mismatches, labels other than 0/1, a single class, infinite values,
 // bad names or options; Internal for an XGBoost error. `summary` may be null.
+// `base_margin`, when not empty, holds one finite log-odds per row that the trees start from
+// (XGBoost's base_margin): the model learns corrections to a prior scorer, e.g. BG/NBD, and
+// must then be used with PredictWithBaseMargin.
 Result<PropensityModel> TrainPropensity(const FeatureMatrixView& features,
                                         std::span<const float> labels,
                                         std::span<const std::string> feature_names,
                                         const PropensityOptions& options, const Context& ctx,
-                                        PropensityTrainingSummary* summary = nullptr);
+                                        PropensityTrainingSummary* summary = nullptr,
+                                        std::span<const float> base_margin = {});
 
 }  // namespace shoal

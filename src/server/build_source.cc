@@ -18,9 +18,10 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr const char* kStringColumns[] = {"segment", "rfm_segment"};
 constexpr const char* kNumberColumns[] = {
     "segment_id",           "rfm_r", "rfm_f", "rfm_m", "p_alive", "expected_orders_90d",
-    "expected_order_value", "clv"};
-constexpr size_t kNumExtra = 10;
-constexpr size_t kFirstScoreColumn = 6;  // p_alive, offset from the first extra column
+    "expected_order_value", "clv", "p_purchase_30d", "p_churn_90d", "p_upgrade", "p_referral"};
+constexpr size_t kNumExtra = 14;
+constexpr size_t kFirstScoreColumn = 6;        // p_alive, offset from the first extra column
+constexpr size_t kFirstPropensityColumn = 10;  // p_purchase_30d: the build's values, fixed
 
 bool IsDayWindowedTrait(std::string_view name) {
   static const char* const kWindowed[] = {"orders_7d",
@@ -92,8 +93,13 @@ Result<std::unique_ptr<BuildMembershipSource>> BuildMembershipSource::Load(const
     if (p >= s.built_segment_.size()) {
       s.built_segment_.resize(p + 1, -1);
       s.recommendations_.resize(p + 1);
+      s.propensities_.resize(p + 1, {kNaN, kNaN, kNaN, kNaN});
     }
     s.built_segment_[p] = build.segment_id[row];
+    if (row < build.p_purchase_30d.size()) {
+      s.propensities_[p] = {build.p_purchase_30d[row], build.p_churn_90d[row], build.p_upgrade[row],
+                            build.p_referral[row]};
+    }
     s.recommendations_[p] = std::move(build.recommendations[row]);
   }
   const TraitCatalogue& cat = engine.catalogue();
@@ -142,7 +148,7 @@ Result<std::unique_ptr<BuildMembershipSource>> BuildMembershipSource::Load(const
         if (column < 0) continue;
         const auto col = static_cast<size_t>(column);
         if (col >= s.num_traits_) {
-          if (col >= s.num_traits_ + kFirstScoreColumn) {
+          if (col >= s.num_traits_ + kFirstScoreColumn && col < s.num_traits_ + kFirstPropensityColumn) {
             s.audiences_read_scores_ = true;
             s.midnight_ = true;  // the calibration period ends the day before now
           }
@@ -202,6 +208,9 @@ BuildMembershipSource::Evaluation BuildMembershipSource::EvaluateTraits(
   extra[5] = sc.expected_orders_90d;
   extra[6] = sc.expected_order_value;
   extra[7] = sc.clv;
+  for (size_t m = 0; m < 4; ++m) {
+    extra[8 + m] = profile < propensities_.size() ? propensities_[profile][m] : kNaN;
+  }
   const int32_t segment_code = sc.cluster;
   const int32_t rfm_code = sc.rfm_segment;
   segment::RuleData data;
@@ -426,6 +435,14 @@ void BuildMembershipSource::AppendProfileJson(const Engine& engine, uint32_t pro
   AppendJsonNumber(out, sc.expected_order_value);
   *out += ",\"clv\":";
   AppendJsonNumber(out, sc.clv);
+  static constexpr const char* kPropensityKeys[] = {"p_purchase_30d", "p_churn_90d", "p_upgrade",
+                                                    "p_referral"};
+  for (size_t m = 0; m < 4; ++m) {
+    *out += ",\"";
+    *out += kPropensityKeys[m];
+    *out += "\":";
+    AppendJsonNumber(out, profile < propensities_.size() ? propensities_[profile][m] : kNaN);
+  }
   *out += "},\"recommendations\":[";
   std::string_view recs =
       profile < recommendations_.size() ? recommendations_[profile] : std::string_view();

@@ -91,6 +91,9 @@ class BuildMembershipSource final : public MembershipSource {
   std::vector<Clock> feature_clock_;  // per model feature
   int recency_trait_ = -1, frequency_trait_ = -1, monetary_trait_ = -1;
   std::vector<int64_t> built_segment_;        // per profile slot
+  // Per profile slot: the build's p_purchase_30d, p_churn_90d, p_upgrade, p_referral (fixed
+  // until the next build; NaN for profiles the build did not score).
+  std::vector<std::array<double, 4>> propensities_;
   std::vector<std::string> recommendations_;  // per profile slot, the build's "a;b;c"
   size_t num_traits_ = 0;
   segment::RuleSchema schema_;

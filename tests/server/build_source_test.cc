@@ -38,6 +38,9 @@ rule = "clv > 100 and p_alive > 0.5"
 [[audiences]]
 name = "mixed"
 rule = "segment_id == 0 or (distinct_categories >= 5 and orders_90d >= 1) or rfm_r >= 4"
+[[audiences]]
+name = "churn_risk"
+rule = "p_churn_90d > 0.5 and p_purchase_30d < 0.5"
 )";
 
 // A generated shop, ingested and built once for the whole binary; tests copy its workspace.
