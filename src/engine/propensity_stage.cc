@@ -669,11 +669,17 @@ Result<ModelOutcome> FitOne(const PropensityData& data, size_t m,
   if (has_bgnbd)
     all_margin = BgNbdMargins(all.features, all.rows, d, p_order_col, m == 1, all_fallback);
   PropensityTrainingSummary summary;
+  // The refit on every cut-off trains on all its rows for the number of rounds early stopping
+  // chose in the evaluation (no second validation split: that data is the most recent).
+  PropensityOptions final_options = xo;
+  final_options.max_rounds = std::max(1, eval_model.rounds());
+  final_options.validation_fraction = 0;
+  final_options.early_stopping_rounds = 0;
   SHOAL_ASSIGN_OR_RETURN(
       PropensityModel final_model,
       TrainPropensity(FeatureMatrixView(std::span<const float>(all.features), all.rows, d),
-                      all.labels, data.feature_names, xo, XgbContext(ctx, all.rows, d), &summary,
-                      all_margin));
+                      all.labels, data.feature_names, final_options, XgbContext(ctx, all.rows, d),
+                      &summary, all_margin));
   SHOAL_ASSIGN_OR_RETURN(out.model_bytes, final_model.Serialize());
   SHOAL_ASSIGN_OR_RETURN(std::vector<FeatureImportanceEntry> importance,
                          final_model.FeatureImportance());
