@@ -74,7 +74,7 @@ bool IdBloomFilter::MayContain(uint64_t id_hash) const {
 }
 
 EventDedupe::EventDedupe(KvStore* store, DedupeOptions options)
-    : store_(store), options_(options), recent_(options.flush_ids) {}
+    : store_(store), options_(options) {}
 
 Status EventDedupe::Load(uint64_t stored_ids, bool read_only) {
   std::string value;
@@ -99,6 +99,9 @@ Status EventDedupe::Load(uint64_t stored_ids, bool read_only) {
       if (seq > indexed_seq) recent_.Insert(h);
     }
     if (seq > indexed_seq) recent_last_seq_ = std::max(recent_last_seq_, seq);
+    // A workspace older than event_index (or one with many unflushed blocks) is indexed as it
+    // loads, so `recent` never outgrows flush_ids by more than a block.
+    if (!read_only && recent_.size() >= options_.flush_ids) SHOAL_RETURN_IF_ERROR(Flush());
     return true;
   }));
   if (filter_ids_ > filter_.capacity()) {
