@@ -518,6 +518,7 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
   // The bulk load is over: release the spare capacity growth left in every state.
   for (CustomerState& state : states_) state.ShrinkToFit();
   states_.shrink_to_fit();
+  identity_.ShrinkToFit();
   SHOAL_RETURN_IF_ERROR(quarantine->Flush());
   total.bad = quarantine->total();
   total.bad_by_reason = quarantine->CountsByReason();

@@ -13,6 +13,7 @@ namespace shoal {
 namespace {
 
 constexpr std::string_view kMetaIndexedSeq = "event_index_seq";  // last block in event_index
+constexpr size_t kPrefetchAhead = 8;  // filter lines requested this many ids ahead
 
 // Hash 0 is stored as 1 everywhere (FlatSetU64 reserves 0), so every layer sees the same key.
 uint64_t Fix(uint64_t h) { return h == 0 ? 1 : h; }
@@ -73,7 +74,7 @@ bool IdBloomFilter::MayContain(uint64_t id_hash) const {
 }
 
 EventDedupe::EventDedupe(KvStore* store, DedupeOptions options)
-    : store_(store), options_(options), recent_(options.flush_ids) {}
+    : store_(store), options_(options) {}
 
 Status EventDedupe::Load(uint64_t stored_ids, bool read_only) {
   std::string value;
@@ -98,6 +99,9 @@ Status EventDedupe::Load(uint64_t stored_ids, bool read_only) {
       if (seq > indexed_seq) recent_.Insert(h);
     }
     if (seq > indexed_seq) recent_last_seq_ = std::max(recent_last_seq_, seq);
+    // A workspace older than event_index (or one with many unflushed blocks) is indexed as it
+    // loads, so `recent` never outgrows flush_ids by more than a block.
+    if (!read_only && recent_.size() >= options_.flush_ids) SHOAL_RETURN_IF_ERROR(Flush());
     return true;
   }));
   if (filter_ids_ > filter_.capacity()) {
@@ -131,6 +135,7 @@ Status EventDedupe::Lookup(std::span<const uint64_t> ids, std::vector<uint8_t>* 
   candidates_.clear();
   candidate_pos_.clear();
   for (size_t i = 0; i < ids.size(); ++i) {
+    if (i + kPrefetchAhead < ids.size()) filter_.Prefetch(Fix(ids[i + kPrefetchAhead]));
     uint64_t h = Fix(ids[i]);
     if (recent_.Contains(h)) {
       (*found)[i] = 1;
@@ -161,7 +166,10 @@ Status EventDedupe::Added(std::span<const uint64_t> ids, uint64_t block_seq) {
     // Four times the ids: a growing store rescans event_ids rarely (1M, 4M, 16M, ... ids).
     SHOAL_RETURN_IF_ERROR(RebuildFilter(std::max(options_.min_filter_ids, 4 * (filter_ids_ + ids.size()))));
   } else {
-    for (uint64_t h : ids) filter_.Insert(Fix(h));
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (i + kPrefetchAhead < ids.size()) filter_.Prefetch(Fix(ids[i + kPrefetchAhead]));
+      filter_.Insert(Fix(ids[i]));
+    }
     filter_ids_ += ids.size();
   }
   for (uint64_t h : ids) recent_.Insert(Fix(h));

@@ -294,6 +294,13 @@ Status IdentityGraph::RestoreFlags(std::string_view in) {
   return r.ok() ? Status::OK() : Status::Corruption("identity counters truncated");
 }
 
+void IdentityGraph::ShrinkToFit() {
+  identifiers_.shrink_to_fit();
+  arena_.shrink_to_fit();
+  profiles_.shrink_to_fit();
+  for (Profile& p : profiles_) p.identifiers.shrink_to_fit();
+}
+
 size_t IdentityGraph::MemoryBytes() const {
   size_t n = identifiers_.capacity() * sizeof(Identifier) + arena_.capacity() + index_.MemoryBytes() +
              profiles_.capacity() * sizeof(Profile);

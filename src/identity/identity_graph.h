@@ -86,6 +86,10 @@ class IdentityGraph {
   void SerializeFlags(std::string* out) const;
   Status RestoreFlags(std::string_view in);
   size_t MemoryBytes() const;
+  // Releases spare capacity of the identifier table, the text arena and the profile lists
+  // (after a bulk load). Lookups and identifiers are unchanged; string_views returned before
+  // are invalidated (as by any Resolve).
+  void ShrinkToFit();
 
  private:
   struct Identifier {

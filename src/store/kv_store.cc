@@ -122,6 +122,11 @@ Result<std::unique_ptr<KvStore>> KvStore::Open(const std::string& dir, const Sto
       cf.write_buffer_size = options.write_buffer_mb << 20;
       cf.max_write_buffer_number = 3;
       cf.target_file_size_base = 128ull << 20;
+      // A bulk ingest flushes many level-0 files; merging them 8 at a time rather than 4
+      // halves the rewrites (and ZSTD passes) competing with the ingest for the two cores.
+      cf.level0_file_num_compaction_trigger = 8;
+      cf.level0_slowdown_writes_trigger = 24;
+      cf.level0_stop_writes_trigger = 40;
     }
     if (c == static_cast<size_t>(Column::kEventIds)) {
       cf.compression = rocksdb::kNoCompression;  // random 64-bit hashes do not compress
@@ -136,13 +141,14 @@ Result<std::unique_ptr<KvStore>> KvStore::Open(const std::string& dir, const Sto
       cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(index_table));
       // Keys arrive as ingested table files (EventDedupe), rarely through the memtable (erasure
       // deletes). Lookups are rare (only ids its in-memory filter lets through), so many level-0
-      // files are cheap to keep and compacting them less often saves rewriting random keys.
+      // files are cheap to keep, while merging random keys costs RocksDB ~0.5 us per key
+      // (measured: 2.5 CPU-s for 16 files of 256k ids): merge only every 64 files (16M ids).
       cf.memtable_prefix_bloom_size_ratio = 0.02;
       cf.memtable_whole_key_filtering = true;
       cf.write_buffer_size = 4ull << 20;
-      cf.level0_file_num_compaction_trigger = 16;
-      cf.level0_slowdown_writes_trigger = 48;
-      cf.level0_stop_writes_trigger = 64;
+      cf.level0_file_num_compaction_trigger = 64;
+      cf.level0_slowdown_writes_trigger = 160;
+      cf.level0_stop_writes_trigger = 200;
       cf.compression = rocksdb::kNoCompression;
       cf.bottommost_compression = rocksdb::kNoCompression;
     } else {

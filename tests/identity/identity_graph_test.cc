@@ -110,5 +110,35 @@ TEST(IdentityGraphTest, ManyIdentifiersStayResolvable) {
   for (size_t i = 0; i < ids.size(); i += 997) EXPECT_EQ(g.FindAny(ids[i]), i);
 }
 
+// ShrinkToFit after a bulk load releases memory; every lookup, identifier list and later
+// resolution (merges included) behaves as before.
+TEST(IdentityGraphTest, ShrinkToFitKeepsLookupsAndResolution) {
+  IdentityGraph g, same;
+  std::vector<MergeRecord> merges, same_merges;
+  for (int i = 0; i < 5000; ++i) {
+    Event e = Ev("c" + std::to_string(i), "m" + std::to_string(i % 4000) + "@x.com", "d" + std::to_string(i));
+    g.Resolve(e, &merges);
+    same.Resolve(e, &same_merges);
+  }
+  size_t before = g.MemoryBytes();
+  g.ShrinkToFit();
+  EXPECT_LT(g.MemoryBytes(), before);
+  for (int i = 0; i < 5000; i += 7) {
+    std::string c = "c" + std::to_string(i), d = "d" + std::to_string(i);
+    ASSERT_EQ(g.FindAny(c), same.FindAny(c));
+    ASSERT_EQ(g.FindAny(d), same.FindAny(d));
+    uint32_t p = g.FindAny(c);
+    ASSERT_EQ(g.IdentifiersOf(p), same.IdentifiersOf(p));
+    EXPECT_EQ(g.DisplayIdOf(p), same.DisplayIdOf(p));
+  }
+  // Later events link an anonymous device to an existing customer in both graphs alike.
+  for (int i = 0; i < 300; ++i) {
+    Event e = Ev("c" + std::to_string(i), "", "late-" + std::to_string(i), 100 + i);
+    EXPECT_EQ(g.Resolve(e, &merges), same.Resolve(e, &same_merges));
+  }
+  EXPECT_EQ(merges.size(), same_merges.size());
+  EXPECT_EQ(g.num_alive(), same.num_alive());
+}
+
 }  // namespace
 }  // namespace shoal
