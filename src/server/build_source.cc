@@ -162,14 +162,24 @@ Result<std::unique_ptr<BuildMembershipSource>> BuildMembershipSource::Load(const
       }
     }
   }
+  std::vector<int> needed = s.feature_traits_;
+  needed.insert(needed.end(), s.support_traits_.begin(), s.support_traits_.end());
+  needed.insert(needed.end(), {s.recency_trait_, s.frequency_trait_, s.monetary_trait_});
+  for (const segment::Audience& audience : s.audiences_) {
+    for (int32_t column : audience.rule.columns_used()) {
+      if (static_cast<size_t>(column) < s.num_traits_) needed.push_back(column);
+    }
+  }
+  s.needed_traits_ = cat.Select(needed);
   return source;
 }
 
 void BuildMembershipSource::ComputeTraits(const Engine& engine, uint32_t profile, TimeMicros now,
                                           std::vector<double>* values) const {
   values->assign(num_traits_ + kNumExtra - 2, kNaN);
-  engine.catalogue().ComputeOne(engine.state(profile), engine.population(), now,
-                                std::span<double>(values->data(), num_traits_));
+  engine.catalogue().ComputeSelected(engine.state(profile), engine.population(), now,
+                                     needed_traits_,
+                                     std::span<double>(values->data(), num_traits_));
 }
 
 BuildMembershipSource::Evaluation BuildMembershipSource::Evaluate(const Engine& engine,
