@@ -241,9 +241,7 @@ void BuildMembershipSource::CachedBtyd(const Engine& engine, uint32_t profile, T
   mix(state.orders().size());
   mix(static_cast<uint64_t>(state.orders().front().timestamp));
   mix(static_cast<uint64_t>(state.orders().back().timestamp));
-  int64_t total = 0;
-  for (const auto& o : state.orders()) total += o.total_fixed;
-  mix(static_cast<uint64_t>(total));
+  mix(static_cast<uint64_t>(state.OrdersTotalFixed()));
   mix(static_cast<uint64_t>(DayOf(now)));
   CacheStripe& stripe = btyd_cache_[profile % btyd_cache_.size()];
   {

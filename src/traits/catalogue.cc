@@ -345,8 +345,7 @@ void TraitCatalogue::ComputeWith(const CustomerState& s, double premium_index, T
     out[kDaysSinceLastEvent] = days_to(s.LastEventTime());
     out[kTenureDays] = days_to(s.FirstEventTime());
   }
-  int64_t monetary_fixed = 0;
-  for (const auto& o : orders) monetary_fixed += o.total_fixed;
+  const int64_t monetary_fixed = s.OrdersTotalFixed();
   const double monetary = static_cast<double>(monetary_fixed) / kFixedScale;
   if (!orders.empty()) {
     out[kRecencyDays] = days_to(orders.back().timestamp);

@@ -666,5 +666,35 @@ TEST(CatalogueTest, SeasonalityOfLongHistoriesMatchesBruteForce) {
   }
 }
 
+// The carried order total equals the sum over the orders after Update, Combine and Deserialize.
+TEST(CustomerStateTest, CarriedOrderTotalEqualsSumOfOrders) {
+  Workspace w = MakeWorkspace();
+  PopulationState pop = MakePopulation();
+  auto sum = [](const CustomerState& s) {
+    int64_t total = 0;
+    for (const auto& o : s.orders()) total += o.total_fixed;
+    return total;
+  };
+  for (int c = 0; c < 40; ++c) {
+    EventBatch batch;
+    EventGenerator(70'000 + static_cast<uint64_t>(c)).Generate(5 + 7 * c, &batch);
+    std::vector<const Event*> events = Pointers(batch);
+    const size_t half = events.size() / 2;
+    CustomerState a = Feed({events.begin(), events.begin() + static_cast<std::ptrdiff_t>(half)},
+                           batch, pop, w.config);
+    CustomerState b = Feed({events.begin() + static_cast<std::ptrdiff_t>(half), events.end()},
+                           batch, pop, w.config);
+    EXPECT_EQ(a.OrdersTotalFixed(), sum(a));
+    a.Combine(b);
+    EXPECT_EQ(a.OrdersTotalFixed(), sum(a));
+    CustomerState decoded;
+    ASSERT_TRUE(decoded.Deserialize(Bytes(a)).ok());
+    EXPECT_EQ(decoded.OrdersTotalFixed(), sum(a));
+    if (c > 0) {
+      EXPECT_NE(sum(a), 0) << c;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace shoal::traits_test
