@@ -300,7 +300,7 @@ void TraitCatalogue::ComputeSelected(const CustomerState& state,
   }
   ComputeWith(state, premium, as_of, selection.sections_, out);
   for (size_t trait_idx = 0; trait_idx < out.size(); ++trait_idx) {
-    if (!selection.wanted_[trait_idx]) out[trait_idx] = kNaN;
+    if (!selection.Contains(trait_idx)) out[trait_idx] = kNaN;
   }
 }
 
