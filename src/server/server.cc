@@ -511,7 +511,9 @@ void Server::Impl::ProcessGroup(std::vector<std::shared_ptr<Job>>& jobs) {
       touched.emplace(p, "{\"kind\":\"time\"}");
     }
     // Deterministic order of change records: by profile.
-    std::vector<std::pair<uint32_t, std::string>> ordered(touched.begin(), touched.end());
+    std::vector<std::pair<uint32_t, std::string>> ordered;
+    ordered.reserve(touched.size());
+    for (auto& [p, c] : touched) ordered.emplace_back(p, std::move(c));  // no copy per profile
     std::sort(ordered.begin(), ordered.end());
     EvaluateMany(ordered, now, &group, &pending);
     for (auto& job : jobs) {
