@@ -37,7 +37,11 @@ server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 url="http://127.0.0.1:$port"
-export SHOAL_BENCH_NONCE=$(date +%s)
+# Event ids are "<nonce>-<wrk thread>-<counter>" and every wrk run counts from 1: each phase
+# gets its own nonce, or a later phase would resend earlier ids (all duplicates: not applied).
+run_id=$(date +%s)
+phase() { export SHOAL_BENCH_NONCE="$run_id$1"; }
+phase a
 
 rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
 pct() { awk -v q="$2" '$1 == q {print $2}' "$1"; }
@@ -49,18 +53,22 @@ if [ "${SHOAL_BENCH_BUILD:-1}" != 0 ]; then
   echo "== POST /v1/rebuild (the build's segments, RFM, audiences and scores from here on)"
   curl -sf -X POST -d "" "$url/v1/rebuild" | tee "$work/rebuild.txt"
   echo
+  phase b
   echo "== batches of 100 events with the build's source"
   wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$here/post_batch.lua" "$url" | tee "$work/batch_built.txt"
 fi
+phase c
 echo "== single events, keep-alive"
 wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$here/post_single.lua" "$url" | tee "$work/single.txt"
 echo "== profile lookups (idle)"
 wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$here/get_profile.lua" "$url" | tee "$work/lookup.txt"
+phase d
 echo "== profile lookups while single events stream in"
 wrk -t1 -c16 -d"${duration}s" --latency -s "$here/post_single.lua" "$url" > "$work/single_bg.txt" &
 bg=$!
 wrk -t1 -c16 -d"${duration}s" --latency -s "$here/get_profile.lua" "$url" | tee "$work/lookup_mixed.txt"
 wait $bg
+phase e
 echo "== POST -> webhook latency (200 membership changes at 100/s while single events stream in)"
 wrk -t1 -c16 -d4s -s "$here/post_single.lua" "$url" > /dev/null &
 bg=$!

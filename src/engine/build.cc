@@ -538,6 +538,11 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
   }
   profile_input.labels = stable.assignment;
   SHOAL_ASSIGN_OR_RETURN(segment::ProfileResult profiles, segment::ProfileClusters(profile_input, ctx));
+  // ProfileClusters sizes its output by the largest label: a last cluster left without members
+  // by the stabilisation would be missing (and read out of range below). It gets an empty profile.
+  for (size_t c = profiles.clusters.size(); c < static_cast<size_t>(k); ++c) {
+    profiles.clusters.emplace_back().cluster = static_cast<int32_t>(c);
+  }
   // Matched clusters keep their previous names; new ones get generated names clear of those.
   std::vector<segment::ClusterName> generated =
       segment::NameClusters(profiles.clusters, segment::NamingOptions(), stable.names);

@@ -379,7 +379,16 @@ Result<IngestSummary> Engine::Apply(EventBatch& batch, bool sync) {
 
 Status Engine::Checkpoint() {
   if (options_.read_only) return Status::OK();
-  WriteGroup g;
+  PendingCheckpoint pending;
+  PrepareCheckpoint(&pending);
+  SHOAL_RETURN_IF_ERROR(store_->Write(pending.group, true));
+  FinishCheckpoint(pending);
+  return Status::OK();
+}
+
+void Engine::PrepareCheckpoint(PendingCheckpoint* out) const {
+  if (options_.read_only) return;
+  WriteGroup& g = out->group;
   std::string rec;
   for (uint32_t profile : dirty_list_) {
     std::string key = KeyU32(profile);
@@ -393,9 +402,8 @@ Status Engine::Checkpoint() {
     } else {
       g.Delete(Column::kProfiles, key);
     }
-    dirty_[profile] = 0;
   }
-  dirty_list_.clear();
+  out->dirty_profiles = dirty_list_.size();
   // The merge log: every merge since the last checkpoint, numbered on from the stored counter.
   std::string value;
   uint64_t merge_seq = 0;
@@ -409,7 +417,7 @@ Status Engine::Checkpoint() {
     PutZigZag(&r, m.at);
     g.Put(Column::kMerges, KeyU64(++merge_seq), r);
   }
-  merges_scratch_.clear();
+  out->merges = merges_scratch_.size();
   g.Put(Column::kMeta, kMetaMergeSeq, U64Value(merge_seq));
   std::string population;
   population_.Serialize(&population);
@@ -418,13 +426,21 @@ Status Engine::Checkpoint() {
   identity_.SerializeFlags(&counters);
   g.Put(Column::kMeta, kMetaIdentity, counters);
   g.Put(Column::kMeta, kMetaProfileSlots, U64Value(identity_.num_slots()));
-  g.Put(Column::kMeta, kMetaCheckpointSeq, U64Value(next_seq_ - 1));
+  out->seq = next_seq_ - 1;
+  g.Put(Column::kMeta, kMetaCheckpointSeq, U64Value(out->seq));
   g.Put(Column::kMeta, kMetaLatestEvent, U64Value(static_cast<uint64_t>(latest_event_)));
   g.Put(Column::kMeta, kMetaFingerprint, U64Value(config_.fingerprint));
-  SHOAL_RETURN_IF_ERROR(store_->Write(g, true));
-  checkpoint_seq_ = next_seq_ - 1;
+}
+
+void Engine::FinishCheckpoint(const PendingCheckpoint& done) {
+  if (options_.read_only) return;
+  for (size_t i = 0; i < done.dirty_profiles; ++i) dirty_[dirty_list_[i]] = 0;
+  dirty_list_.erase(dirty_list_.begin(),
+                    dirty_list_.begin() + static_cast<std::ptrdiff_t>(done.dirty_profiles));
+  merges_scratch_.erase(merges_scratch_.begin(),
+                        merges_scratch_.begin() + static_cast<std::ptrdiff_t>(done.merges));
+  checkpoint_seq_ = done.seq;
   blocks_since_checkpoint_ = 0;
-  return Status::OK();
 }
 
 Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, const IngestOptions& options,

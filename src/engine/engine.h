@@ -120,6 +120,21 @@ class Engine {
   // Writes dirty profiles, identity and shop-wide state atomically.
   Status Checkpoint();
 
+  // Checkpoint() in steps, for a caller whose thread is the only one that mutates this engine
+  // (the server's writer), so that readers are not held off while the snapshot is serialized
+  // and synced: PrepareCheckpoint only reads (other threads may read the engine meanwhile),
+  // the caller writes `group` with store().Write(group, /*sync=*/true), and on success
+  // FinishCheckpoint (a mutation: exclusive access) marks the profiles clean. No event may be
+  // applied between the two calls. Does nothing useful read-only (group stays empty).
+  struct PendingCheckpoint {
+    WriteGroup group;
+    uint64_t seq = 0;           // blocks <= seq are in the group
+    size_t dirty_profiles = 0;  // leading entries of the dirty list written
+    size_t merges = 0;          // leading buffered merge records written
+  };
+  void PrepareCheckpoint(PendingCheckpoint* out) const;
+  void FinishCheckpoint(const PendingCheckpoint& done);
+
   // Profile of any identifier, or kNoProfile.
   uint32_t FindProfile(std::string_view identifier) const;
   // The profile as JSON: identifiers, every trait (as of `as_of`, default now).

@@ -168,14 +168,24 @@ Result<std::unique_ptr<BuildMembershipSource>> BuildMembershipSource::Load(const
       }
     }
   }
+  std::vector<int> needed = s.feature_traits_;
+  needed.insert(needed.end(), s.support_traits_.begin(), s.support_traits_.end());
+  needed.insert(needed.end(), {s.recency_trait_, s.frequency_trait_, s.monetary_trait_});
+  for (const segment::Audience& audience : s.audiences_) {
+    for (int32_t column : audience.rule.columns_used()) {
+      if (static_cast<size_t>(column) < s.num_traits_) needed.push_back(column);
+    }
+  }
+  s.needed_traits_ = cat.Select(needed);
   return source;
 }
 
 void BuildMembershipSource::ComputeTraits(const Engine& engine, uint32_t profile, TimeMicros now,
                                           std::vector<double>* values) const {
   values->assign(num_traits_ + kNumExtra - 2, kNaN);
-  engine.catalogue().ComputeOne(engine.state(profile), engine.population(), now,
-                                std::span<double>(values->data(), num_traits_));
+  engine.catalogue().ComputeSelected(engine.state(profile), engine.population(), now,
+                                     needed_traits_,
+                                     std::span<double>(values->data(), num_traits_));
 }
 
 BuildMembershipSource::Evaluation BuildMembershipSource::Evaluate(const Engine& engine,
@@ -240,9 +250,7 @@ void BuildMembershipSource::CachedBtyd(const Engine& engine, uint32_t profile, T
   mix(state.orders().size());
   mix(static_cast<uint64_t>(state.orders().front().timestamp));
   mix(static_cast<uint64_t>(state.orders().back().timestamp));
-  int64_t total = 0;
-  for (const auto& o : state.orders()) total += o.total_fixed;
-  mix(static_cast<uint64_t>(total));
+  mix(static_cast<uint64_t>(state.OrdersTotalFixed()));
   mix(static_cast<uint64_t>(DayOf(now)));
   CacheStripe& stripe = btyd_cache_[profile % btyd_cache_.size()];
   {

@@ -20,6 +20,7 @@
 #include "engine/live_model.h"
 #include "segment/rules.h"
 #include "server/membership.h"
+#include "traits/catalogue.h"
 #include "traits/customer_state.h"
 
 namespace shoal {
@@ -96,6 +97,9 @@ class BuildMembershipSource final : public MembershipSource {
   std::vector<std::array<double, 4>> propensities_;
   std::vector<std::string> recommendations_;  // per profile slot, the build's "a;b;c"
   size_t num_traits_ = 0;
+  // What this source reads of the traits (features, supports, RFM, audience columns): the
+  // writer computes only these per touched profile.
+  TraitSelection needed_traits_;
   segment::RuleSchema schema_;
   std::vector<std::string> segment_dictionary_;
   std::vector<segment::Audience> audiences_;

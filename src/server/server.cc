@@ -511,7 +511,9 @@ void Server::Impl::ProcessGroup(std::vector<std::shared_ptr<Job>>& jobs) {
       touched.emplace(p, "{\"kind\":\"time\"}");
     }
     // Deterministic order of change records: by profile.
-    std::vector<std::pair<uint32_t, std::string>> ordered(touched.begin(), touched.end());
+    std::vector<std::pair<uint32_t, std::string>> ordered;
+    ordered.reserve(touched.size());
+    for (auto& [p, c] : touched) ordered.emplace_back(p, std::move(c));  // no copy per profile
     std::sort(ordered.begin(), ordered.end());
     EvaluateMany(ordered, now, &group, &pending);
     for (auto& job : jobs) {
@@ -625,8 +627,19 @@ void Server::Impl::WriterLoop() {
     jobs.clear();  // let connection threads reuse their jobs
     if (config.checkpoint_seconds > 0 &&
         Clock::now() - last_checkpoint > std::chrono::duration<double>(config.checkpoint_seconds)) {
-      std::unique_lock lock(engine_mu);
-      Status st = engine->Checkpoint();
+      // Only this thread mutates the engine, so the snapshot of the dirty profiles is serialized
+      // under the shared lock and synced under none: lookups go on meanwhile; the exclusive
+      // lock is held only to mark the profiles clean.
+      Engine::PendingCheckpoint pending;
+      {
+        std::shared_lock lock(engine_mu);
+        engine->PrepareCheckpoint(&pending);
+      }
+      Status st = engine->store().Write(pending.group, /*sync=*/true);
+      if (st.ok()) {
+        std::unique_lock lock(engine_mu);
+        engine->FinishCheckpoint(pending);
+      }
       if (!st.ok()) std::fprintf(stderr, "shoal serve: checkpoint failed: %s\n", st.message().c_str());
       last_checkpoint = Clock::now();
     }

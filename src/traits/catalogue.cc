@@ -143,6 +143,59 @@ bool InWindow(int64_t day, int64_t as_of_day, int window_days) {
   return day <= as_of_day && day > as_of_day - window_days;
 }
 
+// Sections of ComputeWith that a subset of traits may skip; the traits outside every section
+// (counts, ratios, recencies, order totals) cost O(1) and are always computed.
+enum Section : uint32_t {
+  kSectionOrderDays = 1u << 0,   // one pass over the orders' days: ipi, windows, trends
+  kSectionSeasons = 1u << 1,     // calendar quarter and ISO week of the orders
+  kSectionCategories = 1u << 2,  // distinct categories, entropy, new categories
+  kSectionPremium = 1u << 3,     // the population's category medians
+  kSectionCartDays = 1u << 4,    // cart abandonment
+  kSectionCampaigns = 1u << 5,   // email open latency
+  kSectionActivity = 1u << 6,    // views_30d, sessions_30d
+  kSectionUser = 1u << 7,        // the user traits
+};
+
+uint32_t SectionOf(size_t trait_idx) {
+  switch (trait_idx) {
+    case kIpiMeanDays:
+    case kIpiStdDays:
+    case kOrders7d:
+    case kOrders30d:
+    case kOrders90d:
+    case kOrders365d:
+    case kSpend7d:
+    case kSpend30d:
+    case kSpend90d:
+    case kSpend365d:
+    case kTrendOrders:
+    case kTrendSpend:
+      return kSectionOrderDays;
+    case kSeasonQ1:
+    case kSeasonQ2:
+    case kSeasonQ3:
+    case kSeasonQ4:
+    case kPeakWeekShare:
+      return kSectionSeasons;
+    case kDistinctCategories:
+    case kCategoryEntropy:
+    case kNewCategories30d:
+      return kSectionCategories;
+    case kPremiumIndex:
+      return kSectionPremium;
+    case kCartAbandonmentCount:
+    case kCartAbandonmentRate:
+      return kSectionCartDays;
+    case kEmailOpenLatencyHours:
+      return kSectionCampaigns;
+    case kViews30d:
+    case kSessions30d:
+      return kSectionActivity;
+    default:
+      return trait_idx >= kNumBuiltinTraits ? uint32_t{kSectionUser} : uint32_t{0};
+  }
+}
+
 }  // namespace
 
 const std::vector<TraitInfo>& BuiltinTraits() {
@@ -218,7 +271,37 @@ void TraitCatalogue::ComputeOne(const CustomerState& state, const PopulationStat
                                 TimeMicros as_of, std::span<double> out) const {
   double premium = PremiumIndex(
       state, [&](uint32_t id) { return std::log(population.CategoryMedianPrice(id)); });
-  ComputeWith(state, premium, as_of, out);
+  ComputeWith(state, premium, as_of, kAllSections, out);
+}
+
+TraitSelection TraitCatalogue::Select(std::span<const int> trait_indices) const {
+  TraitSelection selection;
+  selection.wanted_.assign(traits_.size(), 0);
+  for (int idx : trait_indices) {
+    if (idx < 0 || static_cast<size_t>(idx) >= traits_.size()) continue;
+    const auto trait_idx = static_cast<size_t>(idx);
+    if (selection.wanted_[trait_idx]) continue;
+    selection.wanted_[trait_idx] = 1;
+    selection.sections_ |= SectionOf(trait_idx);
+    ++selection.count_;
+  }
+  return selection;
+}
+
+void TraitCatalogue::ComputeSelected(const CustomerState& state,
+                                     const PopulationState& population, TimeMicros as_of,
+                                     const TraitSelection& selection,
+                                     std::span<double> out) const {
+  assert(selection.wanted_.size() == traits_.size());
+  double premium = kNaN;
+  if (selection.sections_ & kSectionPremium) {
+    premium = PremiumIndex(
+        state, [&](uint32_t id) { return std::log(population.CategoryMedianPrice(id)); });
+  }
+  ComputeWith(state, premium, as_of, selection.sections_, out);
+  for (size_t trait_idx = 0; trait_idx < out.size(); ++trait_idx) {
+    if (!selection.Contains(trait_idx)) out[trait_idx] = kNaN;
+  }
 }
 
 void TraitCatalogue::Compute(std::span<const CustomerState* const> states,
@@ -237,7 +320,7 @@ void TraitCatalogue::Compute(std::span<const CustomerState* const> states,
           const CustomerState& s = *states[customer_idx];
           double premium = PremiumIndex(
               s, [&](uint32_t id) { return id < log_medians.size() ? log_medians[id] : kNaN; });
-          ComputeWith(s, premium, as_of, row);
+          ComputeWith(s, premium, as_of, kAllSections, row);
           for (size_t trait_idx = 0; trait_idx < row.size(); ++trait_idx) {
             out->values[trait_idx * n + customer_idx] = row[trait_idx];
           }
@@ -247,7 +330,7 @@ void TraitCatalogue::Compute(std::span<const CustomerState* const> states,
 }
 
 void TraitCatalogue::ComputeWith(const CustomerState& s, double premium_index, TimeMicros as_of,
-                                 std::span<double> out) const {
+                                 uint32_t sections, std::span<double> out) const {
   assert(out.size() == traits_.size());
   std::fill(out.begin(), out.end(), kNaN);
   const int64_t as_of_day = DayOf(as_of);
@@ -262,8 +345,7 @@ void TraitCatalogue::ComputeWith(const CustomerState& s, double premium_index, T
     out[kDaysSinceLastEvent] = days_to(s.LastEventTime());
     out[kTenureDays] = days_to(s.FirstEventTime());
   }
-  int64_t monetary_fixed = 0;
-  for (const auto& o : orders) monetary_fixed += o.total_fixed;
+  const int64_t monetary_fixed = s.OrdersTotalFixed();
   const double monetary = static_cast<double>(monetary_fixed) / kFixedScale;
   if (!orders.empty()) {
     out[kRecencyDays] = days_to(orders.back().timestamp);
@@ -275,69 +357,94 @@ void TraitCatalogue::ComputeWith(const CustomerState& s, double premium_index, T
   out[kMonetaryTotal] = monetary;
   out[kNetSpend] = monetary - s.RefundedTotal();
 
-  // Inter-purchase intervals over distinct order days; windows; seasonality.
-  int64_t prev_day = INT64_MIN;
-  double gap_sum = 0;
-  int64_t gaps = 0;
-  const int kWindows[4] = {7, 30, 90, 365};
-  double window_orders[4] = {}, window_spend_fixed[4] = {};
-  double recent_orders = 0, earlier_orders = 0;
-  int64_t recent_spend = 0, earlier_spend = 0;
-  double quarter[4] = {}, peak = 0;
-  for (const auto& o : orders) {
-    const int64_t day = DayOf(o.timestamp);
-    if (prev_day != INT64_MIN && day != prev_day) {
-      auto gap = static_cast<double>(day - prev_day);
-      gap_sum += gap;
-      ++gaps;
-    }
-    prev_day = day;
-    for (int w = 0; w < 4; ++w) {
-      if (InWindow(day, as_of_day, kWindows[w])) {
-        window_orders[w] += 1;
-        window_spend_fixed[w] += static_cast<double>(o.total_fixed);
-      }
-    }
-    if (InWindow(day, as_of_day, 30)) {
-      recent_orders += 1;
-      recent_spend += o.total_fixed;
-    } else if (InWindow(day, as_of_day - 30, 90)) {
-      earlier_orders += 1;
-      earlier_spend += o.total_fixed;
-    }
-    int64_t year;
-    unsigned month, mday;
-    CivilFromDays(day, &year, &month, &mday);
-    quarter[(month - 1) / 3] += 1;
-    if (peak_week_[static_cast<size_t>(IsoWeekOfDay(day))]) peak += 1;
-  }
-  if (gaps > 0) {
-    const double mean = gap_sum / static_cast<double>(gaps);
-    double squares = 0;  // second pass: no cancellation
-    prev_day = DayOf(orders.front().timestamp);
+  // Inter-purchase intervals over distinct order days; windows.
+  if (sections & kSectionOrderDays) {
+    int64_t prev_day = INT64_MIN;
+    double gap_sum = 0;
+    int64_t gaps = 0;
+    const int kWindows[4] = {7, 30, 90, 365};
+    double window_orders[4] = {}, window_spend_fixed[4] = {};
+    double recent_orders = 0, earlier_orders = 0;
+    int64_t recent_spend = 0, earlier_spend = 0;
     for (const auto& o : orders) {
       const int64_t day = DayOf(o.timestamp);
-      if (day == prev_day) continue;
-      double deviation = static_cast<double>(day - prev_day) - mean;
-      squares += deviation * deviation;
+      if (prev_day != INT64_MIN && day != prev_day) {
+        auto gap = static_cast<double>(day - prev_day);
+        gap_sum += gap;
+        ++gaps;
+      }
       prev_day = day;
+      for (int w = 0; w < 4; ++w) {
+        if (InWindow(day, as_of_day, kWindows[w])) {
+          window_orders[w] += 1;
+          window_spend_fixed[w] += static_cast<double>(o.total_fixed);
+        }
+      }
+      if (InWindow(day, as_of_day, 30)) {
+        recent_orders += 1;
+        recent_spend += o.total_fixed;
+      } else if (InWindow(day, as_of_day - 30, 90)) {
+        earlier_orders += 1;
+        earlier_spend += o.total_fixed;
+      }
     }
-    out[kIpiMeanDays] = mean;
-    out[kIpiStdDays] = std::sqrt(squares / static_cast<double>(gaps));
+    if (gaps > 0) {
+      const double mean = gap_sum / static_cast<double>(gaps);
+      double squares = 0;  // second pass: no cancellation
+      prev_day = DayOf(orders.front().timestamp);
+      for (const auto& o : orders) {
+        const int64_t day = DayOf(o.timestamp);
+        if (day == prev_day) continue;
+        double deviation = static_cast<double>(day - prev_day) - mean;
+        squares += deviation * deviation;
+        prev_day = day;
+      }
+      out[kIpiMeanDays] = mean;
+      out[kIpiStdDays] = std::sqrt(squares / static_cast<double>(gaps));
+    }
+    const BuiltinTrait kOrderWindows[4] = {kOrders7d, kOrders30d, kOrders90d, kOrders365d};
+    const BuiltinTrait kSpendWindows[4] = {kSpend7d, kSpend30d, kSpend90d, kSpend365d};
+    for (int w = 0; w < 4; ++w) {
+      out[kOrderWindows[w]] = window_orders[w];
+      out[kSpendWindows[w]] = window_spend_fixed[w] / kFixedScale;
+    }
+    auto trend = [](double recent, double earlier) {
+      double r30 = recent / 30, r90 = earlier / 90;
+      return r30 + r90 > 0 ? (r30 - r90) / (r30 + r90) : 0.0;
+    };
+    out[kTrendOrders] = trend(recent_orders, earlier_orders);
+    out[kTrendSpend] = trend(static_cast<double>(recent_spend), static_cast<double>(earlier_spend));
   }
-  const BuiltinTrait kOrderWindows[4] = {kOrders7d, kOrders30d, kOrders90d, kOrders365d};
-  const BuiltinTrait kSpendWindows[4] = {kSpend7d, kSpend30d, kSpend90d, kSpend365d};
-  for (int w = 0; w < 4; ++w) {
-    out[kOrderWindows[w]] = window_orders[w];
-    out[kSpendWindows[w]] = window_spend_fixed[w] / kFixedScale;
-  }
-  auto trend = [](double recent, double earlier) {
-    double r30 = recent / 30, r90 = earlier / 90;
-    return r30 + r90 > 0 ? (r30 - r90) / (r30 + r90) : 0.0;
-  };
-  out[kTrendOrders] = trend(recent_orders, earlier_orders);
-  out[kTrendSpend] = trend(static_cast<double>(recent_spend), static_cast<double>(earlier_spend));
-  if (!orders.empty()) {
+
+  // Seasonality. The calendar quarter and the ISO week of a day are looked up only when the day
+  // leaves the quarter / week (Monday to Sunday) of the previous order: orders are sorted by
+  // time, so that is once per quarter and week spanned, not once per order.
+  if ((sections & kSectionSeasons) && !orders.empty()) {
+    double quarter[4] = {}, peak = 0;
+    int64_t quarter_begin = 1, quarter_end = 0;  // empty: the first order looks up
+    int64_t week_begin = 1, week_end = 0;
+    size_t quarter_idx = 0;
+    bool peak_week = false;
+    for (const auto& o : orders) {
+      const int64_t day = DayOf(o.timestamp);
+      if (day < quarter_begin || day >= quarter_end) {
+        int64_t year;
+        unsigned month, mday;
+        CivilFromDays(day, &year, &month, &mday);
+        quarter_idx = (month - 1) / 3;
+        const auto first_month = static_cast<unsigned>(quarter_idx * 3 + 1);
+        quarter_begin = DaysFromCivil(year, first_month, 1);
+        quarter_end = quarter_idx == 3 ? DaysFromCivil(year + 1, 1, 1)
+                                       : DaysFromCivil(year, first_month + 3, 1);
+      }
+      if (day < week_begin || day >= week_end) {
+        week_begin = day - ((day + 3) % 7 + 7) % 7;  // Monday; 1970-01-01 was a Thursday
+        week_end = week_begin + 7;
+        peak_week = peak_week_[static_cast<size_t>(IsoWeekOfDay(day))];
+      }
+      quarter[quarter_idx] += 1;
+      if (peak_week) peak += 1;
+    }
     out[kSeasonQ1] = quarter[0] / num_orders;
     out[kSeasonQ2] = quarter[1] / num_orders;
     out[kSeasonQ3] = quarter[2] / num_orders;
@@ -346,25 +453,27 @@ void TraitCatalogue::ComputeWith(const CustomerState& s, double premium_index, T
   }
 
   // Categories.
-  double categorised_lines = 0, distinct = 0, new_categories = 0;
-  for (const auto& c : s.categories()) {
-    if (c.order_lines > 0) {
-      distinct += 1;
-      categorised_lines += c.order_lines;
-    }
-    if (InWindow(c.first_day, as_of_day, 30)) new_categories += 1;
-  }
-  out[kDistinctCategories] = distinct;
-  if (categorised_lines > 0) {
-    double entropy = 0;
+  if (sections & kSectionCategories) {
+    double categorised_lines = 0, distinct = 0, new_categories = 0;
     for (const auto& c : s.categories()) {
-      if (c.order_lines == 0) continue;
-      double p = c.order_lines / categorised_lines;
-      entropy -= p * std::log(p);
+      if (c.order_lines > 0) {
+        distinct += 1;
+        categorised_lines += c.order_lines;
+      }
+      if (InWindow(c.first_day, as_of_day, 30)) new_categories += 1;
     }
-    out[kCategoryEntropy] = entropy;
+    out[kDistinctCategories] = distinct;
+    if (categorised_lines > 0) {
+      double entropy = 0;
+      for (const auto& c : s.categories()) {
+        if (c.order_lines == 0) continue;
+        double p = c.order_lines / categorised_lines;
+        entropy -= p * std::log(p);
+      }
+      out[kCategoryEntropy] = entropy;
+    }
+    out[kNewCategories30d] = new_categories;
   }
-  out[kNewCategories30d] = new_categories;
   double discounts = s.DiscountTotal();
   double gross = monetary + discounts;
   out[kDiscountShare] = gross > 0 ? discounts / gross : kNaN;
@@ -380,17 +489,22 @@ void TraitCatalogue::ComputeWith(const CustomerState& s, double premium_index, T
   out[kCartToCheckout] = Ratio(checkouts, carts);
   out[kCheckoutToOrder] = Ratio(num_orders, checkouts);
   out[kViewToOrder] = Ratio(num_orders, views);
-  double abandoned = 0, cart_days = 0;
-  size_t order_idx = 0;
-  for (int32_t cart_day : s.cart_days()) {
-    if (static_cast<int64_t>(cart_day) + 1 > as_of_day) break;
-    cart_days += 1;
-    while (order_idx < orders.size() && DayOf(orders[order_idx].timestamp) < cart_day) ++order_idx;
-    bool ordered = order_idx < orders.size() && DayOf(orders[order_idx].timestamp) <= cart_day + 1;
-    if (!ordered) abandoned += 1;
+  if (sections & kSectionCartDays) {
+    double abandoned = 0, cart_days = 0;
+    size_t order_idx = 0;
+    for (int32_t cart_day : s.cart_days()) {
+      if (static_cast<int64_t>(cart_day) + 1 > as_of_day) break;
+      cart_days += 1;
+      while (order_idx < orders.size() && DayOf(orders[order_idx].timestamp) < cart_day) {
+        ++order_idx;
+      }
+      bool ordered =
+          order_idx < orders.size() && DayOf(orders[order_idx].timestamp) <= cart_day + 1;
+      if (!ordered) abandoned += 1;
+    }
+    out[kCartAbandonmentCount] = abandoned;
+    out[kCartAbandonmentRate] = Ratio(abandoned, cart_days);
   }
-  out[kCartAbandonmentCount] = abandoned;
-  out[kCartAbandonmentRate] = Ratio(abandoned, cart_days);
 
   // Sessions and email.
   const double sessions = count(EventType::kSessionStart), pages = count(EventType::kPageView);
@@ -406,16 +520,18 @@ void TraitCatalogue::ComputeWith(const CustomerState& s, double premium_index, T
   out[kEmailOpenRate] = Ratio(opens, sends);
   out[kEmailClickRate] = Ratio(clicks, sends);
   out[kEmailClickToOpen] = Ratio(clicks, opens);
-  double latency_sum = 0, latencies = 0;
-  for (const auto& c : s.campaigns()) {
-    if (c.first_send == CustomerState::kNoTime || c.first_open == CustomerState::kNoTime ||
-        c.first_open < c.first_send) {
-      continue;
+  if (sections & kSectionCampaigns) {
+    double latency_sum = 0, latencies = 0;
+    for (const auto& c : s.campaigns()) {
+      if (c.first_send == CustomerState::kNoTime || c.first_open == CustomerState::kNoTime ||
+          c.first_open < c.first_send) {
+        continue;
+      }
+      latency_sum += static_cast<double>(c.first_open - c.first_send) / kMicrosPerHour;
+      latencies += 1;
     }
-    latency_sum += static_cast<double>(c.first_open - c.first_send) / kMicrosPerHour;
-    latencies += 1;
+    out[kEmailOpenLatencyHours] = Ratio(latency_sum, latencies);
   }
-  out[kEmailOpenLatencyHours] = Ratio(latency_sum, latencies);
 
   // Service, returns.
   out[kSupportTickets] = count(EventType::kSupportTicket);
@@ -442,19 +558,22 @@ void TraitCatalogue::ComputeWith(const CustomerState& s, double premium_index, T
   out[kShareTablet] = Ratio(s.DeviceCount(DeviceClass::kTablet), known_device);
 
   // Recent activity.
-  double views_30d = 0, sessions_30d = 0;
-  for (const auto& d : s.activity_days()) {
-    if (!InWindow(d.day, as_of_day, 30)) continue;
-    views_30d += d.product_views;
-    sessions_30d += d.sessions;
+  if (sections & kSectionActivity) {
+    double views_30d = 0, sessions_30d = 0;
+    for (const auto& d : s.activity_days()) {
+      if (!InWindow(d.day, as_of_day, 30)) continue;
+      views_30d += d.product_views;
+      sessions_30d += d.sessions;
+    }
+    out[kViews30d] = views_30d;
+    out[kSessions30d] = sessions_30d;
   }
-  out[kViews30d] = views_30d;
-  out[kSessions30d] = sessions_30d;
   out[kReferrals] = count(EventType::kReferral);
   if (s.consent() >= 0) out[kConsentMarketing] = s.consent();
   out[kEventsTotal] = static_cast<double>(s.num_events());
 
   // User traits.
+  if (!(sections & kSectionUser)) return;
   const auto user = s.user_traits();  // sparse, sorted by trait_idx
   size_t user_pos = 0;
   for (size_t i = 0; i < config_.user_traits.size(); ++i) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
@@ -39,6 +40,26 @@ const std::vector<TraitInfo>& BuiltinTraits();
 // True when `name` is a built-in trait.
 bool IsBuiltinTraitName(std::string_view name);
 
+class TraitCatalogue;
+
+// A subset of a catalogue's traits to compute (TraitCatalogue::Select). Holds which traits were
+// asked for and which sections of the computation they need; plain value, cheap to copy.
+class TraitSelection {
+ public:
+  TraitSelection() = default;
+  // True when trait `trait_idx` is selected.
+  bool Contains(size_t trait_idx) const {
+    return trait_idx < wanted_.size() && wanted_[trait_idx] != 0;
+  }
+  size_t size() const { return count_; }
+
+ private:
+  friend class TraitCatalogue;
+  std::vector<uint8_t> wanted_;  // per catalogue trait
+  uint32_t sections_ = 0;        // TraitCatalogue's section bits
+  size_t count_ = 0;
+};
+
 class TraitCatalogue {
  public:
   // `config` should have passed ValidateTraitConfig / ParseTraitConfig.
@@ -56,15 +77,29 @@ class TraitCatalogue {
   void ComputeOne(const CustomerState& state, const PopulationState& population, TimeMicros as_of,
                   std::span<double> out) const;
 
+  // The traits `trait_indices` (catalogue indices; negative or out-of-range entries are
+  // ignored, duplicates allowed) for ComputeSelected.
+  TraitSelection Select(std::span<const int> trait_indices) const;
+
+  // Like ComputeOne, but computes only the sections of the calculation the selected traits
+  // need (the per-order seasonality, the category medians, the user traits, ... are skipped
+  // when no selected trait reads them). Selected entries equal ComputeOne's bit for bit; every
+  // other entry is NaN. `selection` must come from this catalogue's Select. Thread-safe (const).
+  void ComputeSelected(const CustomerState& state, const PopulationState& population,
+                       TimeMicros as_of, const TraitSelection& selection,
+                       std::span<double> out) const;
+
   // Every customer into *out (resized; traits copied), parallel over customers with
   // ctx.Threads(); results do not depend on the thread count.
   void Compute(std::span<const CustomerState* const> states, const PopulationState& population,
                TimeMicros as_of, const Context& ctx, TraitMatrix* out) const;
 
  private:
-  // ComputeOne given the customer's premium_index (which needs the population's medians).
+  // ComputeOne given the customer's premium_index (which needs the population's medians);
+  // only the sections in the bit set `sections` (every section: kAllSections).
   void ComputeWith(const CustomerState& state, double premium_index, TimeMicros as_of,
-                   std::span<double> out) const;
+                   uint32_t sections, std::span<double> out) const;
+  static constexpr uint32_t kAllSections = ~uint32_t{0};
 
   TraitConfig config_;
   std::vector<TraitInfo> traits_;

@@ -120,6 +120,14 @@ void CustomerState::FoldValue(TraitAggregate aggregate, int64_t x, int64_t* valu
   }
 }
 
+namespace {
+// Two's-complement addition without signed-overflow UB (a corrupt or extreme input may hold
+// totals whose sum leaves int64).
+int64_t WrappingAdd(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
+}
+}  // namespace
+
 bool operator==(const CustomerState& a, const CustomerState& b) {
   // Serialize is canonical (sorted items, live buckets only, raw double bits).
   std::string x, y;
@@ -234,6 +242,7 @@ void CustomerState::AddOrder(const Event& e, const EventBatch& batch, Population
   }
   double total = std::isfinite(e.total) ? e.total : line_gross - line_discounts - order_discount;
   Order order{e.timestamp, ToFixed(total)};
+  orders_total_fixed_ = WrappingAdd(orders_total_fixed_, order.total_fixed);
   if (orders_.empty() || !(order < orders_.back())) {
     orders_.push_back(order);
   } else {
@@ -425,6 +434,7 @@ void CustomerState::Combine(const CustomerState& other) {
     std::merge(orders_.begin(), orders_.end(), other.orders_.begin(), other.orders_.end(),
                merged.begin());
     orders_.swap(merged);
+    orders_total_fixed_ = WrappingAdd(orders_total_fixed_, other.orders_total_fixed_);
   }
   MergeByKey(
       &activity_, other.activity_, [](const ActivityDay& d) { return d.day; },
@@ -643,6 +653,7 @@ Status CustomerState::Deserialize(std::string_view in) {
     orders_[i].timestamp = prev_time + delta;
     prev_time = orders_[i].timestamp;
     if (i > 0 && orders_[i] < orders_[i - 1]) return bad("unsorted orders");
+    orders_total_fixed_ = WrappingAdd(orders_total_fixed_, orders_[i].total_fixed);
   }
   if (!r.Count(&n, 3)) return bad("bad activity count");
   activity_.resize(n);

@@ -136,6 +136,8 @@ class CustomerState {
 
   // Read access for TraitCatalogue and for other modules.
   std::span<const Order> orders() const { return orders_; }
+  // Sum of the orders' total_fixed, carried (O(1)); equals summing orders().
+  int64_t OrdersTotalFixed() const { return orders_total_fixed_; }
   std::span<const ActivityDay> activity_days() const;  // live buckets only
   std::span<const int32_t> cart_days() const { return cart_days_; }
   std::span<const CategoryStats> categories() const { return categories_; }
@@ -204,6 +206,9 @@ class CustomerState {
   // Derived index, not state: bit i set when user_ holds trait i (i < 64), so a trait's
   // position is a popcount instead of a search. Rebuilt by Combine and Deserialize.
   uint64_t user_present_ = 0;
+  // Derived, not state: the sum of orders_[].total_fixed (exact integer sum, so the order of
+  // additions does not matter). Kept by AddOrder and Combine, rebuilt by Deserialize.
+  int64_t orders_total_fixed_ = 0;
   void RebuildUserIndex();
 };
 

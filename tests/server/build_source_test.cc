@@ -420,12 +420,17 @@ TEST(BuildSourceServerTest, AnOrderMovesAnAtRiskCustomerAndTheWebhookReceivesIt)
     return out;
   };
   const std::string exited = "rfm:" + old_rfm;
+  // Both records: each is its own webhook, and a retried delivery may arrive after the other.
   ASSERT_TRUE(receiver.WaitFor(
       [&](const auto& all) {
+        bool saw_exit = false, saw_entry = false;
         for (const auto& b : mine(all)) {
-          if (Field(b, "membership") == exited && Field(b, "type") == "exited") return true;
+          if (Field(b, "membership") == exited && Field(b, "type") == "exited") saw_exit = true;
+          if (Field(b, "type") == "entered" && Field(b, "membership").rfind("rfm:", 0) == 0) {
+            saw_entry = true;
+          }
         }
-        return false;
+        return saw_exit && saw_entry;
       },
       5));
   double latency_ms =

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <numeric>
@@ -591,6 +592,107 @@ TEST(CustomerStateTest, ManyUserTraitsMatchBruteForceAndMerge) {
     plus_one.Update(*events[0], batch, pop, config);
     EXPECT_EQ(Bytes(round_trip), Bytes(plus_one));
     if (HasFailure()) return;
+  }
+}
+
+// ComputeSelected equals ComputeOne bit for bit on every selected trait and leaves the rest NaN:
+// each trait alone, random subsets, all traits, on random states (long histories included, so
+// the per-quarter / per-week lookups of the seasonality cross many boundaries).
+TEST(CatalogueTest, ComputeSelectedIsBitIdenticalToComputeOne) {
+  Workspace w = MakeWorkspace();
+  TraitCatalogue catalogue(w.config);
+  const size_t num_traits = catalogue.traits().size();
+  PopulationState pop = MakePopulation();
+  std::vector<EventBatch> batches(300);
+  std::vector<CustomerState> states(batches.size());
+  for (size_t c = 0; c < batches.size(); ++c) {
+    EventGenerator(40'000 + c).Generate(static_cast<int>(c % 10 == 0 ? 600 : c % 120), &batches[c]);
+    states[c] = Feed(Pointers(batches[c]), batches[c], pop, w.config);
+  }
+  std::vector<std::vector<int>> subsets;
+  for (size_t t = 0; t < num_traits; ++t) subsets.push_back({static_cast<int>(t)});
+  std::mt19937_64 rng(77);
+  for (int s = 0; s < 40; ++s) {
+    std::vector<int> subset;
+    for (size_t t = 0; t < num_traits; ++t) {
+      if (rng() % 4 == 0) subset.push_back(static_cast<int>(t));
+    }
+    subset.push_back(-1);                             // ignored
+    subset.push_back(static_cast<int>(num_traits));  // ignored
+    subsets.push_back(subset);
+  }
+  subsets.emplace_back();
+  for (size_t t = 0; t < num_traits; ++t) subsets.back().push_back(static_cast<int>(t));
+
+  std::vector<double> full(num_traits), some(num_traits);
+  const TimeMicros as_ofs[] = {AsOf(), AsOf() + 45 * kDay + 3 * kHour};
+  for (const std::vector<int>& subset : subsets) {
+    const TraitSelection selection = catalogue.Select(subset);
+    size_t selected = 0;
+    for (size_t t = 0; t < num_traits; ++t) selected += selection.Contains(t);
+    EXPECT_EQ(selected, selection.size());
+    for (size_t c = 0; c < states.size(); ++c) {
+      for (TimeMicros as_of : as_ofs) {
+        catalogue.ComputeOne(states[c], pop, as_of, full);
+        std::fill(some.begin(), some.end(), 12345.0);
+        catalogue.ComputeSelected(states[c], pop, as_of, selection, some);
+        for (size_t t = 0; t < num_traits; ++t) {
+          if (selection.Contains(t)) {
+            ASSERT_EQ(0, std::memcmp(&full[t], &some[t], sizeof(double)))
+                << catalogue.traits()[t].name << " customer " << c << ": " << some[t]
+                << " != " << full[t];
+          } else {
+            ASSERT_TRUE(std::isnan(some[t])) << catalogue.traits()[t].name;
+          }
+        }
+      }
+    }
+  }
+}
+
+// Long histories (hundreds of orders over 14 months) against the brute force, which looks up
+// the quarter and ISO week of every order on its own.
+TEST(CatalogueTest, SeasonalityOfLongHistoriesMatchesBruteForce) {
+  Workspace w = MakeWorkspace();
+  TraitCatalogue catalogue(w.config);
+  PopulationState pop = MakePopulation();
+  for (int c = 0; c < 12; ++c) {
+    EventBatch batch;
+    EventGenerator(60'000 + static_cast<uint64_t>(c)).Generate(900, &batch);
+    CustomerState state = Feed(Pointers(batch), batch, pop, w.config);
+    ASSERT_GT(state.orders().size(), 50u);
+    ExpectMatchesBruteForce(catalogue, state, Pointers(batch), batch, pop, AsOf(),
+                            "long history " + std::to_string(c));
+  }
+}
+
+// The carried order total equals the sum over the orders after Update, Combine and Deserialize.
+TEST(CustomerStateTest, CarriedOrderTotalEqualsSumOfOrders) {
+  Workspace w = MakeWorkspace();
+  PopulationState pop = MakePopulation();
+  auto sum = [](const CustomerState& s) {
+    int64_t total = 0;
+    for (const auto& o : s.orders()) total += o.total_fixed;
+    return total;
+  };
+  for (int c = 0; c < 40; ++c) {
+    EventBatch batch;
+    EventGenerator(70'000 + static_cast<uint64_t>(c)).Generate(5 + 7 * c, &batch);
+    std::vector<const Event*> events = Pointers(batch);
+    const size_t half = events.size() / 2;
+    CustomerState a = Feed({events.begin(), events.begin() + static_cast<std::ptrdiff_t>(half)},
+                           batch, pop, w.config);
+    CustomerState b = Feed({events.begin() + static_cast<std::ptrdiff_t>(half), events.end()},
+                           batch, pop, w.config);
+    EXPECT_EQ(a.OrdersTotalFixed(), sum(a));
+    a.Combine(b);
+    EXPECT_EQ(a.OrdersTotalFixed(), sum(a));
+    CustomerState decoded;
+    ASSERT_TRUE(decoded.Deserialize(Bytes(a)).ok());
+    EXPECT_EQ(decoded.OrdersTotalFixed(), sum(a));
+    if (c > 0) {
+      EXPECT_NE(sum(a), 0) << c;
+    }
   }
 }
 
