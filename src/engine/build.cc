@@ -434,7 +434,36 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
 
   // 1. Traits.
   auto t0 = std::chrono::steady_clock::now();
-  SHOAL_ASSIGN_OR_RETURN(TraitTable table, engine.ComputeTraits(options.as_of));
+  TraitTable table;
+  // With --as-of the profiles come from a replay of the events before it: keep that replay's
+  // states (the BTYD step reads their orders) and report each row under the profile that holds
+  // its identifiers now, so exports, explain and the server join it to the right customer.
+  std::vector<CustomerState> as_of_states;
+  if (options.as_of) {
+    const TimeMicros at = *options.as_of;
+    SHOAL_RETURN_IF_ERROR(engine.ReplayAsOf(std::span<const TimeMicros>(&at, 1), [&](const AsOfSnapshot& snap) {
+      for (size_t row = 0; row < snap.table.profiles.size(); ++row) {
+        if (snap.current_profiles[row] == kNoProfile) continue;  // forgotten since
+        table.profiles.push_back(snap.current_profiles[row]);
+        table.customer_ids.push_back(snap.table.customer_ids[row]);
+        as_of_states.push_back(*snap.states[row]);
+      }
+      // Column-major: keep the rows whose customer still exists.
+      const TraitMatrix& all = snap.table.matrix;
+      table.matrix.traits = all.traits;
+      table.matrix.num_customers = table.profiles.size();
+      table.matrix.values.reserve(all.traits.size() * table.profiles.size());
+      for (size_t t = 0; t < all.traits.size(); ++t) {
+        std::span<const double> column = all.Column(t);
+        for (size_t row = 0; row < column.size(); ++row) {
+          if (snap.current_profiles[row] != kNoProfile) table.matrix.values.push_back(column[row]);
+        }
+      }
+      return Status::OK();
+    }));
+  } else {
+    SHOAL_ASSIGN_OR_RETURN(table, engine.ComputeTraits(std::nullopt));
+  }
   const size_t n = table.profiles.size();
   if (n == 0) return Status::FailedPrecondition("the workspace has no profiles: ingest events first");
   b.profiles = table.profiles;
@@ -578,7 +607,7 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
   std::vector<double> fit_x, fit_tx, fit_T, fit_mean;
   uint64_t excluded_spend = 0;
   for (size_t row = 0; row < n; ++row) {
-    const CustomerState& st = engine.state(b.profiles[row]);
+    const CustomerState& st = options.as_of ? as_of_states[row] : engine.state(b.profiles[row]);
     int64_t first = INT64_MAX, last = INT64_MIN, current = INT64_MIN;
     double day_total = 0, repeat_sum = 0;
     int64_t days = 0;
