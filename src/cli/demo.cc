@@ -251,7 +251,7 @@ Status RunDemo(const DemoOptions& options) {
     }
     std::printf("\n");
   }
-  std::printf("\n5. build     segments, RFM, audiences, BTYD predictions, cross-sell\n");
+  std::printf("\n5. build     segments, RFM, audiences, BTYD predictions, propensities, cross-sell\n");
   BuildOptions build_options;
   build_options.quiet = true;
   SHOAL_ASSIGN_OR_RETURN(BuildResult build, RunBuild(*engine, build_options));
