@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <simdjson.h>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -281,6 +282,60 @@ Status RunDemo(const DemoOptions& options) {
               "     (customer ids are in %s)\n", db.string().c_str(), db.string().c_str(), db.string().c_str(),
               db.string().c_str(), (shop / "truth.csv").string().c_str());
   return Status::OK();
+}
+
+void PrintModels(const BuildResult& b) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element m;
+  if (b.models_json.empty() || parser.parse(b.models_json).get(m)) {
+    std::printf("models: none stored\n");
+    return;
+  }
+  std::string_view unit = "", end = "";
+  int64_t customers = 0;
+  if (m["time_unit"].get(unit)) unit = "?";
+  if (m["calibration_end"].get(end)) end = "?";
+  if (m["customers"].get(customers)) customers = 0;
+  std::printf("BTYD models (calibration to %.*s, time in %.*ss, %lld customers with orders)\n",
+              static_cast<int>(end.size()), end.data(), static_cast<int>(unit.size()), unit.data(),
+              static_cast<long long>(customers));
+  auto model = [&](const char* key, const char* label, std::initializer_list<const char*> params) {
+    simdjson::dom::element e;
+    if (m[key].get(e)) return;
+    std::string line = std::string("  ") + label;
+    line.resize(std::max<size_t>(line.size(), 15), ' ');
+    for (const char* p : params) {
+      double v = 0, se = 0;
+      if (e[p].get(v)) continue;
+      char buf[96];
+      if (!e[std::string(p) + "_se"].get(se)) {
+        std::snprintf(buf, sizeof buf, "%s %.4g (se %.2g)  ", p, v, se);
+      } else {
+        std::snprintf(buf, sizeof buf, "%s %.4g  ", p, v);
+      }
+      line += buf;
+    }
+    double ll = 0;
+    if (!e["loglik"].get(ll)) {
+      char buf[48];
+      std::snprintf(buf, sizeof buf, "log-lik %.2f", ll);
+      line += buf;
+    }
+    bool converged = true;
+    if (!e["converged"].get(converged) && !converged) {
+      std::string_view why;
+      line += "  NOT converged";
+      if (!e["message"].get(why)) line += ": " + std::string(why);
+    }
+    int64_t repeat = 0;
+    if (!e["repeat_customers"].get(repeat)) line += "  (" + std::to_string(repeat) + " repeat customers)";
+    std::printf("%s\n", line.c_str());
+  };
+  model("bgnbd", "BG/NBD", {"r", "alpha", "a", "b"});
+  model("pareto_nbd", "Pareto/NBD", {"r", "alpha", "s", "beta"});
+  model("gamma_gamma", "Gamma-Gamma", {"p", "q", "gamma"});
+  if (!b.propensity_report.empty()) std::printf("\n%s", b.propensity_report.c_str());
+  std::printf("(shoal models --json: every figure, calibration tables and feature importance)\n");
 }
 
 void PrintSegments(const BuildResult& b) {

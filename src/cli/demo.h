@@ -20,5 +20,8 @@ Status RunDemo(const DemoOptions& options);
 struct BuildResult;
 // Prints the segments table, RFM segment sizes and audience sizes of a build to stdout.
 void PrintSegments(const BuildResult& build);
+// Prints the last build's models readably: the BTYD parameters with standard errors,
+// log-likelihoods and convergence, then the propensity evaluation (`shoal models`, `shoal build`).
+void PrintModels(const BuildResult& build);
 
 }  // namespace shoal

@@ -296,9 +296,9 @@ int main(int argc, char** argv) {
       auto result = RunBuild(**engine, options);
       if (!result.ok()) return Fail(result.status());
       PrintSegments(*result);
-      std::printf("\nmodels: %s\n\n%scross-sell: %s\nbuild took %.2f s\n", result->models_json.c_str(),
-                  result->propensity_report.c_str(),
-                  result->affinity_summary.c_str(), result->seconds);
+      std::printf("\n");
+      PrintModels(*result);
+      std::printf("\ncross-sell: %s\nbuild took %.2f s\n", result->affinity_summary.c_str(), result->seconds);
       return 0;
     }
     if (*segments || *models) {
@@ -307,8 +307,11 @@ int main(int argc, char** argv) {
       auto result = LoadBuild(**engine);
       if (!result.ok()) return Fail(result.status());
       if (*models) {
-        std::printf("%s\n", result->models_json.c_str());
-        if (!json_out && !result->propensity_report.empty()) std::printf("\n%s", result->propensity_report.c_str());
+        if (json_out) {
+          std::printf("%s\n", result->models_json.c_str());
+        } else {
+          PrintModels(*result);
+        }
       } else if (json_out) {
         std::printf("%s\n", result->segments_json.c_str());
       } else {

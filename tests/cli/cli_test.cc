@@ -153,6 +153,29 @@ TEST_F(CliTest, GroceriesAffinitiesMatchArules) {
   EXPECT_NE(first.find("\"lift\":18.99"), std::string::npos) << first;
 }
 
+// The CDNOW check of docs/predictions.md is two commands after the ingest; `shoal models`
+// prints the published fit readably and `--json` as JSON.
+TEST_F(CliTest, CdnowBuildAndModels) {
+  ASSERT_EQ(Shoal("ingest --quiet --db " + Path("db") + " --mapping " + Recipe("cdnow-elog.toml") + " " +
+                  Data("cdnow/cdnowElog.csv"))
+                .exit_code,
+            0);
+  CmdResult build = Shoal("build --quiet --db " + Path("db") + " --calibration-end 1997-09-30 --time-unit week");
+  ASSERT_EQ(build.exit_code, 0) << build.out;
+  EXPECT_NE(build.out.find("BTYD models (calibration to 1997-09-30, time in weeks"), std::string::npos)
+      << build.out;
+  CmdResult models = Shoal("models --db " + Path("db"));
+  ASSERT_EQ(models.exit_code, 0) << models.out;
+  EXPECT_NE(models.out.find("BG/NBD       r 0.2426 (se 0.013)  alpha 4.414"), std::string::npos) << models.out;
+  EXPECT_NE(models.out.find("Gamma-Gamma  p 6.25 "), std::string::npos) << models.out;
+  EXPECT_NE(models.out.find("purchase (30-day window)"), std::string::npos) << models.out;
+  EXPECT_EQ(models.out.find("\"bgnbd\":{"), std::string::npos) << "the readable form prints no JSON";
+  CmdResult json = Shoal("models --db " + Path("db") + " --json");
+  ASSERT_EQ(json.exit_code, 0) << json.out;
+  EXPECT_EQ(json.out.rfind("{\"calibration_end\":\"1997-09-30\"", 0), 0u) << json.out.substr(0, 200);
+  EXPECT_NE(json.out.find("\"bgnbd\":{\"r\":0.242"), std::string::npos);
+}
+
 TEST_F(CliTest, HelpAndUnknownCommand) {
   EXPECT_EQ(Shoal("--help").exit_code, 0);
   EXPECT_NE(Shoal("ingest --help").out.find("--mapping"), std::string::npos);
