@@ -116,7 +116,10 @@ TEST(IdentityGraphTest, ShrinkToFitKeepsLookupsAndResolution) {
   IdentityGraph g, same;
   std::vector<MergeRecord> merges, same_merges;
   for (int i = 0; i < 5000; ++i) {
-    Event e = Ev("c" + std::to_string(i), "m" + std::to_string(i % 4000) + "@x.com", "d" + std::to_string(i));
+    // Event holds string views: the strings must outlive it.
+    const std::string cid = "c" + std::to_string(i), email = "m" + std::to_string(i % 4000) + "@x.com",
+                      device = "d" + std::to_string(i);
+    Event e = Ev(cid, email, device);
     g.Resolve(e, &merges);
     same.Resolve(e, &same_merges);
   }
@@ -133,7 +136,8 @@ TEST(IdentityGraphTest, ShrinkToFitKeepsLookupsAndResolution) {
   }
   // Later events link an anonymous device to an existing customer in both graphs alike.
   for (int i = 0; i < 300; ++i) {
-    Event e = Ev("c" + std::to_string(i), "", "late-" + std::to_string(i), 100 + i);
+    const std::string cid = "c" + std::to_string(i), device = "late-" + std::to_string(i);
+    Event e = Ev(cid, "", device, 100 + i);
     EXPECT_EQ(g.Resolve(e, &merges), same.Resolve(e, &same_merges));
   }
   EXPECT_EQ(merges.size(), same_merges.size());
