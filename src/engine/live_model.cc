@@ -32,10 +32,6 @@ std::vector<double> ReadDoubles(Reader& r) {
   return v;
 }
 
-int RescaleToFive(int score, int bins) {  // as ComputeRfm rescales for the default table
-  if (bins == 5 || score == 0) return score;
-  return 1 + static_cast<int>(std::lround(static_cast<double>(score - 1) * 4.0 / (bins - 1)));
-}
 
 }  // namespace
 
@@ -149,42 +145,13 @@ Result<LiveModel> LoadLiveModel(const Engine& engine) {
 
 void ScoreRfmOne(const LiveModel& model, double recency_days, double frequency, double monetary,
                  LiveScores* out) {
-  const int bins = model.rfm_bins;
-  const auto no_orders = static_cast<int32_t>(model.rfm_table.size());
-  out->rfm_r = out->rfm_f = out->rfm_m = 0;
-  if (std::isnan(frequency) || !(frequency > 0)) {
-    out->rfm_segment = no_orders;
-    return;
-  }
-  const int f_score = segment::ScoreFromCuts(frequency, model.frequency_cuts, bins);
-  const int r_score =
-      std::isnan(recency_days)
-          ? 0
-          : bins + 1 - segment::ScoreFromCuts(recency_days, model.recency_cuts, bins);
-  const int m_score =
-      std::isnan(monetary) ? 0 : segment::ScoreFromCuts(monetary, model.monetary_cuts, bins);
-  out->rfm_r = static_cast<uint8_t>(r_score);
-  out->rfm_f = static_cast<uint8_t>(f_score);
-  out->rfm_m = static_cast<uint8_t>(m_score);
-  if (r_score == 0 || m_score == 0) {
-    out->rfm_segment = no_orders + 1;
-    return;
-  }
-  int r = r_score, f = f_score, m = m_score;
-  if (model.rfm_default_table) {
-    r = RescaleToFive(r, bins);
-    f = RescaleToFive(f, bins);
-    m = RescaleToFive(m, bins);
-  }
-  const int fm = (f + m + 1) / 2;
-  out->rfm_segment = no_orders + 2;
-  for (size_t rule_idx = 0; rule_idx < model.rfm_table.size(); ++rule_idx) {
-    const segment::RfmSegmentRule& rule = model.rfm_table[rule_idx];
-    if (rule.r.Contains(r) && rule.f.Contains(f) && rule.m.Contains(m) && rule.fm.Contains(fm)) {
-      out->rfm_segment = static_cast<int32_t>(rule_idx);
-      break;
-    }
-  }
+  const segment::RfmRowScore row = segment::ScoreRfmRow(
+      recency_days, frequency, monetary, model.rfm_bins, model.recency_cuts, model.frequency_cuts,
+      model.monetary_cuts, model.rfm_table, model.rfm_default_table);
+  out->rfm_r = row.r;
+  out->rfm_f = row.f;
+  out->rfm_m = row.m;
+  out->rfm_segment = row.segment;
 }
 
 LiveScores ScoreLive(const LiveModel& model, const Engine& engine, uint32_t profile,

@@ -104,6 +104,45 @@ int RescaleToFive(int score, int bins) {
 
 }  // namespace
 
+RfmRowScore ScoreRfmRow(double recency_days, double frequency, double monetary, int bins,
+                        std::span<const double> recency_cuts, std::span<const double> frequency_cuts,
+                        std::span<const double> monetary_cuts, std::span<const RfmSegmentRule> table,
+                        bool default_table) {
+  const auto no_orders_idx = static_cast<int32_t>(table.size());
+  RfmRowScore out;
+  if (std::isnan(frequency) || !(frequency > 0)) {
+    out.segment = no_orders_idx;
+    return out;
+  }
+  const int f_score = ScoreFromCuts(frequency, frequency_cuts, bins);
+  const int r_score =
+      std::isnan(recency_days) ? 0 : bins + 1 - ScoreFromCuts(recency_days, recency_cuts, bins);
+  const int m_score = std::isnan(monetary) ? 0 : ScoreFromCuts(monetary, monetary_cuts, bins);
+  out.r = static_cast<uint8_t>(r_score);
+  out.f = static_cast<uint8_t>(f_score);
+  out.m = static_cast<uint8_t>(m_score);
+  if (r_score == 0 || m_score == 0) {
+    out.segment = no_orders_idx + 1;
+    return out;
+  }
+  int r = r_score, f = f_score, m = m_score;
+  if (default_table) {
+    r = RescaleToFive(r, bins);
+    f = RescaleToFive(f, bins);
+    m = RescaleToFive(m, bins);
+  }
+  const int fm = (f + m + 1) / 2;
+  out.segment = no_orders_idx + 2;
+  for (size_t rule_idx = 0; rule_idx < table.size(); ++rule_idx) {
+    const RfmSegmentRule& rule = table[rule_idx];
+    if (rule.r.Contains(r) && rule.f.Contains(f) && rule.m.Contains(m) && rule.fm.Contains(fm)) {
+      out.segment = static_cast<int32_t>(rule_idx);
+      break;
+    }
+  }
+  return out;
+}
+
 Result<RfmResult> ComputeRfm(std::span<const double> recency_days,
                              std::span<const double> frequency, std::span<const double> monetary,
                              const RfmOptions& options, const Context& context) {
@@ -155,8 +194,7 @@ Result<RfmResult> ComputeRfm(std::span<const double> recency_days,
       1);
 
   for (const RfmSegmentRule& rule : table) result.segment_names.push_back(rule.name);
-  const auto no_orders_idx = static_cast<int32_t>(result.segment_names.size());
-  result.segment_names.emplace_back(kNoOrdersSegment);
+  result.segment_names.emplace_back(kNoOrdersSegment);  // index table.size(), as ScoreRfmRow
   result.segment_names.emplace_back(kUnscoredSegment);
   result.segment_names.emplace_back(kOtherSegment);
 
@@ -166,42 +204,13 @@ Result<RfmResult> ComputeRfm(std::span<const double> recency_days,
   result.segment.resize(n);
   ParallelFor(n, context.Threads(), [&](size_t begin, size_t end, int) {
     for (size_t idx = begin; idx < end; ++idx) {
-      if (!has_orders(idx)) {
-        result.r[idx] = result.f[idx] = result.m[idx] = 0;
-        result.segment[idx] = no_orders_idx;
-        continue;
-      }
-      const int f_score = ScoreFromCuts(frequency[idx], result.frequency_cuts, bins);
-      const int r_score =
-          std::isnan(recency_days[idx])
-              ? 0
-              : bins + 1 - ScoreFromCuts(recency_days[idx], result.recency_cuts, bins);
-      const int m_score =
-          std::isnan(monetary[idx]) ? 0 : ScoreFromCuts(monetary[idx], result.monetary_cuts, bins);
-      result.r[idx] = static_cast<uint8_t>(r_score);
-      result.f[idx] = static_cast<uint8_t>(f_score);
-      result.m[idx] = static_cast<uint8_t>(m_score);
-      if (r_score == 0 || m_score == 0) {
-        result.segment[idx] = no_orders_idx + 1;
-        continue;
-      }
-      int r = r_score, f = f_score, m = m_score;
-      if (default_table) {
-        r = RescaleToFive(r, bins);
-        f = RescaleToFive(f, bins);
-        m = RescaleToFive(m, bins);
-      }
-      const int fm = (f + m + 1) / 2;
-      int32_t segment_idx = no_orders_idx + 2;
-      for (size_t rule_idx = 0; rule_idx < table.size(); ++rule_idx) {
-        const RfmSegmentRule& rule = table[rule_idx];
-        if (rule.r.Contains(r) && rule.f.Contains(f) && rule.m.Contains(m) &&
-            rule.fm.Contains(fm)) {
-          segment_idx = static_cast<int32_t>(rule_idx);
-          break;
-        }
-      }
-      result.segment[idx] = segment_idx;
+      const RfmRowScore row =
+          ScoreRfmRow(recency_days[idx], frequency[idx], monetary[idx], bins, result.recency_cuts,
+                      result.frequency_cuts, result.monetary_cuts, table, default_table);
+      result.r[idx] = row.r;
+      result.f[idx] = row.f;
+      result.m[idx] = row.m;
+      result.segment[idx] = row.segment;
     }
   });
   return result;

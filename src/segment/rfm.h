@@ -79,6 +79,20 @@ std::vector<double> TieAwareQuantileCuts(std::span<const double> values, int bin
 // over 1..bins: level j scores 1 + round(j * (bins - 1) / c); a single level scores (bins + 1) / 2.
 int ScoreFromCuts(double value, std::span<const double> cuts, int bins);
 
+// One customer's R, F, M scores and segment index (ComputeRfm's rule for one row, given its cut
+// points and bins): a customer without orders (frequency NaN or <= 0) scores 0/0/0 in segment
+// table.size() ("No Orders"); a NaN recency or monetary value gives table.size() + 1
+// ("Unscored"); otherwise the first rule of `table` that holds (scores rescaled to 1..5 first when
+// `default_table`), or table.size() + 2 ("Other").
+struct RfmRowScore {
+  uint8_t r = 0, f = 0, m = 0;
+  int32_t segment = 0;
+};
+RfmRowScore ScoreRfmRow(double recency_days, double frequency, double monetary, int bins,
+                        std::span<const double> recency_cuts, std::span<const double> frequency_cuts,
+                        std::span<const double> monetary_cuts, std::span<const RfmSegmentRule> table,
+                        bool default_table);
+
 // Scores every customer and names its segment. Columns are aligned per customer: recency in days
 // since the last order, frequency = number of orders, monetary = total spend. Validates options
 // (bins, cut counts and order, segment ranges) once; InvalidArgument on bad options or mismatched
