@@ -608,38 +608,19 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
   uint64_t excluded_spend = 0;
   for (size_t row = 0; row < n; ++row) {
     const CustomerState& st = options.as_of ? as_of_states[row] : engine.state(b.profiles[row]);
-    int64_t first = INT64_MAX, last = INT64_MIN, current = INT64_MIN;
-    double day_total = 0, repeat_sum = 0;
-    int64_t days = 0;
-    auto close_day = [&] {
-      if (current == INT64_MIN) return;
-      if (days > 1) repeat_sum += day_total;
-    };
-    for (const auto& order : st.orders()) {  // sorted by time
-      int64_t day = DayOf(order.timestamp);
-      if (day > cal_end_day) break;
-      if (day != current) {
-        close_day();
-        current = day;
-        day_total = 0;
-        ++days;
-        first = std::min(first, day);
-        last = day;
-      }
-      day_total += order.total();
-    }
-    close_day();
-    if (days == 0) continue;
-    xs[row] = static_cast<double>(days - 1);
-    txs[row] = (last - first) / unit_days;
-    Ts[row] = (cal_end_day - first) / unit_days;
-    means[row] = days > 1 ? repeat_sum / static_cast<double>(days - 1) : 0;
+    const OrderDaySummary summary = SummarizeOrderDays(st, cal_end_day, unit_days);
+    if (!summary.has_orders) continue;
+    xs[row] = summary.x;
+    txs[row] = summary.t_x;
+    Ts[row] = summary.T;
+    means[row] = summary.mean_repeat_value;
+    const bool repeat_buyer = summary.x > 0;
     if (!(Ts[row] > 0)) continue;  // first order on the last calibration day: scored, not fitted
     fit_x.push_back(xs[row]);
     fit_tx.push_back(txs[row]);
     fit_T.push_back(Ts[row]);
-    if (days > 1 && !(means[row] > 0)) ++excluded_spend;
-    fit_mean.push_back(days > 1 && means[row] > 0 ? means[row] : 0);
+    if (repeat_buyer && !(means[row] > 0)) ++excluded_spend;
+    fit_mean.push_back(repeat_buyer && means[row] > 0 ? means[row] : 0);
   }
   b.p_alive.assign(n, std::nan(""));
   b.expected_orders_90d.assign(n, std::nan(""));

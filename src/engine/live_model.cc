@@ -219,14 +219,8 @@ LiveScores ScoreLive(const LiveModel& model, const Engine& engine, uint32_t prof
   return out;
 }
 
-void ScoreLiveBtyd(const LiveModel& model, const CustomerState& state, TimeMicros now,
-                   LiveScores* out_scores) {
-  constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-  LiveScores& out = *out_scores;
-  out.p_alive = out.expected_orders_90d = out.expected_order_value = out.clv = kNaN;
-  if (!model.have_bgnbd) return;
-  // (x, t_x, T) from the orders up to the day before `now`, as the build computes them.
-  const int64_t cal_end_day = DayOf(now) - 1;
+OrderDaySummary SummarizeOrderDays(const CustomerState& state, int64_t cal_end_day, double unit_days) {
+  OrderDaySummary out;
   int64_t first = INT64_MAX, last = INT64_MIN, current = INT64_MIN, days = 0;
   double day_total = 0, repeat_sum = 0;
   for (const auto& order : state.orders()) {  // sorted by time
@@ -243,12 +237,27 @@ void ScoreLiveBtyd(const LiveModel& model, const CustomerState& state, TimeMicro
     day_total += order.total();
   }
   if (current != INT64_MIN && days > 1) repeat_sum += day_total;
-  if (days == 0) return;
+  if (days == 0) return out;
+  out.has_orders = true;
+  out.x = static_cast<double>(days - 1);
+  out.t_x = static_cast<double>(last - first) / unit_days;
+  out.T = static_cast<double>(cal_end_day - first) / unit_days;
+  out.mean_repeat_value = days > 1 ? repeat_sum / static_cast<double>(days - 1) : 0;
+  return out;
+}
+
+void ScoreLiveBtyd(const LiveModel& model, const CustomerState& state, TimeMicros now,
+                   LiveScores* out_scores) {
+  constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+  LiveScores& out = *out_scores;
+  out.p_alive = out.expected_orders_90d = out.expected_order_value = out.clv = kNaN;
+  if (!model.have_bgnbd) return;
+  // (x, t_x, T) from the orders up to the day before `now`, as the build computes them.
+  const OrderDaySummary summary = SummarizeOrderDays(state, DayOf(now) - 1, model.unit_days);
+  if (!summary.has_orders) return;
   const double unit = model.unit_days;
-  const double xs = static_cast<double>(days - 1);
-  const double txs = static_cast<double>(last - first) / unit;
-  const double Ts = static_cast<double>(cal_end_day - first) / unit;
-  const double mean = days > 1 ? repeat_sum / static_cast<double>(days - 1) : 0;
+  const double xs = summary.x, txs = summary.t_x, Ts = summary.T;
+  const double mean = summary.mean_repeat_value;
   const GammaGammaParams& gg = model.gamma_gamma;
   const double population_value =
       model.have_gamma_gamma && gg.q > 1 ? gg.p * gg.gamma / (gg.q - 1) : kNaN;

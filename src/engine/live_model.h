@@ -88,6 +88,17 @@ LiveScores ScoreLive(const LiveModel& model, const Engine& engine, uint32_t prof
 
 // The four BTYD scores of one customer at `now` (NaN without orders before today or without a
 // BG/NBD fit). They change only with the customer's orders and the UTC day of `now`.
+// A customer's BTYD summary from its orders (sorted by time) on UTC days up to `cal_end_day`:
+// purchases are distinct order days, x = days - 1, t_x and T from the first order day to the last
+// one and to `cal_end_day`, in units of `unit_days`; mean_repeat_value = mean order total of the
+// repeat days (0 without any). `has_orders` is false (and the rest 0) without an order by then.
+// The build, the server and the propensity stage all summarise customers this way.
+struct OrderDaySummary {
+  bool has_orders = false;
+  double x = 0, t_x = 0, T = 0, mean_repeat_value = 0;
+};
+OrderDaySummary SummarizeOrderDays(const CustomerState& state, int64_t cal_end_day, double unit_days);
+
 void ScoreLiveBtyd(const LiveModel& model, const CustomerState& state, TimeMicros now,
                    LiveScores* out);
 

@@ -11,6 +11,7 @@
 
 #include "common/json_writer.h"
 #include "common/parallel.h"
+#include "engine/live_model.h"
 #include "common/time.h"
 #include "predict/bgnbd.h"
 #include "predict/btyd_data.h"
@@ -166,20 +167,12 @@ void FillFeatures(const AsOfSnapshot& snap, std::span<const uint32_t> selected,
   std::vector<double> xs(rows, std::nan("")), txs(rows, std::nan("")), Ts(rows, std::nan(""));
   std::vector<double> fit_x, fit_tx, fit_T;
   for (size_t r = 0; r < rows; ++r) {
-    int64_t first = INT64_MAX, last = INT64_MIN, days = 0;
-    for (const auto& order : snap.states[selected[r]]->orders()) {
-      int64_t day = DayOf(order.timestamp);
-      if (day > cal_end_day) break;
-      if (day != last) {
-        ++days;
-        first = std::min(first, day);
-        last = day;
-      }
-    }
-    if (days == 0) continue;
-    xs[r] = static_cast<double>(days - 1);
-    txs[r] = static_cast<double>(last - first) / unit_days;
-    Ts[r] = static_cast<double>(cal_end_day - first) / unit_days;
+    const OrderDaySummary summary =
+        SummarizeOrderDays(*snap.states[selected[r]], cal_end_day, unit_days);
+    if (!summary.has_orders) continue;
+    xs[r] = summary.x;
+    txs[r] = summary.t_x;
+    Ts[r] = summary.T;
     if (Ts[r] > 0) {
       fit_x.push_back(xs[r]);
       fit_tx.push_back(txs[r]);
