@@ -603,6 +603,8 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
   LiveModel live;  // what the server needs to score one profile as this build did (stored below)
   const int64_t cal_end_day = options.calibration_end_day.value_or(DayOf(as_of) - 1);
   const double unit_days = settings.time_unit == "week" ? 7.0 : 1.0;
+  live.unit_days = unit_days;
+  live.horizon_days = settings.horizon_days;
   std::vector<double> xs(n, std::nan("")), txs(n, std::nan("")), Ts(n, std::nan("")), means(n, std::nan(""));
   std::vector<double> fit_x, fit_tx, fit_T, fit_mean;
   uint64_t excluded_spend = 0;
@@ -698,9 +700,6 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
     clv.period_length = (365.25 / 12.0) / unit_days;
     clv.margin = settings.margin;
     clv.discount_rate = std::pow(1.0 + settings.annual_discount_rate, 1.0 / 12.0) - 1.0;
-    const double horizon = settings.horizon_days / unit_days;
-    const double population_value =
-        have_gg && gg_params.q > 1 ? gg_params.p * gg_params.gamma / (gg_params.q - 1) : std::nan("");
     live.have_bgnbd = true;
     live.bgnbd = bg.params;
     live.have_gamma_gamma = have_gg;
@@ -708,16 +707,12 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
     live.clv = clv;
     for (size_t row = 0; row < n; ++row) {
       if (std::isnan(xs[row])) continue;
-      b.p_alive[row] = BgNbdProbabilityAlive(bg.params, xs[row], txs[row], Ts[row]);
-      b.expected_orders_90d[row] = BgNbdExpectedPurchases(bg.params, xs[row], txs[row], Ts[row], horizon);
-      double value = xs[row] > 0 && means[row] > 0 && have_gg
-                         ? GammaGammaExpectedValue(gg_params, xs[row], means[row])
-                         : population_value;
-      b.expected_order_value[row] = value;
-      if (have_gg) {
-        b.clv[row] = BgNbdClv(bg.params, gg_params, xs[row], txs[row], Ts[row],
-                              xs[row] > 0 && means[row] > 0 ? means[row] : population_value, clv);
-      }
+      LiveScores scores;
+      ScoreBtydSummary(live, OrderDaySummary{true, xs[row], txs[row], Ts[row], means[row]}, &scores);
+      b.p_alive[row] = scores.p_alive;
+      b.expected_orders_90d[row] = scores.expected_orders_90d;
+      b.expected_order_value[row] = scores.expected_order_value;
+      b.clv[row] = scores.clv;
       double next = BgNbdNextPurchaseTime(bg.params, xs[row], txs[row], Ts[row]);
       if (std::isfinite(next)) {
         b.next_order_time[row] = static_cast<double>(cal_end_day * kMicrosPerDay) + next * unit_days * kMicrosPerDay;
@@ -970,8 +965,6 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
     live.centroids = clusters.centroids;
     live.segment_ids = stable.segment_ids;
     for (const SegmentInfo& seg : b.segments) live.segment_names.push_back(seg.name);
-    live.unit_days = unit_days;
-    live.horizon_days = settings.horizon_days;
     std::string live_blob;
     live.Serialize(&live_blob);
     g.Put(Column::kModels, kLiveModelKey, live_blob);

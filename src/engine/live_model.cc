@@ -246,31 +246,34 @@ OrderDaySummary SummarizeOrderDays(const CustomerState& state, int64_t cal_end_d
   return out;
 }
 
-void ScoreLiveBtyd(const LiveModel& model, const CustomerState& state, TimeMicros now,
-                   LiveScores* out_scores) {
+void ScoreBtydSummary(const LiveModel& model, const OrderDaySummary& summary, LiveScores* out) {
   constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-  LiveScores& out = *out_scores;
-  out.p_alive = out.expected_orders_90d = out.expected_order_value = out.clv = kNaN;
-  if (!model.have_bgnbd) return;
-  // (x, t_x, T) from the orders up to the day before `now`, as the build computes them.
-  const OrderDaySummary summary = SummarizeOrderDays(state, DayOf(now) - 1, model.unit_days);
-  if (!summary.has_orders) return;
-  const double unit = model.unit_days;
+  out->p_alive = out->expected_orders_90d = out->expected_order_value = out->clv = kNaN;
+  if (!model.have_bgnbd || !summary.has_orders) return;
   const double xs = summary.x, txs = summary.t_x, Ts = summary.T;
   const double mean = summary.mean_repeat_value;
   const GammaGammaParams& gg = model.gamma_gamma;
   const double population_value =
       model.have_gamma_gamma && gg.q > 1 ? gg.p * gg.gamma / (gg.q - 1) : kNaN;
-  out.p_alive = BgNbdProbabilityAlive(model.bgnbd, xs, txs, Ts);
-  out.expected_orders_90d =
-      BgNbdExpectedPurchases(model.bgnbd, xs, txs, Ts, model.horizon_days / unit);
-  out.expected_order_value = xs > 0 && mean > 0 && model.have_gamma_gamma
-                                 ? GammaGammaExpectedValue(gg, xs, mean)
-                                 : population_value;
+  out->p_alive = BgNbdProbabilityAlive(model.bgnbd, xs, txs, Ts);
+  out->expected_orders_90d =
+      BgNbdExpectedPurchases(model.bgnbd, xs, txs, Ts, model.horizon_days / model.unit_days);
+  out->expected_order_value = xs > 0 && mean > 0 && model.have_gamma_gamma
+                                  ? GammaGammaExpectedValue(gg, xs, mean)
+                                  : population_value;
   if (model.have_gamma_gamma) {
-    out.clv = BgNbdClv(model.bgnbd, gg, xs, txs, Ts, xs > 0 && mean > 0 ? mean : population_value,
-                       model.clv);
+    out->clv = BgNbdClv(model.bgnbd, gg, xs, txs, Ts, xs > 0 && mean > 0 ? mean : population_value,
+                        model.clv);
   }
+}
+
+void ScoreLiveBtyd(const LiveModel& model, const CustomerState& state, TimeMicros now,
+                   LiveScores* out) {
+  // (x, t_x, T) from the orders up to the day before `now`, as the build computes them.
+  const OrderDaySummary summary = model.have_bgnbd
+                                      ? SummarizeOrderDays(state, DayOf(now) - 1, model.unit_days)
+                                      : OrderDaySummary();
+  ScoreBtydSummary(model, summary, out);
 }
 
 }  // namespace shoal

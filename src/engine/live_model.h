@@ -99,6 +99,11 @@ struct OrderDaySummary {
 };
 OrderDaySummary SummarizeOrderDays(const CustomerState& state, int64_t cal_end_day, double unit_days);
 
+// p_alive, expected_orders_90d, expected_order_value and clv of a customer with `summary`
+// under the model's BTYD fits (NaN without a BG/NBD fit or without orders; clv NaN without a
+// Gamma-Gamma fit). The build scores every profile with it, the server one profile per event.
+void ScoreBtydSummary(const LiveModel& model, const OrderDaySummary& summary, LiveScores* out);
+
 void ScoreLiveBtyd(const LiveModel& model, const CustomerState& state, TimeMicros now,
                    LiveScores* out);
 
