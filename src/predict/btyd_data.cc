@@ -32,11 +32,35 @@ std::string DescribeRow(const char* what, size_t idx, double x, double t_x, doub
 constexpr double kMaxFrequency = 1e15;
 // Customers per worker below which CompressRfm does not split the work.
 constexpr size_t kCustomersPerWorker = 1 << 18;
+// How many customers ahead CompressRfm prefetches the hash slot (covers a memory latency).
+constexpr size_t kPrefetchAhead = 12;
 
 bool RowLess(const RfmSummaryRow& lhs, const RfmSummaryRow& rhs) {
   if (lhs.x != rhs.x) return lhs.x < rhs.x;
   if (lhs.t_x != rhs.t_x) return lhs.t_x < rhs.t_x;
   return lhs.T < rhs.T;
+}
+
+// Merges two runs sorted by RowLess into one, adding the weights of identical rows.
+std::vector<RfmSummaryRow> MergeSortedRows(const std::vector<RfmSummaryRow>& lhs,
+                                           const std::vector<RfmSummaryRow>& rhs) {
+  std::vector<RfmSummaryRow> merged;
+  merged.reserve(lhs.size() + rhs.size());
+  size_t left = 0, right = 0;
+  while (left < lhs.size() && right < rhs.size()) {
+    if (RowLess(lhs[left], rhs[right])) {
+      merged.push_back(lhs[left++]);
+    } else if (RowLess(rhs[right], lhs[left])) {
+      merged.push_back(rhs[right++]);
+    } else {
+      merged.push_back(lhs[left++]);
+      merged.back().weight += rhs[right++].weight;
+    }
+  }
+  merged.insert(merged.end(), lhs.begin() + static_cast<std::ptrdiff_t>(left), lhs.end());
+  merged.insert(merged.end(), rhs.begin() + static_cast<std::ptrdiff_t>(right), rhs.end());
+  merged.shrink_to_fit();
+  return merged;
 }
 
 uint64_t HashKey(double x, double t_x, double T) {
@@ -54,6 +78,12 @@ uint64_t HashKey(double x, double t_x, double T) {
 class RowGrouper {
  public:
   RowGrouper() { slots_.assign(1 << 12, RfmSummaryRow{0, 0, 0, 0}); }
+
+  // Hints the cache to load the slot where (x, t_x, T) starts its probe, so a loop can ask for
+  // a row a few customers ahead and not wait on the miss when it gets there.
+  void Prefetch(double x, double t_x, double T) const {
+    __builtin_prefetch(&slots_[HashKey(x, t_x, T) & (slots_.size() - 1)], 1);
+  }
 
   void Add(double x, double t_x, double T, double weight) {
     if (2 * (used_ + 1) > slots_.size()) Grow();
@@ -130,13 +160,14 @@ Result<CompressedRfm> CompressRfm(std::span<const double> x, std::span<const dou
         ", " + std::to_string(mean_value.size()));
   }
   if (n == 0) return Status::InvalidArgument("CompressRfm: no customers");
-  // Each worker groups a contiguous range of customers; the partial tables are merged in worker
-  // order and the distinct rows sorted, so the output does not depend on the thread count
-  // (weights are integer counts, exact in double).
+  // Each worker groups a contiguous range of customers and sorts its distinct rows; the sorted
+  // partials are then merged in one linear pass, identical rows added in worker order, so the
+  // output does not depend on the thread count (weights are integer counts, exact in double).
+  // Spend rows are written straight into the output at offsets counted in a first pass.
   const int workers = ParallelWorkers(n, ctx.Threads(), kCustomersPerWorker);
   struct Partial {
     std::vector<RfmSummaryRow> rows;
-    std::vector<SpendRow> spend;
+    size_t repeat_buyers = 0;
     size_t bad = 0;
     std::string first_problem;
   };
@@ -144,12 +175,29 @@ Result<CompressedRfm> CompressRfm(std::span<const double> x, std::span<const dou
   ParallelFor(
       n, workers,
       [&](size_t begin, size_t end, int worker_idx) {
-        Partial& partial = partials[static_cast<size_t>(worker_idx)];
         size_t repeat_buyers = 0;
         for (size_t idx = begin; idx < end; ++idx) repeat_buyers += x[idx] > 0;
-        partial.spend.reserve(repeat_buyers);
+        partials[static_cast<size_t>(worker_idx)].repeat_buyers = repeat_buyers;
+      },
+      kCustomersPerWorker);
+  CompressedRfm out;
+  out.total_weight = static_cast<double>(n);
+  std::vector<size_t> spend_offset(partials.size() + 1, 0);
+  for (size_t part = 0; part < partials.size(); ++part) {
+    spend_offset[part + 1] = spend_offset[part] + partials[part].repeat_buyers;
+  }
+  out.spend.resize(spend_offset.back());
+  ParallelFor(
+      n, workers,
+      [&](size_t begin, size_t end, int worker_idx) {
+        Partial& partial = partials[static_cast<size_t>(worker_idx)];
+        SpendRow* spend_out = out.spend.data() + spend_offset[static_cast<size_t>(worker_idx)];
         RowGrouper grouper;
         for (size_t customer_idx = begin; customer_idx < end; ++customer_idx) {
+          if (customer_idx + kPrefetchAhead < end) {
+            const size_t ahead = customer_idx + kPrefetchAhead;
+            grouper.Prefetch(x[ahead], t_x[ahead], T[ahead]);
+          }
           const double cx = x[customer_idx], ctx_ = t_x[customer_idx], cT = T[customer_idx];
           const double value = mean_value.empty() ? 0.0 : mean_value[customer_idx];
           // Fast check; the message is built only for a bad row (NaN fails every comparison).
@@ -165,9 +213,10 @@ Result<CompressedRfm> CompressRfm(std::span<const double> x, std::span<const dou
             continue;
           }
           grouper.Add(cx, ctx_, cT, 1.0);
-          if (cx > 0) partial.spend.push_back(SpendRow{cx, value, 1.0});
+          if (cx > 0) *spend_out++ = SpendRow{cx, value, 1.0};
         }
         partial.rows = grouper.TakeRows();
+        std::sort(partial.rows.begin(), partial.rows.end(), RowLess);
       },
       kCustomersPerWorker);
   size_t bad = 0;
@@ -180,25 +229,26 @@ Result<CompressedRfm> CompressRfm(std::span<const double> x, std::span<const dou
     return Status::InvalidArgument("CompressRfm: " + std::to_string(bad) +
                                    " invalid customer(s); first: " + first);
   }
-  CompressedRfm out;
-  out.total_weight = static_cast<double>(n);
   if (partials.size() == 1) {
     out.rows = std::move(partials[0].rows);
-    out.spend = std::move(partials[0].spend);
-  } else {
-    size_t spend_size = 0;
-    for (const Partial& partial : partials) spend_size += partial.spend.size();
-    out.spend.reserve(spend_size);
-    RowGrouper grouper;
-    for (Partial& partial : partials) {
-      for (const RfmSummaryRow& row : partial.rows) grouper.Add(row.x, row.t_x, row.T, row.weight);
-      out.spend.insert(out.spend.end(), partial.spend.begin(), partial.spend.end());
-      partial = Partial();
-    }
-    out.rows = grouper.TakeRows();
+    return out;
   }
-  std::sort(out.rows.begin(), out.rows.end(), RowLess);
-  out.rows.shrink_to_fit();
+  // Pairwise merges of neighbouring sorted partials until one is left.
+  std::vector<std::vector<RfmSummaryRow>> runs;
+  runs.reserve(partials.size());
+  for (Partial& partial : partials) runs.push_back(std::move(partial.rows));
+  while (runs.size() > 1) {
+    std::vector<std::vector<RfmSummaryRow>> next;
+    next.reserve((runs.size() + 1) / 2);
+    for (size_t run = 0; run + 1 < runs.size(); run += 2) {
+      next.push_back(MergeSortedRows(runs[run], runs[run + 1]));
+      runs[run] = {};
+      runs[run + 1] = {};
+    }
+    if (runs.size() % 2 == 1) next.push_back(std::move(runs.back()));
+    runs = std::move(next);
+  }
+  out.rows = std::move(runs[0]);
   return out;
 }
 

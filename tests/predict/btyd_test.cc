@@ -569,29 +569,33 @@ namespace {
 
 TEST(CompressRfm, OutputDoesNotDependOnThreadsOrOrder) {
   std::vector<double> x, t_x, T, value;
-  for (int64_t idx = 0; idx < 700000; ++idx) {
+  // Enough customers for three workers, so the merge of sorted partials has an odd run.
+  for (int64_t idx = 0; idx < 800000; ++idx) {
     const double cx = idx % 11 == 0 ? 3 : (idx % 4 == 0 ? 1 : 0);
     x.push_back(cx);
     T.push_back((189 + (idx * 7919) % 85) / 7.0);
     t_x.push_back(cx > 0 ? ((idx * 104729) % 189) / 7.0 : 0);
     value.push_back(cx > 0 ? 5.0 + static_cast<double>(idx % 97) : 0.0);
   }
-  Context one, two;
+  Context one, two, three;
   one.threads = 1;
   two.threads = 2;
+  three.threads = 3;
   Result<CompressedRfm> a = CompressRfm(x, t_x, T, value, one);
   Result<CompressedRfm> b = CompressRfm(x, t_x, T, value, two);
+  Result<CompressedRfm> d = CompressRfm(x, t_x, T, value, three);
   std::reverse(x.begin(), x.end());
   std::reverse(t_x.begin(), t_x.end());
   std::reverse(T.begin(), T.end());
   std::reverse(value.begin(), value.end());
   Result<CompressedRfm> c = CompressRfm(x, t_x, T, value, two);
-  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok() && d.ok());
   ASSERT_EQ(a->rows.size(), b->rows.size());
   ASSERT_EQ(a->rows.size(), c->rows.size());
+  ASSERT_EQ(a->rows.size(), d->rows.size());
   double total = 0;
   for (size_t idx = 0; idx < a->rows.size(); ++idx) {
-    for (const CompressedRfm* other : {&*b, &*c}) {
+    for (const CompressedRfm* other : {&*b, &*c, &*d}) {
       EXPECT_EQ(a->rows[idx].x, other->rows[idx].x);
       EXPECT_EQ(a->rows[idx].t_x, other->rows[idx].t_x);
       EXPECT_EQ(a->rows[idx].T, other->rows[idx].T);
@@ -599,10 +603,12 @@ TEST(CompressRfm, OutputDoesNotDependOnThreadsOrOrder) {
     }
     total += a->rows[idx].weight;
   }
-  EXPECT_EQ(total, 700000);
+  EXPECT_EQ(total, 800000);
   ASSERT_EQ(a->spend.size(), b->spend.size());
+  ASSERT_EQ(a->spend.size(), d->spend.size());
   for (size_t idx = 0; idx < a->spend.size(); ++idx) {
     EXPECT_EQ(a->spend[idx].mean_value, b->spend[idx].mean_value);  // input order kept
+    EXPECT_EQ(a->spend[idx].mean_value, d->spend[idx].mean_value);
   }
 }
 
