@@ -23,6 +23,7 @@
 #include "predict/bgnbd.h"
 #include "predict/btyd_clv.h"
 #include "predict/btyd_data.h"
+#include "predict/btyd_fit.h"
 #include "predict/gamma_gamma.h"
 #include "predict/pareto_nbd.h"
 #include "segment/kmeans.h"
@@ -641,11 +642,17 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
     // per customer. A fit stopped at the bound is reported as not converged.
     BtydFitOptions fit_options;
     fit_options.max_abs_log_parameter = std::log(1e4);
-    SHOAL_ASSIGN_OR_RETURN(BgNbdFit bg, FitBgNbd(data, fit_options));
-    Result<ParetoNbdFit> pareto = settings.fit_pareto_nbd
-                                      ? FitParetoNbd(data, fit_options)
-                                      : Result<ParetoNbdFit>(Status::FailedPrecondition("disabled by [models] pareto_nbd = false"));
-    auto gg = FitGammaGamma(data, fit_options);
+    BtydModelsOptions models_options;
+    models_options.fit = fit_options;
+    models_options.pareto_nbd = settings.fit_pareto_nbd;
+    BtydModelFits fits = FitBtydModels(data, models_options);
+    SHOAL_ASSIGN_OR_RETURN(BgNbdFit bg, std::move(fits.bgnbd));
+    Result<ParetoNbdFit> pareto =
+        settings.fit_pareto_nbd
+            ? std::move(fits.pareto_nbd)
+            : Result<ParetoNbdFit>(
+                  Status::FailedPrecondition("disabled by [models] pareto_nbd = false"));
+    Result<GammaGammaFit>& gg = fits.gamma_gamma;
     auto param = [&](const char* name, double v, double se, bool last_one = false) {
       models += "\"" + std::string(name) + "\":";
       AppendJsonNumber(&models, v);

@@ -32,6 +32,8 @@ std::string DescribeRow(const char* what, size_t idx, double x, double t_x, doub
 constexpr double kMaxFrequency = 1e15;
 // Customers per worker below which CompressRfm does not split the work.
 constexpr size_t kCustomersPerWorker = 1 << 18;
+// Largest table CompressRfm allocates before it has seen the data (rows; 2x that in slots).
+constexpr size_t kMaxInitialGroups = 1 << 17;
 // How many customers ahead CompressRfm prefetches the hash slot (covers a memory latency).
 constexpr size_t kPrefetchAhead = 12;
 
@@ -73,60 +75,73 @@ uint64_t HashKey(double x, double t_x, double T) {
   return h ^ (h >> 29);
 }
 
-// Open-addressing table keyed by (x, t_x, T) with the rows stored inline in the slots (weight 0
-// marks an empty slot), so an insert touches one cache line. Load factor <= 1/2.
+// Groups rows by (x, t_x, T): the distinct rows are kept densely in first-seen order, and an
+// open-addressing index of 8-byte slots (32 bits of the key's hash, 32 bits of row number + 1; 0
+// marks an empty slot) finds them, so the probed table is a quarter of the rows' size and a
+// probe reads a row only when the hash bits match. Load factor <= 1/2.
 class RowGrouper {
  public:
-  RowGrouper() { slots_.assign(1 << 12, RfmSummaryRow{0, 0, 0, 0}); }
+  // `expected_rows` sizes the index and the rows up front (rounded up to a power of two, at
+  // least 4,096 slots): each doubling allocates fresh pages and rehashes, which at a million
+  // customers costs about as much as the grouping itself.
+  explicit RowGrouper(size_t expected_rows = 0) {
+    rows_.reserve(expected_rows);
+    Rehash(std::bit_ceil(std::max<size_t>(1 << 12, 2 * expected_rows)));
+  }
 
   // Hints the cache to load the slot where (x, t_x, T) starts its probe, so a loop can ask for
   // a row a few customers ahead and not wait on the miss when it gets there.
   void Prefetch(double x, double t_x, double T) const {
-    __builtin_prefetch(&slots_[HashKey(x, t_x, T) & (slots_.size() - 1)], 1);
+    __builtin_prefetch(&slots_[HashKey(x, t_x, T) >> shift_], 1);
   }
 
   void Add(double x, double t_x, double T, double weight) {
-    if (2 * (used_ + 1) > slots_.size()) Grow();
-    size_t slot = HashKey(x, t_x, T) & (slots_.size() - 1);
-    for (;;) {
-      RfmSummaryRow& row = slots_[slot];
-      if (row.weight == 0) {
-        row = RfmSummaryRow{x, t_x, T, weight};
-        ++used_;
+    if (2 * (rows_.size() + 1) > slots_.size()) Rehash(2 * slots_.size());
+    const uint64_t hash = HashKey(x, t_x, T);
+    const uint64_t tag = hash << 32;  // low 32 bits; the slot comes from the high bits
+    const size_t mask = slots_.size() - 1;
+    for (size_t slot = hash >> shift_;; slot = (slot + 1) & mask) {
+      const uint64_t entry = slots_[slot];
+      if (entry == 0) {
+        slots_[slot] = tag | (rows_.size() + 1);
+        rows_.push_back(RfmSummaryRow{x, t_x, T, weight});
         return;
       }
-      if (row.x == x && row.t_x == t_x && row.T == T) {
-        row.weight += weight;
-        return;
+      if ((entry & kTagMask) == tag) {
+        RfmSummaryRow& row = rows_[(entry & ~kTagMask) - 1];
+        if (row.x == x && row.t_x == t_x && row.T == T) {
+          row.weight += weight;
+          return;
+        }
       }
-      slot = (slot + 1) & (slots_.size() - 1);
     }
   }
 
-  // The distinct rows, in slot order.
+  // The distinct rows, in first-seen order.
   std::vector<RfmSummaryRow> TakeRows() {
-    std::vector<RfmSummaryRow> rows;
-    rows.reserve(used_);
-    for (const RfmSummaryRow& row : slots_) {
-      if (row.weight != 0) rows.push_back(row);
-    }
-    slots_.clear();
-    used_ = 0;
-    return rows;
+    slots_ = {};
+    return std::move(rows_);
   }
 
  private:
-  void Grow() {
-    std::vector<RfmSummaryRow> old = std::move(slots_);
-    slots_.assign(old.size() * 2, RfmSummaryRow{0, 0, 0, 0});
-    used_ = 0;
-    for (const RfmSummaryRow& row : old) {
-      if (row.weight != 0) Add(row.x, row.t_x, row.T, row.weight);
+  static constexpr uint64_t kTagMask = 0xffffffff00000000ULL;
+
+  void Rehash(size_t slot_count) {
+    slots_.assign(slot_count, 0);
+    shift_ = 64 - std::countr_zero(slot_count);
+    const size_t mask = slot_count - 1;
+    for (size_t row_idx = 0; row_idx < rows_.size(); ++row_idx) {
+      const RfmSummaryRow& row = rows_[row_idx];
+      const uint64_t hash = HashKey(row.x, row.t_x, row.T);
+      size_t slot = hash >> shift_;
+      while (slots_[slot] != 0) slot = (slot + 1) & mask;
+      slots_[slot] = (hash << 32) | (row_idx + 1);
     }
   }
 
-  std::vector<RfmSummaryRow> slots_;
-  size_t used_ = 0;
+  std::vector<uint64_t> slots_;
+  std::vector<RfmSummaryRow> rows_;
+  int shift_ = 64;
 };
 
 }  // namespace
@@ -192,7 +207,10 @@ Result<CompressedRfm> CompressRfm(std::span<const double> x, std::span<const dou
       [&](size_t begin, size_t end, int worker_idx) {
         Partial& partial = partials[static_cast<size_t>(worker_idx)];
         SpendRow* spend_out = out.spend.data() + spend_offset[static_cast<size_t>(worker_idx)];
-        RowGrouper grouper;
+        // Distinct rows are rarely more than a fifth of the customers (measured: 11% at 1M,
+        // 2% at 10M simulated from CDNOW's parameters); capped so a huge range does not
+        // reserve memory it will not use.
+        RowGrouper grouper(std::min<size_t>((end - begin) / 5, kMaxInitialGroups));
         for (size_t customer_idx = begin; customer_idx < end; ++customer_idx) {
           if (customer_idx + kPrefetchAhead < end) {
             const size_t ahead = customer_idx + kPrefetchAhead;

@@ -13,6 +13,7 @@
 #include "predict/bgnbd.h"
 #include "predict/btyd_clv.h"
 #include "predict/btyd_data.h"
+#include "predict/btyd_fit.h"
 #include "predict/btyd_score.h"
 #include "predict/gamma_gamma.h"
 #include "predict/pareto_nbd.h"
@@ -661,6 +662,51 @@ TEST(BtydScore, BatchEqualsScalarFunctionsForAnyThreadCount) {
   EXPECT_NEAR(no_values->expected_value[0], gg.p * gg.gamma / (gg.q - 1), 1e-12);
   const std::vector<double> bad_T(x.size(), -1.0);
   EXPECT_FALSE(ScoreBgNbd(bg, gg, x, t_x, bad_T, value, options, two).ok());
+}
+
+}  // namespace
+}  // namespace shoal
+
+namespace shoal {
+namespace {
+
+// FitBtydModels runs BG/NBD and Gamma-Gamma at the same time; each must be exactly the model's
+// own fit, whatever the thread count, and a disabled Pareto/NBD says so.
+TEST(FitBtydModels, EqualsTheSeparateFitsAtAnyThreadCount) {
+  const CompressedRfm rfm = ToRfm(testing_cdnow::ReadPublishedSummaryWithValues());
+  Result<BgNbdFit> bg = FitBgNbd(rfm);
+  Result<GammaGammaFit> gg = FitGammaGamma(rfm);
+  Result<ParetoNbdFit> pareto = FitParetoNbd(rfm);
+  ASSERT_TRUE(bg.ok() && gg.ok() && pareto.ok());
+  for (int threads : {1, 2, 3}) {
+    Context ctx;
+    ctx.threads = threads;
+    BtydModelFits fits = FitBtydModels(rfm, BtydModelsOptions{}, ctx);
+    ASSERT_TRUE(fits.bgnbd.ok() && fits.gamma_gamma.ok() && fits.pareto_nbd.ok()) << threads;
+    EXPECT_EQ(fits.bgnbd->params.r, bg->params.r);
+    EXPECT_EQ(fits.bgnbd->params.alpha, bg->params.alpha);
+    EXPECT_EQ(fits.bgnbd->params.a, bg->params.a);
+    EXPECT_EQ(fits.bgnbd->params.b, bg->params.b);
+    EXPECT_EQ(fits.bgnbd->log_likelihood, bg->log_likelihood);
+    EXPECT_EQ(fits.gamma_gamma->params.p, gg->params.p);
+    EXPECT_EQ(fits.gamma_gamma->params.q, gg->params.q);
+    EXPECT_EQ(fits.gamma_gamma->params.gamma, gg->params.gamma);
+    EXPECT_EQ(fits.gamma_gamma->log_likelihood, gg->log_likelihood);
+    EXPECT_EQ(fits.pareto_nbd->log_likelihood, pareto->log_likelihood);
+    EXPECT_GT(fits.bgnbd_seconds, 0);
+    EXPECT_GT(fits.gamma_gamma_seconds, 0);
+  }
+  BtydModelsOptions without_pareto;
+  without_pareto.pareto_nbd = false;
+  BtydModelFits fits = FitBtydModels(rfm, without_pareto);
+  EXPECT_FALSE(fits.pareto_nbd.ok());
+  EXPECT_NE(fits.pareto_nbd.status().message().find("disabled"), std::string::npos);
+  // Gamma-Gamma's own failure (a zero mean spend) is reported, BG/NBD still fits.
+  CompressedRfm no_spend = rfm;
+  for (SpendRow& row : no_spend.spend) row.mean_value = 0;
+  BtydModelFits partial = FitBtydModels(no_spend, without_pareto);
+  EXPECT_TRUE(partial.bgnbd.ok());
+  EXPECT_FALSE(partial.gamma_gamma.ok());
 }
 
 }  // namespace
