@@ -702,17 +702,10 @@ Status Engine::ReplayAsOf(std::span<const TimeMicros> as_ofs,
   for (size_t k = 0; k < as_ofs.size(); ++k) {
     const TimeMicros to = as_ofs[k];
     const bool first_pass = k == 0;
-    // Applies the events of [from, to) of one decoded block, in scan order.
+    // Applies one decoded block (only its events of [from, to) were decoded), in scan order.
     auto apply = [&](const EventBatch& batch) {
-      kept.clear();
-      TimeMicros lo = INT64_MAX, hi = INT64_MIN;
-      for (uint32_t i = 0; i < batch.size(); ++i) {
-        const TimeMicros t = batch.events[i].timestamp;
-        lo = std::min(lo, t);
-        hi = std::max(hi, t);
-        if (t >= from && t < to) kept.push_back(i);
-      }
-      if (first_pass) block_range.emplace_back(lo, hi);
+      kept.resize(batch.size());
+      for (uint32_t i = 0; i < batch.size(); ++i) kept[i] = i;
       ApplyEvents(derived.identity, derived.states, derived.population, config_.traits, batch, kept,
                   &merges, &latest, [](uint32_t) {});
       merges.clear();
@@ -724,9 +717,14 @@ Status Engine::ReplayAsOf(std::span<const TimeMicros> as_ofs,
       return !first_pass && this_block < block_range.size() &&
              (block_range[this_block].second < from || block_range[this_block].first >= to);
     };
-    auto decode = [](std::string_view key, std::string_view block, EventBatch* batch) {
+    // Decodes the block's events of [from, to) only; the first pass also notes each block's
+    // time range (blocks are decoded in scan order, by one thread at a time).
+    auto decode = [&](std::string_view key, std::string_view block, EventBatch* batch) {
       batch->Clear();
-      return DecodeEvents(block, batch).WithContext("block " + std::to_string(DecodeKeyU64(key)));
+      TimeMicros lo = INT64_MAX, hi = INT64_MIN;
+      Status st = DecodeEventsInRange(block, from, to, batch, &lo, &hi);
+      if (first_pass) block_range.emplace_back(lo, hi);
+      return st.WithContext("block " + std::to_string(DecodeKeyU64(key)));
     };
     if (ctx_.Threads() < 2) {
       EventBatch batch;

@@ -1,5 +1,6 @@
 #include "store/event_codec.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/coding.h"
@@ -88,7 +89,11 @@ void EncodeEvents(const EventBatch& batch, std::span<const uint32_t> event_indic
   }
 }
 
-Status DecodeEvents(std::string_view block, EventBatch* batch) {
+namespace {
+
+// DecodeEvents (filter false: every event) and DecodeEventsInRange (filter true).
+Status DecodeBlock(std::string_view block, bool filter, TimeMicros from, TimeMicros to,
+                   EventBatch* batch, TimeMicros* earliest, TimeMicros* latest) {
   Reader in(block);
   uint8_t version = in.Byte();
   if (!in.ok() || version != kBlockVersion) {
@@ -99,7 +104,7 @@ Status DecodeEvents(std::string_view block, EventBatch* batch) {
   for (uint64_t i = 0; i < count && in.ok(); ++i) {
     Event e;
     uint32_t mask = static_cast<uint32_t>(in.Varint());
-    e.event_id = batch->Intern(in.String());
+    const std::string_view event_id = in.String();
     e.id_hash = in.Fixed64();
     e.type = static_cast<uint16_t>(in.Varint());
     e.channel = static_cast<Channel>(in.Byte());
@@ -107,8 +112,15 @@ Status DecodeEvents(std::string_view block, EventBatch* batch) {
     e.consent = static_cast<int8_t>(in.Byte());
     e.timestamp = prev_ts + in.ZigZag();
     prev_ts = e.timestamp;
+    if (earliest != nullptr) *earliest = std::min(*earliest, e.timestamp);
+    if (latest != nullptr) *latest = std::max(*latest, e.timestamp);
+    // An event outside [from, to) is parsed past: nothing is copied into the batch.
+    const bool keep = !filter || (e.timestamp >= from && e.timestamp < to);
+    if (keep) e.event_id = batch->Intern(event_id);
     auto str = [&](uint32_t bit, std::string_view* field) {
-      if (mask & bit) *field = batch->Intern(in.String());
+      if (!(mask & bit)) return;
+      const std::string_view text = in.String();
+      if (keep) *field = batch->Intern(text);
     };
     str(kHasCustomer, &e.customer_id); str(kHasEmail, &e.email); str(kHasAnon, &e.anonymous_id);
     str(kHasPhone, &e.phone); str(kHasOrderId, &e.order_id); str(kHasCurrency, &e.currency);
@@ -123,37 +135,59 @@ Status DecodeEvents(std::string_view block, EventBatch* batch) {
     if (mask & kHasLines) {
       uint64_t n = in.Varint();
       if (n > in.Remaining()) return Status::Corruption("event block: bad line count");
-      e.first_line = static_cast<uint32_t>(batch->lines.size());
-      e.num_lines = static_cast<uint32_t>(n);
+      if (keep) {
+        e.first_line = static_cast<uint32_t>(batch->lines.size());
+        e.num_lines = static_cast<uint32_t>(n);
+      }
       for (uint64_t l = 0; l < n && in.ok(); ++l) {
         OrderLine line;
-        line.product_id = batch->Intern(in.String());
-        line.category = batch->Intern(in.String());
+        const std::string_view product_id = in.String();
+        const std::string_view category = in.String();
         line.quantity = in.Double();
         line.unit_price = in.Double();
         line.discount = in.Double();
+        if (!keep) continue;
+        line.product_id = batch->Intern(product_id);
+        line.category = batch->Intern(category);
         batch->lines.push_back(line);
       }
     }
     if (mask & kHasProps) {
       uint64_t n = in.Varint();
       if (n > in.Remaining()) return Status::Corruption("event block: bad property count");
-      e.first_prop = static_cast<uint32_t>(batch->props.size());
-      e.num_props = static_cast<uint32_t>(n);
+      if (keep) {
+        e.first_prop = static_cast<uint32_t>(batch->props.size());
+        e.num_props = static_cast<uint32_t>(n);
+      }
       for (uint64_t p = 0; p < n && in.ok(); ++p) {
         EventProperty prop;
-        prop.name = batch->Intern(in.String());
+        const std::string_view name = in.String();
         prop.is_number = in.Byte() != 0;
+        std::string_view text;
         if (prop.is_number) prop.number = in.Double();
-        else prop.text = batch->Intern(in.String());
+        else text = in.String();
+        if (!keep) continue;
+        prop.name = batch->Intern(name);
+        if (!prop.is_number) prop.text = batch->Intern(text);
         batch->props.push_back(prop);
       }
     }
     if (!in.ok()) break;
-    batch->events.push_back(e);
+    if (keep) batch->events.push_back(e);
   }
   if (!in.ok()) return Status::Corruption("event block truncated or malformed");
   return Status::OK();
+}
+
+}  // namespace
+
+Status DecodeEvents(std::string_view block, EventBatch* batch) {
+  return DecodeBlock(block, false, 0, 0, batch, nullptr, nullptr);
+}
+
+Status DecodeEventsInRange(std::string_view block, TimeMicros from, TimeMicros to, EventBatch* batch,
+                           TimeMicros* earliest, TimeMicros* latest) {
+  return DecodeBlock(block, true, from, to, batch, earliest, latest);
 }
 
 }  // namespace shoal

@@ -17,5 +17,11 @@ void EncodeEvents(const EventBatch& batch, std::span<const uint32_t> event_indic
 // Appends all events of an encoded block to *batch (strings copied into its arena).
 // Corruption on a malformed block.
 Status DecodeEvents(std::string_view block, EventBatch* batch);
+// Appends the events of an encoded block whose timestamp is in [from, to), in block order; the
+// others are parsed past without copying anything (so a replay of one time interval pays little
+// for the rest). If given, *earliest / *latest are lowered / raised to every event's timestamp,
+// kept or not. Corruption on a malformed block.
+Status DecodeEventsInRange(std::string_view block, TimeMicros from, TimeMicros to, EventBatch* batch,
+                           TimeMicros* earliest = nullptr, TimeMicros* latest = nullptr);
 
 }  // namespace shoal
