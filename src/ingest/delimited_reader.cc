@@ -265,10 +265,13 @@ bool DelimitedReader::NumberValue(const CompiledMapping::Source& s, std::string_
     *out = Event::kNaN;
     return true;
   }
-  auto n = ParseNumber(v);
+  auto n = ParseNumber(v, options_.decimal, options_.thousands);
   if (!n) {
     problem->field = ColumnLabel(s, label);
     problem->reason = "not a finite number: '" + std::string(v.substr(0, 64)) + "'";
+    if (options_.decimal == '.' && v.find(',') != std::string_view::npos) {
+      problem->reason += " (a decimal comma? set decimal = \",\" in [source] or --map decimal=comma)";
+    }
     return false;
   }
   *out = (s.casts & kCastAbs) ? std::fabs(*n) : *n;
@@ -412,11 +415,13 @@ bool DelimitedReader::BuildLine(OrderLine* line, EventBatch* target, Problem* pr
   return true;
 }
 
-void DelimitedReader::Emit(EventBatch* from, Event* e, std::string_view raw, EventBatch* batch) {
+bool DelimitedReader::Emit(EventBatch* from, Event* e, std::string_view raw, EventBatch* batch,
+                           Problem* failed) {
   Problem problem;
   if (!FinishEvent(registry_, from, e, &problem)) {
     Reject(e->source_line, problem.field, problem.reason, raw);
-    return;
+    if (failed != nullptr) *failed = problem;
+    return false;
   }
   if (e->id_hash == 0) e->id_hash = EventIdHash(e->event_id);
   if (from == batch) {
@@ -425,11 +430,17 @@ void DelimitedReader::Emit(EventBatch* from, Event* e, std::string_view raw, Eve
     batch->AppendCopy(*from, *e);
   }
   ++stats_.events;
+  return true;
 }
 
 void DelimitedReader::CloseGroup(EventBatch* batch) {
   if (!group_open_) return;
   group_open_ = false;
+  if (group_poisoned_) {  // its rows are in the quarantine already
+    group_poisoned_ = false;
+    ClearGroupRows();
+    return;
+  }
   Event& e = group_.events.front();
   e.num_lines = static_cast<uint32_t>(group_.lines.size());
   if (e.event_id.empty()) {
@@ -448,7 +459,16 @@ void DelimitedReader::CloseGroup(EventBatch* batch) {
     e.event_id = group_.Intern(scratch_);
   }
   e.id_hash = EventIdHash(e.event_id);
-  Emit(&group_, &e, group_raw_, batch);
+  Problem problem;
+  if (!Emit(&group_, &e, group_raw_, batch, &problem) && group_rows_.size() > 1) {
+    // The order itself is bad (Emit quarantined its first row): its other rows go with it.
+    group_rows_.erase(group_rows_.begin());
+    group_rows_text_.erase(0, group_raw_.size());
+    for (auto& row : group_rows_) row.second -= group_raw_.size();
+    PoisonGroup(e.source_line, problem.field, problem.reason);
+    group_poisoned_ = false;
+  }
+  ClearGroupRows();
 }
 
 void DelimitedReader::ProcessRecord(const InputBuffer::Record& rec, EventBatch* batch) {
@@ -570,7 +590,7 @@ void DelimitedReader::ProcessRow(std::string_view text, uint64_t line, bool may_
       std::string_view v = static_cast<size_t>(c.column) < fields_.size()
                                ? fields_[static_cast<size_t>(c.column)]
                                : std::string_view();
-      if (!ConditionHolds(c.condition, v)) {
+      if (!ConditionHolds(c.condition, v, options_.decimal, options_.thousands)) {
         holds = false;
         break;
       }
@@ -583,7 +603,7 @@ void DelimitedReader::ProcessRow(std::string_view text, uint64_t line, bool may_
           return;
         case RuleAction::Kind::kQuarantine: {
           int col = rule.conditions.front().column;
-          Reject(line, plan_.header[static_cast<size_t>(col)], a.value, text);
+          RejectRow(line, plan_.header[static_cast<size_t>(col)], a.value, text, batch);
           return;
         }
         case RuleAction::Kind::kFlag:
@@ -601,13 +621,13 @@ void DelimitedReader::ProcessRow(std::string_view text, uint64_t line, bool may_
   const auto& type_src = plan_.fields[static_cast<size_t>(Field::kType)];
   std::string_view type_text = TrimSpaces(Value(type_src, Field::kType));
   if (type_text.empty()) {
-    Reject(line, ColumnLabel(type_src, "type"), "missing type", text);
+    RejectRow(line, ColumnLabel(type_src, "type"), "missing type", text, batch);
     return;
   }
   auto code = types_.Find(type_text);
   if (!code) {
-    Reject(line, ColumnLabel(type_src, "type"),
-           "unknown event type '" + std::string(type_text.substr(0, 64)) + "'", text);
+    RejectRow(line, ColumnLabel(type_src, "type"),
+              "unknown event type '" + std::string(type_text.substr(0, 64)) + "'", text, batch);
     return;
   }
   bool order_like = *code == static_cast<uint16_t>(EventType::kOrder) ||
@@ -615,17 +635,18 @@ void DelimitedReader::ProcessRow(std::string_view text, uint64_t line, bool may_
   bool as_line = plan_.has_lines && (!plan_.canonical || order_like);
 
   // Timestamp (not needed on the continuation rows of an order).
-  auto parse_time = [&](TimeMicros* out) {
+  auto parse_time = [&](TimeMicros* out, Problem* time_problem) {
     const auto& ts_src = plan_.fields[static_cast<size_t>(Field::kTimestamp)];
     std::string_view ts_text = TrimSpaces(Value(ts_src, Field::kTimestamp));
     if (ts_text.empty()) {
-      Reject(line, ColumnLabel(ts_src, "timestamp"), "missing timestamp", text);
+      time_problem->field = ColumnLabel(ts_src, "timestamp");
+      time_problem->reason = "missing timestamp";
       return false;
     }
     auto ts = time_parser_->Parse(ts_text);
     if (!ts.ok()) {
-      Reject(line, ColumnLabel(ts_src, "timestamp"),
-             "unparsable timestamp '" + std::string(ts_text.substr(0, 64)) + "'", text);
+      time_problem->field = ColumnLabel(ts_src, "timestamp");
+      time_problem->reason = "unparsable timestamp '" + std::string(ts_text.substr(0, 64)) + "'";
       return false;
     }
     *out = *ts;
@@ -635,7 +656,10 @@ void DelimitedReader::ProcessRow(std::string_view text, uint64_t line, bool may_
 
   if (!as_line) {
     CloseGroup(batch);
-    if (!parse_time(&timestamp)) return;
+    if (!parse_time(&timestamp, &problem)) {
+      Reject(line, problem.field, problem.reason, text);
+      return;
+    }
     // Built in place (an Event is ~260 bytes): dropped again if the row turns out bad.
     Event& e = batch->events.emplace_back();
     e.type = *code;
@@ -672,6 +696,69 @@ void DelimitedReader::ProcessRow(std::string_view text, uint64_t line, bool may_
   }
 
   // An order line: continue the open order or start a new one.
+  bool continues = false;
+  const bool keyed = OrderRowKey(&continues);
+  OrderLine order_line;
+  if (continues) {
+    if (group_poisoned_) {
+      Reject(line, group_poison_field_, group_poison_reason_, text);
+      return;
+    }
+    if (!BuildLine(&order_line, &group_, &problem)) {
+      Reject(line, problem.field, problem.reason, text);
+      PoisonGroup(line, problem.field, problem.reason);
+      return;
+    }
+    group_.lines.push_back(order_line);
+    AddGroupRow(line, text);
+    return;
+  }
+  std::string key_copy = id_scratch_;
+  CloseGroup(batch);
+  const auto& oid_src = plan_.fields[static_cast<size_t>(Field::kOrderId)];
+  if (keyed) {
+    uint64_t h = XXH3_64bits(key_copy.data(), key_copy.size());
+    if (closed_groups_.Count(h) > 0) {
+      Reject(line, ColumnLabel(oid_src, "order_id"),
+             "order '" + std::string(key_copy.substr(0, key_copy.find('\x1f'))) +
+                 "' continues after rows of other orders; rows of one order must be adjacent",
+             text);
+      return;
+    }
+  }
+  group_.Clear();
+  group_.sources.push_back(input_->path());
+  ClearGroupRows();
+  // A bad first row quarantines the order's later rows too (they follow it: PoisonGroup).
+  auto reject_first = [&](const Problem& p) {
+    group_.Clear();
+    Reject(line, p.field, p.reason, text);
+    if (!keyed) return;
+    group_open_ = true;
+    group_keyed_ = true;
+    group_key_ = std::move(key_copy);
+    PoisonGroup(line, p.field, p.reason);
+  };
+  if (!parse_time(&timestamp, &problem)) return reject_first(problem);
+  Event e;
+  e.type = *code;
+  e.timestamp = timestamp;
+  e.source_line = line;
+  e.source_idx = 0;
+  if (!BuildEvent(&group_, &e, true, &problem) || !BuildLine(&order_line, &group_, &problem)) {
+    return reject_first(problem);
+  }
+  e.first_line = 0;
+  group_.lines.push_back(order_line);
+  group_.events.push_back(e);
+  group_open_ = true;
+  group_keyed_ = keyed;
+  group_key_ = std::move(key_copy);
+  group_raw_.assign(text);
+  AddGroupRow(line, text);
+}
+
+bool DelimitedReader::OrderRowKey(bool* continues) {
   const auto& oid_src = plan_.fields[static_cast<size_t>(Field::kOrderId)];
   const auto& eid_src = plan_.fields[static_cast<size_t>(Field::kEventId)];
   std::string_view key;
@@ -690,54 +777,69 @@ void DelimitedReader::ProcessRow(std::string_view text, uint64_t line, bool may_
       break;
     }
   }
-  bool keyed = !key.empty();
+  const bool keyed = !key.empty();
   // A row continues the open order when the order id matches and its customer matches or is
   // blank (Shopify repeats only some order columns on the later line rows).
-  bool continues = keyed && group_open_ && group_keyed_ &&
-                   (id_scratch_ == group_key_ ||
-                    (id_scratch_.size() == order_part &&
-                     group_key_.compare(0, order_part, id_scratch_) == 0));
-  OrderLine order_line;
+  *continues = keyed && group_open_ && group_keyed_ &&
+               (id_scratch_ == group_key_ ||
+                (id_scratch_.size() == order_part &&
+                 group_key_.compare(0, order_part, id_scratch_) == 0));
+  return keyed;
+}
+
+void DelimitedReader::RejectRow(uint64_t line, std::string_view field, std::string_view reason,
+                                std::string_view text, EventBatch* batch) {
+  Reject(line, field, reason, text);
+  // Only a mapping with [lines] makes every row an order line; elsewhere the type decides, and
+  // a row rejected before its type is known belongs to no order.
+  if (!plan_.has_lines || plan_.canonical) return;
+  bool continues = false;
+  if (!OrderRowKey(&continues)) return;  // a single-row order: nothing else belongs to it
   if (continues) {
-    if (!BuildLine(&order_line, &group_, &problem)) {
-      Reject(line, problem.field, problem.reason, text);
-      return;
-    }
-    group_.lines.push_back(order_line);
+    if (!group_poisoned_) PoisonGroup(line, field, reason);
     return;
   }
   std::string key_copy = id_scratch_;
   CloseGroup(batch);
-  if (keyed) {
-    uint64_t h = XXH3_64bits(key_copy.data(), key_copy.size());
-    if (closed_groups_.Count(h) > 0) {
-      Reject(line, ColumnLabel(oid_src, "order_id"),
-             "order '" + std::string(key_copy.substr(0, key_copy.find('\x1f'))) +
-                 "' continues after rows of other orders; rows of one order must be adjacent",
-             text);
-      return;
-    }
-  }
-  if (!parse_time(&timestamp)) return;
+  // An order seen before is not adjacent: its later rows are quarantined as such anyway.
+  if (closed_groups_.Count(XXH3_64bits(key_copy.data(), key_copy.size())) > 0) return;
   group_.Clear();
-  group_.sources.push_back(input_->path());
-  Event e;
-  e.type = *code;
-  e.timestamp = timestamp;
-  e.source_line = line;
-  e.source_idx = 0;
-  if (!BuildEvent(&group_, &e, true, &problem) || !BuildLine(&order_line, &group_, &problem)) {
-    group_.Clear();
-    Reject(line, problem.field, problem.reason, text);
-    return;
-  }
-  e.first_line = 0;
-  group_.lines.push_back(order_line);
-  group_.events.push_back(e);
+  ClearGroupRows();
   group_open_ = true;
-  group_keyed_ = keyed;
+  group_keyed_ = true;
   group_key_ = std::move(key_copy);
-  group_raw_.assign(text);
+  PoisonGroup(line, field, reason);
+}
+
+void DelimitedReader::AddGroupRow(uint64_t line, std::string_view text) {
+  group_rows_text_.append(text);
+  group_rows_.emplace_back(line, group_rows_text_.size());
+}
+
+void DelimitedReader::ClearGroupRows() {
+  group_rows_.clear();
+  group_rows_text_.clear();
+}
+
+void DelimitedReader::PoisonGroup(uint64_t bad_line, std::string_view field,
+                                  std::string_view reason) {
+  const std::string_view order = std::string_view(group_key_).substr(0, group_key_.find('\x1f'));
+  group_poison_field_ =
+      ColumnLabel(plan_.fields[static_cast<size_t>(Field::kOrderId)], "order_id");
+  // The kind (the text before the first quote) is the same for every order.
+  group_poison_reason_ = "another row of its order is bad: '" +
+                         std::string(order.substr(0, 64)) + "' line " +
+                         std::to_string(bad_line) + " (" + std::string(field) + ": " +
+                         std::string(reason.substr(0, 160)) + ")";
+  size_t begin = 0;
+  for (const auto& [row_line, end] : group_rows_) {
+    Reject(row_line, group_poison_field_, group_poison_reason_,
+           std::string_view(group_rows_text_).substr(begin, end - begin));
+    begin = end;
+  }
+  ClearGroupRows();
+  group_.Clear();
+  group_poisoned_ = true;
 }
 
 Result<bool> DelimitedReader::Next(EventBatch* batch, size_t max_events) {

@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ingest/mapping.h"
@@ -42,7 +43,24 @@ class DelimitedReader final : public EventReader {
   bool NumberValue(const CompiledMapping::Source& source, std::string_view label, double* out,
                    Problem* problem);
   void CloseGroup(EventBatch* batch);
-  void Emit(EventBatch* from, Event* e, std::string_view raw, EventBatch* batch);
+  // Finishes *e and appends it to *batch; false (the row quarantined, *failed set if given)
+  // when the event is invalid.
+  bool Emit(EventBatch* from, Event* e, std::string_view raw, EventBatch* batch,
+            Problem* failed = nullptr);
+  // The current row's order key (order id + '\x1f' + customer) into id_scratch_; returns
+  // whether the row has an order id, and sets *continues when it continues the open order.
+  bool OrderRowKey(bool* continues);
+  // Quarantines a row; when the row is an order line (a mapping with [lines]), the rest of its
+  // order goes too (PoisonGroup).
+  void RejectRow(uint64_t line, std::string_view field, std::string_view reason,
+                 std::string_view text, EventBatch* batch);
+  // An order is stored whole or not at all: a bad row of the open order quarantines the rows
+  // kept so far and, until the order ends, every later row of it, each with a reason naming the
+  // bad row. (Stored partially, a corrected file could never complete it: the order's id would
+  // be a duplicate.)
+  void PoisonGroup(uint64_t bad_line, std::string_view field, std::string_view reason);
+  void AddGroupRow(uint64_t line, std::string_view text);
+  void ClearGroupRows();
   void Reject(uint64_t line, std::string_view field, std::string_view reason, std::string_view raw);
 
   std::unique_ptr<InputBuffer> input_;
@@ -91,6 +109,11 @@ class DelimitedReader final : public EventReader {
   bool group_keyed_ = false;  // false: a single-row order, never continued
   std::string group_key_;     // order key + '\x1f' + customer
   std::string group_raw_;     // its first row, for derived ids of unkeyed orders
+  // Its rows (line number, end offset of the text in group_rows_text_), for PoisonGroup.
+  std::vector<std::pair<uint64_t, size_t>> group_rows_;
+  std::string group_rows_text_;
+  bool group_poisoned_ = false;  // a row was bad: the order's rows are quarantined
+  std::string group_poison_field_, group_poison_reason_;
   DuplicateCounter closed_groups_;
 
   // Events that did not fit the caller's batch, returned first by the next Next().

@@ -284,10 +284,28 @@ std::string_view TrimSpaces(std::string_view text) {
   return text.substr(b, e - b);
 }
 
-std::optional<double> ParseNumber(std::string_view text) {
+std::optional<double> ParseNumber(std::string_view text, char decimal, char thousands) {
   text = TrimSpaces(text);
   if (text.empty()) return std::nullopt;
   if (text.front() == '+') text.remove_prefix(1);
+  // A number in another notation is rewritten into a small buffer: group separators dropped,
+  // the decimal comma turned into a point (and a point, which is then no decimal mark, refused).
+  char buffer[128];
+  if ((decimal != '.' || thousands != 0) &&
+      text.find_first_of(std::string_view("., '", 4)) != std::string_view::npos) {
+    if (text.size() > sizeof buffer) return std::nullopt;
+    size_t size = 0;
+    for (char c : text) {
+      if (thousands != 0 && c == thousands) continue;
+      if (c == decimal) {
+        c = '.';
+      } else if (c == '.') {
+        return std::nullopt;
+      }
+      buffer[size++] = c;
+    }
+    text = std::string_view(buffer, size);
+  }
   double v = 0;
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (ec != std::errc() || ptr != text.data() + text.size() || !std::isfinite(v)) {
@@ -344,12 +362,12 @@ std::string_view DecodeToUtf8(std::string_view raw, SourceOptions::Encoding enco
   return *out;
 }
 
-bool ConditionHolds(const Condition& c, std::string_view raw) {
+bool ConditionHolds(const Condition& c, std::string_view raw, char decimal, char thousands) {
   std::string_view v = TrimSpaces(raw);
   using Op = Condition::Op;
   bool holds = false;
   auto number_holds = [&](auto cmp) {
-    auto n = ParseNumber(v);
+    auto n = ParseNumber(v, decimal, thousands);
     return n.has_value() && cmp(*n, c.number);
   };
   switch (c.op) {
@@ -502,10 +520,69 @@ class MappingBuilder {
       } else if (name == "encoding") {
         if (!v.is_string()) return Error(key, "expected \"utf-8\", \"latin1\" or \"cp1252\"");
         SHOAL_RETURN_IF_ERROR(SetEncoding(v.as_string()->get(), key));
+      } else if (name == "decimal") {
+        if (!v.is_string()) return Error(key, "expected \".\" or \",\"");
+        SHOAL_RETURN_IF_ERROR(SetDecimal(v.as_string()->get(), key));
+      } else if (name == "thousands") {
+        if (!v.is_string()) return Error(key, "expected \"\", \".\", \",\", \" \" or \"'\"");
+        SHOAL_RETURN_IF_ERROR(SetThousands(v.as_string()->get(), key));
       } else {
         return Error(key, "unknown key (known: format, delimiter, header, columns, skip_lines, "
-                          "comment, quote, mode, encoding)");
+                          "comment, quote, mode, encoding, decimal, thousands)");
       }
+    }
+    return CheckNumberFormat("[source]");
+  }
+
+  // "','" -> "," (a --map value quoted so that a comma does not end the entry).
+  static std::string_view Unquote(std::string_view text) {
+    if (text.size() == 3 && (text.front() == '\'' || text.front() == '"') &&
+        text.back() == text.front()) {
+      return text.substr(1, 1);
+    }
+    return text;
+  }
+
+  // decimal: "." / "dot" / "point" or "," / "comma".
+  Status SetDecimal(std::string_view name, const std::string& key) {
+    std::string v = Lower(TrimSpaces(Unquote(name)));
+    if (v == "." || v == "dot" || v == "point") {
+      m_.source_.decimal = '.';
+    } else if (v == "," || v == "comma") {
+      m_.source_.decimal = ',';
+    } else {
+      return Error(key, "unknown decimal mark '" + std::string(name) +
+                            "' (known: \".\" or \"dot\", \",\" or \"comma\")");
+    }
+    m_.number_format_set_ = true;
+    return Status::OK();
+  }
+
+  // thousands: "" / "none", "." / "dot", "," / "comma", " " / "space", "'" / "apostrophe".
+  Status SetThousands(std::string_view name, const std::string& key) {
+    std::string v = Lower(Unquote(name));
+    if (v.empty() || v == "none") {
+      m_.source_.thousands = 0;
+    } else if (v == "." || v == "dot") {
+      m_.source_.thousands = '.';
+    } else if (v == "," || v == "comma") {
+      m_.source_.thousands = ',';
+    } else if (v == " " || v == "space") {
+      m_.source_.thousands = ' ';
+    } else if (v == "'" || v == "apostrophe") {
+      m_.source_.thousands = '\'';
+    } else {
+      return Error(key, "unknown digit-group separator '" + std::string(name) +
+                            "' (known: none, dot, comma, space, apostrophe)");
+    }
+    m_.number_format_set_ = true;
+    return Status::OK();
+  }
+
+  Status CheckNumberFormat(const std::string& where) {
+    if (m_.source_.thousands != 0 && m_.source_.thousands == m_.source_.decimal) {
+      return Error(where, "decimal and thousands must differ (both '" +
+                              std::string(1, m_.source_.decimal) + "')");
     }
     return Status::OK();
   }
@@ -736,6 +813,14 @@ class MappingBuilder {
     }
     if (k == "mode") return SetMode(TrimSpaces(value), label);
     if (k == "encoding") return SetEncoding(value, label);
+    if (k == "decimal") {
+      SHOAL_RETURN_IF_ERROR(SetDecimal(value, label));
+      return CheckNumberFormat(label);
+    }
+    if (k == "thousands") {
+      SHOAL_RETURN_IF_ERROR(SetThousands(value, label));
+      return CheckNumberFormat(label);
+    }
 
     // A field: column[:format][|cast|cast]
     FieldSource s;
@@ -863,6 +948,11 @@ void Mapping::MergeFrom(const Mapping& other) {
   if (other.encoding_set_) {
     source_.encoding = other.source_.encoding;
     encoding_set_ = true;
+  }
+  if (other.number_format_set_) {
+    source_.decimal = other.source_.decimal;
+    source_.thousands = other.source_.thousands;
+    number_format_set_ = true;
   }
   for (size_t i = 0; i < kNumFields; ++i) {
     if (other.fields_[i]) fields_[i] = other.fields_[i];

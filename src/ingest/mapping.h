@@ -102,6 +102,12 @@ struct SourceOptions {
   // encoding decoded to UTF-8 as read: kLatin1 (ISO-8859-1), kCp1252 (Windows-1252).
   enum class Encoding { kUtf8, kLatin1, kCp1252 };
   Encoding encoding = Encoding::kUtf8;
+  // How numbers are written: the decimal mark ('.' or ',') and an optional digit-group
+  // separator removed before parsing (0 = none; '.', ',', ' ' or '\''), e.g. decimal ',' and
+  // thousands '.' read "1.234,56" as 1234.56. Rule operands in a mapping are always written
+  // with '.'.
+  char decimal = '.';
+  char thousands = 0;
 };
 
 // Decodes `raw` (Latin-1 or Windows-1252) to UTF-8 into *out; returns `raw` itself when it is
@@ -172,6 +178,7 @@ class Mapping {
   std::string name_;
   SourceOptions source_;
   bool delimiter_set_ = false, header_set_ = false, encoding_set_ = false;
+  bool number_format_set_ = false;
   std::array<std::optional<FieldSource>, kNumFields> fields_;
   std::vector<std::pair<std::string, FieldSource>> properties_;
   bool has_lines_ = false;
@@ -183,11 +190,16 @@ class Mapping {
 
 // True when `condition` holds for the raw column value `value` (trimmed before comparing; a
 // number comparison on a value that is not a number is false).
-bool ConditionHolds(const Condition& condition, std::string_view value);
+// Numeric comparisons read `value` with the given decimal mark and group separator
+// (SourceOptions::decimal / thousands).
+bool ConditionHolds(const Condition& condition, std::string_view value, char decimal = '.',
+                    char thousands = 0);
 
 // Helpers shared by the readers.
 // Parses a whole string as a finite double (surrounding spaces allowed). nullopt otherwise.
-std::optional<double> ParseNumber(std::string_view text);
+// With decimal ',' the comma is the decimal mark (and a '.' is not); every `thousands`
+// character (if not 0) is dropped first.
+std::optional<double> ParseNumber(std::string_view text, char decimal = '.', char thousands = 0);
 // "17850.0" -> "17850", "-3.000" -> "-3"; other text unchanged. Trims white space.
 std::string_view NormalizeId(std::string_view text);
 std::string_view TrimSpaces(std::string_view text);

@@ -430,3 +430,143 @@ TEST(DelimitedReaderTest, ReusedBatchStopsGrowingAfterWarmUp) {
 
 }  // namespace
 }  // namespace shoal
+
+namespace shoal {
+namespace {
+
+// A recipe for the export below, with `number_options` added to its [source].
+std::string GermanRecipe(const std::string& number_options) {
+  return "[source]\ndelimiter = \";\"\n" + number_options +
+      "[fields]\ntype = { value = \"order\" }\norder_id = \"Bestellung\"\n"
+      "customer_id = \"Kunde\"\ntimestamp = { column = \"Datum\", format = \"%d.%m.%Y %H:%M\" }\n"
+      "[lines]\nproduct_id = \"Artikel\"\nquantity = \"Menge\"\nunit_price = \"Preis\"\n";
+}
+
+// A European shop export: semicolons, decimal commas, dot-grouped thousands, day-first dates.
+TEST(DelimitedReaderNumbers, DecimalCommaAndThousandsSeparator) {
+  std::string path = WriteTemp("de.csv",
+                               "Bestellung;Kunde;Datum;Artikel;Menge;Preis\n"
+                               "1001;K1;23.11.2026 14:05;Tasse;2;12,50\n"
+                               "1002;K2;24.11.2026 09:10;Sofa;1;1.234,56\n"
+                               "1003;K3;24.11.2026 09:11;Teller;1;3.5\n");
+  const std::string recipe =
+      GermanRecipe("decimal = \",\"\nthousands = \".\"\n") +
+      "[[rules]]\nwhen = \"Preis > 1000\"\nthen = \"flag big\"\n";
+  std::string qpath = WriteTemp("q-de.jsonl", "");
+  auto q = Quarantine::Open(qpath);
+  ASSERT_TRUE(q.ok());
+  EventTypeRegistry registry;
+  auto r = ReadAll(Spec(path, MustMap(recipe)), registry, q->get(), 100);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  ASSERT_EQ(r.events.size(), 3u);
+  EXPECT_DOUBLE_EQ(r.events.events[0].total, 25.0);
+  EXPECT_DOUBLE_EQ(r.events.events[1].total, 1234.56);
+  // With thousands = "." a point only groups digits: "3.5" is 35, as the file's notation says.
+  EXPECT_DOUBLE_EQ(r.events.events[2].total, 35.0);
+  // The rule compared 1.234,56 as 1234.56 (read with a decimal point it would not be a number).
+  ASSERT_NE(r.events.FindProp(r.events.events[1], "big"), nullptr);
+  EXPECT_EQ(r.events.FindProp(r.events.events[0], "big"), nullptr);
+  EXPECT_EQ(r.stats.quarantined, 0u);
+
+  const std::string comma_only = GermanRecipe("decimal = \"comma\"\n");
+  std::string qpath2 = WriteTemp("q-de2.jsonl", "");
+  auto q2 = Quarantine::Open(qpath2);
+  ASSERT_TRUE(q2.ok());
+  auto r2 = ReadAll(Spec(path, MustMap(comma_only)), registry, q2->get(), 100);
+  ASSERT_TRUE(r2.status.ok());
+  ASSERT_EQ(r2.events.size(), 1u);  // 12,50 reads; 1.234,56 and 3.5 have a point
+  EXPECT_DOUBLE_EQ(r2.events.events[0].total, 25.0);
+  EXPECT_EQ(r2.stats.quarantined, 2u);
+
+  // Without the option the comma is refused, with a hint.
+  const std::string plain = GermanRecipe("");
+  std::string qpath3 = WriteTemp("q-de3.jsonl", "");
+  auto q3 = Quarantine::Open(qpath3);
+  ASSERT_TRUE(q3.ok());
+  auto r3 = ReadAll(Spec(path, MustMap(plain)), registry, q3->get(), 100);
+  ASSERT_TRUE(r3.status.ok());
+  ASSERT_TRUE((*q3)->Flush().ok());
+  auto qs = ReadQuarantine(qpath3);
+  ASSERT_FALSE(qs.empty());
+  EXPECT_EQ(qs[0].field, "Preis");
+  EXPECT_NE(qs[0].reason.find("decimal = \",\""), std::string::npos) << qs[0].reason;
+}
+
+TEST(DelimitedReaderNumbers, NumberFormatOptionsAreChecked) {
+  EXPECT_FALSE(Mapping::FromToml("[source]\ndecimal = \";\"\n[fields]\ntype = \"t\"\n"
+                                 "timestamp = \"ts\"\n", "bad.toml").ok());
+  auto same = Mapping::FromToml("[source]\ndecimal = \",\"\nthousands = \",\"\n[fields]\n"
+                                "type = \"t\"\ntimestamp = \"ts\"\n", "same.toml");
+  ASSERT_FALSE(same.ok());
+  EXPECT_NE(same.status().message().find("must differ"), std::string::npos);
+  auto spec = Mapping::FromSpec("decimal=comma,thousands=space,type=order,timestamp=ts");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->source().decimal, ',');
+  EXPECT_EQ(spec->source().thousands, ' ');
+  EXPECT_EQ(ParseNumber("1 234,5", ',', ' '), 1234.5);
+  EXPECT_EQ(ParseNumber("1'234.5", '.', '\''), 1234.5);
+  EXPECT_FALSE(ParseNumber("1.5", ',', 0).has_value());
+  EXPECT_EQ(ParseNumber("-0,25", ',', '.'), -0.25);
+}
+
+// An order is stored whole or not at all: a bad line quarantines every row of its order (so the
+// corrected file, ingested again, stores the complete order instead of a duplicate of a part).
+TEST(DelimitedReaderOrders, BadLineQuarantinesItsWholeOrder) {
+  const std::string recipe =
+      "[fields]\ntype = { value = \"order\" }\norder_id = \"order\"\ncustomer_id = \"customer\"\n"
+      "timestamp = \"date\"\n[lines]\nproduct_id = \"sku\"\nquantity = \"qty\"\n"
+      "unit_price = \"price\"\n"
+      "[[rules]]\nwhen = \"sku equals 'BROKEN'\"\nthen = \"quarantine 'broken sku'\"\n";
+  const std::string header = "order,customer,date,sku,qty,price\n";
+  std::string bad = header +
+                    "A1,C1,2024-01-01,P1,1,10\n"     // line 2: a good order
+                    "B2,C2,2024-01-02,P1,1,10\n"     // line 3: order B2, first row fine
+                    "B2,C2,2024-01-02,P2,x,5\n"      // line 4: bad quantity
+                    "B2,C2,2024-01-02,P3,1,2\n"      // line 5: after the bad row
+                    "D4,C4,bad-date,P1,1,10\n"       // line 6: bad first row
+                    "D4,C4,,P2,1,10\n"               // line 7: its continuation
+                    "E5,C5,2024-01-03,P1,1,10\n"     // line 8: rule quarantine in the middle
+                    "E5,C5,2024-01-03,BROKEN,1,1\n"  // line 9
+                    "F6,C6,2024-01-04,P1,2,3\n";     // line 10: good
+  std::string path = WriteTemp("orders-bad.csv", bad);
+  std::string qpath = WriteTemp("q-orders.jsonl", "");
+  auto q = Quarantine::Open(qpath);
+  ASSERT_TRUE(q.ok());
+  EventTypeRegistry registry;
+  for (size_t batch_size : {1, 1000}) {
+    auto r = ReadAll(Spec(path, MustMap(recipe)), registry, nullptr, batch_size);
+    ASSERT_TRUE(r.status.ok());
+    ASSERT_EQ(r.events.size(), 2u) << batch_size;
+    EXPECT_EQ(r.events.events[0].order_id, "A1");
+    EXPECT_EQ(r.events.events[1].order_id, "F6");
+    EXPECT_EQ(r.stats.quarantined, 7u);
+  }
+  auto r = ReadAll(Spec(path, MustMap(recipe)), registry, q->get(), 1000);
+  ASSERT_TRUE((*q)->Flush().ok());
+  std::map<uint64_t, std::pair<std::string, std::string>> by_line;  // line -> field, reason
+  for (const auto& rec : ReadQuarantine(qpath)) by_line[rec.line] = {rec.field, rec.reason};
+  ASSERT_EQ(by_line.size(), 7u);
+  EXPECT_EQ(by_line[4].first, "qty");
+  for (uint64_t line : {3, 5}) {
+    EXPECT_EQ(by_line[line].first, "order");
+    EXPECT_EQ(by_line[line].second.rfind("another row of its order is bad: 'B2' line 4 (qty:", 0),
+              0u) << by_line[line].second;
+  }
+  EXPECT_EQ(by_line[6].first, "date");
+  EXPECT_NE(by_line[7].second.find("'D4' line 6"), std::string::npos) << by_line[7].second;
+  EXPECT_EQ(by_line[9].second, "broken sku");
+  EXPECT_NE(by_line[8].second.find("'E5' line 9"), std::string::npos) << by_line[8].second;
+
+  // The corrected file stores B2 complete, under the id a partial B2 would have taken.
+  std::string fixed = header + "B2,C2,2024-01-02,P1,1,10\nB2,C2,2024-01-02,P2,2,5\n"
+                               "B2,C2,2024-01-02,P3,1,2\n";
+  auto r2 = ReadAll(Spec(WriteTemp("orders-fixed.csv", fixed), MustMap(recipe)), registry,
+                    nullptr, 1000);
+  ASSERT_EQ(r2.events.size(), 1u);
+  EXPECT_EQ(r2.events.events[0].event_id, "order:B2:C2");
+  EXPECT_EQ(r2.events.events[0].num_lines, 3u);
+  EXPECT_DOUBLE_EQ(r2.events.events[0].total, 10 + 2 * 5 + 2);
+}
+
+}  // namespace
+}  // namespace shoal
