@@ -39,12 +39,29 @@ size_t Utf8SequenceLength(std::string_view s, size_t i) {
   return n;
 }
 
-// The kind of a reason: its text before the first quote, without trailing spaces/colons.
-std::string_view ReasonKind(std::string_view reason) {
+// The kind of a reason: its text before the first quote, without trailing spaces/colons, and
+// with each number written as N ("negative quantity -3 on an order line" and "... -2 ..." are
+// one kind), so the summary has a line per kind, not per value.
+std::string ReasonKind(std::string_view reason) {
   size_t q = reason.find('\'');
-  std::string_view kind = reason.substr(0, q);
-  while (!kind.empty() && (kind.back() == ' ' || kind.back() == ':')) kind.remove_suffix(1);
-  return kind.empty() ? reason : kind;
+  std::string_view text = reason.substr(0, q);
+  while (!text.empty() && (text.back() == ' ' || text.back() == ':')) text.remove_suffix(1);
+  if (text.empty()) text = reason;
+  std::string kind;
+  kind.reserve(text.size());
+  auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+  for (size_t pos = 0; pos < text.size();) {
+    const bool sign = (text[pos] == '-' || text[pos] == '+') && pos + 1 < text.size() &&
+                      is_digit(text[pos + 1]) && (pos == 0 || text[pos - 1] == ' ');
+    if (sign || is_digit(text[pos])) {
+      pos += sign ? 2 : 1;
+      while (pos < text.size() && (is_digit(text[pos]) || text[pos] == '.')) ++pos;
+      kind.push_back('N');
+      continue;
+    }
+    kind.push_back(text[pos++]);
+  }
+  return kind;
 }
 
 constexpr size_t kFlushBytes = 64 * 1024;
@@ -133,9 +150,9 @@ void Quarantine::Add(std::string_view source, uint64_t line, std::string_view fi
                      std::string_view reason, std::string_view raw) {
   std::lock_guard<std::mutex> lock(mu_);
   ++total_;
-  std::string_view kind = ReasonKind(reason);
+  std::string kind = ReasonKind(reason);
   auto it = counts_.find(kind);
-  if (it == counts_.end()) it = counts_.emplace(std::string(kind), 0).first;
+  if (it == counts_.end()) it = counts_.emplace(std::move(kind), 0).first;
   ++it->second;
   if (file_ == nullptr) return;
   bool truncated = raw.size() > kMaxRawBytes;

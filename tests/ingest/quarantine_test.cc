@@ -28,9 +28,17 @@ TEST(QuarantineTest, WritesValidJsonEvenForInvalidUtf8AndTruncatesRaw) {
     EXPECT_EQ(counts[2].first, "unknown event type");
     EXPECT_EQ(counts[2].second, 2u);
     EXPECT_NE((*q)->Summary().find("4 records quarantined"), std::string::npos);
+    // Numbers in a reason do not make kinds of their own.
+    (*q)->Add("c.csv", 3, "qty", "negative quantity -3 on an order line", "");
+    (*q)->Add("c.csv", 4, "qty", "negative quantity -2.5 on an order line", "");
+    counts = (*q)->CountsByReason();
+    ASSERT_EQ(counts.size(), 4u);
+    EXPECT_EQ(counts[0].first, "negative quantity N on an order line");
+    EXPECT_EQ(counts[0].second, 2u);
+    EXPECT_EQ(counts[2].first, "record too long (N bytes)");
   }
   auto records = ReadQuarantine(path);
-  ASSERT_EQ(records.size(), 4u);
+  ASSERT_EQ(records.size(), 6u);
   EXPECT_EQ(records[0].source, "a.csv");
   EXPECT_EQ(records[0].line, 7u);
   EXPECT_EQ(records[0].field, "email");
