@@ -265,12 +265,18 @@ bool DelimitedReader::NumberValue(const CompiledMapping::Source& s, std::string_
     *out = Event::kNaN;
     return true;
   }
-  auto n = ParseNumber(v, options_.decimal, options_.thousands);
+  auto n = (s.casts & kCastMoney) ? ParseMoney(v, options_.decimal, options_.thousands)
+                                  : ParseNumber(v, options_.decimal, options_.thousands);
   if (!n) {
     problem->field = ColumnLabel(s, label);
     problem->reason = "not a finite number: '" + std::string(v.substr(0, 64)) + "'";
-    if (options_.decimal == '.' && v.find(',') != std::string_view::npos) {
-      problem->reason += " (a decimal comma? set decimal = \",\" in [source] or --map decimal=comma)";
+    if (!(s.casts & kCastMoney) && ParseMoney(v, options_.decimal, options_.thousands)) {
+      problem->reason += " (an amount with a currency? add cast = \"money\")";
+    } else if (options_.decimal == '.' && options_.thousands != ',' &&
+               v.find(',') != std::string_view::npos) {
+      problem->reason +=
+          " (a decimal comma or a thousands separator? set decimal = \",\" or thousands = "
+          "\",\" in [source])";
     }
     return false;
   }

@@ -45,8 +45,9 @@ Result<uint32_t> ParseCastName(std::string_view name, const std::string& key) {
   if (n == "number") return uint32_t{kCastNumber};
   if (n == "abs") return uint32_t{kCastAbs | kCastNumber};
   if (n == "text") return uint32_t{kCastText};
+  if (n == "money") return uint32_t{kCastMoney | kCastNumber};
   return Status::InvalidArgument(key + ": unknown cast '" + std::string(name) +
-                                 "' (known: trim, id, lower, number, abs, text)");
+                                 "' (known: trim, id, lower, number, abs, money, text)");
 }
 
 // Parses "$3" as column number 3; 0 if `text` is not of that form.
@@ -312,6 +313,51 @@ std::optional<double> ParseNumber(std::string_view text, char decimal, char thou
     return std::nullopt;
   }
   return v;
+}
+
+std::optional<double> ParseMoney(std::string_view text, char decimal, char thousands) {
+  constexpr size_t kMaxSymbolBytes = 4;
+  auto is_number_char = [&](char c) {
+    return (c >= '0' && c <= '9') || c == decimal || (thousands != 0 && c == thousands);
+  };
+  text = TrimSpaces(text);
+  bool negative = false;
+  if (text.size() >= 2 && text.front() == '(' && text.back() == ')') {
+    negative = true;
+    text = TrimSpaces(text.substr(1, text.size() - 2));
+  }
+  auto take_sign = [&] {
+    if (!text.empty() && (text.front() == '-' || text.front() == '+')) {
+      negative = negative != (text.front() == '-');
+      text = TrimSpaces(text.substr(1));
+    }
+  };
+  take_sign();
+  size_t lead = 0;
+  while (lead < text.size() && !is_number_char(text[lead]) && text[lead] != '-' &&
+         text[lead] != '+' && text[lead] != ' ') {
+    ++lead;
+  }
+  if (lead > kMaxSymbolBytes) return std::nullopt;
+  text = TrimSpaces(text.substr(lead));
+  if (lead > 0) take_sign();
+  size_t keep = text.size();
+  while (keep > 0 && !is_number_char(text[keep - 1]) && text[keep - 1] != ' ' &&
+         text[keep - 1] != '-') {
+    --keep;
+  }
+  if (text.size() - keep > kMaxSymbolBytes || (lead > 0 && keep < text.size())) {
+    return std::nullopt;  // a symbol on both sides, or a long word: not an amount
+  }
+  text = TrimSpaces(text.substr(0, keep));
+  if (!text.empty() && text.back() == '-') {  // "5.00-": a trailing minus (some ERP exports)
+    negative = !negative;
+    text = TrimSpaces(text.substr(0, text.size() - 1));
+  }
+  if (text.empty() || text.front() == '-' || text.front() == '+') return std::nullopt;
+  auto value = ParseNumber(text, decimal, thousands);
+  if (!value) return std::nullopt;
+  return negative ? -*value : *value;
 }
 
 std::string_view NormalizeId(std::string_view text) {

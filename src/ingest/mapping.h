@@ -43,6 +43,7 @@ enum Cast : uint32_t {
   kCastNumber = 8,   // parse as a number (numeric property; numeric fields always are)
   kCastAbs = 16,     // absolute value of a number
   kCastText = 32,    // keep the text exactly (turns off the default id cast)
+  kCastMoney = 64,   // a number with a currency symbol or code: "$1,234.50", "12,50 €", "(5.00)"
 };
 
 // Where a field's value comes from: a column (by name or 1-based number) or a constant.
@@ -200,6 +201,11 @@ bool ConditionHolds(const Condition& condition, std::string_view value, char dec
 // With decimal ',' the comma is the decimal mark (and a '.' is not); every `thousands`
 // character (if not 0) is dropped first.
 std::optional<double> ParseNumber(std::string_view text, char decimal = '.', char thousands = 0);
+// An amount as shops export it: ParseNumber after dropping a currency symbol or code of at most
+// 4 bytes before or after the number ("$", "US$", "€", "EUR", "kr"; spaces around it allowed),
+// with a sign before or after the symbol, and accounting parentheses meaning negative:
+// "-$5.00", "$-5.00", "(5.00)", "12,50 €" (decimal ','). nullopt when no number remains.
+std::optional<double> ParseMoney(std::string_view text, char decimal = '.', char thousands = 0);
 // "17850.0" -> "17850", "-3.000" -> "-3"; other text unchanged. Trims white space.
 std::string_view NormalizeId(std::string_view text);
 std::string_view TrimSpaces(std::string_view text);

@@ -509,6 +509,54 @@ TEST(DelimitedReaderNumbers, NumberFormatOptionsAreChecked) {
   EXPECT_EQ(ParseNumber("-0,25", ',', '.'), -0.25);
 }
 
+TEST(DelimitedReaderNumbers, MoneyCastReadsAmountsWithCurrencies) {
+  EXPECT_EQ(ParseMoney("$12.50"), 12.5);
+  EXPECT_EQ(ParseMoney("-$5.00"), -5.0);
+  EXPECT_EQ(ParseMoney("$-5.00"), -5.0);
+  EXPECT_EQ(ParseMoney("(5.00)"), -5.0);
+  EXPECT_EQ(ParseMoney("($5.00)"), -5.0);
+  EXPECT_EQ(ParseMoney("5.00-"), -5.0);
+  EXPECT_EQ(ParseMoney("US$ 1,234.50", '.', ','), 1234.5);
+  EXPECT_EQ(ParseMoney("12,50 \xe2\x82\xac", ','), 12.5);  // euro sign, 3 bytes
+  EXPECT_EQ(ParseMoney("EUR 7"), 7.0);
+  EXPECT_EQ(ParseMoney("42"), 42.0);
+  EXPECT_FALSE(ParseMoney("price on request").has_value());
+  EXPECT_FALSE(ParseMoney("$").has_value());
+  EXPECT_FALSE(ParseMoney("$5 USD").has_value());   // a symbol on both sides
+  EXPECT_FALSE(ParseMoney("dollars 5").has_value());  // longer than a symbol or code
+  EXPECT_FALSE(ParseMoney("--5").has_value());
+
+  std::string path = WriteTemp("money.csv",
+                               "order,customer,date,sku,price\n"
+                               "A1,C1,2024-01-01,P1,$10.00\n"
+                               "A2,C2,2024-01-02,P1,\"$1,200.00\"\n"
+                               "A3,C3,2024-01-03,P1,n/a\n");
+  const std::string recipe =
+      "[source]\nthousands = \",\"\n"
+      "[fields]\ntype = { value = \"order\" }\norder_id = \"order\"\ncustomer_id = \"customer\"\n"
+      "timestamp = \"date\"\n[lines]\nproduct_id = \"sku\"\n"
+      "unit_price = { column = \"price\", cast = \"money\" }\n";
+  EventTypeRegistry registry;
+  auto r = ReadAll(Spec(path, MustMap(recipe)), registry, nullptr, 100);
+  ASSERT_TRUE(r.status.ok());
+  ASSERT_EQ(r.events.size(), 2u);
+  EXPECT_DOUBLE_EQ(r.events.events[0].total, 10.0);
+  EXPECT_DOUBLE_EQ(r.events.events[1].total, 1200.0);
+  EXPECT_EQ(r.stats.quarantined, 1u);
+  // Without the cast the amount is refused with a hint to add it.
+  std::string plain = recipe;
+  plain.replace(plain.find("{ column = \"price\", cast = \"money\" }"),
+                std::string("{ column = \"price\", cast = \"money\" }").size(), "\"price\"");
+  std::string qpath = WriteTemp("q-money.jsonl", "");
+  auto q = Quarantine::Open(qpath);
+  ASSERT_TRUE(q.ok());
+  auto r2 = ReadAll(Spec(path, MustMap(plain)), registry, q->get(), 100);
+  ASSERT_TRUE((*q)->Flush().ok());
+  auto qs = ReadQuarantine(qpath);
+  ASSERT_EQ(qs.size(), 3u);
+  EXPECT_NE(qs[0].reason.find("cast = \"money\""), std::string::npos) << qs[0].reason;
+}
+
 // An order is stored whole or not at all: a bad line quarantines every row of its order (so the
 // corrected file, ingested again, stores the complete order instead of a duplicate of a part).
 TEST(DelimitedReaderOrders, BadLineQuarantinesItsWholeOrder) {
