@@ -3,11 +3,13 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -107,6 +109,115 @@ bool MentionsAny(const Event& e, const std::vector<std::pair<IdKind, std::string
     }
   }
   return false;
+}
+
+// A stored event block decoded for a replay: its events of the pass's interval and the time
+// range of all its events.
+struct DecodedBlock {
+  EventBatch batch;
+  TimeMicros earliest = INT64_MAX;
+  TimeMicros latest = INT64_MIN;
+};
+
+// Scans the event blocks in key order and hands each decoded block to `apply` in that order, on
+// the calling thread, with the scan (RocksDB reads and decompression) on one thread and the
+// decoding on another and on the calling thread whenever it would otherwise wait: the result is
+// the sequential loop's, with both cores busy. `skip` is called for every block in scan order
+// (true: not decoded, not applied). A decode or scan error stops the pipeline and is returned.
+Status ScanDecodeApplyInOrder(
+    const KvStore& store, const std::function<bool()>& skip,
+    const std::function<Status(std::string_view, std::string_view, DecodedBlock*)>& decode,
+    const std::function<void(const DecodedBlock&)>& apply) {
+  enum class State { kFree, kRaw, kDecoding, kDecoded };
+  struct Slot {
+    State state = State::kFree;
+    std::string key, raw;
+    DecodedBlock block;
+    Status status;
+  };
+  constexpr uint64_t kSlots = 4;
+  std::array<Slot, kSlots> slots;
+  std::mutex mu;
+  std::condition_variable cv;
+  uint64_t scanned = 0;      // blocks put into slots, in scan order
+  uint64_t next_decode = 0;  // the first block nobody has claimed to decode yet
+  bool scan_done = false, abort = false;
+  Status scan_status;
+  auto slot_of = [&](uint64_t seq) -> Slot& { return slots[seq % kSlots]; };
+  // Claims the next block to decode (lock held); nullptr when none is waiting.
+  auto claim = [&]() -> Slot* {
+    if (next_decode >= scanned) return nullptr;
+    Slot& slot = slot_of(next_decode++);
+    slot.state = State::kDecoding;
+    return &slot;
+  };
+  auto decode_slot = [&](Slot* slot, std::unique_lock<std::mutex>& lock) {
+    lock.unlock();
+    slot->status = decode(slot->key, slot->raw, &slot->block);
+    lock.lock();
+    slot->state = State::kDecoded;
+    cv.notify_all();
+  };
+  std::thread scanner([&] {
+    Status st = store.Scan(Column::kEvents, "", [&](std::string_view key, std::string_view raw) -> Result<bool> {
+      if (skip()) return true;
+      std::unique_lock lock(mu);
+      Slot& slot = slot_of(scanned);
+      cv.wait(lock, [&] { return abort || slot.state == State::kFree; });
+      if (abort) return false;
+      lock.unlock();  // a free slot is touched by nobody else
+      slot.key.assign(key);
+      slot.raw.assign(raw);
+      lock.lock();
+      slot.state = State::kRaw;
+      ++scanned;
+      cv.notify_all();
+      return true;
+    });
+    std::lock_guard lock(mu);
+    scan_status = st;
+    scan_done = true;
+    cv.notify_all();
+  });
+  std::thread decoder([&] {
+    std::unique_lock lock(mu);
+    for (;;) {
+      cv.wait(lock, [&] { return abort || next_decode < scanned || scan_done; });
+      if (abort) return;
+      Slot* slot = claim();
+      if (slot == nullptr) return;  // the scan is done and every block claimed
+      decode_slot(slot, lock);
+    }
+  });
+  Status status;
+  for (uint64_t next = 0;; ++next) {
+    Slot* slot = nullptr;
+    {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return next < scanned || scan_done; });
+      if (next >= scanned) break;
+      slot = &slot_of(next);
+      if (next_decode == next) decode_slot(claim(), lock);  // nobody took it: decode it here
+      cv.wait(lock, [&] { return slot->state == State::kDecoded; });
+    }
+    if (!slot->status.ok()) {
+      status = slot->status;
+      break;
+    }
+    apply(slot->block);
+    std::lock_guard lock(mu);
+    slot->state = State::kFree;
+    cv.notify_all();
+  }
+  {
+    std::lock_guard lock(mu);
+    abort = true;
+    cv.notify_all();
+  }
+  scanner.join();
+  decoder.join();
+  if (!status.ok()) return status;
+  return scan_status;
 }
 
 }  // namespace
@@ -702,12 +813,14 @@ Status Engine::ReplayAsOf(std::span<const TimeMicros> as_ofs,
   for (size_t k = 0; k < as_ofs.size(); ++k) {
     const TimeMicros to = as_ofs[k];
     const bool first_pass = k == 0;
-    // Applies one decoded block (only its events of [from, to) were decoded), in scan order.
-    auto apply = [&](const EventBatch& batch) {
-      kept.resize(batch.size());
-      for (uint32_t i = 0; i < batch.size(); ++i) kept[i] = i;
-      ApplyEvents(derived.identity, derived.states, derived.population, config_.traits, batch, kept,
-                  &merges, &latest, [](uint32_t) {});
+    // Applies one decoded block (only its events of [from, to) were decoded), in scan order;
+    // the first pass also notes each block's time range.
+    auto apply = [&](const DecodedBlock& block) {
+      if (first_pass) block_range.emplace_back(block.earliest, block.latest);
+      kept.resize(block.batch.size());
+      for (uint32_t i = 0; i < block.batch.size(); ++i) kept[i] = i;
+      ApplyEvents(derived.identity, derived.states, derived.population, config_.traits,
+                  block.batch, kept, &merges, &latest, [](uint32_t) {});
       merges.clear();
     };
     // Later passes skip blocks that hold no event of their interval (read-only after pass 0).
@@ -717,71 +830,24 @@ Status Engine::ReplayAsOf(std::span<const TimeMicros> as_ofs,
       return !first_pass && this_block < block_range.size() &&
              (block_range[this_block].second < from || block_range[this_block].first >= to);
     };
-    // Decodes the block's events of [from, to) only; the first pass also notes each block's
-    // time range (blocks are decoded in scan order, by one thread at a time).
-    auto decode = [&](std::string_view key, std::string_view block, EventBatch* batch) {
-      batch->Clear();
-      TimeMicros lo = INT64_MAX, hi = INT64_MIN;
-      Status st = DecodeEventsInRange(block, from, to, batch, &lo, &hi);
-      if (first_pass) block_range.emplace_back(lo, hi);
-      return st.WithContext("block " + std::to_string(DecodeKeyU64(key)));
+    // Decodes the block's events of [from, to) only (thread-safe: reads from/to, writes *out).
+    auto decode = [from, to](std::string_view key, std::string_view raw, DecodedBlock* out) {
+      out->batch.Clear();
+      out->earliest = INT64_MAX;
+      out->latest = INT64_MIN;
+      return DecodeEventsInRange(raw, from, to, &out->batch, &out->earliest, &out->latest)
+          .WithContext("block " + std::to_string(DecodeKeyU64(key)));
     };
     if (ctx_.Threads() < 2) {
-      EventBatch batch;
-      SHOAL_RETURN_IF_ERROR(store_->Scan(Column::kEvents, "", [&](std::string_view key, std::string_view block) -> Result<bool> {
+      DecodedBlock block;
+      SHOAL_RETURN_IF_ERROR(store_->Scan(Column::kEvents, "", [&](std::string_view key, std::string_view raw) -> Result<bool> {
         if (skip()) return true;
-        SHOAL_RETURN_IF_ERROR(decode(key, block, &batch));
-        apply(batch);
+        SHOAL_RETURN_IF_ERROR(decode(key, raw, &block));
+        apply(block);
         return true;
       }));
     } else {
-      // Decoding runs on a second thread one block ahead of the apply loop (two buffers); blocks
-      // are applied in scan order, so the result is the same as the sequential loop's.
-      EventBatch buffers[2];
-      std::mutex mu;
-      std::condition_variable cv;
-      int ready = -1, consuming = -1;
-      bool done = false;
-      Status producer_status;
-      std::thread producer([&] {
-        int slot = 0;
-        Status st = store_->Scan(Column::kEvents, "", [&](std::string_view key, std::string_view block) -> Result<bool> {
-          if (skip()) return true;
-          {
-            std::unique_lock lock(mu);
-            cv.wait(lock, [&] { return consuming != slot && ready != slot; });
-          }
-          SHOAL_RETURN_IF_ERROR(decode(key, block, &buffers[slot]));
-          std::unique_lock lock(mu);
-          cv.wait(lock, [&] { return ready == -1; });
-          ready = slot;
-          cv.notify_all();
-          slot ^= 1;
-          return true;
-        });
-        std::unique_lock lock(mu);
-        producer_status = st;
-        done = true;
-        cv.notify_all();
-      });
-      for (;;) {
-        int slot;
-        {
-          std::unique_lock lock(mu);
-          cv.wait(lock, [&] { return ready != -1 || done; });
-          if (ready == -1) break;
-          slot = ready;
-          ready = -1;
-          consuming = slot;
-          cv.notify_all();
-        }
-        apply(buffers[slot]);
-        std::unique_lock lock(mu);
-        consuming = -1;
-        cv.notify_all();
-      }
-      producer.join();
-      SHOAL_RETURN_IF_ERROR(producer_status);
+      SHOAL_RETURN_IF_ERROR(ScanDecodeApplyInOrder(*store_, skip, decode, apply));
     }
     AsOfSnapshot snapshot;
     snapshot.as_of = to;
