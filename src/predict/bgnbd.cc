@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <memory>
 #include <vector>
 
 #include "common/parallel.h"
@@ -149,31 +148,20 @@ Result<BgNbdFit> FitBgNbd(const CompressedRfm& data, const BtydFitOptions& optio
                         (fit.input.mean_T * fit.input.customers);
     start = {1.0, 1.0 / rate, 1.0, 1.0};
   }
-  const int threads = ctx.Threads();
-  auto make_log_likelihood = [threads](std::span<const RfmSummaryRow> rows) {
-    auto prepared = std::make_shared<const PreparedRows>(Prepare(rows));
-    return btyd_internal::LogLikelihoodFn(
-        [prepared, threads](std::span<const double> theta, std::span<double> grad) {
-          std::array<double, 4> g{};
-          const double ll = LogLikelihoodPrepared(
-              BgNbdParams{theta[0], theta[1], theta[2], theta[3]}, *prepared, &g, threads);
-          std::copy(g.begin(), g.end(), grad.begin());
-          return ll;
-        });
-  };
-  const btyd_internal::MleResult mle =
-      btyd_internal::FitWithWarmStart<RfmSummaryRow>(merged, start, options, make_log_likelihood);
+  const btyd_internal::MleResult mle = btyd_internal::FitPreparedModel<4, RfmSummaryRow>(
+      merged, start, options, ctx.Threads(),
+      [](std::span<const RfmSummaryRow> rows) { return Prepare(rows); },
+      [](std::span<const double> theta, const PreparedRows& prepared, std::array<double, 4>* g,
+         int threads) {
+        return LogLikelihoodPrepared(BgNbdParams{theta[0], theta[1], theta[2], theta[3]},
+                                     prepared, g, threads);
+      });
   if (!std::isfinite(mle.log_likelihood)) {
     return Status::FailedPrecondition("FitBgNbd: the likelihood is not finite at the optimum (" +
                                       mle.message + ")");
   }
   fit.params = BgNbdParams{mle.params[0], mle.params[1], mle.params[2], mle.params[3]};
-  fit.log_likelihood = mle.log_likelihood;
-  fit.iterations = mle.evaluations;
-  fit.converged = mle.converged;
-  fit.max_abs_gradient = mle.max_abs_gradient;
-  std::copy(mle.std_errors.begin(), mle.std_errors.end(), fit.std_errors.begin());
-  fit.optimizer_message = mle.message;
+  btyd_internal::CopyDiagnostics(mle, &fit);
   return fit;
 }
 

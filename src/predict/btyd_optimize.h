@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -156,6 +157,39 @@ MleResult FitWithWarmStart(std::span<const Row> rows, std::vector<double> start,
                       " evaluations there)";
   }
   return result;
+}
+
+// FitWithWarmStart for a model with K parameters whose likelihood runs on prepared rows:
+// `prepare(rows)` builds the model's precomputed rows once per row set (the full data and the
+// warm-start subsample), and `log_likelihood(theta, prepared, gradient, threads)` evaluates it at
+// natural parameters theta (K values), writing dLL/dtheta into *gradient.
+template <size_t K, typename Row, typename Prepare, typename LogLikelihood>
+MleResult FitPreparedModel(std::span<const Row> rows, std::vector<double> start,
+                           const BtydFitOptions& options, int threads, const Prepare& prepare,
+                           const LogLikelihood& log_likelihood) {
+  auto make_log_likelihood = [&prepare, &log_likelihood, threads](std::span<const Row> subset) {
+    auto prepared = std::make_shared<const decltype(prepare(subset))>(prepare(subset));
+    return LogLikelihoodFn([prepared, log_likelihood, threads](std::span<const double> theta,
+                                                               std::span<double> grad) {
+      std::array<double, K> g{};
+      const double ll = log_likelihood(theta, *prepared, &g, threads);
+      std::copy(g.begin(), g.end(), grad.begin());
+      return ll;
+    });
+  };
+  return FitWithWarmStart<Row>(rows, std::move(start), options, make_log_likelihood);
+}
+
+// Copies an MleResult's diagnostics into a model's fit (BgNbdFit, ParetoNbdFit, GammaGammaFit;
+// the caller sets `params`).
+template <typename Fit>
+void CopyDiagnostics(const MleResult& mle, Fit* fit) {
+  fit->log_likelihood = mle.log_likelihood;
+  fit->iterations = mle.evaluations;
+  fit->converged = mle.converged;
+  fit->max_abs_gradient = mle.max_abs_gradient;
+  std::copy(mle.std_errors.begin(), mle.std_errors.end(), fit->std_errors.begin());
+  fit->optimizer_message = mle.message;
 }
 
 // Inverse of a symmetric negative-definite matrix (row-major, n x n) via Cholesky of -m.

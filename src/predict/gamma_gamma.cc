@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <memory>
 #include <vector>
 
 #include "predict/btyd_optimize.h"
@@ -143,31 +142,20 @@ Result<GammaGammaFit> FitGammaGamma(const CompressedRfm& data, const BtydFitOpti
     // p = 1, q = 2 gives a population mean of gamma: start gamma at the observed mean.
     start = {1.0, 2.0, value_sum / repeat_customers};
   }
-  const int threads = ctx.Threads();
-  auto make_log_likelihood = [threads](std::span<const SpendRow> rows) {
-    auto prepared = std::make_shared<const SpendRows>(PrepareSpend(rows));
-    return btyd_internal::LogLikelihoodFn(
-        [prepared, threads](std::span<const double> theta, std::span<double> grad) {
-          std::array<double, 3> g{};
-          const double ll = LogLikelihoodPrepared(GammaGammaParams{theta[0], theta[1], theta[2]},
-                                                  *prepared, &g, threads);
-          std::copy(g.begin(), g.end(), grad.begin());
-          return ll;
-        });
-  };
-  const btyd_internal::MleResult mle =
-      btyd_internal::FitWithWarmStart<SpendRow>(repeat_rows, start, options, make_log_likelihood);
+  const btyd_internal::MleResult mle = btyd_internal::FitPreparedModel<3, SpendRow>(
+      repeat_rows, start, options, ctx.Threads(),
+      [](std::span<const SpendRow> rows) { return PrepareSpend(rows); },
+      [](std::span<const double> theta, const SpendRows& prepared, std::array<double, 3>* g,
+         int threads) {
+        return LogLikelihoodPrepared(GammaGammaParams{theta[0], theta[1], theta[2]}, prepared, g,
+                                     threads);
+      });
   if (!std::isfinite(mle.log_likelihood)) {
     return Status::FailedPrecondition(
         "FitGammaGamma: the likelihood is not finite at the optimum (" + mle.message + ")");
   }
   fit.params = GammaGammaParams{mle.params[0], mle.params[1], mle.params[2]};
-  fit.log_likelihood = mle.log_likelihood;
-  fit.iterations = mle.evaluations;
-  fit.converged = mle.converged;
-  fit.max_abs_gradient = mle.max_abs_gradient;
-  std::copy(mle.std_errors.begin(), mle.std_errors.end(), fit.std_errors.begin());
-  fit.optimizer_message = mle.message;
+  btyd_internal::CopyDiagnostics(mle, &fit);
   return fit;
 }
 
