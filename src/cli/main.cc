@@ -1,9 +1,13 @@
 // The shoal command: one engine, driven from the command line (docs/cli.md).
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <string_view>
 
 #include "cli/demo.h"
 #include "cli/progress.h"
@@ -83,8 +87,23 @@ void PrintIngestSummary(const IngestSummary& s, bool memory_detail) {
 
 }  // namespace shoal
 
+// XGBoost's OpenMP threads (libgomp) spin while idle unless OMP_WAIT_POLICY says otherwise,
+// and libgomp reads it when it is loaded, before main. On a busy or shared machine the spinning
+// costs far more than it gives (a propensity model took 152 s instead of 33 s), and in `serve`
+// it would take cores from the requests during a rebuild. So the commands that train or
+// predict with XGBoost run again with OMP_WAIT_POLICY=PASSIVE when it is not set; set it
+// yourself (e.g. ACTIVE) to choose otherwise.
+static void RunWithPassiveOpenMpWait(int argc, char** argv) {
+  if (argc < 2 || std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  const std::string_view command = argv[1];
+  if (command != "build" && command != "serve" && command != "demo") return;
+  if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+  execv("/proc/self/exe", argv);  // returns only on failure: carry on as we are
+}
+
 int main(int argc, char** argv) {
   using namespace shoal;
+  RunWithPassiveOpenMpWait(argc, argv);
   CLI::App app{"shoal: customer profiles, traits and segments from e-commerce events.\n"
                "Docs: docs/cli.md. Start with `shoal demo`."};
   app.require_subcommand(1);
