@@ -38,11 +38,15 @@ Result<std::optional<TimeMicros>> ParseAsOf(const std::string& text) {
   return std::optional<TimeMicros>(*t);
 }
 
-Result<std::unique_ptr<Engine>> OpenEngine(const std::string& db, const std::string& config, bool read_only) {
+// Every command but `ingest` (and `serve`, which may start empty) needs an existing workspace:
+// a mistyped --db is an error, not a new empty folder.
+Result<std::unique_ptr<Engine>> OpenEngine(const std::string& db, const std::string& config,
+                                           bool read_only, bool must_exist = true) {
   EngineOptions options;
   options.db_dir = db;
   options.config_path = config;
   options.read_only = read_only;
+  options.must_exist = must_exist;
   Context ctx;
   return Engine::Open(options, ctx);
 }
@@ -223,7 +227,7 @@ int main(int argc, char** argv) {
       return ServeUntilSignal(options);
     }
     if (*ingest) {
-      auto engine = OpenEngine(db, config, false);
+      auto engine = OpenEngine(db, config, false, /*must_exist=*/false);
       if (!engine.ok()) return Fail(engine.status());
       std::optional<Mapping> mapping;
       if (!mapping_file.empty()) {

@@ -246,7 +246,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options, const
   engine->ctx_ = ctx;
   namespace fs = std::filesystem;
   bool existed = fs::exists(fs::path(options.db_dir) / "CURRENT");
-  if (options.read_only && !existed) {
+  if ((options.read_only || options.must_exist) && !existed) {
     return Status::NotFound("no workspace at " + options.db_dir +
                             " (run `shoal ingest --db " + options.db_dir + " FILE` first)");
   }

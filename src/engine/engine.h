@@ -35,6 +35,7 @@ struct EngineOptions {
   size_t block_events = 65536;          // events per stored block (and per fsync on ingest)
   size_t checkpoint_blocks = 64;        // checkpoint profile state every this many blocks
   bool read_only = false;               // open without writing (exports beside a server)
+  bool must_exist = false;              // NotFound instead of creating an empty workspace
   DedupeOptions dedupe;                 // event-id dedupe memory (event_dedupe.h)
 };
 

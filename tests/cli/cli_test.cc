@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -180,6 +181,20 @@ TEST_F(CliTest, HelpAndUnknownCommand) {
   EXPECT_EQ(Shoal("--help").exit_code, 0);
   EXPECT_NE(Shoal("ingest --help").out.find("--mapping"), std::string::npos);
   EXPECT_NE(Shoal("frobnicate").exit_code, 0);
+}
+
+// A mistyped --db is an error that says what to do, and leaves no empty workspace behind.
+TEST_F(CliTest, CommandsOtherThanIngestNeedAnExistingWorkspace) {
+  const std::string missing = Path("no-such-workspace");
+  const std::vector<std::string> commands = {"build", "forget someone@example.com", "profile C1",
+                                             "models", "export --out " + Path("x.csv")};
+  for (const std::string& command : commands) {
+    CmdResult r = Shoal(command + " --db " + missing);
+    EXPECT_EQ(r.exit_code, 2) << command << ": " << r.out;
+    EXPECT_NE(r.out.find("no workspace at " + missing), std::string::npos) << command << ": " << r.out;
+    EXPECT_NE(r.out.find("shoal ingest --db"), std::string::npos) << command;
+    EXPECT_FALSE(fs::exists(missing)) << command;
+  }
 }
 
 }  // namespace
