@@ -234,7 +234,9 @@ Result<CompressedRfm> CompressRfm(std::span<const double> x, std::span<const dou
           if (cx > 0) *spend_out++ = SpendRow{cx, value, 1.0};
         }
         partial.rows = grouper.TakeRows();
-        std::sort(partial.rows.begin(), partial.rows.end(), RowLess);
+        // A lambda, not the function pointer, so the comparison is inlined into the sort.
+        std::sort(partial.rows.begin(), partial.rows.end(),
+                  [](const RfmSummaryRow& lhs, const RfmSummaryRow& rhs) { return RowLess(lhs, rhs); });
       },
       kCustomersPerWorker);
   size_t bad = 0;
