@@ -679,7 +679,10 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
       param("beta", pareto->params.beta, pareto->std_errors[3]);
       models += "\"loglik\":";
       AppendJsonNumber(&models, pareto->log_likelihood);
-      models += ",\"converged\":" + std::string(pareto->converged ? "true" : "false") + "}";
+      models += ",\"converged\":" + std::string(pareto->converged ? "true" : "false") +
+                ",\"iterations\":" + std::to_string(pareto->iterations) + ",\"message\":";
+      AppendJsonString(&models, pareto->optimizer_message);
+      models += "}";
     } else {
       models += ",\"pareto_nbd\":{\"error\":";
       AppendJsonString(&models, pareto.status().message());
@@ -695,6 +698,9 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
       param("gamma", gg->params.gamma, gg->std_errors[2]);
       models += "\"loglik\":";
       AppendJsonNumber(&models, gg->log_likelihood);
+      models += ",\"converged\":" + std::string(gg->converged ? "true" : "false") +
+                ",\"iterations\":" + std::to_string(gg->iterations) + ",\"message\":";
+      AppendJsonString(&models, gg->optimizer_message);
       models += ",\"repeat_customers\":" + std::to_string(static_cast<int64_t>(gg->input.customers));
       models += ",\"excluded_nonpositive_spend\":" + std::to_string(excluded_spend) + "}";
     } else {

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 
 namespace shoal::btyd_internal {
@@ -280,9 +281,13 @@ MleResult MaximizeLogLikelihood(const LogLikelihoodFn& log_likelihood, std::vect
   result.evaluations = evaluations;
   result.max_abs_gradient = MaxAbs(grad_u, total_weight);
   bool on_bound = false;
-  for (size_t k = 0; k < n; ++k) on_bound = on_bound || std::fabs(u[k]) >= bound;
+  // Within 1e-3 of the bound (0.1% of the parameter) counts: the optimum ran into it.
+  for (size_t k = 0; k < n; ++k) on_bound = on_bound || std::fabs(u[k]) >= bound - 1e-3;
   if (on_bound) {
-    result.message += "; a parameter is at its bound exp(+-" + std::to_string(bound) + ")";
+    char limit[32];
+    std::snprintf(limit, sizeof limit, "%.3g", std::exp(bound));
+    result.message += std::string("; a parameter is at its bound (") + limit +
+                      " or its inverse): the data do not pin it down";
   }
   if (!budget_message.empty()) result.message += "; " + budget_message;
   result.converged = std::isfinite(ll) && !hit_cap && !on_bound && budget_message.empty() &&
