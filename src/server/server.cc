@@ -1,6 +1,7 @@
 #include "server/server.h"
 
 #include <httplib.h>
+#include <pthread.h>
 #include <signal.h>
 #include <simdjson.h>
 #include <toml++/toml.h>
@@ -140,6 +141,40 @@ struct Job {
   std::condition_variable cv;  // waited on with Impl::commit_mu
 };
 
+// A reader-writer lock that lets a waiting writer in before new readers (glibc's default,
+// behind std::shared_mutex, prefers readers: a steady stream of lookups can hold the apply
+// leader off indefinitely). Meets SharedMutex for std::unique_lock / std::shared_lock.
+class WriterFirstSharedMutex {
+ public:
+  WriterFirstSharedMutex() {
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&lock_, &attr);
+    pthread_rwlockattr_destroy(&attr);
+  }
+  ~WriterFirstSharedMutex() { pthread_rwlock_destroy(&lock_); }
+  WriterFirstSharedMutex(const WriterFirstSharedMutex&) = delete;
+  WriterFirstSharedMutex& operator=(const WriterFirstSharedMutex&) = delete;
+  void lock() { pthread_rwlock_wrlock(&lock_); }
+  bool try_lock() { return pthread_rwlock_trywrlock(&lock_) == 0; }
+  void unlock() { pthread_rwlock_unlock(&lock_); }
+  void lock_shared() { pthread_rwlock_rdlock(&lock_); }
+  bool try_lock_shared() { return pthread_rwlock_tryrdlock(&lock_) == 0; }
+  void unlock_shared() { pthread_rwlock_unlock(&lock_); }
+
+ private:
+  pthread_rwlock_t lock_;
+};
+
+// Why a profile is re-evaluated; rendered as a record's "cause" only when one is emitted, so
+// a group builds no text for the (many) events that change no membership.
+struct Cause {
+  enum class Kind : uint8_t { kEvent, kRebuild, kMerge, kTime, kRecovery };
+  Kind kind = Kind::kRecovery;
+  const Event* event = nullptr;  // kEvent: the profile's last event in the group (alive with it)
+};
+
 struct OutboxEntry {
   uint64_t seq = 0;
   uint32_t profile = 0;
@@ -172,7 +207,9 @@ struct Server::Impl {
   std::atomic<bool> rebuilding{false};  // one POST /v1/rebuild at a time
 
   // Engine and membership state: the apply leader takes it exclusively, readers shared.
-  mutable std::shared_mutex engine_mu;
+  // Writer-first: a lookup waits for at most the batch being applied, never for a stream of
+  // other lookups to end.
+  mutable WriterFirstSharedMutex engine_mu;
   std::vector<std::vector<std::string>> current;  // per profile slot, sorted
   std::vector<std::string> phones;                // per profile slot
   uint64_t change_seq = 0;
@@ -211,6 +248,10 @@ struct Server::Impl {
   bool ticker_stop = false;
   Clock::time_point last_checkpoint = Clock::now();
   EventBatch merged;                     // apply leader only: small jobs applied as one batch
+  // Apply leader only: the profiles a group touches with their causes, and per profile slot
+  // 1 + its index there (0: not touched), reused from group to group.
+  std::vector<std::pair<uint32_t, Cause>> touched;
+  std::vector<uint32_t> touched_at;
   std::vector<ApplyOutcome> outcomes;    // apply leader only: per event of `merged`
 
   std::vector<std::unique_ptr<DestinationWorker>> destinations;
@@ -239,17 +280,24 @@ struct Server::Impl {
   void TickerLoop();
   void ProcessForget(Job& job);
   uint32_t ProfileOf(const Event& e) const;
+  void AppendCause(std::string* out, const Cause& cause) const;
+  // Marks `profile` for re-evaluation in this group; replace = an earlier cause gives way.
+  void Touch(uint32_t profile, Cause cause, bool replace);
   // What the source says of one profile, computed ahead (in parallel) for a large evaluation.
   struct Computed {
     std::vector<std::string> memberships;
     std::optional<TimeMicros> next;
   };
-  void Evaluate(uint32_t profile, TimeMicros now, const std::string& cause, WriteGroup* group,
+  void Evaluate(uint32_t profile, TimeMicros now, const Cause& cause, WriteGroup* group,
                 std::vector<std::pair<size_t, OutboxEntry>>* pending, Computed* computed = nullptr);
   // Evaluate for each (profile, cause) in order; the source's part runs on ctx.Threads() workers
   // first when there are many (start-up, rebuild, midnight), the engine being still meanwhile.
-  void EvaluateMany(const std::vector<std::pair<uint32_t, std::string>>& ordered, TimeMicros now,
-                    WriteGroup* group, std::vector<std::pair<size_t, OutboxEntry>>* pending);
+  // `exclusive` non-null: the caller's exclusive lock on engine_mu, released while the source
+  // computes (the caller being the only thread that mutates the engine) and re-taken to store
+  // the results.
+  void EvaluateMany(const std::vector<std::pair<uint32_t, Cause>>& ordered, TimeMicros now,
+                    WriteGroup* group, std::vector<std::pair<size_t, OutboxEntry>>* pending,
+                    std::unique_lock<WriterFirstSharedMutex>* exclusive = nullptr);
   void Schedule(uint32_t profile, std::optional<TimeMicros> next);
   void EnsureSlots(size_t n);
   void Publish(std::vector<std::pair<size_t, OutboxEntry>>& pending);
@@ -301,9 +349,9 @@ Status Server::Impl::Load() {
   WriteGroup group;
   std::vector<std::pair<size_t, OutboxEntry>> pending;
   TimeMicros now = ctx.Now();
-  const std::string cause = "{\"kind\":\"recovery\"}";
+  const Cause cause{Cause::Kind::kRecovery, nullptr};
   silent = !any_stored && change_seq == 0 && !options.announce_initial_memberships;
-  std::vector<std::pair<uint32_t, std::string>> everyone;
+  std::vector<std::pair<uint32_t, Cause>> everyone;
   for (uint32_t p = 0; p < current.size(); ++p) {
     if (engine->identity().Alive(p) || !current[p].empty()) everyone.emplace_back(p, cause);
   }
@@ -341,6 +389,7 @@ void Server::Impl::EnsureSlots(size_t n) {
   if (current.size() < n) {
     current.resize(n);
     phones.resize(n);
+    touched_at.resize(n, 0);
     scheduled.resize(n, kNever);
   }
 }
@@ -357,6 +406,32 @@ uint32_t Server::Impl::ProfileOf(const Event& e) const {
   return p;
 }
 
+void Server::Impl::AppendCause(std::string* out, const Cause& cause) const {
+  switch (cause.kind) {
+    case Cause::Kind::kEvent:
+      out->append("{\"kind\":\"event\",\"event_id\":");
+      AppendJsonString(out, cause.event->event_id);
+      out->append(",\"type\":");
+      AppendJsonString(out, engine->config().registry.Name(cause.event->type));
+      out->push_back('}');
+      return;
+    case Cause::Kind::kRebuild: out->append("{\"kind\":\"rebuild\"}"); return;
+    case Cause::Kind::kMerge: out->append("{\"kind\":\"merge\"}"); return;
+    case Cause::Kind::kTime: out->append("{\"kind\":\"time\"}"); return;
+    case Cause::Kind::kRecovery: out->append("{\"kind\":\"recovery\"}"); return;
+  }
+}
+
+void Server::Impl::Touch(uint32_t profile, Cause cause, bool replace) {
+  uint32_t& at = touched_at[profile];
+  if (at == 0) {
+    touched.emplace_back(profile, cause);
+    at = static_cast<uint32_t>(touched.size());
+  } else if (replace) {
+    touched[at - 1].second = cause;
+  }
+}
+
 void Server::Impl::Schedule(uint32_t profile, std::optional<TimeMicros> next) {
   TimeMicros t = next.value_or(kNever);
   if (t == scheduled[profile]) return;
@@ -364,14 +439,17 @@ void Server::Impl::Schedule(uint32_t profile, std::optional<TimeMicros> next) {
   if (t != kNever) timer.emplace(t, profile);
 }
 
-void Server::Impl::EvaluateMany(const std::vector<std::pair<uint32_t, std::string>>& ordered,
+void Server::Impl::EvaluateMany(const std::vector<std::pair<uint32_t, Cause>>& ordered,
                                 TimeMicros now, WriteGroup* group,
-                                std::vector<std::pair<size_t, OutboxEntry>>* pending) {
+                                std::vector<std::pair<size_t, OutboxEntry>>* pending,
+                                std::unique_lock<WriterFirstSharedMutex>* exclusive) {
   constexpr size_t kPerWorker = 256;
-  if (ParallelWorkers(ordered.size(), ctx.Threads(), kPerWorker) <= 1) {
+  if (exclusive == nullptr && ParallelWorkers(ordered.size(), ctx.Threads(), kPerWorker) <= 1) {
     for (const auto& [p, c] : ordered) Evaluate(p, now, c, group, pending);
     return;
   }
+  // The source only reads the engine, which no other thread mutates: lookups go on meanwhile.
+  if (exclusive != nullptr) exclusive->unlock();
   std::vector<Computed> computed(ordered.size());
   ParallelFor(
       ordered.size(), ctx.Threads(),
@@ -383,12 +461,13 @@ void Server::Impl::EvaluateMany(const std::vector<std::pair<uint32_t, std::strin
         }
       },
       kPerWorker);
+  if (exclusive != nullptr) exclusive->lock();
   for (size_t i = 0; i < ordered.size(); ++i) {
     Evaluate(ordered[i].first, now, ordered[i].second, group, pending, &computed[i]);
   }
 }
 
-void Server::Impl::Evaluate(uint32_t profile, TimeMicros now, const std::string& cause,
+void Server::Impl::Evaluate(uint32_t profile, TimeMicros now, const Cause& cause,
                             WriteGroup* group, std::vector<std::pair<size_t, OutboxEntry>>* pending,
                             Computed* computed) {
   EnsureSlots(profile + 1);
@@ -423,7 +502,9 @@ void Server::Impl::Evaluate(uint32_t profile, TimeMicros now, const std::string&
     JsonStringArray(&body, before);
     body += ",\"after\":";
     JsonStringArray(&body, after);
-    body += ",\"cause\":" + cause + "}";
+    body += ",\"cause\":";
+    AppendCause(&body, cause);
+    body += "}";
     (is_entry ? metrics.membership_entered : metrics.membership_exited).fetch_add(1);
     for (size_t d = 0; d < destinations.size(); ++d) {
       const WebhookDestination& spec = destinations[d]->spec;
@@ -473,25 +554,22 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
     // memberships are being re-evaluated.
     std::unique_lock lock(engine_mu);
     const TimeMicros now = ctx.Now();
-    std::unordered_map<uint32_t, std::string> touched;
+    touched.clear();
     bool merged_any = false;
-    std::string cause;
     const uint64_t seq_before = change_seq;
-    // Remembers the touched profiles (and new phones) of an applied batch.
-    auto touch = [&](const EventBatch& batch) {
+    // Remembers the touched profiles (and new phones) of the applied events of jobs[begin, end)
+    // (their own batches: a merged batch's copies are gone with the next merge).
+    auto touch = [&](size_t begin, size_t end) {
       EnsureSlots(engine->identity().num_slots());
-      for (const Event& e : batch.events) {
-        uint32_t p = ProfileOf(e);
-        if (p == kNoProfile) continue;
-        cause = "{\"kind\":\"event\",\"event_id\":";
-        AppendJsonString(&cause, e.event_id);
-        cause += ",\"type\":";
-        AppendJsonString(&cause, engine->config().registry.Name(e.type));
-        cause += "}";
-        touched[p] = cause;
-        if (!e.phone.empty() && phones[p] != e.phone) {
-          phones[p] = std::string(e.phone);
-          group.Put(Column::kModels, PhoneKey(p), e.phone);
+      for (size_t k = begin; k < end; ++k) {
+        for (const Event& e : jobs[k]->batch.events) {
+          uint32_t p = ProfileOf(e);
+          if (p == kNoProfile) continue;
+          Touch(p, Cause{Cause::Kind::kEvent, &e}, /*replace=*/true);
+          if (!e.phone.empty() && phones[p] != e.phone) {
+            phones[p] = std::string(e.phone);
+            group.Put(Column::kModels, PhoneKey(p), e.phone);
+          }
         }
       }
     };
@@ -503,8 +581,6 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
       return jobs[j]->kind == Job::Kind::kEvents && jobs[j]->batch.size() <= kMergeMaxEvents;
     };
     for (size_t j = 0; j < jobs.size();) {
-      lock.unlock();
-      lock.lock();
       Job& job = *jobs[j];
       if (job.kind == Job::Kind::kTick) {  // due timers are taken below, for every group
         checkpoint |= job.checkpoint;
@@ -517,22 +593,35 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
         if (job.new_source) source = std::move(job.new_source);
         EnsureSlots(engine->identity().num_slots());
         for (uint32_t p = 0; p < current.size(); ++p) {
-          if (engine->identity().Alive(p) || !current[p].empty()) touched[p] = "{\"kind\":\"rebuild\"}";
+          if (engine->identity().Alive(p) || !current[p].empty()) Touch(p, Cause{Cause::Kind::kRebuild, nullptr}, true);
         }
-        job.status = engine->Checkpoint();
+        checkpoint = true;  // after the group, without holding lookups off during its sync
         ++j;
         continue;
       }
       size_t end = j + 1;
       while (small(j) && end < jobs.size() && small(end)) ++end;
+      // The events are written to the log with the engine unlocked (only this thread mutates
+      // it), then applied under the exclusive lock: a log write can wait behind an fsync (of
+      // the previous group, or a delivery's), and lookups must not wait with it.
+      auto store_and_apply = [&](EventBatch& batch, std::vector<ApplyOutcome>* fates) {
+        lock.unlock();
+        auto stored = engine->StoreNew(batch, /*sync=*/false, fates);
+        lock.lock();
+        if (stored.ok()) {
+          Status st = engine->ApplyNew(batch, &*stored);
+          if (!st.ok()) return Result<IngestSummary>(st);
+        }
+        return stored;
+      };
       if (end - j == 1) {
-        auto applied = engine->Apply(job.batch, /*sync=*/false);
+        auto applied = store_and_apply(job.batch, nullptr);
         if (!applied.ok()) {
           job.status = applied.status();
         } else {
           job.summary = *applied;
           merged_any |= applied->merges > 0;
-          touch(job.batch);
+          touch(j, j + 1);
         }
         ++j;
         continue;
@@ -541,7 +630,7 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
       for (size_t k = j; k < end; ++k) {
         for (const Event& e : jobs[k]->batch.events) merged.AppendCopy(jobs[k]->batch, e);
       }
-      auto applied = engine->Apply(merged, /*sync=*/false, &outcomes);
+      auto applied = store_and_apply(merged, &outcomes);
       size_t at = 0;
       for (size_t k = j; k < end; ++k) {
         Job& part = *jobs[k];
@@ -563,13 +652,13 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
       }
       if (applied.ok()) {
         merged_any |= applied->merges > 0;
-        touch(merged);
+        touch(j, end);
       }
       j = end;
     }
     if (merged_any) {  // absorbed profiles leave everything they were in
       for (uint32_t p = 0; p < current.size(); ++p) {
-        if (!current[p].empty() && !engine->identity().Alive(p)) touched.emplace(p, "{\"kind\":\"merge\"}");
+        if (!current[p].empty() && !engine->identity().Alive(p)) Touch(p, Cause{Cause::Kind::kMerge, nullptr}, false);
       }
     }
     // At most kTimerBatch timed re-evaluations per group, so a moment many profiles share (a
@@ -584,14 +673,13 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
       --timer_budget;
       scheduled[p] = kNever;
       metrics.timer_evaluations.fetch_add(1);
-      touched.emplace(p, "{\"kind\":\"time\"}");
+      Touch(p, Cause{Cause::Kind::kTime, nullptr}, false);
     }
     // Deterministic order of change records: by profile.
-    std::vector<std::pair<uint32_t, std::string>> ordered;
-    ordered.reserve(touched.size());
-    for (auto& [p, c] : touched) ordered.emplace_back(p, std::move(c));  // no copy per profile
-    std::sort(ordered.begin(), ordered.end());
-    EvaluateMany(ordered, now, &group, pending);
+    for (const auto& [p, c] : touched) touched_at[p] = 0;
+    std::sort(touched.begin(), touched.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    EvaluateMany(touched, now, &group, pending, &lock);
     for (auto& job : jobs) {
       if (job->kind == Job::Kind::kRebuild) job->changes = change_seq - seq_before;
     }
@@ -619,6 +707,9 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
       engine->FinishCheckpoint(pending_checkpoint);
     } else {
       std::fprintf(stderr, "shoal serve: checkpoint failed: %s\n", st.message().c_str());
+      for (auto& job : jobs) {
+        if (job->kind == Job::Kind::kRebuild) job->status = st;
+      }
     }
   }
   return Status::OK();
