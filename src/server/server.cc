@@ -1,7 +1,6 @@
 #include "server/server.h"
 
 #include <httplib.h>
-#include <pthread.h>
 #include <signal.h>
 #include <simdjson.h>
 #include <toml++/toml.h>
@@ -141,32 +140,6 @@ struct Job {
   std::condition_variable cv;  // waited on with Impl::commit_mu
 };
 
-// A reader-writer lock that lets a waiting writer in before new readers (glibc's default,
-// behind std::shared_mutex, prefers readers: a steady stream of lookups can hold the apply
-// leader off indefinitely). Meets SharedMutex for std::unique_lock / std::shared_lock.
-class WriterFirstSharedMutex {
- public:
-  WriterFirstSharedMutex() {
-    pthread_rwlockattr_t attr;
-    pthread_rwlockattr_init(&attr);
-    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&lock_, &attr);
-    pthread_rwlockattr_destroy(&attr);
-  }
-  ~WriterFirstSharedMutex() { pthread_rwlock_destroy(&lock_); }
-  WriterFirstSharedMutex(const WriterFirstSharedMutex&) = delete;
-  WriterFirstSharedMutex& operator=(const WriterFirstSharedMutex&) = delete;
-  void lock() { pthread_rwlock_wrlock(&lock_); }
-  bool try_lock() { return pthread_rwlock_trywrlock(&lock_) == 0; }
-  void unlock() { pthread_rwlock_unlock(&lock_); }
-  void lock_shared() { pthread_rwlock_rdlock(&lock_); }
-  bool try_lock_shared() { return pthread_rwlock_tryrdlock(&lock_) == 0; }
-  void unlock_shared() { pthread_rwlock_unlock(&lock_); }
-
- private:
-  pthread_rwlock_t lock_;
-};
-
 // Why a profile is re-evaluated; rendered as a record's "cause" only when one is emitted, so
 // a group builds no text for the (many) events that change no membership.
 struct Cause {
@@ -207,9 +180,7 @@ struct Server::Impl {
   std::atomic<bool> rebuilding{false};  // one POST /v1/rebuild at a time
 
   // Engine and membership state: the apply leader takes it exclusively, readers shared.
-  // Writer-first: a lookup waits for at most the batch being applied, never for a stream of
-  // other lookups to end.
-  mutable WriterFirstSharedMutex engine_mu;
+  mutable std::shared_mutex engine_mu;
   std::vector<std::vector<std::string>> current;  // per profile slot, sorted
   std::vector<std::string> phones;                // per profile slot
   uint64_t change_seq = 0;
@@ -297,7 +268,7 @@ struct Server::Impl {
   // the results.
   void EvaluateMany(const std::vector<std::pair<uint32_t, Cause>>& ordered, TimeMicros now,
                     WriteGroup* group, std::vector<std::pair<size_t, OutboxEntry>>* pending,
-                    std::unique_lock<WriterFirstSharedMutex>* exclusive = nullptr);
+                    std::unique_lock<std::shared_mutex>* exclusive = nullptr);
   void Schedule(uint32_t profile, std::optional<TimeMicros> next);
   void EnsureSlots(size_t n);
   void Publish(std::vector<std::pair<size_t, OutboxEntry>>& pending);
@@ -442,7 +413,7 @@ void Server::Impl::Schedule(uint32_t profile, std::optional<TimeMicros> next) {
 void Server::Impl::EvaluateMany(const std::vector<std::pair<uint32_t, Cause>>& ordered,
                                 TimeMicros now, WriteGroup* group,
                                 std::vector<std::pair<size_t, OutboxEntry>>* pending,
-                                std::unique_lock<WriterFirstSharedMutex>* exclusive) {
+                                std::unique_lock<std::shared_mutex>* exclusive) {
   constexpr size_t kPerWorker = 256;
   if (exclusive == nullptr && ParallelWorkers(ordered.size(), ctx.Threads(), kPerWorker) <= 1) {
     for (const auto& [p, c] : ordered) Evaluate(p, now, c, group, pending);
