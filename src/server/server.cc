@@ -193,22 +193,11 @@ struct Server::Impl {
 
   // Group commit without a writer thread (leader/follower): a request thread queues its job
   // under commit_mu; the first one to find no apply leader becomes it, takes the queued jobs as
-  // a group, applies them and writes them unsynced, hands the apply role to the thread of the
-  // next queued job, then fsyncs the write-ahead log -- the next group is applied meanwhile --
-  // and answers its group (groups are answered in the order they were applied).
+  // a group, applies them, makes them durable with one fsync, answers them and passes the role
+  // to the thread of the next queued job (whose group formed meanwhile).
   std::mutex commit_mu;
   std::deque<std::shared_ptr<Job>> queue;
-  bool applying = false;         // an apply leader is at work (false => queue empty)
-  uint64_t groups_started = 0;   // tickets of the groups taken from the queue
-  uint64_t groups_answered = 0;  // the last ticket answered
-  std::condition_variable answered_cv;
-  uint64_t written = 0;   // the last ticket whose writes are done (in ticket order)
-  uint64_t synced = 0;    // the last ticket known durable
-  bool syncing = false;   // a leader is in SyncWal
-  size_t queued_events = 0;  // events of the queued jobs
-  // Events queued at the end of an apply for the next group to be applied during its fsync.
-  static constexpr size_t kPipelineMinEvents = 8;
-  std::condition_variable sync_cv;
+  bool applying = false;  // an apply leader is at work (false => queue empty)
   bool stopping = false;
   // Earliest scheduled re-evaluation (kNever: none), for the ticker; set by apply leaders.
   std::atomic<TimeMicros> next_timer{kNever};
@@ -245,7 +234,7 @@ struct Server::Impl {
   // The apply leader's turn: commit_mu held on entry and on return.
   void LeadGroup(std::unique_lock<std::mutex>& lock);
   // Applies a group of event / rebuild / tick jobs, re-evaluates the memberships they touch,
-  // writes everything unsynced; pending gets the outbox records to publish once durable.
+  // makes everything durable; pending gets the outbox records to publish.
   Status ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
                     std::vector<std::pair<size_t, OutboxEntry>>* pending);
   void TickerLoop();
@@ -660,9 +649,9 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
     metrics.timer_pending.store(static_cast<int64_t>(timer.size()));
     next_timer.store(timer.empty() ? kNever : timer.top().first);
   }
-  // Written after the events (Apply wrote them unsynced, earlier in the same write-ahead log)
-  // and before the next group's: the caller's SyncWal makes all of it durable together.
-  SHOAL_RETURN_IF_ERROR(engine->store().Write(group, /*sync=*/false));
+  // One fsync makes the events (written unsynced by StoreNew, earlier in the same write-ahead
+  // log), the memberships and the outbox records durable together.
+  SHOAL_RETURN_IF_ERROR(engine->store().Write(group, /*sync=*/true));
   if (checkpoint) {
     // The apply role keeps every other mutation out, so the snapshot of the dirty profiles is
     // serialized under the shared lock and synced under none: lookups go on meanwhile; the
@@ -738,7 +727,6 @@ Status Server::Impl::Submit(const std::shared_ptr<Job>& job) {
   job->done = false;
   job->lead = false;
   queue.push_back(job);
-  queued_events += job->batch.size();
   metrics.writer_queue_depth.store(static_cast<int64_t>(queue.size()));
   if (!applying) {  // the queue was empty: this thread leads
     applying = true;
@@ -764,65 +752,31 @@ void Server::Impl::LeadGroup(std::unique_lock<std::mutex>& lock) {
     queue.pop_front();
     if (alone) break;
   }
-  queued_events -= events;
   metrics.writer_queue_depth.store(static_cast<int64_t>(queue.size()));
-  const uint64_t ticket = ++groups_started;
-  const bool forget = jobs.front()->kind == Job::Kind::kForget;
-  bool handed_off = false;
-  auto hand_off = [&] {  // commit_mu held
-    if (!queue.empty()) {
-      queue.front()->lead = true;
-      queue.front()->cv.notify_one();
-    } else {
-      applying = false;
-    }
-    handed_off = true;
-  };
+  lock.unlock();
   std::vector<std::pair<size_t, OutboxEntry>> pending;
-  Status st;  // a failure of the whole group: its write or its sync
-  if (forget) {
-    // Earlier groups publish their records first, so none of this person's can reach a
-    // destination queue after the forget has emptied them of it. Synced by itself.
-    answered_cv.wait(lock, [&] { return groups_answered == ticket - 1; });
-    lock.unlock();
-    ProcessForget(*jobs.front());
-    lock.lock();
+  Status st;  // a failure of the whole group: its write
+  if (jobs.front()->kind == Job::Kind::kForget) {
+    ProcessForget(*jobs.front());  // synced by itself
   } else {
-    lock.unlock();
     st = ApplyGroup(jobs, &pending);
-    lock.lock();
-    written = ticket;
-    // Pipelining: when enough events queued up meanwhile, the next group is applied while
-    // this one syncs (its writes follow this group's in the log). With few queued, the next
-    // leader waits for the end of this group, so that the group grows during the fsync: tiny
-    // groups would cost more CPU per event than the overlap saves.
-    if (queued_events >= kPipelineMinEvents) hand_off();
-    // The events, memberships and outbox records become durable with one fsync, shared with
-    // every group written by the time it starts: a group written while another's fsync runs
-    // waits for it, then one of the waiting groups syncs for all of them.
-    sync_cv.wait(lock, [&] { return !syncing || synced >= ticket; });
-    if (st.ok() && synced < ticket) {
-      syncing = true;
-      const uint64_t target = written;
-      lock.unlock();
-      Status synced_st = engine->store().SyncWal();
-      lock.lock();
-      syncing = false;
-      if (synced_st.ok()) synced = target;
-      else st = synced_st;
-      sync_cv.notify_all();
-    }
   }
   metrics.group_commits.fetch_add(1, std::memory_order_relaxed);
-  answered_cv.wait(lock, [&] { return groups_answered == ticket - 1; });
-  if (!handed_off) hand_off();
+  lock.lock();
+  // The next leader takes what queued up meanwhile: the group grew during this one's fsync.
+  // (Applying the next group during this one's fsync was tried: the groups shrank to a few
+  // events, and throughput and tail latency got worse in A/B runs; docs/benchmarks/server.md.)
+  if (!queue.empty()) {
+    queue.front()->lead = true;
+    queue.front()->cv.notify_one();
+  } else {
+    applying = false;
+  }
   if (st.ok()) Publish(pending);
   for (auto& job : jobs) {
     if (job->status.ok() && !st.ok()) job->status = st;
     job->done = true;
   }
-  groups_answered = ticket;
-  answered_cv.notify_all();
   lock.unlock();
   // The jobs stay referenced here until notified, so their condition variables are alive.
   for (auto& job : jobs) job->cv.notify_one();

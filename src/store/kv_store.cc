@@ -214,8 +214,6 @@ Status KvStore::Put(Column column, std::string_view key, std::string_view value,
                    "write to " + dir_);
 }
 
-Status KvStore::SyncWal() { return FromRocks(impl_->db->SyncWAL(), "sync of " + dir_); }
-
 Status KvStore::Get(Column column, std::string_view key, std::string* value) const {
   return FromRocks(impl_->db->Get(rocksdb::ReadOptions(), impl_->handles[static_cast<size_t>(column)],
                                   ToSlice(key), value),

@@ -81,10 +81,6 @@ class KvStore {
   // (fsync of the write-ahead log): the meaning of "acknowledged".
   Status Write(WriteGroup& group, bool sync);
   Status Put(Column column, std::string_view key, std::string_view value, bool sync = false);
-  // Makes every write that returned before this call durable (fsync of the write-ahead log)
-  // without holding other writers off meanwhile: Write(sync=false) then SyncWal() is a durable
-  // write whose fsync overlaps later writes (the server's pipelined group commit).
-  Status SyncWal();
   // NotFound when absent.
   Status Get(Column column, std::string_view key, std::string* value) const;
   // found[i] = 1 when KeyU64(keys[i]) is present in `column`, else 0 (found resized to

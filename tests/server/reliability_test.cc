@@ -152,8 +152,8 @@ max_attempts = 1000
   EXPECT_TRUE(WIFEXITED(status) || WIFSIGNALED(status));
 }
 
-// Single events from 8 clients at once are applied as merged batches and made durable by
-// shared fsyncs: every event acknowledged before a kill -9 is stored after the restart.
+// Single events from 8 clients at once are applied as merged batches by whichever request
+// thread leads the group: every event acknowledged before a kill -9 is stored after the restart.
 TEST(ServerReliabilityTest, KillNineLosesNoAcknowledgedSingleEvent) {
   TempDir dir;
   int port = FreePort();
