@@ -338,13 +338,6 @@ bool Engine::IsSuppressed(const Event& e) const {
 }
 
 Result<IngestSummary> Engine::Apply(EventBatch& batch, bool sync, std::vector<ApplyOutcome>* outcomes) {
-  SHOAL_ASSIGN_OR_RETURN(IngestSummary summary, StoreNew(batch, sync, outcomes));
-  SHOAL_RETURN_IF_ERROR(ApplyNew(batch, &summary));
-  return summary;
-}
-
-Result<IngestSummary> Engine::StoreNew(EventBatch& batch, bool sync, std::vector<ApplyOutcome>* outcomes) {
-  kept_scratch_.clear();
   if (options_.read_only) return Status::FailedPrecondition("workspace opened read-only");
   IngestSummary summary;
   // Dedupe: a repeat within the batch keeps its first occurrence (batch_ids_), then one lookup
@@ -381,24 +374,14 @@ Result<IngestSummary> Engine::StoreNew(EventBatch& batch, bool sync, std::vector
     }
   }
   if (kept_scratch_.empty()) return summary;
-  Status stored = StoreBlock(batch, kept_scratch_, sync);
-  if (!stored.ok()) {
-    kept_scratch_.clear();  // nothing for ApplyNew
-    return stored;
-  }
-  summary.stored = kept_scratch_.size();
-  return summary;
-}
-
-Status Engine::ApplyNew(const EventBatch& batch, IngestSummary* summary) {
-  if (kept_scratch_.empty()) return Status::OK();
+  SHOAL_RETURN_IF_ERROR(StoreBlock(batch, kept_scratch_, sync));
   uint64_t merges_before = identity_.stats().merges;
   ApplyStored(batch, kept_scratch_);
-  kept_scratch_.clear();
-  summary->merges = identity_.stats().merges - merges_before;
+  summary.stored = kept_scratch_.size();
+  summary.merges = identity_.stats().merges - merges_before;
   if (++blocks_since_checkpoint_ >= options_.checkpoint_blocks) SHOAL_RETURN_IF_ERROR(Checkpoint());
-  summary->profiles = identity_.num_alive();
-  return Status::OK();
+  summary.profiles = identity_.num_alive();
+  return summary;
 }
 
 Status Engine::Checkpoint() {

@@ -123,15 +123,6 @@ class Engine {
   // applied as one batch from it); unspecified on error.
   Result<IngestSummary> Apply(EventBatch& batch, bool sync,
                               std::vector<ApplyOutcome>* outcomes = nullptr);
-  // Apply() in two steps, for a caller that lets profile readers in while the events are
-  // written (the server: a write to the log may wait behind another thread's fsync).
-  // StoreNew dedupes the batch and stores its new events: it changes only the dedupe state and
-  // the event log (and the num_events() count), so const readers of profiles may run meanwhile,
-  // though no other mutation. ApplyNew then applies what the last StoreNew stored to the
-  // profiles (a mutation); `batch` must be the same, unchanged.
-  Result<IngestSummary> StoreNew(EventBatch& batch, bool sync,
-                                 std::vector<ApplyOutcome>* outcomes = nullptr);
-  Status ApplyNew(const EventBatch& batch, IngestSummary* summary);
   // Writes dirty profiles, identity and shop-wide state atomically.
   Status Checkpoint();
 
@@ -245,7 +236,7 @@ class Engine {
   PopulationState population_;
   std::vector<uint8_t> dirty_;          // per profile slot: changed since the last checkpoint
   std::vector<uint32_t> dirty_list_;
-  std::atomic<uint64_t> num_events_{0};  // stored events (kMeta num_events); read while StoreNew runs
+  uint64_t num_events_ = 0;             // stored events (kMeta num_events)
   std::unique_ptr<EventDedupe> dedupe_;  // which event ids are stored (bounded memory)
   // Dedupe scratch, reused per batch.
   FlatSetU64 batch_ids_;                 // id hashes seen in the batch being applied

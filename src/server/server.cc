@@ -134,10 +134,12 @@ struct Job {
   std::unique_ptr<MembershipSource> new_source;  // rebuild: swapped in by the leader
   uint64_t changes = 0;                          // rebuild: membership records it caused
   bool checkpoint = false;                       // tick: checkpoint the profile state too
-  // Guarded by Impl::commit_mu: answered (durable or failed), or appointed apply leader.
+  // Guarded by mu (its own, so that waking a group's requests does not convoy them on the
+  // queue's mutex): answered (durable or failed), or appointed apply leader.
+  std::mutex mu;
   bool done = false;
   bool lead = false;
-  std::condition_variable cv;  // waited on with Impl::commit_mu
+  std::condition_variable cv;
 };
 
 // Why a profile is re-evaluated; rendered as a record's "cause" only when one is emitted, so
@@ -231,8 +233,10 @@ struct Server::Impl {
   // Queues `job` and returns once it is answered (job->status says how); the calling thread
   // may serve as apply leader for other queued jobs meanwhile. Unavailable when stopping.
   Status Submit(const std::shared_ptr<Job>& job);
-  // The apply leader's turn: commit_mu held on entry and on return.
-  void LeadGroup(std::unique_lock<std::mutex>& lock);
+  // The apply leader's turn: commit_mu held on entry and on return. Returns true when it
+  // keeps the role for another group (keep_leading and requests waiting).
+  bool LeadGroup(std::unique_lock<std::mutex>& lock, bool keep_leading);
+  static constexpr int kGroupsPerLeader = 4;
   // Applies a group of event / rebuild / tick jobs, re-evaluates the memberships they touch,
   // makes everything durable; pending gets the outbox records to publish.
   Status ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
@@ -252,12 +256,8 @@ struct Server::Impl {
                 std::vector<std::pair<size_t, OutboxEntry>>* pending, Computed* computed = nullptr);
   // Evaluate for each (profile, cause) in order; the source's part runs on ctx.Threads() workers
   // first when there are many (start-up, rebuild, midnight), the engine being still meanwhile.
-  // `exclusive` non-null: the caller's exclusive lock on engine_mu, released while the source
-  // computes (the caller being the only thread that mutates the engine) and re-taken to store
-  // the results.
   void EvaluateMany(const std::vector<std::pair<uint32_t, Cause>>& ordered, TimeMicros now,
-                    WriteGroup* group, std::vector<std::pair<size_t, OutboxEntry>>* pending,
-                    std::unique_lock<std::shared_mutex>* exclusive = nullptr);
+                    WriteGroup* group, std::vector<std::pair<size_t, OutboxEntry>>* pending);
   void Schedule(uint32_t profile, std::optional<TimeMicros> next);
   void EnsureSlots(size_t n);
   void Publish(std::vector<std::pair<size_t, OutboxEntry>>& pending);
@@ -401,15 +401,12 @@ void Server::Impl::Schedule(uint32_t profile, std::optional<TimeMicros> next) {
 
 void Server::Impl::EvaluateMany(const std::vector<std::pair<uint32_t, Cause>>& ordered,
                                 TimeMicros now, WriteGroup* group,
-                                std::vector<std::pair<size_t, OutboxEntry>>* pending,
-                                std::unique_lock<std::shared_mutex>* exclusive) {
+                                std::vector<std::pair<size_t, OutboxEntry>>* pending) {
   constexpr size_t kPerWorker = 256;
-  if (exclusive == nullptr && ParallelWorkers(ordered.size(), ctx.Threads(), kPerWorker) <= 1) {
+  if (ParallelWorkers(ordered.size(), ctx.Threads(), kPerWorker) <= 1) {
     for (const auto& [p, c] : ordered) Evaluate(p, now, c, group, pending);
     return;
   }
-  // The source only reads the engine, which no other thread mutates: lookups go on meanwhile.
-  if (exclusive != nullptr) exclusive->unlock();
   std::vector<Computed> computed(ordered.size());
   ParallelFor(
       ordered.size(), ctx.Threads(),
@@ -421,7 +418,6 @@ void Server::Impl::EvaluateMany(const std::vector<std::pair<uint32_t, Cause>>& o
         }
       },
       kPerWorker);
-  if (exclusive != nullptr) exclusive->lock();
   for (size_t i = 0; i < ordered.size(); ++i) {
     Evaluate(ordered[i].first, now, ordered[i].second, group, pending, &computed[i]);
   }
@@ -508,10 +504,11 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
   WriteGroup group;
   bool checkpoint = false;
   {
-    // The lock is taken per applied batch and again for the evaluation, so a lookup waits for
-    // one batch's events at most, not a whole group's. Only the apply leader mutates, so what
-    // readers may see in between is a profile whose traits already include an event whose
-    // memberships are being re-evaluated.
+    // Held exclusively for the apply and the evaluation (released only for an instant between
+    // batches): releasing it during the log write and the source's computation was tried, and
+    // under a stream of lookups taking it back cost milliseconds per group (a reader preempted
+    // while holding the shared lock keeps the leader out); A/B in docs/benchmarks/server.md.
+    // No other thread fsyncs while it is held, so the log write under it waits for none.
     std::unique_lock lock(engine_mu);
     const TimeMicros now = ctx.Now();
     touched.clear();
@@ -541,6 +538,10 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
       return jobs[j]->kind == Job::Kind::kEvents && jobs[j]->batch.size() <= kMergeMaxEvents;
     };
     for (size_t j = 0; j < jobs.size();) {
+      if (j > 0) {  // lookups already waiting get in between batches, as they did before
+        lock.unlock();
+        lock.lock();
+      }
       Job& job = *jobs[j];
       if (job.kind == Job::Kind::kTick) {  // due timers are taken below, for every group
         checkpoint |= job.checkpoint;
@@ -561,21 +562,8 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
       }
       size_t end = j + 1;
       while (small(j) && end < jobs.size() && small(end)) ++end;
-      // The events are written to the log with the engine unlocked (only this thread mutates
-      // it), then applied under the exclusive lock: a log write can wait behind an fsync (of
-      // the previous group, or a delivery's), and lookups must not wait with it.
-      auto store_and_apply = [&](EventBatch& batch, std::vector<ApplyOutcome>* fates) {
-        lock.unlock();
-        auto stored = engine->StoreNew(batch, /*sync=*/false, fates);
-        lock.lock();
-        if (stored.ok()) {
-          Status st = engine->ApplyNew(batch, &*stored);
-          if (!st.ok()) return Result<IngestSummary>(st);
-        }
-        return stored;
-      };
       if (end - j == 1) {
-        auto applied = store_and_apply(job.batch, nullptr);
+        auto applied = engine->Apply(job.batch, /*sync=*/false);
         if (!applied.ok()) {
           job.status = applied.status();
         } else {
@@ -590,7 +578,7 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
       for (size_t k = j; k < end; ++k) {
         for (const Event& e : jobs[k]->batch.events) merged.AppendCopy(jobs[k]->batch, e);
       }
-      auto applied = store_and_apply(merged, &outcomes);
+      auto applied = engine->Apply(merged, /*sync=*/false, &outcomes);
       size_t at = 0;
       for (size_t k = j; k < end; ++k) {
         Job& part = *jobs[k];
@@ -639,7 +627,7 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
     for (const auto& [p, c] : touched) touched_at[p] = 0;
     std::sort(touched.begin(), touched.end(),
               [](const auto& a, const auto& b) { return a.first < b.first; });
-    EvaluateMany(touched, now, &group, pending, &lock);
+    EvaluateMany(touched, now, &group, pending);
     for (auto& job : jobs) {
       if (job->kind == Job::Kind::kRebuild) job->changes = change_seq - seq_before;
     }
@@ -722,25 +710,38 @@ void Server::Impl::ProcessForget(Job& job) {
 }
 
 Status Server::Impl::Submit(const std::shared_ptr<Job>& job) {
-  std::unique_lock lock(commit_mu);
-  if (stopping) return Status::Unavailable("server is stopping");
-  job->done = false;
-  job->lead = false;
-  queue.push_back(job);
-  metrics.writer_queue_depth.store(static_cast<int64_t>(queue.size()));
-  if (!applying) {  // the queue was empty: this thread leads
-    applying = true;
-    job->lead = true;
+  bool lead_now = false;
+  {
+    std::lock_guard lock(commit_mu);
+    if (stopping) return Status::Unavailable("server is stopping");
+    job->done = false;  // not yet visible to any other thread
+    job->lead = false;
+    queue.push_back(job);
+    metrics.writer_queue_depth.store(static_cast<int64_t>(queue.size()));
+    if (!applying) {  // the queue was empty: this thread leads
+      applying = true;
+      lead_now = true;
+    }
   }
   for (;;) {
-    job->cv.wait(lock, [&] { return job->done || job->lead; });
-    if (job->done) return Status::OK();
-    job->lead = false;
-    LeadGroup(lock);  // this job is at the queue's front, so in the group
-  }
+    if (!lead_now) {
+      std::unique_lock job_lock(job->mu);
+      job->cv.wait(job_lock, [&] { return job->done || job->lead; });
+      if (job->done) return Status::OK();
+      job->lead = false;
+    }
+    lead_now = false;
+    std::unique_lock lock(commit_mu);
+    // This job is at the queue's front, so in the first group. The thread goes on leading while
+    // requests wait, up to kGroupsPerLeader groups: a hand-off costs a wake-up, and on busy
+    // cores the woken thread may wait milliseconds for a core while the queue grows. Bounded,
+    // so that this thread's own answer is not held back for long.
+    for (int led = 1; LeadGroup(lock, /*keep_leading=*/led < kGroupsPerLeader); ++led) {
+    }
+  }  // this job was in the first group: the next wait returns at once
 }
 
-void Server::Impl::LeadGroup(std::unique_lock<std::mutex>& lock) {
+bool Server::Impl::LeadGroup(std::unique_lock<std::mutex>& lock, bool keep_leading) {
   std::vector<std::shared_ptr<Job>> jobs;
   size_t events = 0;
   while (!queue.empty()) {
@@ -763,25 +764,36 @@ void Server::Impl::LeadGroup(std::unique_lock<std::mutex>& lock) {
   }
   metrics.group_commits.fetch_add(1, std::memory_order_relaxed);
   lock.lock();
-  // The next leader takes what queued up meanwhile: the group grew during this one's fsync.
-  // (Applying the next group during this one's fsync was tried: the groups shrank to a few
-  // events, and throughput and tail latency got worse in A/B runs; docs/benchmarks/server.md.)
-  if (!queue.empty()) {
-    queue.front()->lead = true;
-    queue.front()->cv.notify_one();
+  // The next group is what queued up meanwhile: it grew during this one's fsync. (Applying
+  // the next group during this one's fsync was tried: the groups shrank to a few events, and
+  // throughput and tail latency got worse in A/B runs; docs/benchmarks/server.md.)
+  const bool keep = keep_leading && !queue.empty();
+  if (keep) {
+    // this thread leads the next group too
+  } else if (!queue.empty()) {
+    Job& next = *queue.front();
+    {
+      std::lock_guard job_lock(next.mu);
+      next.lead = true;
+    }
+    next.cv.notify_one();
   } else {
     applying = false;
   }
   if (st.ok()) Publish(pending);
-  for (auto& job : jobs) {
-    if (job->status.ok() && !st.ok()) job->status = st;
-    job->done = true;
-  }
   lock.unlock();
   // The jobs stay referenced here until notified, so their condition variables are alive.
-  for (auto& job : jobs) job->cv.notify_one();
+  for (auto& job : jobs) {
+    if (job->status.ok() && !st.ok()) job->status = st;
+    {
+      std::lock_guard job_lock(job->mu);
+      job->done = true;
+    }
+    job->cv.notify_one();
+  }
   jobs.clear();
   lock.lock();
+  return keep;
 }
 
 void Server::Impl::TickerLoop() {
@@ -996,7 +1008,7 @@ std::string Server::Impl::MetricsText() const {
   counter("shoal_events_rejected_total", "Events refused with a per-item error.", metrics.events_rejected);
   counter("shoal_events_stored_total", "New events stored durably.", metrics.events_stored);
   counter("shoal_events_duplicate_total", "Events whose id was already stored.", metrics.events_duplicate);
-  counter("shoal_group_commits_total", "Writer groups made durable with one fsync.", metrics.group_commits);
+  counter("shoal_group_commits_total", "Groups of requests made durable with one fsync.", metrics.group_commits);
   counter("shoal_membership_entered_total", "Membership entries emitted.", metrics.membership_entered);
   counter("shoal_membership_exited_total", "Membership exits emitted.", metrics.membership_exited);
   counter("shoal_timer_evaluations_total", "Profiles re-evaluated by the timer.", metrics.timer_evaluations);
