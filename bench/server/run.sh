@@ -44,24 +44,43 @@ phase() { export SHOAL_BENCH_NONCE="$run_id$1"; }
 phase a
 
 rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
+reqs() { awk '/requests in/ {print $1}' "$1"; }
+# The server's CPU time (user + system, clock ticks) from /proc: read around each wrk phase,
+# divided by the phase's requests, it gives CPU per request, steadier than wall figures on a
+# shared machine.
+ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
+hz=$(getconf CLK_TCK)
+cpu_per() {  # cpu_per NAME FILE: microseconds of server CPU per request of the phase
+  awk -v a="$(cat "$work/$1.t0")" -v b="$(cat "$work/$1.t1")" -v n="$(reqs "$2")" -v hz="$hz" \
+    'BEGIN {printf "%.1f", (b - a) * 1e6 / hz / n}'
+}
 pct() { awk -v q="$2" '$1 == q {print $2}' "$1"; }
 errors() { awk '/Non-2xx/ {print $5} END {}' "$1"; }
 
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== batches of 100 events (also creates the 10,000 customers)"
+ticks > "$work/batch.t0"
 wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$here/post_batch.lua" "$url" | tee "$work/batch.txt"
+ticks > "$work/batch.t1"
 if [ "${SHOAL_BENCH_BUILD:-1}" != 0 ]; then
   echo "== POST /v1/rebuild (the build's segments, RFM, audiences and scores from here on)"
   curl -sf -X POST -d "" "$url/v1/rebuild" | tee "$work/rebuild.txt"
   echo
   phase b
   echo "== batches of 100 events with the build's source"
+  ticks > "$work/batch_built.t0"
   wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$here/post_batch.lua" "$url" | tee "$work/batch_built.txt"
+  ticks > "$work/batch_built.t1"
 fi
 phase c
 echo "== single events, keep-alive"
+ticks > "$work/single.t0"
 wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$here/post_single.lua" "$url" | tee "$work/single.txt"
+ticks > "$work/single.t1"
 echo "== profile lookups (idle)"
+ticks > "$work/lookup.t0"
 wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$here/get_profile.lua" "$url" | tee "$work/lookup.txt"
+ticks > "$work/lookup.t1"
 phase d
 echo "== profile lookups while single events stream in"
 wrk -t1 -c16 -d"${duration}s" --latency -s "$here/post_single.lua" "$url" > "$work/single_bg.txt" &
@@ -82,6 +101,10 @@ echo "|---|---|---|"
 echo "| single events/s (keep-alive, c=$connections) | $(rps "$work/single.txt") | >= 20,000 |"
 echo "| events/s in batches of 100 | $(awk -v r="$batch_rps" 'BEGIN {printf "%.0f", r * 100}') | >= 300,000 |"
 [ -f "$work/batch_built.txt" ] && echo "| events/s in batches of 100, build source | $(awk -v r="$(rps "$work/batch_built.txt")" 'BEGIN {printf "%.0f", r * 100}') | >= 300,000 |"
+echo "| server CPU per single event | $(cpu_per single "$work/single.txt") us | |"
+echo "| server CPU per batch of 100 (threshold source) | $(cpu_per batch "$work/batch.txt") us | |"
+[ -f "$work/batch_built.txt" ] && echo "| server CPU per batch of 100 (build source) | $(cpu_per batch_built "$work/batch_built.txt") us | |"
+echo "| server CPU per profile lookup (idle) | $(cpu_per lookup "$work/lookup.txt") us | |"
 echo "| single event p50 / p99 latency | $(pct "$work/single.txt" 50%) / $(pct "$work/single.txt" 99%) | |"
 echo "| batch of 100 p50 / p99 latency | $(pct "$work/batch.txt" 50%) / $(pct "$work/batch.txt" 99%) | |"
 echo "| profile lookups/s (idle) | $(rps "$work/lookup.txt") | |"
@@ -90,5 +113,6 @@ echo "| profile lookups/s while $(rps "$work/single_bg.txt") events/s stream in 
 echo "| profile lookup p50 / p99 (streaming) | $(pct "$work/lookup_mixed.txt" 50%) / $(pct "$work/lookup_mixed.txt" 99%) | p99 < 2 ms |"
 echo "| POST -> webhook | $(sed 's/webhook_latency_ms //' "$work/latency.txt") ms | p99 < 50 ms |"
 echo
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 [ -f "$work/rebuild.txt" ] && echo "rebuild: $(cat "$work/rebuild.txt")"
 curl -s "$url/metrics" | grep -E '^shoal_(events_stored_total|group_commits_total|webhook_deliveries_total|outbox_depth)'

@@ -448,7 +448,7 @@ bool Engine::IsSuppressed(const Event& e) const {
          (!e.anonymous_id.empty() && suppressed_.Contains(SuppressionKey(IdKind::kAnonymousId, e.anonymous_id)));
 }
 
-Result<IngestSummary> Engine::Apply(EventBatch& batch, bool sync) {
+Result<IngestSummary> Engine::Apply(EventBatch& batch, bool sync, std::vector<ApplyOutcome>* outcomes) {
   if (options_.read_only) return Status::FailedPrecondition("workspace opened read-only");
   IngestSummary summary;
   // Dedupe: a repeat within the batch keeps its first occurrence (batch_ids_), then one lookup
@@ -477,6 +477,13 @@ Result<IngestSummary> Engine::Apply(EventBatch& batch, bool sync) {
     kept_scratch_.push_back(i);
   }
   summary.events = batch.size();
+  if (outcomes != nullptr) {
+    outcomes->assign(batch.size(), ApplyOutcome::kDuplicate);
+    for (uint32_t i : kept_scratch_) (*outcomes)[i] = ApplyOutcome::kStored;
+    for (uint32_t i = 0; i < batch.size(); ++i) {
+      if (!dedupe_keep_[i] && IsSuppressed(batch.events[i])) (*outcomes)[i] = ApplyOutcome::kSuppressed;
+    }
+  }
   if (kept_scratch_.empty()) return summary;
   SHOAL_RETURN_IF_ERROR(StoreBlock(batch, kept_scratch_, sync));
   uint64_t merges_before = identity_.stats().merges;

@@ -81,6 +81,9 @@ struct IngestSummary {
   std::vector<std::string> unreadable_sources;  // sources that could not be opened at all
 };
 
+// What Apply did with each event of a batch.
+enum class ApplyOutcome : uint8_t { kStored, kDuplicate, kSuppressed };
+
 struct ForgetSummary {
   uint64_t events_removed = 0;
   uint64_t references_scrubbed = 0;  // other people's events that named them (e.g. referee)
@@ -116,8 +119,11 @@ class Engine {
   Result<IngestSummary> Ingest(const std::vector<SourceSpec>& sources, const IngestOptions& options,
                                const ProgressFn& progress);
   // Stores (durably when sync) and applies one batch of parsed events (the server's path).
-  // Duplicates and events of forgotten people are skipped and counted.
-  Result<IngestSummary> Apply(EventBatch& batch, bool sync);
+  // Duplicates and events of forgotten people are skipped and counted. `outcomes` non-null:
+  // resized to the batch and given each event's fate (the server answers several requests
+  // applied as one batch from it); unspecified on error.
+  Result<IngestSummary> Apply(EventBatch& batch, bool sync,
+                              std::vector<ApplyOutcome>* outcomes = nullptr);
   // Writes dirty profiles, identity and shop-wide state atomically.
   Status Checkpoint();
 

@@ -122,30 +122,32 @@ bool ParseHttpUrl(const std::string& url, ParsedUrl* out) {
   return !out->host.empty() && out->port > 0 && out->port < 65536;
 }
 
-// One unit of work for the writer thread.
+// One unit of work for the apply leader (Server::Impl::Submit).
 struct Job {
-  enum class Kind { kEvents, kForget, kRebuild };
+  enum class Kind { kEvents, kForget, kRebuild, kTick };
   Kind kind = Kind::kEvents;
   EventBatch batch;
   std::string identifier;
   Status status;
   IngestSummary summary;
   std::string reply;  // forget / rebuild: the JSON answer
-  std::unique_ptr<MembershipSource> new_source;  // rebuild: swapped in by the writer
+  std::unique_ptr<MembershipSource> new_source;  // rebuild: swapped in by the leader
   uint64_t changes = 0;                          // rebuild: membership records it caused
+  bool checkpoint = false;                       // tick: checkpoint the profile state too
+  // Guarded by mu (its own, so that waking a group's requests does not convoy them on the
+  // queue's mutex): answered (durable or failed), or appointed apply leader.
   std::mutex mu;
-  std::condition_variable cv;
   bool done = false;
+  bool lead = false;
+  std::condition_variable cv;
+};
 
-  void Finish() {
-    std::lock_guard lock(mu);
-    done = true;
-    cv.notify_all();
-  }
-  void Wait() {
-    std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return done; });
-  }
+// Why a profile is re-evaluated; rendered as a record's "cause" only when one is emitted, so
+// a group builds no text for the (many) events that change no membership.
+struct Cause {
+  enum class Kind : uint8_t { kEvent, kRebuild, kMerge, kTime, kRecovery };
+  Kind kind = Kind::kRecovery;
+  const Event* event = nullptr;  // kEvent: the profile's last event in the group (alive with it)
 };
 
 struct OutboxEntry {
@@ -174,30 +176,45 @@ struct Server::Impl {
   ServerConfig config;
   Context ctx;
   std::unique_ptr<Engine> engine;
-  // Swapped by the writer (rebuild) under engine_mu held exclusively; read under it.
+  // Swapped by the apply leader (rebuild) under engine_mu held exclusively; read under it.
   std::unique_ptr<MembershipSource> source;
   int consent_trait = -1;
   std::atomic<bool> rebuilding{false};  // one POST /v1/rebuild at a time
 
-  // Engine and membership state: the writer takes it exclusively, readers shared.
+  // Engine and membership state: the apply leader takes it exclusively, readers shared.
   mutable std::shared_mutex engine_mu;
   std::vector<std::vector<std::string>> current;  // per profile slot, sorted
   std::vector<std::string> phones;                // per profile slot
   uint64_t change_seq = 0;
   bool silent = false;  // Evaluate stores memberships without emitting records (baseline start)
 
-  // Timer (writer thread only): min-heap of (time, profile); scheduled[p] is the live entry.
+  // Timer (apply leader only): min-heap of (time, profile); scheduled[p] is the live entry.
   std::priority_queue<std::pair<TimeMicros, uint32_t>, std::vector<std::pair<TimeMicros, uint32_t>>,
                       std::greater<>> timer;
   std::vector<TimeMicros> scheduled;
 
-  // Writer queue.
-  std::mutex queue_mu;
-  std::condition_variable queue_cv;
+  // Group commit without a writer thread (leader/follower): a request thread queues its job
+  // under commit_mu; the first one to find no apply leader becomes it, takes the queued jobs as
+  // a group, applies them, makes them durable with one fsync, answers them and passes the role
+  // to the thread of the next queued job (whose group formed meanwhile).
+  std::mutex commit_mu;
   std::deque<std::shared_ptr<Job>> queue;
+  bool applying = false;  // an apply leader is at work (false => queue empty)
   bool stopping = false;
-  std::thread writer;
+  // Earliest scheduled re-evaluation (kNever: none), for the ticker; set by apply leaders.
+  std::atomic<TimeMicros> next_timer{kNever};
+  // The ticker thread submits a job when a timed re-evaluation or the checkpoint is due.
+  std::thread ticker;
+  std::mutex ticker_mu;
+  std::condition_variable ticker_cv;
+  bool ticker_stop = false;
   Clock::time_point last_checkpoint = Clock::now();
+  EventBatch merged;                     // apply leader only: small jobs applied as one batch
+  // Apply leader only: the profiles a group touches with their causes, and per profile slot
+  // 1 + its index there (0: not touched), reused from group to group.
+  std::vector<std::pair<uint32_t, Cause>> touched;
+  std::vector<uint32_t> touched_at;
+  std::vector<ApplyOutcome> outcomes;    // apply leader only: per event of `merged`
 
   std::vector<std::unique_ptr<DestinationWorker>> destinations;
   std::thread exporter;
@@ -212,21 +229,34 @@ struct Server::Impl {
 
   // --- startup ---
   Status Load();
-  // --- writer ---
-  void WriterLoop();
-  void ProcessGroup(std::vector<std::shared_ptr<Job>>& jobs);
+  // --- group commit ---
+  // Queues `job` and returns once it is answered (job->status says how); the calling thread
+  // may serve as apply leader for other queued jobs meanwhile. Unavailable when stopping.
+  Status Submit(const std::shared_ptr<Job>& job);
+  // The apply leader's turn: commit_mu held on entry and on return. Returns true when it
+  // keeps the role for another group (keep_leading and requests waiting).
+  bool LeadGroup(std::unique_lock<std::mutex>& lock, bool keep_leading);
+  static constexpr int kGroupsPerLeader = 4;
+  // Applies a group of event / rebuild / tick jobs, re-evaluates the memberships they touch,
+  // makes everything durable; pending gets the outbox records to publish.
+  Status ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
+                    std::vector<std::pair<size_t, OutboxEntry>>* pending);
+  void TickerLoop();
   void ProcessForget(Job& job);
   uint32_t ProfileOf(const Event& e) const;
+  void AppendCause(std::string* out, const Cause& cause) const;
+  // Marks `profile` for re-evaluation in this group; replace = an earlier cause gives way.
+  void Touch(uint32_t profile, Cause cause, bool replace);
   // What the source says of one profile, computed ahead (in parallel) for a large evaluation.
   struct Computed {
     std::vector<std::string> memberships;
     std::optional<TimeMicros> next;
   };
-  void Evaluate(uint32_t profile, TimeMicros now, const std::string& cause, WriteGroup* group,
+  void Evaluate(uint32_t profile, TimeMicros now, const Cause& cause, WriteGroup* group,
                 std::vector<std::pair<size_t, OutboxEntry>>* pending, Computed* computed = nullptr);
   // Evaluate for each (profile, cause) in order; the source's part runs on ctx.Threads() workers
   // first when there are many (start-up, rebuild, midnight), the engine being still meanwhile.
-  void EvaluateMany(const std::vector<std::pair<uint32_t, std::string>>& ordered, TimeMicros now,
+  void EvaluateMany(const std::vector<std::pair<uint32_t, Cause>>& ordered, TimeMicros now,
                     WriteGroup* group, std::vector<std::pair<size_t, OutboxEntry>>* pending);
   void Schedule(uint32_t profile, std::optional<TimeMicros> next);
   void EnsureSlots(size_t n);
@@ -279,9 +309,9 @@ Status Server::Impl::Load() {
   WriteGroup group;
   std::vector<std::pair<size_t, OutboxEntry>> pending;
   TimeMicros now = ctx.Now();
-  const std::string cause = "{\"kind\":\"recovery\"}";
+  const Cause cause{Cause::Kind::kRecovery, nullptr};
   silent = !any_stored && change_seq == 0 && !options.announce_initial_memberships;
-  std::vector<std::pair<uint32_t, std::string>> everyone;
+  std::vector<std::pair<uint32_t, Cause>> everyone;
   for (uint32_t p = 0; p < current.size(); ++p) {
     if (engine->identity().Alive(p) || !current[p].empty()) everyone.emplace_back(p, cause);
   }
@@ -319,6 +349,7 @@ void Server::Impl::EnsureSlots(size_t n) {
   if (current.size() < n) {
     current.resize(n);
     phones.resize(n);
+    touched_at.resize(n, 0);
     scheduled.resize(n, kNever);
   }
 }
@@ -335,6 +366,32 @@ uint32_t Server::Impl::ProfileOf(const Event& e) const {
   return p;
 }
 
+void Server::Impl::AppendCause(std::string* out, const Cause& cause) const {
+  switch (cause.kind) {
+    case Cause::Kind::kEvent:
+      out->append("{\"kind\":\"event\",\"event_id\":");
+      AppendJsonString(out, cause.event->event_id);
+      out->append(",\"type\":");
+      AppendJsonString(out, engine->config().registry.Name(cause.event->type));
+      out->push_back('}');
+      return;
+    case Cause::Kind::kRebuild: out->append("{\"kind\":\"rebuild\"}"); return;
+    case Cause::Kind::kMerge: out->append("{\"kind\":\"merge\"}"); return;
+    case Cause::Kind::kTime: out->append("{\"kind\":\"time\"}"); return;
+    case Cause::Kind::kRecovery: out->append("{\"kind\":\"recovery\"}"); return;
+  }
+}
+
+void Server::Impl::Touch(uint32_t profile, Cause cause, bool replace) {
+  uint32_t& at = touched_at[profile];
+  if (at == 0) {
+    touched.emplace_back(profile, cause);
+    at = static_cast<uint32_t>(touched.size());
+  } else if (replace) {
+    touched[at - 1].second = cause;
+  }
+}
+
 void Server::Impl::Schedule(uint32_t profile, std::optional<TimeMicros> next) {
   TimeMicros t = next.value_or(kNever);
   if (t == scheduled[profile]) return;
@@ -342,7 +399,7 @@ void Server::Impl::Schedule(uint32_t profile, std::optional<TimeMicros> next) {
   if (t != kNever) timer.emplace(t, profile);
 }
 
-void Server::Impl::EvaluateMany(const std::vector<std::pair<uint32_t, std::string>>& ordered,
+void Server::Impl::EvaluateMany(const std::vector<std::pair<uint32_t, Cause>>& ordered,
                                 TimeMicros now, WriteGroup* group,
                                 std::vector<std::pair<size_t, OutboxEntry>>* pending) {
   constexpr size_t kPerWorker = 256;
@@ -366,7 +423,7 @@ void Server::Impl::EvaluateMany(const std::vector<std::pair<uint32_t, std::strin
   }
 }
 
-void Server::Impl::Evaluate(uint32_t profile, TimeMicros now, const std::string& cause,
+void Server::Impl::Evaluate(uint32_t profile, TimeMicros now, const Cause& cause,
                             WriteGroup* group, std::vector<std::pair<size_t, OutboxEntry>>* pending,
                             Computed* computed) {
   EnsureSlots(profile + 1);
@@ -401,7 +458,9 @@ void Server::Impl::Evaluate(uint32_t profile, TimeMicros now, const std::string&
     JsonStringArray(&body, before);
     body += ",\"after\":";
     JsonStringArray(&body, after);
-    body += ",\"cause\":" + cause + "}";
+    body += ",\"cause\":";
+    AppendCause(&body, cause);
+    body += "}";
     (is_entry ? metrics.membership_entered : metrics.membership_exited).fetch_add(1);
     for (size_t d = 0; d < destinations.size(); ++d) {
       const WebhookDestination& spec = destinations[d]->spec;
@@ -440,60 +499,114 @@ void Server::Impl::Publish(std::vector<std::pair<size_t, OutboxEntry>>& pending)
   pending.clear();
 }
 
-void Server::Impl::ProcessGroup(std::vector<std::shared_ptr<Job>>& jobs) {
+Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
+                               std::vector<std::pair<size_t, OutboxEntry>>* pending) {
   WriteGroup group;
-  std::vector<std::pair<size_t, OutboxEntry>> pending;
+  bool checkpoint = false;
   {
-    // The lock is taken per request and again for the evaluation, so a lookup waits for one
-    // request's events at most, not a whole group's. Only this thread mutates, so what readers
-    // may see in between is a profile whose traits already include an event whose memberships
-    // are being re-evaluated.
+    // Held exclusively for the apply and the evaluation (released only for an instant between
+    // batches): releasing it during the log write and the source's computation was tried, and
+    // under a stream of lookups taking it back cost milliseconds per group (a reader preempted
+    // while holding the shared lock keeps the leader out); A/B in docs/benchmarks/server.md.
+    // No other thread fsyncs while it is held, so the log write under it waits for none.
     std::unique_lock lock(engine_mu);
     const TimeMicros now = ctx.Now();
-    std::unordered_map<uint32_t, std::string> touched;
-    bool merged = false;
-    std::string cause;
+    touched.clear();
+    bool merged_any = false;
     const uint64_t seq_before = change_seq;
-    for (auto& job : jobs) {
-      lock.unlock();
-      lock.lock();
-      if (job->kind == Job::Kind::kRebuild) {
+    // Remembers the touched profiles (and new phones) of the applied events of jobs[begin, end)
+    // (their own batches: a merged batch's copies are gone with the next merge).
+    auto touch = [&](size_t begin, size_t end) {
+      EnsureSlots(engine->identity().num_slots());
+      for (size_t k = begin; k < end; ++k) {
+        for (const Event& e : jobs[k]->batch.events) {
+          uint32_t p = ProfileOf(e);
+          if (p == kNoProfile) continue;
+          Touch(p, Cause{Cause::Kind::kEvent, &e}, /*replace=*/true);
+          if (!e.phone.empty() && phones[p] != e.phone) {
+            phones[p] = std::string(e.phone);
+            group.Put(Column::kModels, PhoneKey(p), e.phone);
+          }
+        }
+      }
+    };
+    // Consecutive small event jobs (single events, the common case under many clients) are
+    // applied as one batch: one dedupe lookup and one stored block for all of them. Applying
+    // them in order as one batch gives each event the fate it would have had job by job.
+    constexpr size_t kMergeMaxEvents = 16;
+    auto small = [&](size_t j) {
+      return jobs[j]->kind == Job::Kind::kEvents && jobs[j]->batch.size() <= kMergeMaxEvents;
+    };
+    for (size_t j = 0; j < jobs.size();) {
+      if (j > 0) {  // lookups already waiting get in between batches, as they did before
+        lock.unlock();
+        lock.lock();
+      }
+      Job& job = *jobs[j];
+      if (job.kind == Job::Kind::kTick) {  // due timers are taken below, for every group
+        checkpoint |= job.checkpoint;
+        ++j;
+        continue;
+      }
+      if (job.kind == Job::Kind::kRebuild) {
         // The new models replace the old at once: every profile is re-evaluated below, in this
         // group, and each difference becomes a record with cause "rebuild".
-        if (job->new_source) source = std::move(job->new_source);
+        if (job.new_source) source = std::move(job.new_source);
         EnsureSlots(engine->identity().num_slots());
         for (uint32_t p = 0; p < current.size(); ++p) {
-          if (engine->identity().Alive(p) || !current[p].empty()) touched[p] = "{\"kind\":\"rebuild\"}";
+          if (engine->identity().Alive(p) || !current[p].empty()) Touch(p, Cause{Cause::Kind::kRebuild, nullptr}, true);
         }
-        job->status = engine->Checkpoint();
+        checkpoint = true;  // after the group, without holding lookups off during its sync
+        ++j;
         continue;
       }
-      auto applied = engine->Apply(job->batch, /*sync=*/false);
-      if (!applied.ok()) {
-        job->status = applied.status();
+      size_t end = j + 1;
+      while (small(j) && end < jobs.size() && small(end)) ++end;
+      if (end - j == 1) {
+        auto applied = engine->Apply(job.batch, /*sync=*/false);
+        if (!applied.ok()) {
+          job.status = applied.status();
+        } else {
+          job.summary = *applied;
+          merged_any |= applied->merges > 0;
+          touch(j, j + 1);
+        }
+        ++j;
         continue;
       }
-      job->summary = *applied;
-      merged |= applied->merges > 0;
-      EnsureSlots(engine->identity().num_slots());
-      for (const Event& e : job->batch.events) {
-        uint32_t p = ProfileOf(e);
-        if (p == kNoProfile) continue;
-        cause = "{\"kind\":\"event\",\"event_id\":";
-        AppendJsonString(&cause, e.event_id);
-        cause += ",\"type\":";
-        AppendJsonString(&cause, engine->config().registry.Name(e.type));
-        cause += "}";
-        touched[p] = cause;
-        if (!e.phone.empty() && phones[p] != e.phone) {
-          phones[p] = std::string(e.phone);
-          group.Put(Column::kModels, PhoneKey(p), e.phone);
-        }
+      merged.Clear();
+      for (size_t k = j; k < end; ++k) {
+        for (const Event& e : jobs[k]->batch.events) merged.AppendCopy(jobs[k]->batch, e);
       }
+      auto applied = engine->Apply(merged, /*sync=*/false, &outcomes);
+      size_t at = 0;
+      for (size_t k = j; k < end; ++k) {
+        Job& part = *jobs[k];
+        const size_t n = part.batch.size();
+        if (!applied.ok()) {
+          part.status = applied.status();
+        } else {
+          part.summary = IngestSummary();
+          part.summary.events = n;
+          for (size_t i = at; i < at + n; ++i) {
+            switch (outcomes[i]) {
+              case ApplyOutcome::kStored: ++part.summary.stored; break;
+              case ApplyOutcome::kDuplicate: ++part.summary.duplicates; break;
+              case ApplyOutcome::kSuppressed: ++part.summary.suppressed; break;
+            }
+          }
+        }
+        at += n;
+      }
+      if (applied.ok()) {
+        merged_any |= applied->merges > 0;
+        touch(j, end);
+      }
+      j = end;
     }
-    if (merged) {  // absorbed profiles leave everything they were in
+    if (merged_any) {  // absorbed profiles leave everything they were in
       for (uint32_t p = 0; p < current.size(); ++p) {
-        if (!current[p].empty() && !engine->identity().Alive(p)) touched.emplace(p, "{\"kind\":\"merge\"}");
+        if (!current[p].empty() && !engine->identity().Alive(p)) Touch(p, Cause{Cause::Kind::kMerge, nullptr}, false);
       }
     }
     // At most kTimerBatch timed re-evaluations per group, so a moment many profiles share (a
@@ -508,14 +621,13 @@ void Server::Impl::ProcessGroup(std::vector<std::shared_ptr<Job>>& jobs) {
       --timer_budget;
       scheduled[p] = kNever;
       metrics.timer_evaluations.fetch_add(1);
-      touched.emplace(p, "{\"kind\":\"time\"}");
+      Touch(p, Cause{Cause::Kind::kTime, nullptr}, false);
     }
     // Deterministic order of change records: by profile.
-    std::vector<std::pair<uint32_t, std::string>> ordered;
-    ordered.reserve(touched.size());
-    for (auto& [p, c] : touched) ordered.emplace_back(p, std::move(c));  // no copy per profile
-    std::sort(ordered.begin(), ordered.end());
-    EvaluateMany(ordered, now, &group, &pending);
+    for (const auto& [p, c] : touched) touched_at[p] = 0;
+    std::sort(touched.begin(), touched.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    EvaluateMany(touched, now, &group, pending);
     for (auto& job : jobs) {
       if (job->kind == Job::Kind::kRebuild) job->changes = change_seq - seq_before;
     }
@@ -523,16 +635,32 @@ void Server::Impl::ProcessGroup(std::vector<std::shared_ptr<Job>>& jobs) {
     PutVarint(&seq, change_seq);
     group.Put(Column::kModels, kChangeSeqKey, seq);
     metrics.timer_pending.store(static_cast<int64_t>(timer.size()));
+    next_timer.store(timer.empty() ? kNever : timer.top().first);
   }
-  // One fsync makes the events (written unsynced by Apply, earlier in the same write-ahead log),
-  // the memberships and the outbox records durable together.
-  Status st = engine->store().Write(group, /*sync=*/true);
-  metrics.group_commits.fetch_add(1);
-  if (st.ok()) Publish(pending);
-  for (auto& job : jobs) {
-    if (job->status.ok() && !st.ok()) job->status = st;
-    job->Finish();
+  // One fsync makes the events (written unsynced by StoreNew, earlier in the same write-ahead
+  // log), the memberships and the outbox records durable together.
+  SHOAL_RETURN_IF_ERROR(engine->store().Write(group, /*sync=*/true));
+  if (checkpoint) {
+    // The apply role keeps every other mutation out, so the snapshot of the dirty profiles is
+    // serialized under the shared lock and synced under none: lookups go on meanwhile; the
+    // exclusive lock is held only to mark the profiles clean.
+    Engine::PendingCheckpoint pending_checkpoint;
+    {
+      std::shared_lock lock(engine_mu);
+      engine->PrepareCheckpoint(&pending_checkpoint);
+    }
+    Status st = engine->store().Write(pending_checkpoint.group, /*sync=*/true);
+    if (st.ok()) {
+      std::unique_lock lock(engine_mu);
+      engine->FinishCheckpoint(pending_checkpoint);
+    } else {
+      std::fprintf(stderr, "shoal serve: checkpoint failed: %s\n", st.message().c_str());
+      for (auto& job : jobs) {
+        if (job->kind == Job::Kind::kRebuild) job->status = st;
+      }
+    }
   }
+  return Status::OK();
 }
 
 void Server::Impl::ProcessForget(Job& job) {
@@ -581,73 +709,117 @@ void Server::Impl::ProcessForget(Job& job) {
               ",\"identifiers\":" + std::to_string(forgotten->identifiers.size()) + "}";
 }
 
-void Server::Impl::WriterLoop() {
-  std::vector<std::shared_ptr<Job>> jobs;
-  for (;;) {
-    jobs.clear();
-    bool exit_now = false;
-    {
-      std::unique_lock lock(queue_mu);
-      auto ready = [&] { return !queue.empty() || stopping; };
-      if (!ready()) {
-        if (timer.empty()) {
-          queue_cv.wait_for(lock, std::chrono::seconds(1), ready);
-        } else {
-          TimeMicros wait = timer.top().first - ctx.Now();
-          if (wait > 0) {
-            queue_cv.wait_for(lock, std::chrono::microseconds(std::min<TimeMicros>(wait, 1'000'000)), ready);
-          }
-        }
-      }
-      if (stopping && queue.empty()) exit_now = true;
-      size_t events = 0;
-      while (!queue.empty()) {
-        auto& next = queue.front();
-        if (next->kind == Job::Kind::kForget) {
-          if (jobs.empty()) {  // alone
-            jobs.push_back(std::move(next));
-            queue.pop_front();
-          }
-          break;
-        }
-        if (!jobs.empty() && events + next->batch.size() > config.max_group_events) break;
-        events += next->batch.size();
-        jobs.push_back(std::move(next));
-        queue.pop_front();
-      }
-      metrics.writer_queue_depth.store(static_cast<int64_t>(queue.size()));
+Status Server::Impl::Submit(const std::shared_ptr<Job>& job) {
+  bool lead_now = false;
+  {
+    std::lock_guard lock(commit_mu);
+    if (stopping) return Status::Unavailable("server is stopping");
+    job->done = false;  // not yet visible to any other thread
+    job->lead = false;
+    queue.push_back(job);
+    metrics.writer_queue_depth.store(static_cast<int64_t>(queue.size()));
+    if (!applying) {  // the queue was empty: this thread leads
+      applying = true;
+      lead_now = true;
     }
-    if (!jobs.empty() && jobs.front()->kind == Job::Kind::kForget) {
-      ProcessForget(*jobs.front());
-      jobs.front()->Finish();
-    } else {
-      bool timer_due = !timer.empty() && timer.top().first <= ctx.Now();
-      if (!jobs.empty() || timer_due) ProcessGroup(jobs);
-    }
-    jobs.clear();  // let connection threads reuse their jobs
-    if (config.checkpoint_seconds > 0 &&
-        Clock::now() - last_checkpoint > std::chrono::duration<double>(config.checkpoint_seconds)) {
-      // Only this thread mutates the engine, so the snapshot of the dirty profiles is serialized
-      // under the shared lock and synced under none: lookups go on meanwhile; the exclusive
-      // lock is held only to mark the profiles clean.
-      Engine::PendingCheckpoint pending;
-      {
-        std::shared_lock lock(engine_mu);
-        engine->PrepareCheckpoint(&pending);
-      }
-      Status st = engine->store().Write(pending.group, /*sync=*/true);
-      if (st.ok()) {
-        std::unique_lock lock(engine_mu);
-        engine->FinishCheckpoint(pending);
-      }
-      if (!st.ok()) std::fprintf(stderr, "shoal serve: checkpoint failed: %s\n", st.message().c_str());
-      last_checkpoint = Clock::now();
-    }
-    if (exit_now) break;
   }
-  std::unique_lock lock(engine_mu);
-  Status st = engine->Checkpoint();
-  if (!st.ok()) std::fprintf(stderr, "shoal serve: checkpoint failed: %s\n", st.message().c_str());
+  for (;;) {
+    if (!lead_now) {
+      std::unique_lock job_lock(job->mu);
+      job->cv.wait(job_lock, [&] { return job->done || job->lead; });
+      if (job->done) return Status::OK();
+      job->lead = false;
+    }
+    lead_now = false;
+    std::unique_lock lock(commit_mu);
+    // This job is at the queue's front, so in the first group. The thread goes on leading while
+    // requests wait, up to kGroupsPerLeader groups: a hand-off costs a wake-up, and on busy
+    // cores the woken thread may wait milliseconds for a core while the queue grows. Bounded,
+    // so that this thread's own answer is not held back for long.
+    for (int led = 1; LeadGroup(lock, /*keep_leading=*/led < kGroupsPerLeader); ++led) {
+    }
+  }  // this job was in the first group: the next wait returns at once
+}
+
+bool Server::Impl::LeadGroup(std::unique_lock<std::mutex>& lock, bool keep_leading) {
+  std::vector<std::shared_ptr<Job>> jobs;
+  size_t events = 0;
+  while (!queue.empty()) {
+    std::shared_ptr<Job>& next = queue.front();
+    const bool alone = next->kind == Job::Kind::kForget;
+    if (!jobs.empty() && (alone || events + next->batch.size() > config.max_group_events)) break;
+    events += next->batch.size();
+    jobs.push_back(std::move(next));
+    queue.pop_front();
+    if (alone) break;
+  }
+  metrics.writer_queue_depth.store(static_cast<int64_t>(queue.size()));
+  lock.unlock();
+  std::vector<std::pair<size_t, OutboxEntry>> pending;
+  Status st;  // a failure of the whole group: its write
+  if (jobs.front()->kind == Job::Kind::kForget) {
+    ProcessForget(*jobs.front());  // synced by itself
+  } else {
+    st = ApplyGroup(jobs, &pending);
+  }
+  metrics.group_commits.fetch_add(1, std::memory_order_relaxed);
+  lock.lock();
+  // The next group is what queued up meanwhile: it grew during this one's fsync. (Applying
+  // the next group during this one's fsync was tried: the groups shrank to a few events, and
+  // throughput and tail latency got worse in A/B runs; docs/benchmarks/server.md.)
+  const bool keep = keep_leading && !queue.empty();
+  if (keep) {
+    // this thread leads the next group too
+  } else if (!queue.empty()) {
+    Job& next = *queue.front();
+    {
+      std::lock_guard job_lock(next.mu);
+      next.lead = true;
+    }
+    next.cv.notify_one();
+  } else {
+    applying = false;
+  }
+  if (st.ok()) Publish(pending);
+  lock.unlock();
+  // The jobs stay referenced here until notified, so their condition variables are alive.
+  for (auto& job : jobs) {
+    if (job->status.ok() && !st.ok()) job->status = st;
+    {
+      std::lock_guard job_lock(job->mu);
+      job->done = true;
+    }
+    job->cv.notify_one();
+  }
+  jobs.clear();
+  lock.lock();
+  return keep;
+}
+
+void Server::Impl::TickerLoop() {
+  auto tick = std::make_shared<Job>();
+  tick->kind = Job::Kind::kTick;
+  std::unique_lock lock(ticker_mu);
+  while (!ticker_stop) {
+    const TimeMicros due = next_timer.load();
+    const TimeMicros now = ctx.Now();
+    if (due > now) {
+      const TimeMicros wait = due == kNever ? 1'000'000 : std::min<TimeMicros>(due - now, 1'000'000);
+      ticker_cv.wait_for(lock, std::chrono::microseconds(wait), [&] { return ticker_stop; });
+      if (ticker_stop) break;
+    }
+    const bool checkpoint_due =
+        config.checkpoint_seconds > 0 &&
+        Clock::now() - last_checkpoint > std::chrono::duration<double>(config.checkpoint_seconds);
+    if (next_timer.load() > ctx.Now() && !checkpoint_due) continue;
+    lock.unlock();
+    tick->checkpoint = checkpoint_due;
+    tick->status = Status::OK();
+    Status st = Submit(tick);
+    if (checkpoint_due) last_checkpoint = Clock::now();
+    lock.lock();
+    if (!st.ok()) break;  // stopping
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -836,13 +1008,13 @@ std::string Server::Impl::MetricsText() const {
   counter("shoal_events_rejected_total", "Events refused with a per-item error.", metrics.events_rejected);
   counter("shoal_events_stored_total", "New events stored durably.", metrics.events_stored);
   counter("shoal_events_duplicate_total", "Events whose id was already stored.", metrics.events_duplicate);
-  counter("shoal_group_commits_total", "Writer groups made durable with one fsync.", metrics.group_commits);
+  counter("shoal_group_commits_total", "Groups of requests made durable with one fsync.", metrics.group_commits);
   counter("shoal_membership_entered_total", "Membership entries emitted.", metrics.membership_entered);
   counter("shoal_membership_exited_total", "Membership exits emitted.", metrics.membership_exited);
   counter("shoal_timer_evaluations_total", "Profiles re-evaluated by the timer.", metrics.timer_evaluations);
   counter("shoal_consent_suppressed_total", "Records not sent to marketing destinations (opt-out).",
           metrics.consent_suppressed);
-  gauge("shoal_writer_queue_depth", "Requests waiting for the writer.", metrics.writer_queue_depth);
+  gauge("shoal_writer_queue_depth", "Requests waiting for the apply leader.", metrics.writer_queue_depth);
   gauge("shoal_timer_pending", "Scheduled time-driven re-evaluations.", metrics.timer_pending);
   out += "# HELP shoal_outbox_depth Records waiting for delivery.\n# TYPE shoal_outbox_depth gauge\n";
   std::string deliveries =
@@ -951,13 +1123,12 @@ void Server::Impl::SetUpRoutes() {
     if (req.body.empty()) return json(res, 400, ErrorJson("empty body: send one event object or an array"));
     // One job per connection thread, reused: an EventBatch's first string allocates a 1 MiB
     // arena block, which would otherwise be mapped and unmapped on every request. A job the
-    // writer still references is left to it and a fresh one made.
+    // group's leader still references is left to it and a fresh one made.
     thread_local std::shared_ptr<Job> reusable;
     if (!reusable || reusable.use_count() > 1) reusable = std::make_shared<Job>();
     std::shared_ptr<Job> job = reusable;
     job->status = Status::OK();
     job->summary = IngestSummary();
-    job->done = false;
     std::vector<ItemResult> items;
     JsonEventsOptions parse_options;
     parse_options.max_events = config.max_batch_events;
@@ -971,14 +1142,7 @@ void Server::Impl::SetUpRoutes() {
     metrics.events_accepted.fetch_add(accepted, std::memory_order_relaxed);
     metrics.events_rejected.fetch_add(rejected, std::memory_order_relaxed);
     if (accepted > 0) {
-      {
-        std::lock_guard lock(queue_mu);
-        if (stopping) return json(res, 503, ErrorJson("server is stopping"));
-        queue.push_back(job);
-        metrics.writer_queue_depth.store(static_cast<int64_t>(queue.size()));
-      }
-      queue_cv.notify_one();
-      job->Wait();
+      if (!Submit(job).ok()) return json(res, 503, ErrorJson("server is stopping"));
       if (!job->status.ok()) return json(res, 500, ErrorJson("events not stored: " + job->status.message()));
       metrics.events_stored.fetch_add(job->summary.stored, std::memory_order_relaxed);
       metrics.events_duplicate.fetch_add(job->summary.duplicates, std::memory_order_relaxed);
@@ -1116,13 +1280,7 @@ void Server::Impl::SetUpRoutes() {
   }));
 
   auto run_job = [this, json](std::shared_ptr<Job> job, Response& res) {
-    {
-      std::lock_guard lock(queue_mu);
-      if (stopping) return json(res, 503, ErrorJson("server is stopping"));
-      queue.push_back(job);
-    }
-    queue_cv.notify_one();
-    job->Wait();
+    if (!Submit(job).ok()) return json(res, 503, ErrorJson("server is stopping"));
     if (!job->status.ok()) return json(res, HttpStatusOf(job->status), ErrorJson(job->status.message()));
     json(res, 200, job->reply.empty() ? "{\"ok\":true}" : job->reply);
   };
@@ -1142,7 +1300,7 @@ void Server::Impl::SetUpRoutes() {
     run_job(job, res);
   }));
   // Rebuild without downtime: RunBuild reads a copy of the profiles (taken under the shared
-  // lock, so the writer pauses only for the copy) while ingestion and lookups go on; the writer
+  // lock, so ingestion pauses only for the copy) while ingestion and lookups go on; an apply leader
   // then swaps the new models in and re-evaluates every profile in one group.
   http.Post("/v1/rebuild", timed(Route::kRebuild, [this, json](const Request&, Response& res) {
     if (rebuilding.exchange(true)) return json(res, 409, ErrorJson("a rebuild is already running"));
@@ -1173,13 +1331,7 @@ void Server::Impl::SetUpRoutes() {
     job->new_source = std::move(*loaded);
     const size_t segments = built->segments.size();
     const double build_seconds = built->seconds;
-    {
-      std::lock_guard lock(queue_mu);
-      if (stopping) return json(res, 503, ErrorJson("server is stopping"));
-      queue.push_back(job);
-    }
-    queue_cv.notify_one();
-    job->Wait();
+    if (!Submit(job).ok()) return json(res, 503, ErrorJson("server is stopping"));
     if (!job->status.ok()) return json(res, HttpStatusOf(job->status), ErrorJson(job->status.message()));
     char buf[256];
     std::snprintf(buf, sizeof buf,
@@ -1218,13 +1370,23 @@ void Server::Impl::StopAll() {
   }
   stop_cv.notify_all();
   http.stop();
-  if (http_thread.joinable()) http_thread.join();
+  if (http_thread.joinable()) http_thread.join();  // every request answered, none in flight
   {
-    std::lock_guard lock(queue_mu);
+    std::lock_guard lock(commit_mu);
     stopping = true;
   }
-  queue_cv.notify_all();
-  if (writer.joinable()) writer.join();
+  {
+    std::lock_guard lock(ticker_mu);
+    ticker_stop = true;
+  }
+  ticker_cv.notify_all();
+  if (ticker.joinable()) ticker.join();
+  {
+    // No thread applies anything any more.
+    std::unique_lock lock(engine_mu);
+    Status st = engine ? engine->Checkpoint() : Status::OK();
+    if (!st.ok()) std::fprintf(stderr, "shoal serve: checkpoint failed: %s\n", st.message().c_str());
+  }
   for (auto& d : destinations) {
     {
       std::lock_guard lock(d->mu);
@@ -1249,7 +1411,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
   EngineOptions engine_options;
   engine_options.db_dir = options.db_dir;
   engine_options.config_path = options.config_path;
-  engine_options.checkpoint_blocks = size_t{1} << 40;  // the writer checkpoints on a timer
+  engine_options.checkpoint_blocks = size_t{1} << 40;  // the ticker asks for checkpoints
   if (engine) {
     s.engine = std::move(engine);
   } else {
@@ -1305,7 +1467,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
     }
     s.port = s.config.port;
   }
-  s.writer = std::thread([&s] { s.WriterLoop(); });
+  s.ticker = std::thread([&s] { s.TickerLoop(); });
   for (auto& d : s.destinations) {
     DestinationWorker* w = d.get();
     w->thread = std::thread([&s, w] { s.DeliveryLoop(w); });

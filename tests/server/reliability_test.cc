@@ -152,6 +152,61 @@ max_attempts = 1000
   EXPECT_TRUE(WIFEXITED(status) || WIFSIGNALED(status));
 }
 
+// Single events from 8 clients at once are applied as merged batches by whichever request
+// thread leads the group: every event acknowledged before a kill -9 is stored after the restart.
+TEST(ServerReliabilityTest, KillNineLosesNoAcknowledgedSingleEvent) {
+  TempDir dir;
+  int port = FreePort();
+  WriteFile(dir.Sub("db/shoal.toml"), "[[audiences]]\nname = \"big\"\nrule = \"monetary_total > 50\"\n");
+  pid_t child = SpawnServer(dir.Sub("db"), port);
+  ASSERT_TRUE(WaitHealthy(port, 20));
+  constexpr int kClients = 8;
+  std::mutex mu;
+  std::vector<std::string> acked;  // bodies of acknowledged single-event posts
+  std::atomic<bool> killed{false};
+  auto stream = [&](int client) {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(std::chrono::seconds(2));
+    for (int i = 0; !killed.load(); ++i) {
+      std::string body = R"({"event_id":"k)" + std::to_string(client) + "-" + std::to_string(i) +
+                         R"(","type":"order","timestamp":)" + NowIso(-60) + R"(,"customer_id":"C)" +
+                         std::to_string(i % 50) + R"(","total":3})";
+      auto r = c.Post("/v1/events", body, "application/json");
+      if (!r || r->status != 200) return;
+      std::lock_guard lock(mu);
+      acked.push_back(std::move(body));
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kClients; ++t) threads.emplace_back(stream, t);
+  for (;;) {
+    {
+      std::lock_guard lock(mu);
+      if (acked.size() >= 1500) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  kill(child, SIGKILL);
+  killed = true;
+  int status = 0;
+  waitpid(child, &status, 0);
+  for (auto& t : threads) t.join();
+  child = SpawnServer(dir.Sub("db"), port);
+  ASSERT_TRUE(WaitHealthy(port, 20));
+  // Re-sent, every acknowledged event is a duplicate: it was stored before the kill.
+  httplib::Client c("127.0.0.1", port);
+  size_t lost = 0;
+  for (const auto& body : acked) {
+    auto r = c.Post("/v1/events", body, "application/json");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    lost += r->body.find("\"duplicates\":1") == std::string::npos;
+  }
+  EXPECT_EQ(lost, 0u) << "of " << acked.size() << " acknowledged events";
+  kill(child, SIGTERM);
+  waitpid(child, &status, 0);
+}
+
 TEST(ServerReliabilityTest, TenThousandConcurrentBadRequestsCorruptNothing) {
   TempDir dir;
   WriteFile(dir.Sub("db/shoal.toml"), "[[audiences]]\nname = \"big\"\nrule = \"monetary_total > 10\"\n");
