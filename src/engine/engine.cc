@@ -111,6 +111,56 @@ bool MentionsAny(const Event& e, const std::vector<std::pair<IdKind, std::string
 
 }  // namespace
 
+// One background thread running one task at a time: Start hands it a task, Wait blocks until
+// that task has returned and gives its status.
+class BackgroundTask {
+ public:
+  BackgroundTask() : thread_([this] { Loop(); }) {}
+  ~BackgroundTask() {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return !task_; });
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  // Requires: no task running (Wait returned since the last Start).
+  void Start(std::function<Status()> task) {
+    {
+      std::lock_guard lock(mu_);
+      task_ = std::move(task);
+    }
+    cv_.notify_all();
+  }
+  Status Wait() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return !task_; });
+    return status_;
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || task_; });
+      if (!task_) return;  // stop_ with nothing left to run
+      lock.unlock();
+      Status status = task_();
+      lock.lock();
+      status_ = std::move(status);
+      task_ = nullptr;
+      cv_.notify_all();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::function<Status()> task_;
+  Status status_;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts once the members above exist
+};
+
 Engine::~Engine() = default;
 
 std::unique_ptr<Engine> Engine::SnapshotForRead(const Context& ctx) const {
@@ -316,8 +366,8 @@ Status Engine::StoreBlock(const EventBatch& batch, std::span<const uint32_t> ind
   // once they are durable.
   WriteGroup g;
   std::string key = KeyU64(next_seq_);
-  g.Put(Column::kEvents, key, block_scratch_);
-  g.Put(Column::kEventIds, key, ids);
+  g.PutBorrowed(Column::kEvents, key, block_scratch_);
+  g.PutBorrowed(Column::kEventIds, key, ids);
   g.Put(Column::kMeta, kMetaNumEvents, U64Value(num_events_ + indices.size()));
   SHOAL_RETURN_IF_ERROR(store_->Write(g, sync));
   num_events_ += indices.size();
@@ -337,9 +387,7 @@ bool Engine::IsSuppressed(const Event& e) const {
          (!e.anonymous_id.empty() && suppressed_.Contains(SuppressionKey(IdKind::kAnonymousId, e.anonymous_id)));
 }
 
-Result<IngestSummary> Engine::Apply(EventBatch& batch, bool sync) {
-  if (options_.read_only) return Status::FailedPrecondition("workspace opened read-only");
-  IngestSummary summary;
+Status Engine::SelectNew(const EventBatch& batch, IngestSummary* summary) {
   // Dedupe: a repeat within the batch keeps its first occurrence (batch_ids_), then one lookup
   // of the batch's distinct ids in the dedupe layers (event_dedupe.h).
   batch_ids_.Clear();
@@ -347,25 +395,33 @@ Result<IngestSummary> Engine::Apply(EventBatch& batch, bool sync) {
   dedupe_keys_.clear();
   dedupe_first_.clear();
   for (uint32_t i = 0; i < batch.size(); ++i) {
-    if (IsSuppressed(batch.events[i])) { ++summary.suppressed; continue; }
-    if (!batch_ids_.Insert(batch.events[i].id_hash)) { ++summary.duplicates; continue; }
+    if (IsSuppressed(batch.events[i])) { ++summary->suppressed; continue; }
+    if (!batch_ids_.Insert(batch.events[i].id_hash)) { ++summary->duplicates; continue; }
     dedupe_keys_.push_back(batch.events[i].id_hash);
     dedupe_first_.push_back(i);
   }
   SHOAL_RETURN_IF_ERROR(dedupe_->Lookup(dedupe_keys_, &dedupe_found_));
   dedupe_keep_.assign(batch.size(), 0);
   for (size_t k = 0; k < dedupe_keys_.size(); ++k) {
-    if (dedupe_found_[k]) ++summary.duplicates;
+    if (dedupe_found_[k]) ++summary->duplicates;
     else dedupe_keep_[dedupe_first_[k]] = 1;
   }
   kept_scratch_.clear();
   for (uint32_t i = 0; i < batch.size(); ++i) {
     if (!dedupe_keep_[i]) continue;
     const Event& e = batch.events[i];
-    if (e.customer_id.empty() && e.email.empty() && e.anonymous_id.empty()) ++summary.anonymous_baskets;
+    if (e.customer_id.empty() && e.email.empty() && e.anonymous_id.empty()) ++summary->anonymous_baskets;
     kept_scratch_.push_back(i);
   }
-  summary.events = batch.size();
+  summary->events = batch.size();
+  return Status::OK();
+}
+
+Result<IngestSummary> Engine::Apply(EventBatch& batch, bool sync) {
+  if (options_.read_only) return Status::FailedPrecondition("workspace opened read-only");
+  SHOAL_RETURN_IF_ERROR(broken_);
+  IngestSummary summary;
+  SHOAL_RETURN_IF_ERROR(SelectNew(batch, &summary));
   if (kept_scratch_.empty()) return summary;
   SHOAL_RETURN_IF_ERROR(StoreBlock(batch, kept_scratch_, sync));
   uint64_t merges_before = identity_.stats().merges;
@@ -377,8 +433,35 @@ Result<IngestSummary> Engine::Apply(EventBatch& batch, bool sync) {
   return summary;
 }
 
+Status Engine::ApplyPipelined(EventBatch& batch, BackgroundTask* store_worker, IngestSummary* total) {
+  IngestSummary summary;
+  SHOAL_RETURN_IF_ERROR(SelectNew(batch, &summary));
+  total->duplicates += summary.duplicates;
+  total->suppressed += summary.suppressed;
+  total->anonymous_baskets += summary.anonymous_baskets;
+  if (kept_scratch_.empty()) return Status::OK();
+  // The block is encoded and written (fsynced) on store_worker while this thread folds the same
+  // events into identity and traits; both only read the batch and kept_scratch_. The block is
+  // durable before this returns, so before any checkpoint covers it and before the next
+  // SelectNew asks the dedupe layers (which StoreBlock updates) about the next batch.
+  store_worker->Start([this, &batch] { return StoreBlock(batch, kept_scratch_, /*sync=*/true); });
+  ApplyStored(batch, kept_scratch_);
+  Status stored = store_worker->Wait();
+  if (!stored.ok()) {
+    // Identity and traits now hold events that are not stored: refuse further changes (a
+    // checkpoint would persist them); reopening the workspace recovers the stored state.
+    broken_ = Status::IOError("an earlier store write failed (" + stored.message() +
+                              "): reopen the workspace");
+    return stored;
+  }
+  total->stored += kept_scratch_.size();
+  if (++blocks_since_checkpoint_ >= options_.checkpoint_blocks) SHOAL_RETURN_IF_ERROR(Checkpoint());
+  return Status::OK();
+}
+
 Status Engine::Checkpoint() {
   if (options_.read_only) return Status::OK();
+  SHOAL_RETURN_IF_ERROR(broken_);
   PendingCheckpoint pending;
   PrepareCheckpoint(&pending);
   SHOAL_RETURN_IF_ERROR(store_->Write(pending.group, true));
@@ -452,7 +535,9 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
                               ? (std::filesystem::path(options_.db_dir) / "quarantine.jsonl").string()
                               : options.quarantine_path;
   SHOAL_ASSIGN_OR_RETURN(auto quarantine, Quarantine::Open(total.quarantine_path));
+  SHOAL_RETURN_IF_ERROR(broken_);
   uint64_t merges_before = identity_.stats().merges;
+  BackgroundTask store_worker;
   for (const SourceSpec& spec : sources) {
     auto reader_or = EventReader::Open(spec, config_.registry, quarantine.get());
     if (!reader_or.ok()) {
@@ -460,7 +545,8 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
       continue;
     }
     std::unique_ptr<EventReader> reader = std::move(reader_or).value();
-    // Two batches in flight: the reader thread parses one while this thread stores the other.
+    // Two batches in flight: the reader thread parses one while this thread applies the other
+    // to identity and traits and store_worker encodes and durably stores it (ApplyPipelined).
     EventBatch buffers[2];
     std::mutex mu;
     std::condition_variable cv;
@@ -493,17 +579,7 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
         if (ready == -1) break;
         slot = ready;
       }
-      if (apply_status.ok()) {
-        auto applied = Apply(buffers[slot], /*sync=*/true);
-        if (!applied.ok()) {
-          apply_status = applied.status();
-        } else {
-          total.duplicates += applied->duplicates;
-          total.suppressed += applied->suppressed;
-          total.stored += applied->stored;
-          total.anonymous_baskets += applied->anonymous_baskets;
-        }
-      }
+      if (apply_status.ok()) apply_status = ApplyPipelined(buffers[slot], &store_worker, &total);
       {
         std::unique_lock lock(mu);
         ready = -1;
