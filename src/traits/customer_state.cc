@@ -24,14 +24,15 @@ constexpr double kMaxFixedUnits = 9e12;
 
 // Merges two vectors sorted by `key` (unique keys within each): equal keys are folded with
 // merge(into_item, from_item).
-template <typename T, typename KeyFn, typename MergeFn>
-void MergeByKey(std::vector<T>* into, const std::vector<T>& from, KeyFn key, MergeFn merge) {
+template <typename Vec, typename KeyFn, typename MergeFn>
+void MergeByKey(Vec* into, const Vec& from, KeyFn key, MergeFn merge) {
+  using T = typename Vec::value_type;
   if (from.empty()) return;
   if (into->empty()) {
     *into = from;
     return;
   }
-  std::vector<T> out;
+  Vec out;
   out.reserve(into->size() + from.size());
   size_t a = 0, b = 0;
   while (a < into->size() && b < from.size()) {
@@ -54,8 +55,9 @@ void MergeByKey(std::vector<T>* into, const std::vector<T>& from, KeyFn key, Mer
 
 // Finds or inserts the element with key `k` in a vector sorted by key; fast when k is the
 // largest key so far (events arriving in time order).
-template <typename T, typename K, typename KeyFn, typename MakeFn>
-T& FindOrInsert(std::vector<T>* v, K k, KeyFn key, MakeFn make) {
+template <typename Vec, typename K, typename KeyFn, typename MakeFn>
+typename Vec::value_type& FindOrInsert(Vec* v, K k, KeyFn key, MakeFn make) {
+  using T = typename Vec::value_type;
   if (v->empty() || key(v->back()) < k) {
     v->push_back(make());
     return v->back();
@@ -430,7 +432,8 @@ void CustomerState::Combine(const CustomerState& other) {
     consent_ = other.consent_;
   }
   if (!other.orders_.empty()) {
-    std::vector<Order> merged(orders_.size() + other.orders_.size());
+    CompactVector<Order> merged;
+    merged.resize(orders_.size() + other.orders_.size());
     std::merge(orders_.begin(), orders_.end(), other.orders_.begin(), other.orders_.end(),
                merged.begin());
     orders_.swap(merged);
@@ -492,7 +495,7 @@ void CustomerState::RemapCategories(std::span<const uint32_t> old_to_new) {
       categories_.begin(), categories_.end(),
       [](const CategoryStats& a, const CategoryStats& b) { return a.category_id < b.category_id; });
   // Two old ids mapped to one new id (cannot happen for a Combine mapping) are folded.
-  std::vector<CategoryStats> folded;
+  CompactVector<CategoryStats> folded;
   folded.reserve(categories_.size());
   for (const CategoryStats& c : categories_) {
     if (!folded.empty() && folded.back().category_id == c.category_id) {

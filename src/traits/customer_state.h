@@ -15,6 +15,7 @@
 #include "common/context.h"
 #include "common/status.h"
 #include "ingest/event.h"
+#include "traits/compact_vector.h"
 #include "traits/population_state.h"
 #include "traits/trait_config.h"
 
@@ -197,11 +198,11 @@ class CustomerState {
   uint64_t priced_lines_ = 0;
   TimeMicros consent_time_ = INT64_MIN;
   int8_t consent_ = -1;
-  std::vector<Order> orders_;
-  std::vector<ActivityDay> activity_;
-  std::vector<int32_t> cart_days_;  // distinct days with a cart_add or checkout_start
-  std::vector<CategoryStats> categories_;
-  std::vector<Campaign> campaigns_;
+  CompactVector<Order> orders_;
+  CompactVector<ActivityDay> activity_;
+  CompactVector<int32_t> cart_days_;  // distinct days with a cart_add or checkout_start
+  CompactVector<CategoryStats> categories_;
+  CompactVector<Campaign> campaigns_;
   std::vector<UserTraitState> user_;
   // Derived index, not state: bit i set when user_ holds trait i (i < 64), so a trait's
   // position is a popcount instead of a search. Rebuilt by Combine and Deserialize.
