@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <stdexcept>
 #include <type_traits>
@@ -135,6 +136,31 @@ class CompactVector {
   T* data_ = nullptr;
   uint32_t size_ = 0;
   uint32_t capacity_ = 0;
+};
+
+// An owning pointer that copies what it points to (so a class holding one stays copyable):
+// 8 bytes for an object most instances never need.
+template <typename T>
+class CopyablePtr {
+ public:
+  CopyablePtr() = default;
+  CopyablePtr(const CopyablePtr& other) : p_(other.p_ ? std::make_unique<T>(*other.p_) : nullptr) {}
+  CopyablePtr(CopyablePtr&&) noexcept = default;
+  CopyablePtr& operator=(const CopyablePtr& other) {
+    if (this != &other) p_ = other.p_ ? std::make_unique<T>(*other.p_) : nullptr;
+    return *this;
+  }
+  CopyablePtr& operator=(CopyablePtr&&) noexcept = default;
+  explicit operator bool() const { return p_ != nullptr; }
+  T* operator->() { return p_.get(); }
+  const T* operator->() const { return p_.get(); }
+  T& operator*() { return *p_; }
+  const T& operator*() const { return *p_; }
+  void Emplace() { p_ = std::make_unique<T>(); }
+  void Reset() { p_.reset(); }
+
+ private:
+  std::unique_ptr<T> p_;
 };
 
 }  // namespace shoal
