@@ -611,6 +611,16 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
   for (CustomerState& state : states_) state.ShrinkToFit();
   states_.shrink_to_fit();
   identity_.ShrinkToFit();
+  // And the per-batch scratch (~2 MiB of dedupe tables and lists, the encoded block): the next
+  // batch allocates it again.
+  batch_ids_ = FlatSetU64();
+  dedupe_keys_ = {};
+  dedupe_first_ = {};
+  dedupe_found_ = {};
+  dedupe_keep_ = {};
+  kept_scratch_ = {};
+  block_scratch_ = {};
+  dedupe_->ReleaseScratch();
   SHOAL_RETURN_IF_ERROR(quarantine->Flush());
   total.bad = quarantine->total();
   total.bad_by_reason = quarantine->CountsByReason();

@@ -251,6 +251,13 @@ Status EventDedupe::Flush() {
   return Status::OK();
 }
 
+void EventDedupe::ReleaseScratch() {
+  candidates_ = {};
+  candidate_pos_ = {};
+  candidate_found_ = {};
+  recent_ids_.shrink_to_fit();
+}
+
 size_t EventDedupe::MemoryBytes() const {
   return filter_.MemoryBytes() +
          (recent_ids_.capacity() + candidates_.capacity()) * sizeof(uint64_t) +

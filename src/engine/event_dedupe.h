@@ -68,6 +68,10 @@ class EventDedupe {
   // Moves `recent` into event_index now (before erasure deletes keys there).
   Status Flush();
 
+  // Frees the lookup scratch (it grows again on the next Lookup) and the spare capacity of
+  // `recent` (after a bulk load).
+  void ReleaseScratch();
+
   size_t MemoryBytes() const;
 
  private:
