@@ -564,6 +564,8 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
     std::condition_variable cv;
     int ready = -1;            // index of the batch ready to apply, -1 none
     bool reader_done = false;
+    ReadStats parsed;          // reader stats as of the batch published in `ready`
+    bool filter_sized = false;
     Status reader_status;
     std::thread parse([&] {
       int slot = 0;
@@ -578,6 +580,7 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
         if (!*more) { reader_done = true; cv.notify_all(); return; }
         cv.wait(lock, [&] { return ready == -1; });
         ready = slot;
+        parsed = reader->stats();
         cv.notify_all();
         slot ^= 1;
       }
@@ -585,11 +588,25 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
     Status apply_status;
     for (;;) {
       int slot;
+      ReadStats parsed_so_far;
       {
         std::unique_lock lock(mu);
         cv.wait(lock, [&] { return ready != -1 || reader_done; });
         if (ready == -1) break;
         slot = ready;
+        parsed_so_far = parsed;
+      }
+      if (!filter_sized && apply_status.ok() && parsed_so_far.bytes > 0 && reader->bytes_total() > 0) {
+        // Size the dedupe filter once per source for the events the whole file will bring
+        // (extrapolated from the first batch, +10%), instead of growing it 4x at a time with a
+        // rescan of every stored id: less memory (24 -> 16 MiB at 10M events) and no rescans.
+        // A wrong guess only means the usual growth later.
+        filter_sized = true;
+        const double events_per_byte =
+            static_cast<double>(parsed_so_far.events) / static_cast<double>(parsed_so_far.bytes);
+        const auto expected = static_cast<uint64_t>(
+            1.1 * events_per_byte * static_cast<double>(reader->bytes_total()));
+        apply_status = dedupe_->Reserve(num_events_ + expected);
       }
       if (apply_status.ok()) apply_status = ApplyPipelined(buffers[slot], &store_worker, &total);
       {

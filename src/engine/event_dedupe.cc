@@ -220,6 +220,13 @@ Status EventDedupe::Added(std::span<const uint64_t> ids, uint64_t block_seq) {
   return Status::OK();
 }
 
+Status EventDedupe::Reserve(size_t expected_ids) {
+  expected_ids = std::max(expected_ids, options_.min_filter_ids);
+  if (expected_ids <= filter_.capacity()) return Status::OK();
+  filter_ = IdBloomFilter();
+  return RebuildFilter(expected_ids);
+}
+
 Status EventDedupe::Flush() {
   if (recent_ids_.empty()) return Status::OK();
   // Merge the sorted runs pairwise (each round halves them) into one ascending, distinct run.

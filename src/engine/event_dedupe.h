@@ -65,6 +65,10 @@ class EventDedupe {
   // when full (the filter is rebuilt larger from event_ids when it is full).
   Status Added(std::span<const uint64_t> ids, uint64_t block_seq);
 
+  // Makes the filter hold at least `expected_ids` ids (rebuilt from event_ids if it grows),
+  // so a bulk load of a known size does not grow it step by step. Never shrinks it.
+  Status Reserve(size_t expected_ids);
+
   // Moves `recent` into event_index now (before erasure deletes keys there).
   Status Flush();
 
