@@ -29,6 +29,8 @@
 
 namespace shoal {
 
+class BackgroundTask;  // engine.cc: one worker thread for Ingest's store writes
+
 struct EngineOptions {
   std::string db_dir = "./shoal-data";  // the workspace folder
   std::string config_path;              // workspace TOML; "" = <db_dir>/shoal.toml if present
@@ -220,6 +222,12 @@ class Engine {
   // Applies already-stored events to identity and traits.
   void ApplyStored(const EventBatch& batch, std::span<const uint32_t> indices);
   Status StoreBlock(const EventBatch& batch, std::span<const uint32_t> indices, bool sync);
+  // Suppression and event-id dedupe of a batch: the events to store go to kept_scratch_;
+  // counts (events, duplicates, suppressed, anonymous baskets) are added to *summary.
+  Status SelectNew(const EventBatch& batch, IngestSummary* summary);
+  // Apply() for Ingest: StoreBlock runs on store_worker while this thread applies the events;
+  // returns once the block is durable. Adds stored/duplicates/suppressed/baskets to *total.
+  Status ApplyPipelined(EventBatch& batch, BackgroundTask* store_worker, IngestSummary* total);
   bool IsSuppressed(const Event& e) const;
   uint64_t SuppressionKey(IdKind kind, std::string_view value) const;
   // Replays stored events up to as_of into a fresh Derived.
@@ -254,6 +262,7 @@ class Engine {
   std::vector<MergeRecord> merges_scratch_;
   std::vector<uint32_t> kept_scratch_;
   std::string block_scratch_;
+  Status broken_;  // not OK once memory holds events a failed store write left out
 };
 
 }  // namespace shoal

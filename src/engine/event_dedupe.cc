@@ -18,13 +18,17 @@ constexpr size_t kPrefetchAhead = 8;  // filter lines requested this many ids ah
 // Hash 0 is stored as 1 everywhere (FlatSetU64 reserves 0), so every layer sees the same key.
 uint64_t Fix(uint64_t h) { return h == 0 ? 1 : h; }
 
-// Sorts 64-bit keys ascending: least-significant-digit radix sort, 8 passes of 8 bits through
-// `scratch` (a flush sorts hundreds of thousands of random hashes; ~5x std::sort's speed).
-void RadixSort(std::vector<uint64_t>* keys, std::vector<uint64_t>* scratch) {
-  const size_t n = keys->size();
-  scratch->resize(n);
-  uint64_t* from = keys->data();
-  uint64_t* to = scratch->data();
+// Sorts keys[0, n) ascending: least-significant-digit radix sort, 8 passes of 8 bits through a
+// scratch copy (a block's ids and a flush's are tens to hundreds of thousands of random
+// hashes; ~5x std::sort's speed). Eight passes: the sorted keys end back in `keys`.
+void RadixSort(uint64_t* keys, size_t n) {
+  if (n < 256) {
+    std::sort(keys, keys + n);
+    return;
+  }
+  std::vector<uint64_t> scratch(n);
+  uint64_t* from = keys;
+  uint64_t* to = scratch.data();
   for (int shift = 0; shift < 64; shift += 8) {
     size_t counts[257] = {};
     for (size_t i = 0; i < n; ++i) ++counts[((from[i] >> shift) & 0xff) + 1];
@@ -32,7 +36,6 @@ void RadixSort(std::vector<uint64_t>* keys, std::vector<uint64_t>* scratch) {
     for (size_t i = 0; i < n; ++i) to[counts[(from[i] >> shift) & 0xff]++] = from[i];
     std::swap(from, to);
   }
-  // Eight passes: the sorted keys are back in *keys.
 }
 
 // A second, independent mix of the id hash for the bit positions inside a line.
@@ -85,31 +88,45 @@ Status EventDedupe::Load(uint64_t stored_ids, bool read_only) {
   }
   filter_ = IdBloomFilter(std::max<size_t>(options_.min_filter_ids, 2 * stored_ids), options_.bits_per_id);
   filter_ids_ = 0;
-  recent_.Clear();
+  recent_ids_.clear();
+  recent_runs_.clear();
   recent_last_seq_ = indexed_seq;
+  std::vector<uint64_t> load_ids;
   SHOAL_RETURN_IF_ERROR(store_->Scan(Column::kEventIds, "", [&](std::string_view key, std::string_view ids) -> Result<bool> {
     uint64_t seq = DecodeKeyU64(key);
     if (ids.size() % 8 != 0) return Status::Corruption("event ids of block " + std::to_string(seq));
-    for (size_t off = 0; off < ids.size(); off += 8) {
+    load_ids.resize(ids.size() / 8);
+    for (size_t k = 0; k < load_ids.size(); ++k) {
       uint64_t h;
-      std::memcpy(&h, ids.data() + off, 8);
+      std::memcpy(&h, ids.data() + k * 8, 8);
       h = Fix(h);
+      load_ids[k] = h;
       filter_.Insert(h);
       ++filter_ids_;
-      if (seq > indexed_seq) recent_.Insert(h);
     }
-    if (seq > indexed_seq) recent_last_seq_ = std::max(recent_last_seq_, seq);
+    if (seq > indexed_seq) {
+      AddRecentRun(load_ids);
+      recent_last_seq_ = std::max(recent_last_seq_, seq);
+    }
     // A workspace older than event_index (or one with many unflushed blocks) is indexed as it
     // loads, so `recent` never outgrows flush_ids by more than a block.
-    if (!read_only && recent_.size() >= options_.flush_ids) SHOAL_RETURN_IF_ERROR(Flush());
+    if (!read_only && RecentSize() >= options_.flush_ids) SHOAL_RETURN_IF_ERROR(Flush());
     return true;
   }));
   if (filter_ids_ > filter_.capacity()) {
     filter_ = IdBloomFilter();  // stored_ids was too low a hint: size by the real count
     SHOAL_RETURN_IF_ERROR(RebuildFilter(2 * filter_ids_));
   }
-  if (!read_only && recent_.size() >= options_.flush_ids) return Flush();
+  if (!read_only && RecentSize() >= options_.flush_ids) return Flush();
   return Status::OK();
+}
+
+void EventDedupe::AddRecentRun(std::span<const uint64_t> ids) {
+  if (ids.empty()) return;
+  const size_t begin = recent_ids_.size();
+  recent_ids_.insert(recent_ids_.end(), ids.begin(), ids.end());
+  RadixSort(recent_ids_.data() + begin, ids.size());
+  recent_runs_.push_back(recent_ids_.size());
 }
 
 Status EventDedupe::RebuildFilter(size_t capacity_ids) {
@@ -137,24 +154,45 @@ Status EventDedupe::Lookup(std::span<const uint64_t> ids, std::vector<uint8_t>* 
   for (size_t i = 0; i < ids.size(); ++i) {
     if (i + kPrefetchAhead < ids.size()) filter_.Prefetch(Fix(ids[i + kPrefetchAhead]));
     uint64_t h = Fix(ids[i]);
-    if (recent_.Contains(h)) {
-      (*found)[i] = 1;
-    } else if (filter_.MayContain(h)) {
+    if (filter_.MayContain(h)) {  // every stored id, `recent` included, is in the filter
       candidates_.push_back(h);
       candidate_pos_.push_back(static_cast<uint32_t>(i));
     }
   }
   if (candidates_.empty()) return Status::OK();
   if (!std::is_sorted(candidates_.begin(), candidates_.end())) {
-    // The batched lookup is fastest on ascending keys: sort (few) candidates with positions.
+    // Ascending keys: one merge pass against each recent run and the fastest batched lookup.
     std::vector<std::pair<uint64_t, uint32_t>> order(candidates_.size());
     for (size_t c = 0; c < order.size(); ++c) order[c] = {candidates_[c], candidate_pos_[c]};
     std::sort(order.begin(), order.end());
     for (size_t c = 0; c < order.size(); ++c) std::tie(candidates_[c], candidate_pos_[c]) = order[c];
   }
-  SHOAL_RETURN_IF_ERROR(store_->ContainsU64Keys(Column::kEventIndex, candidates_, &candidate_found_));
+  // `recent`: a merge of the sorted candidates with each sorted run.
+  candidate_found_.assign(candidates_.size(), 0);
+  size_t run_begin = 0;
+  for (size_t run_end : recent_runs_) {
+    size_t r = run_begin;
+    for (size_t c = 0; c < candidates_.size() && r < run_end; ++c) {
+      while (r < run_end && recent_ids_[r] < candidates_[c]) ++r;
+      if (r < run_end && recent_ids_[r] == candidates_[c]) candidate_found_[c] = 1;
+    }
+    run_begin = run_end;
+  }
+  // event_index: the candidates `recent` does not hold (few, except on a re-ingest).
+  std::vector<uint64_t> index_keys;
+  std::vector<uint32_t> index_pos;
   for (size_t c = 0; c < candidates_.size(); ++c) {
-    if (candidate_found_[c]) (*found)[candidate_pos_[c]] = 1;
+    if (candidate_found_[c]) {
+      (*found)[candidate_pos_[c]] = 1;
+    } else {
+      index_keys.push_back(candidates_[c]);
+      index_pos.push_back(candidate_pos_[c]);
+    }
+  }
+  if (index_keys.empty()) return Status::OK();
+  SHOAL_RETURN_IF_ERROR(store_->ContainsU64Keys(Column::kEventIndex, index_keys, &candidate_found_));
+  for (size_t c = 0; c < index_keys.size(); ++c) {
+    if (candidate_found_[c]) (*found)[index_pos[c]] = 1;
   }
   return Status::OK();
 }
@@ -172,34 +210,67 @@ Status EventDedupe::Added(std::span<const uint64_t> ids, uint64_t block_seq) {
     }
     filter_ids_ += ids.size();
   }
-  for (uint64_t h : ids) recent_.Insert(Fix(h));
+  const size_t begin = recent_ids_.size();
+  recent_ids_.resize(begin + ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) recent_ids_[begin + i] = Fix(ids[i]);
+  RadixSort(recent_ids_.data() + begin, ids.size());
+  recent_runs_.push_back(recent_ids_.size());
   recent_last_seq_ = std::max(recent_last_seq_, block_seq);
-  if (recent_.size() >= options_.flush_ids) return Flush();
+  if (RecentSize() >= options_.flush_ids) return Flush();
   return Status::OK();
+}
+
+Status EventDedupe::Reserve(size_t expected_ids) {
+  expected_ids = std::max(expected_ids, options_.min_filter_ids);
+  if (expected_ids <= filter_.capacity()) return Status::OK();
+  filter_ = IdBloomFilter();
+  return RebuildFilter(expected_ids);
 }
 
 Status EventDedupe::Flush() {
-  if (recent_.size() == 0) return Status::OK();
-  flush_keys_.clear();
-  flush_keys_.reserve(recent_.size());
-  recent_.ForEach([&](uint64_t k) { flush_keys_.push_back(k); });
-  RadixSort(&flush_keys_, &candidates_);
-  SHOAL_RETURN_IF_ERROR(store_->IngestSortedU64Keys(Column::kEventIndex, flush_keys_));
+  if (recent_ids_.empty()) return Status::OK();
+  // Merge the sorted runs pairwise (each round halves them) into one ascending, distinct run.
+  std::vector<size_t> bounds = {0};
+  bounds.insert(bounds.end(), recent_runs_.begin(), recent_runs_.end());
+  while (bounds.size() > 2) {
+    std::vector<size_t> merged = {0};
+    for (size_t k = 0; k + 1 < bounds.size(); k += 2) {
+      if (k + 2 < bounds.size()) {
+        std::inplace_merge(recent_ids_.begin() + static_cast<std::ptrdiff_t>(bounds[k]),
+                           recent_ids_.begin() + static_cast<std::ptrdiff_t>(bounds[k + 1]),
+                           recent_ids_.begin() + static_cast<std::ptrdiff_t>(bounds[k + 2]));
+        merged.push_back(bounds[k + 2]);
+      } else {
+        merged.push_back(bounds[k + 1]);
+      }
+    }
+    bounds = std::move(merged);
+  }
+  // Runs of different blocks hold different ids (Lookup saw them all), but a reloaded store
+  // may repeat one (a block written twice before a crash): table files need distinct keys.
+  recent_ids_.erase(std::unique(recent_ids_.begin(), recent_ids_.end()), recent_ids_.end());
+  SHOAL_RETURN_IF_ERROR(store_->IngestSortedU64Keys(Column::kEventIndex, recent_ids_));
   std::string value;
   PutVarint(&value, recent_last_seq_);
   SHOAL_RETURN_IF_ERROR(store_->Put(Column::kMeta, kMetaIndexedSeq, value, /*sync=*/true));
-  recent_.Clear();
-  flush_keys_.clear();
-  flush_keys_.shrink_to_fit();
-  candidates_.clear();
-  candidates_.shrink_to_fit();
+  recent_ids_.clear();
+  recent_runs_.clear();
   return Status::OK();
 }
 
+void EventDedupe::ReleaseScratch() {
+  candidates_ = {};
+  candidate_pos_ = {};
+  candidate_found_ = {};
+  recent_ids_.shrink_to_fit();
+}
+
 size_t EventDedupe::MemoryBytes() const {
-  return filter_.MemoryBytes() + recent_.MemoryBytes() +
-         (candidates_.capacity() + flush_keys_.capacity()) * sizeof(uint64_t) +
-         candidate_pos_.capacity() * sizeof(uint32_t) + candidate_found_.capacity();
+  return filter_.MemoryBytes() +
+         (recent_ids_.capacity() + candidates_.capacity()) * sizeof(uint64_t) +
+         recent_runs_.capacity() * sizeof(size_t) +
+         candidate_pos_.capacity() * sizeof(uint32_t) +
+         candidate_found_.capacity();
 }
 
 }  // namespace shoal

@@ -1,12 +1,15 @@
 // EventDedupe: exact event-id dedupe with memory bounded independently of the number of stored
 // events' ids held exactly in RAM. Three layers, checked in order:
-//   1. `recent`: an exact in-memory set of the ids stored since the last index flush (at most
-//      DedupeOptions::flush_ids of them);
-//   2. a blocked Bloom filter over every stored id (about bits_per_id bits each): an id it
-//      rejects was never stored, which is the usual answer while ingesting new data;
+//   1. a blocked Bloom filter over every stored id (about bits_per_id bits each): an id it
+//      rejects was never stored, which is the usual answer while ingesting new data (one cache
+//      miss per id, and nothing else);
+//   2. `recent`: the ids stored since the last index flush (at most DedupeOptions::flush_ids
+//      of them), exact: one sorted run per block (8 bytes an id, appended and sorted
+//      sequentially, where a hash set cost 16 bytes and a random cache miss per insert);
 //   3. the store's event_index family (id hash -> "", Bloom-filtered table files): the exact
 //      answer for the few ids the filter lets through (real duplicates and ~1% false alarms),
 //      one batched lookup per block.
+// The filter holds every id of `recent` too, so layers 2 and 3 see only the filter's positives.
 // `recent` is moved into event_index as one sorted table file (no memtable, no write-ahead
 // log) when it reaches flush_ids; kMeta records the last block it covers, so after a crash the
 // ids of later blocks (stored atomically with their events in event_ids) are reloaded.
@@ -16,7 +19,6 @@
 #include <span>
 #include <vector>
 
-#include "common/flat_hash.h"
 #include "common/status.h"
 #include "store/kv_store.h"
 
@@ -63,8 +65,16 @@ class EventDedupe {
   // when full (the filter is rebuilt larger from event_ids when it is full).
   Status Added(std::span<const uint64_t> ids, uint64_t block_seq);
 
+  // Makes the filter hold at least `expected_ids` ids (rebuilt from event_ids if it grows),
+  // so a bulk load of a known size does not grow it step by step. Never shrinks it.
+  Status Reserve(size_t expected_ids);
+
   // Moves `recent` into event_index now (before erasure deletes keys there).
   Status Flush();
+
+  // Frees the lookup scratch (it grows again on the next Lookup) and the spare capacity of
+  // `recent` (after a bulk load).
+  void ReleaseScratch();
 
   size_t MemoryBytes() const;
 
@@ -75,12 +85,17 @@ class EventDedupe {
   DedupeOptions options_;
   IdBloomFilter filter_;
   size_t filter_ids_ = 0;           // ids inserted into the filter
-  FlatSetU64 recent_;
+  // `recent`: sorted runs of ids, one per block (or per part of a reloaded block), back to
+  // back in recent_ids_; recent_runs_ holds each run's end offset.
+  std::vector<uint64_t> recent_ids_;
+  std::vector<size_t> recent_runs_;
+  // Appends `ids` (Fix()ed) as one sorted run.
+  void AddRecentRun(std::span<const uint64_t> ids);
+  size_t RecentSize() const { return recent_ids_.size(); }
   uint64_t recent_last_seq_ = 0;    // last block whose ids are in `recent`
-  std::vector<uint64_t> candidates_;      // filter positives of a lookup; radix scratch of a flush
+  std::vector<uint64_t> candidates_;      // filter positives of a lookup
   std::vector<uint32_t> candidate_pos_;
   std::vector<uint8_t> candidate_found_;
-  std::vector<uint64_t> flush_keys_;
 };
 
 }  // namespace shoal

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <stdexcept>
 
 #include "common/coding.h"
 
@@ -41,16 +42,24 @@ uint32_t IdentityGraph::Lookup(IdKind kind, std::string_view value) const {
 uint32_t IdentityGraph::AddIdentifier(IdKind kind, std::string_view value, uint32_t profile) {
   uint64_t h = KeyHash(kind, value);
   while (index_.Find(h) != FlatMapU64::kAbsent) h = NextProbe(h);
+  if (arena_.size() + value.size() >= (uint64_t{1} << 40)) {
+    throw std::length_error("identity graph: more than 1 TiB of identifier text");
+  }
   Identifier id;
   id.profile = profile;
-  id.offset = arena_.size();
+  id.offset_low = static_cast<uint32_t>(arena_.size());
+  id.offset_high = static_cast<uint8_t>(arena_.size() >> 32);
   id.length = static_cast<uint32_t>(value.size());
   id.kind = kind;
   arena_.append(value);
   auto idx = static_cast<uint32_t>(identifiers_.size());
   identifiers_.push_back(id);
   index_.Put(h, idx);
-  profiles_[profile].identifiers.push_back(idx);
+  Profile& p = profiles_[profile];
+  if (p.last == kNoIdentifier) p.first = idx;
+  else identifiers_[p.last].next = idx;
+  p.last = idx;
+  ++p.count;
   if (kind == IdKind::kCustomerId) profiles_[profile].customer_ids++;
   return idx;
 }
@@ -66,19 +75,22 @@ bool IdentityGraph::CanMerge(uint32_t a, uint32_t b) const {
   const Profile& pa = profiles_[a];
   const Profile& pb = profiles_[b];
   return pa.customer_ids + pb.customer_ids <= options_.max_customer_ids_per_profile &&
-         pa.identifiers.size() + pb.identifiers.size() <= options_.max_identifiers_per_profile;
+         pa.count + pb.count <= options_.max_identifiers_per_profile;
 }
 
 void IdentityGraph::Merge(uint32_t survivor, uint32_t absorbed) {
   Profile& into = profiles_[survivor];
   Profile& from = profiles_[absorbed];
-  for (uint32_t idx : from.identifiers) {
-    identifiers_[idx].profile = survivor;
-    into.identifiers.push_back(idx);
+  ForEachIdentifier(from, [&](uint32_t idx) { identifiers_[idx].profile = survivor; });
+  if (from.first != kNoIdentifier) {
+    if (into.last == kNoIdentifier) into.first = from.first;
+    else identifiers_[into.last].next = from.first;
+    into.last = from.last;
   }
+  into.count += from.count;
   into.customer_ids = static_cast<uint16_t>(into.customer_ids + from.customer_ids);
-  from.identifiers.clear();
-  from.identifiers.shrink_to_fit();
+  from.first = from.last = kNoIdentifier;
+  from.count = 0;
   from.customer_ids = 0;
   from.alive = false;
   --alive_count_;
@@ -136,7 +148,7 @@ uint32_t IdentityGraph::Resolve(const Event& e, std::vector<MergeRecord>* merges
       Profile& p = profiles_[target];
       bool cid_full = cands[c].kind == IdKind::kCustomerId &&
                       p.customer_ids >= options_.max_customer_ids_per_profile;
-      if (p.identifiers.size() >= options_.max_identifiers_per_profile || cid_full) {
+      if (p.count >= options_.max_identifiers_per_profile || cid_full) {
         ++stats_.capped_identifiers;
         continue;
       }
@@ -185,15 +197,15 @@ uint32_t IdentityGraph::FindAny(std::string_view value) const {
 std::vector<std::pair<IdKind, std::string_view>> IdentityGraph::IdentifiersOf(uint32_t profile) const {
   std::vector<std::pair<IdKind, std::string_view>> out;
   if (profile >= profiles_.size()) return out;
-  for (uint32_t idx : profiles_[profile].identifiers) {
+  ForEachIdentifier(profiles_[profile], [&](uint32_t idx) {
     out.emplace_back(identifiers_[idx].kind, Value(identifiers_[idx]));
-  }
+  });
   return out;
 }
 
 std::string_view IdentityGraph::CustomerIdOf(uint32_t profile) const {
   if (profile >= profiles_.size()) return {};
-  for (uint32_t idx : profiles_[profile].identifiers) {
+  for (uint32_t idx = profiles_[profile].first; idx != kNoIdentifier; idx = identifiers_[idx].next) {
     if (identifiers_[idx].kind == IdKind::kCustomerId) return Value(identifiers_[idx]);
   }
   return {};
@@ -203,28 +215,29 @@ std::string_view IdentityGraph::DisplayIdOf(uint32_t profile) const {
   if (profile >= profiles_.size()) return {};
   std::string_view best;
   int best_rank = 99;
-  for (uint32_t idx : profiles_[profile].identifiers) {
+  ForEachIdentifier(profiles_[profile], [&](uint32_t idx) {
     int rank = static_cast<int>(identifiers_[idx].kind);
     if (rank < best_rank) { best_rank = rank; best = Value(identifiers_[idx]); }
-  }
+  });
   return best;
 }
 
 std::vector<std::pair<IdKind, std::string>> IdentityGraph::Forget(uint32_t profile) {
   std::vector<std::pair<IdKind, std::string>> out;
   if (profile >= profiles_.size() || !profiles_[profile].alive) return out;
-  for (uint32_t idx : profiles_[profile].identifiers) {
+  ForEachIdentifier(profiles_[profile], [&](uint32_t idx) {
     Identifier& id = identifiers_[idx];
     out.emplace_back(id.kind, std::string(Value(id)));
     uint64_t h = KeyHash(id.kind, Value(id));
     for (int attempt = 0; attempt < 8; ++attempt, h = NextProbe(h)) {
       if (index_.Find(h) == idx) { index_.Erase(h); break; }
     }
-    std::fill(arena_.begin() + static_cast<ptrdiff_t>(id.offset),
-              arena_.begin() + static_cast<ptrdiff_t>(id.offset + id.length), '\0');
+    std::fill(arena_.begin() + static_cast<ptrdiff_t>(id.offset()),
+              arena_.begin() + static_cast<ptrdiff_t>(id.offset() + id.length), '\0');
     id.profile = kNoProfile;
-  }
-  profiles_[profile].identifiers.clear();
+  });
+  profiles_[profile].first = profiles_[profile].last = kNoIdentifier;
+  profiles_[profile].count = 0;
   profiles_[profile].customer_ids = 0;
   profiles_[profile].alive = false;
   --alive_count_;
@@ -233,13 +246,13 @@ std::vector<std::pair<IdKind, std::string>> IdentityGraph::Forget(uint32_t profi
 
 void IdentityGraph::SerializeProfile(uint32_t profile, std::string* out) const {
   const Profile& p = profiles_[profile];
-  PutVarint(out, p.identifiers.size());
-  for (uint32_t idx : p.identifiers) {
+  PutVarint(out, p.count);
+  ForEachIdentifier(p, [&](uint32_t idx) {
     const Identifier& id = identifiers_[idx];
     out->push_back(static_cast<char>(id.kind));
     out->push_back(static_cast<char>((id.shared ? 0x80 : 0) | std::min<int>(id.refusals, 0x7f)));
     PutString(out, Value(id));
-  }
+  });
 }
 
 Status IdentityGraph::RestoreProfile(uint32_t profile, std::string_view in) {
@@ -298,13 +311,11 @@ void IdentityGraph::ShrinkToFit() {
   identifiers_.shrink_to_fit();
   arena_.shrink_to_fit();
   profiles_.shrink_to_fit();
-  for (Profile& p : profiles_) p.identifiers.shrink_to_fit();
 }
 
 size_t IdentityGraph::MemoryBytes() const {
   size_t n = identifiers_.capacity() * sizeof(Identifier) + arena_.capacity() + index_.MemoryBytes() +
              profiles_.capacity() * sizeof(Profile);
-  for (const Profile& p : profiles_) n += p.identifiers.capacity() * sizeof(uint32_t);
   return n;
 }
 

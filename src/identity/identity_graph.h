@@ -92,23 +92,35 @@ class IdentityGraph {
   void ShrinkToFit();
 
  private:
+  static constexpr uint32_t kNoIdentifier = UINT32_MAX;
+  // 20 bytes: a profile's identifiers are a list threaded through `next` (in the order they
+  // were added, merges appending the absorbed profile's list), not a vector per profile.
   struct Identifier {
     uint32_t profile;
-    uint64_t offset;     // into arena_
+    uint32_t offset_low;   // offset into arena_: low 32 bits ...
     uint32_t length;
+    uint32_t next = kNoIdentifier;  // the profile's next identifier
     IdKind kind;
+    uint8_t offset_high;   // ... and high 8 bits (arena up to 1 TiB)
     uint8_t refusals = 0;
     bool shared = false;
+    uint64_t offset() const { return (uint64_t{offset_high} << 32) | offset_low; }
   };
   struct Profile {
-    std::vector<uint32_t> identifiers;  // indices into identifiers_
+    uint32_t first = kNoIdentifier;  // head and tail of the identifier list
+    uint32_t last = kNoIdentifier;
+    uint32_t count = 0;              // identifiers in the list
     uint16_t customer_ids = 0;
     bool alive = true;
   };
+  // Calls fn(identifier index) for each of the profile's identifiers, in order.
+  template <typename Fn> void ForEachIdentifier(const Profile& p, Fn&& fn) const {
+    for (uint32_t idx = p.first; idx != kNoIdentifier; idx = identifiers_[idx].next) fn(idx);
+  }
 
   static uint64_t KeyHash(IdKind kind, std::string_view value);
   std::string_view Value(const Identifier& id) const {
-    return std::string_view(arena_.data() + id.offset, id.length);
+    return std::string_view(arena_.data() + id.offset(), id.length);
   }
   uint32_t Lookup(IdKind kind, std::string_view value) const;  // identifier index or kAbsent
   uint32_t AddIdentifier(IdKind kind, std::string_view value, uint32_t profile);

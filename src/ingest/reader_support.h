@@ -22,6 +22,7 @@ class InputBuffer {
  public:
   static constexpr size_t kPadding = 64;  // >= SIMDJSON_PADDING
   static constexpr size_t kRawPrefix = 1024;
+  static constexpr size_t kReadChunk = size_t{256} << 10;  // bytes asked of one read()
 
   struct Record {
     enum class Kind { kOk, kTooLong, kUnterminatedQuote };

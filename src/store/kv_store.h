@@ -54,6 +54,8 @@ class WriteGroup {
   ~WriteGroup();
   WriteGroup(WriteGroup&&) noexcept;
   void Put(Column column, std::string_view key, std::string_view value);
+  // Put without copying `value`: it must stay alive and unchanged until Write (or Clear).
+  void PutBorrowed(Column column, std::string_view key, std::string_view value);
   void Delete(Column column, std::string_view key);
   // Puts (empty values) / deletes one key per element, each the 8-byte big-endian KeyU64;
   // stored compactly (no string per key) until Write.

@@ -522,7 +522,8 @@ void TraitCatalogue::ComputeWith(const CustomerState& s, double premium_index, T
   out[kEmailClickToOpen] = Ratio(clicks, opens);
   if (sections & kSectionCampaigns) {
     double latency_sum = 0, latencies = 0;
-    for (const auto& c : s.campaigns()) {
+    for (size_t i = 0; i < s.num_campaigns(); ++i) {
+      const CustomerState::Campaign c = s.campaign(i);
       if (c.first_send == CustomerState::kNoTime || c.first_open == CustomerState::kNoTime ||
           c.first_open < c.first_send) {
         continue;

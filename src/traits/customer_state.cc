@@ -24,14 +24,15 @@ constexpr double kMaxFixedUnits = 9e12;
 
 // Merges two vectors sorted by `key` (unique keys within each): equal keys are folded with
 // merge(into_item, from_item).
-template <typename T, typename KeyFn, typename MergeFn>
-void MergeByKey(std::vector<T>* into, const std::vector<T>& from, KeyFn key, MergeFn merge) {
+template <typename Vec, typename KeyFn, typename MergeFn>
+void MergeByKey(Vec* into, const Vec& from, KeyFn key, MergeFn merge) {
+  using T = typename Vec::value_type;
   if (from.empty()) return;
   if (into->empty()) {
     *into = from;
     return;
   }
-  std::vector<T> out;
+  Vec out;
   out.reserve(into->size() + from.size());
   size_t a = 0, b = 0;
   while (a < into->size() && b < from.size()) {
@@ -54,8 +55,9 @@ void MergeByKey(std::vector<T>* into, const std::vector<T>& from, KeyFn key, Mer
 
 // Finds or inserts the element with key `k` in a vector sorted by key; fast when k is the
 // largest key so far (events arriving in time order).
-template <typename T, typename K, typename KeyFn, typename MakeFn>
-T& FindOrInsert(std::vector<T>* v, K k, KeyFn key, MakeFn make) {
+template <typename Vec, typename K, typename KeyFn, typename MakeFn>
+typename Vec::value_type& FindOrInsert(Vec* v, K k, KeyFn key, MakeFn make) {
+  using T = typename Vec::value_type;
   if (v->empty() || key(v->back()) < k) {
     v->push_back(make());
     return v->back();
@@ -316,8 +318,22 @@ void CustomerState::Update(const Event& e, const EventBatch& batch, PopulationSt
     case EventType::kEmailOpen: {
       if (e.campaign_id.empty()) break;
       uint64_t hash = EventIdHash(e.campaign_id);
+      if (!exact_campaigns_) {
+        uint32_t packed;
+        if (PackTime(e.timestamp, &packed)) {
+          PackedCampaign& c = FindOrInsert(
+              &campaigns_, hash, [](const PackedCampaign& x) { return x.campaign_hash; },
+              [&] {
+                return PackedCampaign{hash, kNoPackedTime, kNoPackedTime};
+              });
+          uint32_t& slot = e.Is(EventType::kEmailSend) ? c.first_send : c.first_open;
+          slot = std::min(slot, packed);
+          break;
+        }
+        MakeCampaignsExact();
+      }
       Campaign& c = FindOrInsert(
-          &campaigns_, hash, [](const Campaign& x) { return x.campaign_hash; },
+          &*exact_campaigns_, hash, [](const Campaign& x) { return x.campaign_hash; },
           [&] {
             return Campaign{hash, kNoTime, kNoTime};
           });
@@ -430,7 +446,8 @@ void CustomerState::Combine(const CustomerState& other) {
     consent_ = other.consent_;
   }
   if (!other.orders_.empty()) {
-    std::vector<Order> merged(orders_.size() + other.orders_.size());
+    CompactVector<Order> merged;
+    merged.resize(orders_.size() + other.orders_.size());
     std::merge(orders_.begin(), orders_.end(), other.orders_.begin(), other.orders_.end(),
                merged.begin());
     orders_.swap(merged);
@@ -452,12 +469,25 @@ void CustomerState::Combine(const CustomerState& other) {
         a.product_views += b.product_views;
         a.first_day = std::min(a.first_day, b.first_day);
       });
-  MergeByKey(
-      &campaigns_, other.campaigns_, [](const Campaign& c) { return c.campaign_hash; },
-      [](Campaign& a, const Campaign& b) {
-        a.first_send = std::min(a.first_send, b.first_send);
-        a.first_open = std::min(a.first_open, b.first_open);
-      });
+  if (!exact_campaigns_ && !other.exact_campaigns_) {
+    MergeByKey(
+        &campaigns_, other.campaigns_, [](const PackedCampaign& c) { return c.campaign_hash; },
+        [](PackedCampaign& a, const PackedCampaign& b) {
+          a.first_send = std::min(a.first_send, b.first_send);
+          a.first_open = std::min(a.first_open, b.first_open);
+        });
+  } else {
+    MakeCampaignsExact();
+    CompactVector<Campaign> theirs;
+    theirs.reserve(other.num_campaigns());
+    for (size_t i = 0; i < other.num_campaigns(); ++i) theirs.push_back(other.campaign(i));
+    MergeByKey(
+        &*exact_campaigns_, theirs, [](const Campaign& c) { return c.campaign_hash; },
+        [](Campaign& a, const Campaign& b) {
+          a.first_send = std::min(a.first_send, b.first_send);
+          a.first_open = std::min(a.first_open, b.first_open);
+        });
+  }
   MergeByKey(
       &user_, other.user_, [](const UserTraitState& u) { return u.trait_idx; },
       [](UserTraitState& a, const UserTraitState& b) {
@@ -492,7 +522,7 @@ void CustomerState::RemapCategories(std::span<const uint32_t> old_to_new) {
       categories_.begin(), categories_.end(),
       [](const CategoryStats& a, const CategoryStats& b) { return a.category_id < b.category_id; });
   // Two old ids mapped to one new id (cannot happen for a Combine mapping) are folded.
-  std::vector<CategoryStats> folded;
+  CompactVector<CategoryStats> folded;
   folded.reserve(categories_.size());
   for (const CategoryStats& c : categories_) {
     if (!folded.empty() && folded.back().category_id == c.category_id) {
@@ -560,8 +590,9 @@ void CustomerState::Serialize(std::string* out) const {
     PutVarint(out, c.product_views);
     PutSigned(out, c.first_day);
   }
-  PutVarint(out, campaigns_.size());
-  for (const Campaign& c : campaigns_) {
+  PutVarint(out, num_campaigns());
+  for (size_t i = 0; i < num_campaigns(); ++i) {
+    const Campaign c = campaign(i);
     PutFixed64(out, c.campaign_hash);
     PutSigned(out, c.first_send);
     PutSigned(out, c.first_open);
@@ -689,12 +720,31 @@ Status CustomerState::Deserialize(std::string_view in) {
     c.first_day = static_cast<int32_t>(first_day);
   }
   if (!r.Count(&n, 10)) return bad("bad campaign count");
-  campaigns_.resize(n);
-  for (uint64_t i = 0; i < n; ++i) {
-    Campaign& c = campaigns_[i];
-    if (!r.Fixed64(&c.campaign_hash) || !r.Signed(&c.first_send) || !r.Signed(&c.first_open) ||
-        (i > 0 && c.campaign_hash <= campaigns_[i - 1].campaign_hash)) {
-      return bad("bad campaigns");
+  {
+    CompactVector<Campaign> exact;
+    exact.resize(n);
+    bool packable = true;
+    for (uint64_t i = 0; i < n; ++i) {
+      Campaign& c = exact[i];
+      if (!r.Fixed64(&c.campaign_hash) || !r.Signed(&c.first_send) || !r.Signed(&c.first_open) ||
+          (i > 0 && c.campaign_hash <= exact[i - 1].campaign_hash)) {
+        return bad("bad campaigns");
+      }
+      uint32_t unused;
+      packable = packable && PackTime(c.first_send, &unused) && PackTime(c.first_open, &unused);
+    }
+    campaigns_ = CompactVector<PackedCampaign>();
+    exact_campaigns_.Reset();
+    if (packable) {
+      campaigns_.resize(n);
+      for (uint64_t i = 0; i < n; ++i) {
+        campaigns_[i].campaign_hash = exact[i].campaign_hash;
+        PackTime(exact[i].first_send, &campaigns_[i].first_send);
+        PackTime(exact[i].first_open, &campaigns_[i].first_open);
+      }
+    } else {
+      exact_campaigns_.Emplace();
+      *exact_campaigns_ = std::move(exact);
     }
   }
   if (!r.Count(&n, 7)) return bad("bad user trait count");
@@ -745,11 +795,49 @@ Status CustomerState::Deserialize(std::string_view in) {
   return Status::OK();
 }
 
+namespace {
+constexpr int64_t kCampaignEpochSeconds = 946684800;  // 2000-01-01T00:00:00Z
+}  // namespace
+
+bool CustomerState::PackTime(TimeMicros t, uint32_t* packed) {
+  if (t == kNoTime) {
+    *packed = kNoPackedTime;
+    return true;
+  }
+  if (t % kMicrosPerSecond != 0) return false;
+  const int64_t seconds = t / kMicrosPerSecond - kCampaignEpochSeconds;
+  if (seconds < 0 || seconds >= static_cast<int64_t>(kNoPackedTime)) return false;
+  *packed = static_cast<uint32_t>(seconds);
+  return true;
+}
+
+TimeMicros CustomerState::UnpackTime(uint32_t packed) {
+  if (packed == kNoPackedTime) return kNoTime;
+  return (static_cast<int64_t>(packed) + kCampaignEpochSeconds) * kMicrosPerSecond;
+}
+
+CustomerState::Campaign CustomerState::campaign(size_t i) const {
+  if (exact_campaigns_) return (*exact_campaigns_)[i];
+  const PackedCampaign& c = campaigns_[i];
+  return Campaign{c.campaign_hash, UnpackTime(c.first_send), UnpackTime(c.first_open)};
+}
+
+void CustomerState::MakeCampaignsExact() {
+  if (exact_campaigns_) return;
+  CompactVector<Campaign> exact;
+  exact.reserve(campaigns_.size());
+  for (size_t i = 0; i < campaigns_.size(); ++i) exact.push_back(campaign(i));
+  exact_campaigns_.Emplace();
+  *exact_campaigns_ = std::move(exact);
+  campaigns_ = CompactVector<PackedCampaign>();
+}
+
 size_t CustomerState::MemoryBytes() const {
   size_t bytes =
       sizeof(*this) + orders_.capacity() * sizeof(Order) +
       activity_.capacity() * sizeof(ActivityDay) + cart_days_.capacity() * sizeof(int32_t) +
-      categories_.capacity() * sizeof(CategoryStats) + campaigns_.capacity() * sizeof(Campaign) +
+      categories_.capacity() * sizeof(CategoryStats) + campaigns_.capacity() * sizeof(PackedCampaign) +
+      (exact_campaigns_ ? sizeof(CompactVector<Campaign>) + exact_campaigns_->capacity() * sizeof(Campaign) : 0) +
       user_.capacity() * sizeof(UserTraitState);
   for (const UserTraitState& u : user_) {
     bytes += u.days.capacity() * sizeof(UserDay) + u.distinct.capacity() * sizeof(DistinctValue);
@@ -764,6 +852,7 @@ void CustomerState::ShrinkToFit() {
   cart_days_.shrink_to_fit();
   categories_.shrink_to_fit();
   campaigns_.shrink_to_fit();
+  if (exact_campaigns_) exact_campaigns_->shrink_to_fit();
   for (UserTraitState& u : user_) {
     u.days.shrink_to_fit();
     u.distinct.shrink_to_fit();

@@ -15,6 +15,7 @@
 #include "common/context.h"
 #include "common/status.h"
 #include "ingest/event.h"
+#include "traits/compact_vector.h"
 #include "traits/population_state.h"
 #include "traits/trait_config.h"
 
@@ -141,7 +142,9 @@ class CustomerState {
   std::span<const ActivityDay> activity_days() const;  // live buckets only
   std::span<const int32_t> cart_days() const { return cart_days_; }
   std::span<const CategoryStats> categories() const { return categories_; }
-  std::span<const Campaign> campaigns() const { return campaigns_; }
+  // Email campaigns, sorted by hash: campaign(i) for i < num_campaigns().
+  size_t num_campaigns() const { return exact_campaigns_ ? exact_campaigns_->size() : campaigns_.size(); }
+  Campaign campaign(size_t i) const;
   // States of the user traits this customer has matched, sorted by trait_idx.
   std::span<const UserTraitState> user_traits() const { return user_; }
   // State of user trait `trait_idx`, nullptr when no event has matched it.
@@ -197,11 +200,27 @@ class CustomerState {
   uint64_t priced_lines_ = 0;
   TimeMicros consent_time_ = INT64_MIN;
   int8_t consent_ = -1;
-  std::vector<Order> orders_;
-  std::vector<ActivityDay> activity_;
-  std::vector<int32_t> cart_days_;  // distinct days with a cart_add or checkout_start
-  std::vector<CategoryStats> categories_;
-  std::vector<Campaign> campaigns_;
+  CompactVector<Order> orders_;
+  CompactVector<ActivityDay> activity_;
+  CompactVector<int32_t> cart_days_;  // distinct days with a cart_add or checkout_start
+  CompactVector<CategoryStats> categories_;
+  // Campaigns in 16 bytes: times as whole seconds since 2000-01-01 (kNoPackedTime = never),
+  // which email events nearly always are. A customer with any campaign time that is not (a
+  // fraction of a second, or out of range) keeps them all exact in exact_campaigns_ instead
+  // (campaigns_ then empty). min() of packed times is min() of the times, so merging works on
+  // either form; Serialize writes the times, so the form never shows.
+  struct PackedCampaign {
+    uint64_t campaign_hash;
+    uint32_t first_send;
+    uint32_t first_open;
+  };
+  static constexpr uint32_t kNoPackedTime = UINT32_MAX;
+  static bool PackTime(TimeMicros t, uint32_t* packed);
+  static TimeMicros UnpackTime(uint32_t packed);
+  // Moves every campaign to exact_campaigns_ (creating it).
+  void MakeCampaignsExact();
+  CompactVector<PackedCampaign> campaigns_;
+  CopyablePtr<CompactVector<Campaign>> exact_campaigns_;
   std::vector<UserTraitState> user_;
   // Derived index, not state: bit i set when user_ holds trait i (i < 64), so a trait's
   // position is a popcount instead of a search. Rebuilt by Combine and Deserialize.

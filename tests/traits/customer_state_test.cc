@@ -696,5 +696,64 @@ TEST(CustomerStateTest, CarriedOrderTotalEqualsSumOfOrders) {
   }
 }
 
+
+// Campaign times in whole seconds are kept in 16 bytes a campaign; one time with a fraction of
+// a second switches that customer to exact times, and both forms give the same state, bytes
+// and open latency whichever order the events and merges come in.
+TEST(CustomerStateTest, CampaignTimesArePackedWhenWholeSecondsAndExactOtherwise) {
+  Workspace w = MakeWorkspace();
+  TraitCatalogue catalogue(w.config);
+  EventBatch batch;
+  auto email = [&](EventType type, const char* campaign, TimeMicros t) {
+    Event e;
+    e.type = static_cast<uint16_t>(type);
+    e.timestamp = t;
+    e.customer_id = batch.Intern("c1");
+    e.campaign_id = batch.Intern(campaign);
+    batch.events.push_back(e);
+  };
+  const TimeMicros t0 = AsOf() - 30 * kDay;
+  for (int c = 0; c < 40; ++c) {
+    std::string name = "camp" + std::to_string(c);
+    email(EventType::kEmailSend, batch.Intern(name).data(), t0 + c * kDay);
+    email(EventType::kEmailOpen, batch.Intern(name).data(), t0 + c * kDay + 3 * kHour);
+  }
+  PopulationState pop = MakePopulation();
+  std::vector<const Event*> whole = Pointers(batch);
+  CustomerState packed = Feed(whole, batch, pop, w.config);
+  packed.ShrinkToFit();
+  ASSERT_EQ(packed.num_campaigns(), 40u);
+  EXPECT_EQ(packed.campaign(7).first_open - packed.campaign(7).first_send, 3 * kHour);
+
+  // One open 0.5 s later than a whole second (and earlier than the campaign's other open).
+  email(EventType::kEmailOpen, "camp3", t0 + 3 * kDay + kHour + 500'000);
+  std::vector<const Event*> all = Pointers(batch);
+  CustomerState single = Feed(all, batch, pop, w.config);
+  std::vector<const Event*> reversed(all.rbegin(), all.rend());
+  CustomerState reverse = Feed(reversed, batch, pop, w.config);
+  CustomerState fraction = Feed({all.back()}, batch, pop, w.config);
+  CustomerState merged = packed;       // packed + exact
+  merged.Combine(fraction);
+  CustomerState merged_other = fraction;  // exact + packed
+  merged_other.Combine(packed);
+  EXPECT_EQ(Bytes(single), Bytes(reverse));
+  single.ShrinkToFit();  // exact: 24 bytes a campaign where packed took 16
+  EXPECT_GE(single.MemoryBytes(), packed.MemoryBytes() + 40 * 8);
+  EXPECT_EQ(Bytes(single), Bytes(merged));
+  EXPECT_EQ(Bytes(single), Bytes(merged_other));
+  CustomerState decoded;
+  ASSERT_TRUE(decoded.Deserialize(Bytes(single)).ok());
+  EXPECT_EQ(Bytes(decoded), Bytes(single));
+  bool found = false;
+  for (size_t i = 0; i < single.num_campaigns(); ++i) {
+    if (single.campaign(i).first_open == t0 + 3 * kDay + kHour + 500'000) found = true;
+  }
+  EXPECT_TRUE(found);
+  std::vector<double> a(catalogue.traits().size()), b(a.size());
+  catalogue.ComputeOne(single, pop, AsOf(), a);
+  catalogue.ComputeOne(merged_other, pop, AsOf(), b);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(a[i] == b[i] || (a[i] != a[i] && b[i] != b[i])) << i;
+}
+
 }  // namespace
 }  // namespace shoal::traits_test
