@@ -249,6 +249,11 @@ Status EventDedupe::Flush() {
   // Runs of different blocks hold different ids (Lookup saw them all), but a reloaded store
   // may repeat one (a block written twice before a crash): table files need distinct keys.
   recent_ids_.erase(std::unique(recent_ids_.begin(), recent_ids_.end()), recent_ids_.end());
+  // The table file is durable at once, but the blocks holding these ids may have been written
+  // without a sync (the server syncs a whole group of requests later): sync the log first, or a
+  // machine crash could leave ids indexed whose events were lost, and a client's retry of those
+  // unacknowledged events would be taken for duplicates and never stored.
+  SHOAL_RETURN_IF_ERROR(store_->SyncWal());
   SHOAL_RETURN_IF_ERROR(store_->IngestSortedU64Keys(Column::kEventIndex, recent_ids_));
   std::string value;
   PutVarint(&value, recent_last_seq_);

@@ -318,6 +318,10 @@ Status KvStore::Scan(Column column, std::string_view start,
   return FromRocks(it->status(), "scan of " + dir_);
 }
 
+Status KvStore::SyncWal() {
+  return FromRocks(impl_->db->SyncWAL(), "sync of the write-ahead log of " + dir_);
+}
+
 Status KvStore::Flush() {
   rocksdb::FlushOptions fo;
   fo.wait = true;

@@ -82,6 +82,9 @@ class KvStore {
   // Applies `group` atomically. With sync, returns only once the group is on stable storage
   // (fsync of the write-ahead log): the meaning of "acknowledged".
   Status Write(WriteGroup& group, bool sync);
+  // Makes every write so far durable (fsync of the write-ahead log): writes made with
+  // sync = false survive a machine crash only after this.
+  Status SyncWal();
   Status Put(Column column, std::string_view key, std::string_view value, bool sync = false);
   // NotFound when absent.
   Status Get(Column column, std::string_view key, std::string* value) const;
