@@ -884,7 +884,8 @@ Result<std::string> Engine::ProfileJson(std::string_view identifier, std::option
 }
 
 TraitTable Engine::TableOf(const IdentityGraph& identity, const std::vector<CustomerState>& states,
-                           const PopulationState& population, TimeMicros as_of) const {
+                           const PopulationState& population, TimeMicros as_of,
+                           const TraitSelection* selection) const {
   TraitTable table;
   std::vector<const CustomerState*> rows;
   for (uint32_t p = 0; p < states.size(); ++p) {
@@ -893,7 +894,7 @@ TraitTable Engine::TableOf(const IdentityGraph& identity, const std::vector<Cust
     table.customer_ids.emplace_back(identity.DisplayIdOf(p));
     rows.push_back(&states[p]);
   }
-  catalogue_->Compute(rows, population, as_of, ctx_, &table.matrix);
+  catalogue_->Compute(rows, population, as_of, ctx_, &table.matrix, selection);
   return table;
 }
 
@@ -916,11 +917,12 @@ Status Engine::ReplayInto(Derived* derived, std::optional<TimeMicros> as_of) con
   });
 }
 
-Result<TraitTable> Engine::ComputeTraits(std::optional<TimeMicros> as_of) const {
-  if (!as_of) return TableOf(identity_, states_, population_, DefaultAsOf());
+Result<TraitTable> Engine::ComputeTraits(std::optional<TimeMicros> as_of,
+                                         const TraitSelection* selection) const {
+  if (!as_of) return TableOf(identity_, states_, population_, DefaultAsOf(), selection);
   Derived derived{IdentityGraph(config_.identity), {}, PopulationState()};
   SHOAL_RETURN_IF_ERROR(ReplayInto(&derived, as_of));
-  return TableOf(derived.identity, derived.states, derived.population, *as_of);
+  return TableOf(derived.identity, derived.states, derived.population, *as_of, selection);
 }
 
 Status Engine::ReplayAsOf(std::span<const TimeMicros> as_ofs,
@@ -1058,7 +1060,10 @@ Status Engine::ExportColumnsCsv(const std::string& path, std::optional<TimeMicro
     build_of[c] = static_cast<int>(it - build_columns.begin());
     need_build = true;
   }
-  SHOAL_ASSIGN_OR_RETURN(TraitTable table, ComputeTraits(as_of));
+  // Only the traits asked for are computed (an RFM export skips the seasonality, the category
+  // statistics, the user traits, ...).
+  const TraitSelection selection = catalogue_->Select(trait_of);
+  SHOAL_ASSIGN_OR_RETURN(TraitTable table, ComputeTraits(as_of, &selection));
   std::optional<BuildResult> build;
   std::vector<uint32_t> build_row;
   if (need_build && !as_of) {

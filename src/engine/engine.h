@@ -153,7 +153,8 @@ class Engine {
                                   bool with_build = true) const;
   // Traits of every alive profile. With as_of, state is rebuilt from the events at or before it
   // (identity too), so nothing later leaks in.
-  Result<TraitTable> ComputeTraits(std::optional<TimeMicros> as_of) const;
+  Result<TraitTable> ComputeTraits(std::optional<TimeMicros> as_of,
+                                   const TraitSelection* selection = nullptr) const;
   // Calls fn with a snapshot as of each time in `as_ofs` (strictly ascending), in order, from ONE
   // growing replay: each stored event is applied once, before the first snapshot it precedes.
   // The first pass decodes every block and records its time range; later passes decode only
@@ -232,8 +233,10 @@ class Engine {
   uint64_t SuppressionKey(IdKind kind, std::string_view value) const;
   // Replays stored events up to as_of into a fresh Derived.
   Status ReplayInto(Derived* derived, std::optional<TimeMicros> as_of) const;
+  // The alive profiles' traits; with a `selection`, only those traits (the others NaN).
   TraitTable TableOf(const IdentityGraph& identity, const std::vector<CustomerState>& states,
-                     const PopulationState& population, TimeMicros as_of) const;
+                     const PopulationState& population, TimeMicros as_of,
+                     const TraitSelection* selection = nullptr) const;
 
   EngineOptions options_;
   Context ctx_;

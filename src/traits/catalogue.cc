@@ -306,8 +306,13 @@ void TraitCatalogue::ComputeSelected(const CustomerState& state,
 
 void TraitCatalogue::Compute(std::span<const CustomerState* const> states,
                              const PopulationState& population, TimeMicros as_of,
-                             const Context& ctx, TraitMatrix* out) const {
-  const std::vector<double> log_medians = population.CategoryLogMedians();
+                             const Context& ctx, TraitMatrix* out,
+                             const TraitSelection* selection) const {
+  assert(selection == nullptr || selection->wanted_.size() == traits_.size());
+  const uint32_t sections = selection != nullptr ? selection->sections_ : kAllSections;
+  const bool premium_needed = (sections & kSectionPremium) != 0;
+  const std::vector<double> log_medians =
+      premium_needed ? population.CategoryLogMedians() : std::vector<double>();
   const size_t n = states.size();
   out->num_customers = n;
   out->traits = traits_;
@@ -318,11 +323,16 @@ void TraitCatalogue::Compute(std::span<const CustomerState* const> states,
         std::vector<double> row(traits_.size());
         for (size_t customer_idx = begin; customer_idx < end; ++customer_idx) {
           const CustomerState& s = *states[customer_idx];
-          double premium = PremiumIndex(
-              s, [&](uint32_t id) { return id < log_medians.size() ? log_medians[id] : kNaN; });
-          ComputeWith(s, premium, as_of, kAllSections, row);
+          double premium = kNaN;
+          if (premium_needed) {
+            premium = PremiumIndex(
+                s, [&](uint32_t id) { return id < log_medians.size() ? log_medians[id] : kNaN; });
+          }
+          ComputeWith(s, premium, as_of, sections, row);
           for (size_t trait_idx = 0; trait_idx < row.size(); ++trait_idx) {
-            out->values[trait_idx * n + customer_idx] = row[trait_idx];
+            if (selection == nullptr || selection->Contains(trait_idx)) {
+              out->values[trait_idx * n + customer_idx] = row[trait_idx];
+            }
           }
         }
       },

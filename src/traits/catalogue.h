@@ -90,9 +90,11 @@ class TraitCatalogue {
                        std::span<double> out) const;
 
   // Every customer into *out (resized; traits copied), parallel over customers with
-  // ctx.Threads(); results do not depend on the thread count.
+  // ctx.Threads(); results do not depend on the thread count. With a `selection` (from Select)
+  // only its traits are computed, as ComputeSelected does; the others are NaN.
   void Compute(std::span<const CustomerState* const> states, const PopulationState& population,
-               TimeMicros as_of, const Context& ctx, TraitMatrix* out) const;
+               TimeMicros as_of, const Context& ctx, TraitMatrix* out,
+               const TraitSelection* selection = nullptr) const;
 
  private:
   // ComputeOne given the customer's premium_index (which needs the population's medians);

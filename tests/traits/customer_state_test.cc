@@ -626,11 +626,29 @@ TEST(CatalogueTest, ComputeSelectedIsBitIdenticalToComputeOne) {
 
   std::vector<double> full(num_traits), some(num_traits);
   const TimeMicros as_ofs[] = {AsOf(), AsOf() + 45 * kDay + 3 * kHour};
+  std::vector<const CustomerState*> state_rows;
+  for (const CustomerState& state : states) state_rows.push_back(&state);
+  Context two_threads;
+  two_threads.threads = 2;
   for (const std::vector<int>& subset : subsets) {
     const TraitSelection selection = catalogue.Select(subset);
     size_t selected = 0;
     for (size_t t = 0; t < num_traits; ++t) selected += selection.Contains(t);
     EXPECT_EQ(selected, selection.size());
+    // The whole-population Compute with the same selection gives the same columns.
+    TraitMatrix all, chosen;
+    catalogue.Compute(state_rows, pop, as_ofs[0], two_threads, &all);
+    catalogue.Compute(state_rows, pop, as_ofs[0], two_threads, &chosen, &selection);
+    for (size_t t = 0; t < num_traits; ++t) {
+      for (size_t c = 0; c < states.size(); ++c) {
+        if (selection.Contains(t)) {
+          ASSERT_EQ(0, std::memcmp(&all.Column(t)[c], &chosen.Column(t)[c], sizeof(double)))
+              << catalogue.traits()[t].name;
+        } else {
+          ASSERT_TRUE(std::isnan(chosen.Column(t)[c])) << catalogue.traits()[t].name;
+        }
+      }
+    }
     for (size_t c = 0; c < states.size(); ++c) {
       for (TimeMicros as_of : as_ofs) {
         catalogue.ComputeOne(states[c], pop, as_of, full);
