@@ -17,6 +17,7 @@
 #include "affinity/rules.h"
 #include "common/coding.h"
 #include "common/json_writer.h"
+#include "common/parallel.h"
 #include "common/time.h"
 #include "engine/feature_scaler.h"
 #include "engine/propensity_stage.h"
@@ -718,19 +719,27 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
     live.have_gamma_gamma = have_gg;
     live.gamma_gamma = gg_params;
     live.clv = clv;
-    for (size_t row = 0; row < n; ++row) {
-      if (std::isnan(xs[row])) continue;
-      LiveScores scores;
-      ScoreBtydSummary(live, OrderDaySummary{true, xs[row], txs[row], Ts[row], means[row]}, &scores);
-      b.p_alive[row] = scores.p_alive;
-      b.expected_orders_90d[row] = scores.expected_orders_90d;
-      b.expected_order_value[row] = scores.expected_order_value;
-      b.clv[row] = scores.clv;
-      double next = BgNbdNextPurchaseTime(bg.params, xs[row], txs[row], Ts[row]);
-      if (std::isfinite(next)) {
-        b.next_order_time[row] = static_cast<double>(cal_end_day * kMicrosPerDay) + next * unit_days * kMicrosPerDay;
-      }
-    }
+    // Every customer's scores, on all cores (each row writes only its own entries).
+    ParallelFor(
+        n, ctx.Threads(),
+        [&](size_t begin, size_t end, int) {
+          for (size_t row = begin; row < end; ++row) {
+            if (std::isnan(xs[row])) continue;
+            LiveScores scores;
+            ScoreBtydSummary(live, OrderDaySummary{true, xs[row], txs[row], Ts[row], means[row]},
+                             &scores);
+            b.p_alive[row] = scores.p_alive;
+            b.expected_orders_90d[row] = scores.expected_orders_90d;
+            b.expected_order_value[row] = scores.expected_order_value;
+            b.clv[row] = scores.clv;
+            double next = BgNbdNextPurchaseTime(bg.params, xs[row], txs[row], Ts[row]);
+            if (std::isfinite(next)) {
+              b.next_order_time[row] = static_cast<double>(cal_end_day * kMicrosPerDay) +
+                                       next * unit_days * kMicrosPerDay;
+            }
+          }
+        },
+        1024);
   }
   models += "}";
   b.models_json = models;
