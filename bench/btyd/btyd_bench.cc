@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cmath>
@@ -293,24 +294,53 @@ int Run(int argc, char** argv) {
     std::printf("[%s] %zu customers (%s %.2f s)\n", name.c_str(), customers,
                 name == "cdnow" ? "read" : "simulated in", make_s);
 
-    const double cpu_start = ProcessCpuSeconds();
-    start = std::chrono::steady_clock::now();
-    Result<CompressedRfm> rfm = CompressRfm(data.x, data.t_x, data.T, data.mean_value, ctx);
-    if (!rfm.ok()) {
-      std::fprintf(stderr, "%s\n", rfm.status().ToString().c_str());
-      return 1;
+    // One run of shoal's path: compress, then BG/NBD and Gamma-Gamma as shoal build fits them
+    // (at the same time, on separate threads).
+    struct ShoalRun {
+      CompressedRfm rfm;
+      BtydModelFits fits;
+      double compress_s = 0, fits_s = 0, compress_cpu = 0, cpu = 0;
+      double total() const { return compress_s + fits_s; }
+    };
+    auto run_shoal = [&](ShoalRun* out) -> bool {
+      const double cpu_start = ProcessCpuSeconds();
+      auto run_start = std::chrono::steady_clock::now();
+      Result<CompressedRfm> compressed =
+          CompressRfm(data.x, data.t_x, data.T, data.mean_value, ctx);
+      if (!compressed.ok()) {
+        std::fprintf(stderr, "%s\n", compressed.status().ToString().c_str());
+        return false;
+      }
+      out->rfm = std::move(compressed).value();
+      out->compress_s = Seconds(run_start);
+      out->compress_cpu = ProcessCpuSeconds() - cpu_start;
+      run_start = std::chrono::steady_clock::now();
+      BtydModelsOptions models_options;
+      models_options.pareto_nbd = false;
+      out->fits = FitBtydModels(out->rfm, models_options, ctx);
+      out->fits_s = Seconds(run_start);
+      out->cpu = ProcessCpuSeconds() - cpu_start;
+      return true;
+    };
+    // A path that takes under 50 ms is run 5 times and the run with the median total is kept:
+    // one millisecond-long run is mostly thread starts and first-touch page faults.
+    std::vector<ShoalRun> runs(1);
+    if (!run_shoal(&runs[0])) return 1;
+    if (runs[0].total() < 0.05) {
+      runs.resize(5);
+      for (size_t rep = 1; rep < runs.size(); ++rep) {
+        if (!run_shoal(&runs[rep])) return 1;
+      }
+      std::sort(runs.begin(), runs.end(),
+                [](const ShoalRun& a, const ShoalRun& b) { return a.total() < b.total(); });
     }
-    const double compress_s = Seconds(start);
-    const double compress_cpu = ProcessCpuSeconds() - cpu_start;
-    // BG/NBD and Gamma-Gamma as shoal build fits them: at the same time, on separate threads.
-    start = std::chrono::steady_clock::now();
-    BtydModelsOptions models_options;
-    models_options.pareto_nbd = false;
-    BtydModelFits fits = FitBtydModels(*rfm, models_options, ctx);
-    const double fits_s = Seconds(start);
-    const double bg_s = fits.bgnbd_seconds, gg_s = fits.gamma_gamma_seconds;
-    Result<BgNbdFit>& bg = fits.bgnbd;
-    Result<GammaGammaFit>& gg = fits.gamma_gamma;
+    ShoalRun& kept = runs[runs.size() / 2];
+    const CompressedRfm* rfm = &kept.rfm;
+    const double compress_s = kept.compress_s, fits_s = kept.fits_s;
+    const double compress_cpu = kept.compress_cpu;
+    const double bg_s = kept.fits.bgnbd_seconds, gg_s = kept.fits.gamma_gamma_seconds;
+    Result<BgNbdFit>& bg = kept.fits.bgnbd;
+    Result<GammaGammaFit>& gg = kept.fits.gamma_gamma;
     if (!bg.ok() || !gg.ok()) {
       std::fprintf(stderr, "fit failed: %s %s\n", bg.status().ToString().c_str(),
                    gg.status().ToString().c_str());
@@ -328,12 +358,13 @@ int Run(int argc, char** argv) {
         "gamma=%.5f LL=%.6f\n",
         bg->params.r, bg->params.alpha, bg->params.a, bg->params.b, bg->log_likelihood,
         gg->params.p, gg->params.q, gg->params.gamma, gg->log_likelihood);
-    const double shoal_total = compress_s + fits_s;
-    const double shoal_cpu = ProcessCpuSeconds() - cpu_start;
+    const double shoal_total = kept.total();
+    const double shoal_cpu = kept.cpu;
     std::printf(
-        "  shoal total: %.3f s wall, %.3f s CPU (all threads; compress %.3f, BG/NBD and "
-        "Gamma-Gamma fits %.3f)\n",
-        shoal_total, shoal_cpu, compress_cpu, shoal_cpu - compress_cpu);
+        "  shoal total: %.4f s wall, %.4f s CPU (all threads; compress %.4f, BG/NBD and "
+        "Gamma-Gamma fits %.4f)%s\n",
+        shoal_total, shoal_cpu, compress_cpu, shoal_cpu - compress_cpu,
+        runs.size() > 1 ? " -- median of 5 runs" : "");
 
     PeerResult peer;
     const std::string peers = LifetimesLocation();
@@ -355,8 +386,8 @@ int Run(int argc, char** argv) {
     if (!peer.ran) {
       std::printf("  %s\n", peer.message.c_str());
       std::snprintf(row, sizeof row,
-                    "| %s | %zu | %zu | %.3f | %.3f | %.3f | %.3f | %.3f | %.4f | %.4f "
-                    "| - | - | - | %.3f | - | - | - | - | - |",
+                    "| %s | %zu | %zu | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f "
+                    "| - | - | - | %.4f | - | - | - | - | - |",
                     name.c_str(), customers, bg->input.distinct_rows, compress_s, fits_s, bg_s,
                     gg_s, shoal_total, bg->log_likelihood, gg->log_likelihood, shoal_cpu);
     } else {
@@ -388,8 +419,8 @@ int Run(int argc, char** argv) {
           peer_total, peer_cpu, peer_total / shoal_total, peer_cpu / shoal_cpu,
           peer.weighted_bg_fit_cpu_s);
       std::snprintf(row, sizeof row,
-                    "| %s | %zu | %zu | %.3f | %.3f | %.3f | %.3f | %.3f | %.4f | %.4f "
-                    "| %.3f | %.3f | %.1fx | %.3f | %.3f | %.1fx | %+.2e | %+.2e | %.3f |",
+                    "| %s | %zu | %zu | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f "
+                    "| %.3f | %.3f | %.1fx | %.4f | %.3f | %.1fx | %+.2e | %+.2e | %.3f |",
                     name.c_str(), customers, bg->input.distinct_rows, compress_s, fits_s, bg_s,
                     gg_s, shoal_total, bg->log_likelihood, gg->log_likelihood, peer.bg_fit_s,
                     peer.gg_fit_s, peer_total / shoal_total, shoal_cpu, peer_cpu,
