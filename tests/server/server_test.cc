@@ -264,8 +264,15 @@ timeout_ms = 500
   std::set<std::string> keys;
   for (const auto& d : receiver.deliveries()) keys.insert(d.key);
   EXPECT_EQ(keys.size(), 80u);  // 40 customers x (big, loyal)
-  m = c.Get("/metrics");
-  EXPECT_NE(m->body.find("shoal_outbox_depth{destination=\"crm\"} 0"), std::string::npos);
+  // A record leaves the outbox once its delivery is acknowledged, just after the receiver
+  // counted it: poll for the empty outbox.
+  bool drained = false;
+  for (int i = 0; i < 100 && !drained; ++i) {
+    m = c.Get("/metrics");
+    drained = m->body.find("shoal_outbox_depth{destination=\"crm\"} 0") != std::string::npos;
+    if (!drained) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(drained) << m->body;
 }
 
 TEST(ServerWebhookTest, DeadLettersAfterMaxAttempts) {
@@ -288,9 +295,14 @@ max_attempts = 3
   httplib::Client c("127.0.0.1", server->port());
   c.Post("/v1/events", Order("o1", "C1", 500), "application/json");
   std::string body;
+  // The record moves to the dead letters, then leaves the outbox: wait for both (a scrape in
+  // between sees it in both, which is not the end state).
   for (int i = 0; i < 100; ++i) {
     body = c.Get("/metrics")->body;
-    if (body.find("shoal_dead_letter_depth{destination=\"flaky\"} 1") != std::string::npos) break;
+    if (body.find("shoal_dead_letter_depth{destination=\"flaky\"} 1") != std::string::npos &&
+        body.find("shoal_outbox_depth{destination=\"flaky\"} 0") != std::string::npos) {
+      break;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_NE(body.find("shoal_webhook_dead_letters_total{destination=\"flaky\"} 1"), std::string::npos) << body;
