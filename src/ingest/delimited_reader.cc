@@ -459,18 +459,16 @@ void DelimitedReader::CloseGroup(EventBatch* batch) {
       scratch_.push_back(':');
       scratch_.append(customer);
     } else {
-      uint64_t hash = XXH3_64bits(group_raw_.data(), group_raw_.size());
+      const std::string_view first_row = GroupFirstRow();
+      uint64_t hash = XXH3_64bits(first_row.data(), first_row.size());
       FormatDerivedId("csv", hash, duplicates_.Count(hash), &scratch_);
     }
     e.event_id = group_.Intern(scratch_);
   }
   e.id_hash = EventIdHash(e.event_id);
   Problem problem;
-  if (!Emit(&group_, &e, group_raw_, batch, &problem) && group_rows_.size() > 1) {
+  if (!Emit(&group_, &e, GroupFirstRow(), batch, &problem)) {
     // The order itself is bad (Emit quarantined its first row): its other rows go with it.
-    group_rows_.erase(group_rows_.begin());
-    group_rows_text_.erase(0, group_raw_.size());
-    for (auto& row : group_rows_) row.second -= group_raw_.size();
     PoisonGroup(e.source_line, problem.field, problem.reason);
     group_poisoned_ = false;
   }
@@ -739,11 +737,7 @@ void DelimitedReader::ProcessRow(std::string_view text, uint64_t line, bool may_
   auto reject_first = [&](const Problem& p) {
     group_.Clear();
     Reject(line, p.field, p.reason, text);
-    if (!keyed) return;
-    group_open_ = true;
-    group_keyed_ = true;
-    group_key_ = std::move(key_copy);
-    PoisonGroup(line, p.field, p.reason);
+    if (keyed) OpenPoisonedGroup(std::move(key_copy), line, p.field, p.reason);
   };
   if (!parse_time(&timestamp, &problem)) return reject_first(problem);
   Event e;
@@ -760,7 +754,6 @@ void DelimitedReader::ProcessRow(std::string_view text, uint64_t line, bool may_
   group_open_ = true;
   group_keyed_ = keyed;
   group_key_ = std::move(key_copy);
-  group_raw_.assign(text);
   AddGroupRow(line, text);
 }
 
@@ -811,10 +804,20 @@ void DelimitedReader::RejectRow(uint64_t line, std::string_view field, std::stri
   if (closed_groups_.Count(XXH3_64bits(key_copy.data(), key_copy.size())) > 0) return;
   group_.Clear();
   ClearGroupRows();
+  OpenPoisonedGroup(std::move(key_copy), line, field, reason);
+}
+
+void DelimitedReader::OpenPoisonedGroup(std::string key, uint64_t bad_line,
+                                        std::string_view field, std::string_view reason) {
   group_open_ = true;
   group_keyed_ = true;
-  group_key_ = std::move(key_copy);
-  PoisonGroup(line, field, reason);
+  group_key_ = std::move(key);
+  PoisonGroup(bad_line, field, reason);
+}
+
+std::string_view DelimitedReader::GroupFirstRow() const {
+  if (group_rows_.empty()) return {};
+  return std::string_view(group_rows_text_).substr(0, group_rows_.front().second);
 }
 
 void DelimitedReader::AddGroupRow(uint64_t line, std::string_view text) {
@@ -839,8 +842,11 @@ void DelimitedReader::PoisonGroup(uint64_t bad_line, std::string_view field,
                          std::string(reason.substr(0, 160)) + ")";
   size_t begin = 0;
   for (const auto& [row_line, end] : group_rows_) {
-    Reject(row_line, group_poison_field_, group_poison_reason_,
-           std::string_view(group_rows_text_).substr(begin, end - begin));
+    // The bad row itself is quarantined by the caller, with its own reason.
+    if (row_line != bad_line) {
+      Reject(row_line, group_poison_field_, group_poison_reason_,
+             std::string_view(group_rows_text_).substr(begin, end - begin));
+    }
     begin = end;
   }
   ClearGroupRows();

@@ -58,7 +58,14 @@ class DelimitedReader final : public EventReader {
   // kept so far and, until the order ends, every later row of it, each with a reason naming the
   // bad row. (Stored partially, a corrected file could never complete it: the order's id would
   // be a duplicate.)
+  // Quarantines every kept row of the open order but the one on `bad_line` (the bad row
+  // itself, quarantined by the caller with its own reason).
   void PoisonGroup(uint64_t bad_line, std::string_view field, std::string_view reason);
+  // Opens order `key` (order id + '\x1f' + customer) already poisoned by its bad row.
+  void OpenPoisonedGroup(std::string key, uint64_t bad_line, std::string_view field,
+                         std::string_view reason);
+  // The open order's first row (for derived ids of unkeyed orders and the quarantine).
+  std::string_view GroupFirstRow() const;
   void AddGroupRow(uint64_t line, std::string_view text);
   void ClearGroupRows();
   void Reject(uint64_t line, std::string_view field, std::string_view reason, std::string_view raw);
@@ -108,8 +115,8 @@ class DelimitedReader final : public EventReader {
   bool group_open_ = false;
   bool group_keyed_ = false;  // false: a single-row order, never continued
   std::string group_key_;     // order key + '\x1f' + customer
-  std::string group_raw_;     // its first row, for derived ids of unkeyed orders
-  // Its rows (line number, end offset of the text in group_rows_text_), for PoisonGroup.
+  // Its rows (line number, end offset of the text in group_rows_text_), for PoisonGroup; the
+  // first is the order's own row.
   std::vector<std::pair<uint64_t, size_t>> group_rows_;
   std::string group_rows_text_;
   bool group_poisoned_ = false;  // a row was bad: the order's rows are quarantined
