@@ -600,7 +600,7 @@ class MappingBuilder {
       return Error(key, "unknown decimal mark '" + std::string(name) +
                             "' (known: \".\" or \"dot\", \",\" or \"comma\")");
     }
-    m_.number_format_set_ = true;
+    m_.decimal_set_ = true;
     return Status::OK();
   }
 
@@ -621,7 +621,7 @@ class MappingBuilder {
       return Error(key, "unknown digit-group separator '" + std::string(name) +
                             "' (known: none, dot, comma, space, apostrophe)");
     }
-    m_.number_format_set_ = true;
+    m_.thousands_set_ = true;
     return Status::OK();
   }
 
@@ -826,11 +826,7 @@ class MappingBuilder {
     std::string k(TrimSpaces(key));
     std::string label = "--map " + k;
     if (k == "delimiter") {
-      std::string_view d = value;
-      if (d.size() == 3 && (d.front() == '\'' || d.front() == '"') && d.back() == d.front()) {
-        d = d.substr(1, 1);  // delimiter=',' (quoted so the comma does not end the entry)
-      }
-      return SetDelimiter(d, label);
+      return SetDelimiter(Unquote(value), label);  // delimiter=',' (quoted: a comma ends entries)
     }
     if (k == "header") {
       std::string v = Lower(TrimSpaces(value));
@@ -859,13 +855,12 @@ class MappingBuilder {
     }
     if (k == "mode") return SetMode(TrimSpaces(value), label);
     if (k == "encoding") return SetEncoding(value, label);
-    if (k == "decimal") {
-      SHOAL_RETURN_IF_ERROR(SetDecimal(value, label));
-      return CheckNumberFormat(label);
-    }
-    if (k == "thousands") {
-      SHOAL_RETURN_IF_ERROR(SetThousands(value, label));
-      return CheckNumberFormat(label);
+    if (k == "decimal" || k == "thousands") {
+      SHOAL_RETURN_IF_ERROR(k == "decimal" ? SetDecimal(value, label)
+                                           : SetThousands(value, label));
+      // A spec giving one of the two may refine a recipe's other: Compile checks the result.
+      if (m_.decimal_set_ && m_.thousands_set_) return CheckNumberFormat(label);
+      return Status::OK();
     }
 
     // A field: column[:format][|cast|cast]
@@ -995,10 +990,13 @@ void Mapping::MergeFrom(const Mapping& other) {
     source_.encoding = other.source_.encoding;
     encoding_set_ = true;
   }
-  if (other.number_format_set_) {
+  if (other.decimal_set_) {
     source_.decimal = other.source_.decimal;
+    decimal_set_ = true;
+  }
+  if (other.thousands_set_) {
     source_.thousands = other.source_.thousands;
-    number_format_set_ = true;
+    thousands_set_ = true;
   }
   for (size_t i = 0; i < kNumFields; ++i) {
     if (other.fields_[i]) fields_[i] = other.fields_[i];
@@ -1037,6 +1035,11 @@ Result<CompiledMapping> Mapping::Compile(const std::vector<std::string>& header)
   auto error = [&](const std::string& key, const std::string& what) {
     return Status::InvalidArgument("mapping " + name_ + ": " + key + ": " + what);
   };
+  // A recipe refined by --map (MergeFrom) is checked as a whole here.
+  if (source_.thousands != 0 && source_.thousands == source_.decimal) {
+    return error("[source]", "decimal and thousands must differ (both '" +
+                                 std::string(1, source_.decimal) + "')");
+  }
   auto resolve_column = [&](const std::string& key, const std::string& column_name,
                             int column_number, int* column) -> Status {
     if (column_number > 0) {

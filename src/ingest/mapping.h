@@ -179,7 +179,7 @@ class Mapping {
   std::string name_;
   SourceOptions source_;
   bool delimiter_set_ = false, header_set_ = false, encoding_set_ = false;
-  bool number_format_set_ = false;
+  bool decimal_set_ = false, thousands_set_ = false;
   std::array<std::optional<FieldSource>, kNumFields> fields_;
   std::vector<std::pair<std::string, FieldSource>> properties_;
   bool has_lines_ = false;

@@ -503,6 +503,25 @@ TEST(DelimitedReaderNumbers, NumberFormatOptionsAreChecked) {
   ASSERT_TRUE(spec.ok()) << spec.status().ToString();
   EXPECT_EQ(spec->source().decimal, ',');
   EXPECT_EQ(spec->source().thousands, ' ');
+  // --map may refine one of the two over a recipe's other; the merged mapping is checked.
+  auto recipe = Mapping::FromToml("[source]\ndecimal = \",\"\n[fields]\ntype = \"t\"\n"
+                                  "timestamp = \"ts\"\n", "recipe.toml");
+  ASSERT_TRUE(recipe.ok()) << recipe.status().ToString();
+  auto refine = Mapping::FromSpec("thousands=dot");
+  ASSERT_TRUE(refine.ok()) << refine.status().ToString();
+  Mapping merged = *recipe;
+  merged.MergeFrom(*refine);
+  EXPECT_EQ(merged.source().decimal, ',');
+  EXPECT_EQ(merged.source().thousands, '.');
+  EXPECT_TRUE(merged.Compile({"t", "ts"}).ok());
+  auto clash = Mapping::FromSpec("thousands=comma");
+  ASSERT_TRUE(clash.ok());
+  Mapping clashing = *recipe;
+  clashing.MergeFrom(*clash);
+  auto compiled = clashing.Compile({"t", "ts"});
+  ASSERT_FALSE(compiled.ok());
+  EXPECT_NE(compiled.status().message().find("must differ"), std::string::npos);
+  EXPECT_FALSE(Mapping::FromSpec("decimal=comma,thousands=comma").ok());
   EXPECT_EQ(ParseNumber("1 234,5", ',', ' '), 1234.5);
   EXPECT_EQ(ParseNumber("1'234.5", '.', '\''), 1234.5);
   EXPECT_FALSE(ParseNumber("1.5", ',', 0).has_value());
