@@ -905,11 +905,12 @@ Status Engine::ReplayInto(Derived* derived, std::optional<TimeMicros> as_of) con
   TimeMicros latest = 0;
   return store_->Scan(Column::kEvents, "", [&](std::string_view key, std::string_view block) -> Result<bool> {
     batch.Clear();
-    SHOAL_RETURN_IF_ERROR(DecodeEvents(block, &batch).WithContext("block " + std::to_string(DecodeKeyU64(key))));
-    kept.clear();
-    for (uint32_t i = 0; i < batch.size(); ++i) {
-      if (!as_of || batch.events[i].timestamp < *as_of) kept.push_back(i);
-    }
+    // Events at or after as_of are parsed past, not decoded.
+    SHOAL_RETURN_IF_ERROR(
+        (as_of ? DecodeEventsInRange(block, INT64_MIN, *as_of, &batch) : DecodeEvents(block, &batch))
+            .WithContext("block " + std::to_string(DecodeKeyU64(key))));
+    kept.resize(batch.size());
+    for (uint32_t i = 0; i < batch.size(); ++i) kept[i] = i;
     ApplyEvents(derived->identity, derived->states, derived->population, config_.traits, batch, kept,
                 &merges, &latest, [](uint32_t) {});
     merges.clear();
