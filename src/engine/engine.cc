@@ -120,14 +120,24 @@ struct DecodedBlock {
 };
 
 // Scans the event blocks in key order and hands each decoded block to `apply` in that order, on
-// the calling thread, with the scan (RocksDB reads and decompression) on one thread and the
-// decoding on another and on the calling thread whenever it would otherwise wait: the result is
-// the sequential loop's, with both cores busy. `skip` is called for every block in scan order
-// (true: not decoded, not applied). A decode or scan error stops the pipeline and is returned.
+// the calling thread. With `threads` >= 2 the scan (RocksDB reads and decompression) runs on one
+// thread and the decoding on another and on the calling thread whenever it would otherwise
+// wait: the result is the one-thread loop's, with both cores busy. `skip` is called for every
+// block in scan order (true: not decoded, not applied). A decode or scan error stops it and is
+// returned.
 Status ScanDecodeApplyInOrder(
-    const KvStore& store, const std::function<bool()>& skip,
+    const KvStore& store, int threads, const std::function<bool()>& skip,
     const std::function<Status(std::string_view, std::string_view, DecodedBlock*)>& decode,
     const std::function<void(const DecodedBlock&)>& apply) {
+  if (threads < 2) {
+    DecodedBlock block;
+    return store.Scan(Column::kEvents, "", [&](std::string_view key, std::string_view raw) -> Result<bool> {
+      if (skip()) return true;
+      SHOAL_RETURN_IF_ERROR(decode(key, raw, &block));
+      apply(block);
+      return true;
+    });
+  }
   enum class State { kFree, kRaw, kDecoding, kDecoded };
   struct Slot {
     State state = State::kFree;
@@ -966,17 +976,7 @@ Status Engine::ReplayAsOf(std::span<const TimeMicros> as_ofs,
       return DecodeEventsInRange(raw, from, to, &out->batch, &out->earliest, &out->latest)
           .WithContext("block " + std::to_string(DecodeKeyU64(key)));
     };
-    if (ctx_.Threads() < 2) {
-      DecodedBlock block;
-      SHOAL_RETURN_IF_ERROR(store_->Scan(Column::kEvents, "", [&](std::string_view key, std::string_view raw) -> Result<bool> {
-        if (skip()) return true;
-        SHOAL_RETURN_IF_ERROR(decode(key, raw, &block));
-        apply(block);
-        return true;
-      }));
-    } else {
-      SHOAL_RETURN_IF_ERROR(ScanDecodeApplyInOrder(*store_, skip, decode, apply));
-    }
+    SHOAL_RETURN_IF_ERROR(ScanDecodeApplyInOrder(*store_, ctx_.Threads(), skip, decode, apply));
     AsOfSnapshot snapshot;
     snapshot.as_of = to;
     snapshot.table = TableOf(derived.identity, derived.states, derived.population, to);
