@@ -2,6 +2,7 @@
 // the formats real exports use. No locale, no time-zone database: offsets are explicit.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -56,5 +57,10 @@ class TimeParser {
 std::string FormatIso8601(TimeMicros t);
 // "2024-03-05".
 std::string FormatDate(TimeMicros t);
+
+// Wall-clock seconds since `start` (steady clock), for stage timings.
+inline double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
 }  // namespace shoal

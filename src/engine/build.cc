@@ -43,10 +43,6 @@ constexpr std::string_view kBuildModelsKey = "build/models.json";
 constexpr std::string_view kBuildScalerKey = "build/scaler";
 constexpr std::string_view kBuildPropensityReportKey = "build/propensity.txt";
 
-double Seconds(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 void Say(bool quiet, const char* fmt, const std::string& a, double secs) {
   if (!quiet) std::fprintf(stderr, fmt, a.c_str(), secs);
 }
@@ -476,7 +472,7 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
     if (idx < 0) return Status::InvalidArgument("unknown trait '" + std::string(name) + "' (see docs/traits.md)");
     return m.Column(static_cast<size_t>(idx));
   };
-  Say(options.quiet, "build: %s traits for the profiles (%.2f s)\n", std::to_string(m.traits.size()), Seconds(t0));
+  Say(options.quiet, "build: %s traits for the profiles (%.2f s)\n", std::to_string(m.traits.size()), SecondsSince(t0));
 
   // 2. RFM.
   t0 = std::chrono::steady_clock::now();
@@ -485,7 +481,7 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
   SHOAL_ASSIGN_OR_RETURN(auto frequency, column("frequency"));
   SHOAL_ASSIGN_OR_RETURN(auto monetary, column("monetary_total"));
   SHOAL_ASSIGN_OR_RETURN(b.rfm, segment::ComputeRfm(recency, frequency, monetary, rfm_options, ctx));
-  Say(options.quiet, "build: RFM scores%s (%.2f s)\n", "", Seconds(t0));
+  Say(options.quiet, "build: RFM scores%s (%.2f s)\n", "", SecondsSince(t0));
 
   // 3. Behavioural clusters: scaled features, k-means, stable ids, names.
   t0 = std::chrono::steady_clock::now();
@@ -598,7 +594,7 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
     info.key_traits = zs;
     b.segments.push_back(std::move(info));
   }
-  Say(options.quiet, "build: %s behavioural segments (%.2f s)\n", std::to_string(k), Seconds(t0));
+  Say(options.quiet, "build: %s behavioural segments (%.2f s)\n", std::to_string(k), SecondsSince(t0));
 
   // 4. BTYD: (x, t_x, T) from each profile's orders up to the calibration end.
   t0 = std::chrono::steady_clock::now();
@@ -743,7 +739,7 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
   }
   models += "}";
   b.models_json = models;
-  Say(options.quiet, "build: BTYD models%s (%.2f s)\n", "", Seconds(t0));
+  Say(options.quiet, "build: BTYD models%s (%.2f s)\n", "", SecondsSince(t0));
 
   // 4b. Propensity models (engine/propensity_stage.h).
   SHOAL_ASSIGN_OR_RETURN(PropensityStageResult propensity,
@@ -779,7 +775,7 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
     std::vector<uint8_t> match = bound.MatchAll(ctx);
     for (size_t row = 0; row < n; ++row) if (match[row]) b.audiences[row].push_back(static_cast<uint32_t>(a));
   }
-  Say(options.quiet, "build: %s audiences (%.2f s)\n", std::to_string(audiences.size()), Seconds(t0));
+  Say(options.quiet, "build: %s audiences (%.2f s)\n", std::to_string(audiences.size()), SecondsSince(t0));
 
   // 6. Cross-sell: baskets of stored orders, FP-growth, rules, recommendations.
   t0 = std::chrono::steady_clock::now();
@@ -882,7 +878,7 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
   }
   b.affinity_summary = std::to_string(baskets.num_baskets()) + " baskets, " + std::to_string(num_rules) +
                        " rules at " + settings.affinity_level + " level";
-  Say(options.quiet, "build: cross-sell, %s (%.2f s)\n", b.affinity_summary, Seconds(t0));
+  Say(options.quiet, "build: cross-sell, %s (%.2f s)\n", b.affinity_summary, SecondsSince(t0));
 
   // 7. The segments report and persistence.
   std::string js = "{\"as_of\":";
@@ -992,7 +988,7 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
     g.Put(Column::kModels, kLiveModelKey, live_blob);
     SHOAL_RETURN_IF_ERROR(engine.store().Write(g, true));
   }
-  b.seconds = Seconds(t_start);
+  b.seconds = SecondsSince(t_start);
   return b;
 }
 

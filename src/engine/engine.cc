@@ -48,10 +48,6 @@ uint64_t ParseU64Value(std::string_view s) {
   return r.Varint();
 }
 
-double SecondsSince(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 // Applies stored events to identity and traits; merges combine states exactly. `touched` is
 // called for every profile slot whose state changed (absorbed ones included).
 template <typename Touch>

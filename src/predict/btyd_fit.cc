@@ -3,14 +3,9 @@
 #include <chrono>
 #include <thread>
 
+#include "common/time.h"
+
 namespace shoal {
-namespace {
-
-double SecondsSince(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-}  // namespace
 
 BtydModelFits FitBtydModels(const CompressedRfm& data, const BtydModelsOptions& options,
                             const Context& ctx) {
