@@ -633,7 +633,7 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
   AppendJsonString(&models, settings.time_unit);
   models += ",\"customers\":" + std::to_string(fit_x.size());
   if (fit_x.size() >= 10) {
-    SHOAL_ASSIGN_OR_RETURN(CompressedRfm data, CompressRfm(fit_x, fit_tx, fit_T, fit_mean));
+    SHOAL_ASSIGN_OR_RETURN(CompressedRfm data, CompressRfm(fit_x, fit_tx, fit_T, fit_mean, ctx));
     // Parameters are kept within [1e-4, 1e4]: beyond, BG/NBD's a and b only say "dropout is the
     // same for everyone" (a/(a+b) fixed), and scoring with 1e9-sized parameters costs seconds
     // per customer. A fit stopped at the bound is reported as not converged.
@@ -642,7 +642,7 @@ Result<BuildResult> RunBuild(Engine& engine, const BuildOptions& options) {
     BtydModelsOptions models_options;
     models_options.fit = fit_options;
     models_options.pareto_nbd = settings.fit_pareto_nbd;
-    BtydModelFits fits = FitBtydModels(data, models_options);
+    BtydModelFits fits = FitBtydModels(data, models_options, ctx);
     SHOAL_ASSIGN_OR_RETURN(BgNbdFit bg, std::move(fits.bgnbd));
     Result<ParetoNbdFit> pareto =
         settings.fit_pareto_nbd
