@@ -146,7 +146,8 @@ bool InWindow(int64_t day, int64_t as_of_day, int window_days) {
 // Sections of ComputeWith that a subset of traits may skip; the traits outside every section
 // (counts, ratios, recencies, order totals) cost O(1) and are always computed.
 enum Section : uint32_t {
-  kSectionOrderDays = 1u << 0,   // one pass over the orders' days: ipi, windows, trends
+  kSectionIntervals = 1u << 0,   // inter-purchase intervals: two passes over every order
+  kSectionWindows = 1u << 8,     // order windows and trends: the orders of the last 365 days
   kSectionSeasons = 1u << 1,     // calendar quarter and ISO week of the orders
   kSectionCategories = 1u << 2,  // distinct categories, entropy, new categories
   kSectionPremium = 1u << 3,     // the population's category medians
@@ -160,6 +161,7 @@ uint32_t SectionOf(size_t trait_idx) {
   switch (trait_idx) {
     case kIpiMeanDays:
     case kIpiStdDays:
+      return kSectionIntervals;
     case kOrders7d:
     case kOrders30d:
     case kOrders90d:
@@ -170,7 +172,7 @@ uint32_t SectionOf(size_t trait_idx) {
     case kSpend365d:
     case kTrendOrders:
     case kTrendSpend:
-      return kSectionOrderDays;
+      return kSectionWindows;
     case kSeasonQ1:
     case kSeasonQ2:
     case kSeasonQ3:
@@ -367,36 +369,18 @@ void TraitCatalogue::ComputeWith(const CustomerState& s, double premium_index, T
   out[kMonetaryTotal] = monetary;
   out[kNetSpend] = monetary - s.RefundedTotal();
 
-  // Inter-purchase intervals over distinct order days; windows.
-  if (sections & kSectionOrderDays) {
-    int64_t prev_day = INT64_MIN;
+  // Inter-purchase intervals over distinct order days.
+  if ((sections & kSectionIntervals) && !orders.empty()) {
+    int64_t prev_day = DayOf(orders.front().timestamp);
     double gap_sum = 0;
     int64_t gaps = 0;
-    const int kWindows[4] = {7, 30, 90, 365};
-    double window_orders[4] = {}, window_spend_fixed[4] = {};
-    double recent_orders = 0, earlier_orders = 0;
-    int64_t recent_spend = 0, earlier_spend = 0;
     for (const auto& o : orders) {
       const int64_t day = DayOf(o.timestamp);
-      if (prev_day != INT64_MIN && day != prev_day) {
-        auto gap = static_cast<double>(day - prev_day);
-        gap_sum += gap;
+      if (day != prev_day) {
+        gap_sum += static_cast<double>(day - prev_day);
         ++gaps;
       }
       prev_day = day;
-      for (int w = 0; w < 4; ++w) {
-        if (InWindow(day, as_of_day, kWindows[w])) {
-          window_orders[w] += 1;
-          window_spend_fixed[w] += static_cast<double>(o.total_fixed);
-        }
-      }
-      if (InWindow(day, as_of_day, 30)) {
-        recent_orders += 1;
-        recent_spend += o.total_fixed;
-      } else if (InWindow(day, as_of_day - 30, 90)) {
-        earlier_orders += 1;
-        earlier_spend += o.total_fixed;
-      }
     }
     if (gaps > 0) {
       const double mean = gap_sum / static_cast<double>(gaps);
@@ -412,18 +396,51 @@ void TraitCatalogue::ComputeWith(const CustomerState& s, double premium_index, T
       out[kIpiMeanDays] = mean;
       out[kIpiStdDays] = std::sqrt(squares / static_cast<double>(gaps));
     }
+  }
+
+  // Windows and trends: the orders are sorted by time, so the scan goes from the newest back
+  // and stops at the first order older than the longest window (a customer with years of
+  // orders costs what the last year's cost). Spend is summed in fixed point, exactly.
+  if (sections & kSectionWindows) {
+    constexpr int kWindows[4] = {7, 30, 90, 365};
+    constexpr int kTrendRecent = 30, kTrendEarlier = 90;
+    constexpr int kLongest = std::max(kWindows[3], kTrendRecent + kTrendEarlier);
+    double window_orders[4] = {};
+    uint64_t window_spend_fixed[4] = {};  // unsigned: wraps like the order totals, never UB
+    double recent_orders = 0, earlier_orders = 0;
+    uint64_t recent_spend = 0, earlier_spend = 0;
+    for (size_t i = orders.size(); i-- > 0;) {
+      const int64_t day = DayOf(orders[i].timestamp);
+      if (day > as_of_day) continue;  // after the as-of date
+      if (day <= as_of_day - kLongest) break;
+      const auto total = static_cast<uint64_t>(orders[i].total_fixed);
+      for (int w = 0; w < 4; ++w) {
+        if (InWindow(day, as_of_day, kWindows[w])) {
+          window_orders[w] += 1;
+          window_spend_fixed[w] += total;
+        }
+      }
+      if (InWindow(day, as_of_day, kTrendRecent)) {
+        recent_orders += 1;
+        recent_spend += total;
+      } else if (InWindow(day, as_of_day - kTrendRecent, kTrendEarlier)) {
+        earlier_orders += 1;
+        earlier_spend += total;
+      }
+    }
     const BuiltinTrait kOrderWindows[4] = {kOrders7d, kOrders30d, kOrders90d, kOrders365d};
     const BuiltinTrait kSpendWindows[4] = {kSpend7d, kSpend30d, kSpend90d, kSpend365d};
     for (int w = 0; w < 4; ++w) {
       out[kOrderWindows[w]] = window_orders[w];
-      out[kSpendWindows[w]] = window_spend_fixed[w] / kFixedScale;
+      out[kSpendWindows[w]] = static_cast<double>(static_cast<int64_t>(window_spend_fixed[w])) / kFixedScale;
     }
     auto trend = [](double recent, double earlier) {
       double r30 = recent / 30, r90 = earlier / 90;
       return r30 + r90 > 0 ? (r30 - r90) / (r30 + r90) : 0.0;
     };
     out[kTrendOrders] = trend(recent_orders, earlier_orders);
-    out[kTrendSpend] = trend(static_cast<double>(recent_spend), static_cast<double>(earlier_spend));
+    out[kTrendSpend] = trend(static_cast<double>(static_cast<int64_t>(recent_spend)),
+                             static_cast<double>(static_cast<int64_t>(earlier_spend)));
   }
 
   // Seasonality. The calendar quarter and the ISO week of a day are looked up only when the day

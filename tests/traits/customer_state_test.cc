@@ -684,6 +684,43 @@ TEST(CatalogueTest, SeasonalityOfLongHistoriesMatchesBruteForce) {
   }
 }
 
+// The window traits scan the orders from the newest back and stop past the longest window: on
+// long histories, at as-of dates inside the history (so later orders are skipped first), they
+// equal the brute force over the events up to the as-of date.
+TEST(CatalogueTest, WindowsOfLongHistoriesAtPastDatesMatchBruteForce) {
+  Workspace w = MakeWorkspace();
+  TraitCatalogue catalogue(w.config);
+  PopulationState pop = MakePopulation();
+  const char* const kWindowTraits[] = {"orders_7d", "orders_30d", "orders_90d", "orders_365d",
+                                       "spend_7d",  "spend_30d",  "spend_90d",  "spend_365d",
+                                       "trend_orders", "trend_spend"};
+  std::vector<double> got(catalogue.traits().size());
+  for (int c = 0; c < 8; ++c) {
+    EventBatch batch;
+    EventGenerator(61'000 + static_cast<uint64_t>(c)).Generate(900, &batch);
+    CustomerState state = Feed(Pointers(batch), batch, pop, w.config);
+    for (int days_back : {0, 45, 200}) {
+      // The last microsecond of a day: the windows count whole days, and an as-of computation
+      // sees no event after its date (ReplayAsOf), so no order of the as-of day comes later.
+      const TimeMicros as_of = (DayOf(AsOf() - days_back * kDay) + 1) * kDay - 1;
+      std::vector<const Event*> prefix;
+      for (const Event& e : batch.events) {
+        if (e.timestamp <= as_of) prefix.push_back(&e);
+      }
+      BruteForce::Values want = BruteForce::Compute(prefix, batch, pop, catalogue.config(), as_of);
+      catalogue.ComputeOne(state, pop, as_of, got);
+      double nonzero = 0;
+      for (const char* name : kWindowTraits) {
+        const double g = got[static_cast<size_t>(catalogue.Find(name))];
+        EXPECT_NEAR(g, want[name], 1e-9 * (1 + std::fabs(want[name])))
+            << "customer " << c << " as_of -" << days_back << "d " << name;
+        nonzero += g != 0;
+      }
+      EXPECT_GT(nonzero, 0) << "customer " << c << ": the windows hold orders";
+    }
+  }
+}
+
 // The carried order total equals the sum over the orders after Update, Combine and Deserialize.
 TEST(CustomerStateTest, CarriedOrderTotalEqualsSumOfOrders) {
   Workspace w = MakeWorkspace();
