@@ -759,14 +759,27 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
     if (!apply_status.ok()) return apply_status;
     if (!reader_status.ok()) total.unreadable_sources.push_back(spec.path + ": " + reader_status.message());
   }
-  SHOAL_RETURN_IF_ERROR(Checkpoint());
-  // Memtables to table files: the next open (an export, a profile lookup) then reads table
-  // files instead of replaying hundreds of MiB of write-ahead log.
-  SHOAL_RETURN_IF_ERROR(store_->Flush());
+  // The end of a bulk load overlaps its steps on two threads: the memtables (hundreds of MiB of
+  // events) are flushed to table files while this thread serializes the checkpoint's profiles,
+  // and the checkpoint's own memtable while this thread shrinks the states. The flushes are for
+  // the next open (an export, a profile lookup), which then reads table files instead of
+  // replaying the write-ahead log; the checkpoint's write is synced as always.
+  SHOAL_RETURN_IF_ERROR(broken_);
+  Status flushed;
+  std::thread flusher([&] { flushed = store_->Flush(); });
+  PendingCheckpoint pending;
+  PrepareCheckpoint(&pending);
+  flusher.join();
+  SHOAL_RETURN_IF_ERROR(flushed);
+  SHOAL_RETURN_IF_ERROR(store_->Write(pending.group, true));
+  FinishCheckpoint(pending);
+  flusher = std::thread([&] { flushed = store_->Flush(); });
   // The bulk load is over: release the spare capacity growth left in every state.
   for (CustomerState& state : states_) state.ShrinkToFit();
   states_.shrink_to_fit();
   identity_.ShrinkToFit();
+  flusher.join();
+  SHOAL_RETURN_IF_ERROR(flushed);
   // And the per-batch scratch (~2 MiB of dedupe tables and lists, the encoded block): the next
   // batch allocates it again.
   batch_ids_ = FlatSetU64();
