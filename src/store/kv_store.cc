@@ -136,6 +136,11 @@ Result<std::unique_ptr<KvStore>> KvStore::Open(const std::string& dir, const Sto
       // cuts the rewrites (and ZSTD passes) competing with the ingest for the two cores (10M
       // events: 16 instead of 8 took the ingest from 11.0-11.6 s to 10.4-10.8 s).
       cf.level0_file_num_compaction_trigger = 16;
+      // And only then: level 0's score is also its size over max_bytes_for_level_base (256 MiB
+      // by default), which made every second 128 MiB flush of a bulk load start a compaction
+      // (a 10M-event ingest ZSTD-compressed three of its eight files while it ran). Level 0 may
+      // now hold the 16 files (~2 GiB uncompressed) before one compaction takes them down.
+      cf.max_bytes_for_level_base = 16 * cf.write_buffer_size;
       // Flushes write level 0 uncompressed: a flush is on the ingest's path (the last one ends
       // every ingest) and LZ4 was 60% of its CPU; compactions compress (LZ4, ZSTD at the bottom)
       // and no longer decompress their level-0 inputs.
