@@ -156,8 +156,8 @@ void ScoreRfmOne(const LiveModel& model, double recency_days, double frequency, 
 
 LiveScores ScoreLive(const LiveModel& model, const Engine& engine, uint32_t profile,
                      std::span<const double> traits, std::span<const int> trait_index,
-                     std::span<const int> support_index, int64_t built_segment, TimeMicros now,
-                     bool with_btyd) {
+                     std::span<const int> support_index, const std::array<int, 3>& rfm_index,
+                     int64_t built_segment, TimeMicros now, bool with_btyd) {
   LiveScores out;
   constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
   auto trait = [&](size_t f) {
@@ -165,14 +165,9 @@ LiveScores ScoreLive(const LiveModel& model, const Engine& engine, uint32_t prof
     return idx < 0 ? kNaN : traits[static_cast<size_t>(idx)];
   };
   const CustomerState& state = engine.state(profile);
-  // RFM from the three traits the build used (the trait index spans features first; RFM reads
-  // the catalogue directly).
-  const TraitCatalogue& cat = engine.catalogue();
-  auto named = [&](std::string_view name) {
-    int idx = cat.Find(name);
-    return idx < 0 ? kNaN : traits[static_cast<size_t>(idx)];
-  };
-  ScoreRfmOne(model, named("recency_days"), named("frequency"), named("monetary_total"), &out);
+  // RFM from the three traits the build used.
+  auto at = [&](int idx) { return idx < 0 ? kNaN : traits[static_cast<size_t>(idx)]; };
+  ScoreRfmOne(model, at(rfm_index[0]), at(rfm_index[1]), at(rfm_index[2]), &out);
 
   // Nearest centroid in the scaled space (distances in double), hysteresis against the build's.
   const size_t d = model.features.size();

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <span>
@@ -79,12 +80,13 @@ struct LiveScores {
 // Scores one profile. `traits` are its traits at `now` (catalogue order, all of them);
 // `trait_index` maps the model's features to catalogue indices (-1 = absent: NaN), and
 // `support_index` their support traits (scaler.support) likewise;
+// `rfm_index` the catalogue indices of recency_days, frequency and monetary_total (-1: NaN);
 // `built_segment` is the segment id the build gave the profile (-1 = none: no hysteresis).
 // `with_btyd` = false leaves the four scores NaN (they cost a few microseconds).
 LiveScores ScoreLive(const LiveModel& model, const Engine& engine, uint32_t profile,
                      std::span<const double> traits, std::span<const int> trait_index,
-                     std::span<const int> support_index, int64_t built_segment, TimeMicros now,
-                     bool with_btyd);
+                     std::span<const int> support_index, const std::array<int, 3>& rfm_index,
+                     int64_t built_segment, TimeMicros now, bool with_btyd);
 
 // The four BTYD scores of one customer at `now` (NaN without orders before today or without a
 // BG/NBD fit). They change only with the customer's orders and the UTC day of `now`.

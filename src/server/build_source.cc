@@ -1,8 +1,10 @@
 #include "server/build_source.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "common/json_writer.h"
 #include "common/time.h"
@@ -126,6 +128,8 @@ Result<std::unique_ptr<BuildMembershipSource>> BuildMembershipSource::Load(const
     if (idx >= 0 && is_windowed(static_cast<size_t>(idx))) s.midnight_ = true;
     if (idx >= 0 && is_user_time_since(static_cast<size_t>(idx))) s.fallback_ = true;
   }
+  static std::atomic<uint64_t> next_id{0};
+  s.id_ = ++next_id;
   s.recency_trait_ = cat.Find("recency_days");
   s.frequency_trait_ = cat.Find("frequency");
   s.monetary_trait_ = cat.Find("monetary_total");
@@ -177,36 +181,73 @@ Result<std::unique_ptr<BuildMembershipSource>> BuildMembershipSource::Load(const
     }
   }
   s.needed_traits_ = cat.Select(needed);
+  for (const std::string& name : s.audience_names_) s.audience_memberships_.push_back("audience:" + name);
+  for (const std::string& name : s.model_.rfm_names) s.rfm_memberships_.push_back("rfm:" + name);
+  for (const std::string& name : s.model_.segment_names) s.segment_memberships_.push_back("segment:" + name);
   return source;
 }
 
+struct BuildMembershipSource::Scratch {
+  uint64_t owner = 0;  // the id_ of the source the bindings are for; 0 = none
+  std::vector<double> values;
+  int32_t segment_code = -1, rfm_code = -1;
+  segment::RuleData data;
+  std::vector<std::optional<segment::BoundRule>> bound;  // per audience; nullopt: no match
+  Evaluation evaluation;
+};
+
+BuildMembershipSource::Scratch& BuildMembershipSource::ThreadScratch() const {
+  thread_local Scratch scratch;
+  if (scratch.owner == id_) return scratch;
+  scratch.owner = id_;
+  // Sized once: the rule data below points into it.
+  scratch.values.assign(num_traits_ + kNumExtra - 2, kNaN);
+  segment::RuleData& data = scratch.data;
+  data.rows = 1;
+  data.columns.clear();
+  data.columns.reserve(schema_.size());
+  const double* values = scratch.values.data();
+  for (size_t t = 0; t < num_traits_; ++t) data.columns.push_back({{values + t, 1}, {}, {}});
+  data.columns.push_back({{}, {&scratch.segment_code, 1}, segment_dictionary_});
+  data.columns.push_back({{}, {&scratch.rfm_code, 1}, model_.rfm_names});
+  for (size_t e = 0; e < kNumExtra - 2; ++e) data.columns.push_back({{values + num_traits_ + e, 1}, {}, {}});
+  scratch.bound.clear();
+  for (const segment::Audience& audience : audiences_) {
+    auto bound = segment::BoundRule::Bind(audience.rule, data);
+    if (bound.ok()) scratch.bound.emplace_back(std::move(*bound));
+    else scratch.bound.emplace_back(std::nullopt);
+  }
+  return scratch;
+}
+
 void BuildMembershipSource::ComputeTraits(const Engine& engine, uint32_t profile, TimeMicros now,
-                                          std::vector<double>* values) const {
-  values->assign(num_traits_ + kNumExtra - 2, kNaN);
+                                          Scratch& scratch) const {
+  std::fill(scratch.values.begin(), scratch.values.end(), kNaN);
   engine.catalogue().ComputeSelected(engine.state(profile), engine.population(), now,
                                      needed_traits_,
-                                     std::span<double>(values->data(), num_traits_));
+                                     std::span<double>(scratch.values.data(), num_traits_));
 }
 
 BuildMembershipSource::Evaluation BuildMembershipSource::Evaluate(const Engine& engine,
                                                                   uint32_t profile, TimeMicros now,
                                                                   bool with_btyd) const {
-  std::vector<double> values;
-  ComputeTraits(engine, profile, now, &values);
-  return EvaluateTraits(engine, profile, now, with_btyd, &values);
+  Scratch& scratch = ThreadScratch();
+  ComputeTraits(engine, profile, now, scratch);
+  EvaluateTraits(engine, profile, now, with_btyd, scratch, &scratch.evaluation);
+  return scratch.evaluation;
 }
 
-BuildMembershipSource::Evaluation BuildMembershipSource::EvaluateTraits(
-    const Engine& engine, uint32_t profile, TimeMicros now, bool with_btyd,
-    std::vector<double>* values_in) const {
-  Evaluation out;
-  std::vector<double>& values = *values_in;
+void BuildMembershipSource::EvaluateTraits(const Engine& engine, uint32_t profile, TimeMicros now,
+                                           bool with_btyd, Scratch& scratch, Evaluation* out) const {
+  std::vector<double>& values = scratch.values;
   const std::span<const double> traits(values.data(), num_traits_);
-  out.scores = ScoreLive(model_, engine, profile, traits, feature_traits_, support_traits_,
-                         BuiltSegment(profile), now, /*with_btyd=*/false);
-  if (with_btyd || audiences_read_scores_) CachedBtyd(engine, profile, now, &out.scores);
-  if (audiences_.empty()) return out;
-  const LiveScores& sc = out.scores;
+  out->audiences.clear();
+  out->scores = ScoreLive(model_, engine, profile, traits, feature_traits_, support_traits_,
+                          {recency_trait_, frequency_trait_, monetary_trait_}, BuiltSegment(profile),
+                          now, /*with_btyd=*/false);
+  if (with_btyd || audiences_read_scores_) CachedBtyd(engine, profile, now, &out->scores);
+  if (audiences_.empty()) return;
+  const LiveScores& sc = out->scores;
   double* extra = values.data() + num_traits_;
   extra[0] = sc.cluster >= 0
                  ? static_cast<double>(model_.segment_ids[static_cast<size_t>(sc.cluster)])
@@ -221,20 +262,11 @@ BuildMembershipSource::Evaluation BuildMembershipSource::EvaluateTraits(
   for (size_t m = 0; m < 4; ++m) {
     extra[8 + m] = profile < propensities_.size() ? propensities_[profile][m] : kNaN;
   }
-  const int32_t segment_code = sc.cluster;
-  const int32_t rfm_code = sc.rfm_segment;
-  segment::RuleData data;
-  data.rows = 1;
-  data.columns.reserve(schema_.size());
-  for (size_t t = 0; t < num_traits_; ++t) data.columns.push_back({{&values[t], 1}, {}, {}});
-  data.columns.push_back({{}, {&segment_code, 1}, segment_dictionary_});
-  data.columns.push_back({{}, {&rfm_code, 1}, model_.rfm_names});
-  for (size_t e = 0; e < kNumExtra - 2; ++e) data.columns.push_back({{extra + e, 1}, {}, {}});
+  scratch.segment_code = sc.cluster;
+  scratch.rfm_code = sc.rfm_segment;
   for (size_t a = 0; a < audiences_.size(); ++a) {
-    auto bound = segment::BoundRule::Bind(audiences_[a].rule, data);
-    if (bound.ok() && bound->Matches(0)) out.audiences.push_back(static_cast<uint32_t>(a));
+    if (scratch.bound[a] && scratch.bound[a]->Matches(0)) out->audiences.push_back(static_cast<uint32_t>(a));
   }
-  return out;
 }
 
 void BuildMembershipSource::CachedBtyd(const Engine& engine, uint32_t profile, TimeMicros now,
@@ -270,40 +302,45 @@ void BuildMembershipSource::CachedBtyd(const Engine& engine, uint32_t profile, T
                             out->clv};
 }
 
-std::vector<std::string> BuildMembershipSource::Names(const Evaluation& e) const {
-  std::vector<std::string> out;
-  out.reserve(e.audiences.size() + 2);
-  for (uint32_t a : e.audiences) out.push_back("audience:" + audience_names_[a]);
-  out.push_back("rfm:" + model_.rfm_names[static_cast<size_t>(e.scores.rfm_segment)]);
-  if (e.scores.cluster >= 0) {
-    out.push_back("segment:" + model_.segment_names[static_cast<size_t>(e.scores.cluster)]);
-  }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
+void BuildMembershipSource::NamesInto(const Evaluation& e, std::vector<std::string>* out) const {
+  size_t n = 0;
+  auto put = [&](const std::string& membership) {
+    if (n < out->size()) (*out)[n].assign(membership);
+    else out->push_back(membership);
+    ++n;
+  };
+  for (uint32_t a : e.audiences) put(audience_memberships_[a]);
+  put(rfm_memberships_[static_cast<size_t>(e.scores.rfm_segment)]);
+  if (e.scores.cluster >= 0) put(segment_memberships_[static_cast<size_t>(e.scores.cluster)]);
+  out->resize(n);
+  std::sort(out->begin(), out->end());
+  out->erase(std::unique(out->begin(), out->end()), out->end());
 }
 
 std::vector<std::string> BuildMembershipSource::Memberships(const Engine& engine, uint32_t profile,
                                                             TimeMicros now) const {
-  return Names(Evaluate(engine, profile, now, /*with_btyd=*/false));
+  std::vector<std::string> out;
+  NamesInto(Evaluate(engine, profile, now, /*with_btyd=*/false), &out);
+  return out;
 }
 
 std::optional<TimeMicros> BuildMembershipSource::MembershipsAndNextChange(
     const Engine& engine, uint32_t profile, TimeMicros now,
     std::vector<std::string>* memberships) const {
-  std::vector<double> values;
-  ComputeTraits(engine, profile, now, &values);
-  *memberships = Names(EvaluateTraits(engine, profile, now, /*with_btyd=*/false, &values));
+  Scratch& scratch = ThreadScratch();
+  ComputeTraits(engine, profile, now, scratch);
+  EvaluateTraits(engine, profile, now, /*with_btyd=*/false, scratch, &scratch.evaluation);
+  NamesInto(scratch.evaluation, memberships);
   return NextChangeTraits(engine, profile, now,
-                          std::span<const double>(values.data(), num_traits_));
+                          std::span<const double>(scratch.values.data(), num_traits_));
 }
 
 std::optional<TimeMicros> BuildMembershipSource::NextChange(const Engine& engine, uint32_t profile,
                                                             TimeMicros now) const {
-  std::vector<double> values;
-  ComputeTraits(engine, profile, now, &values);
+  Scratch& scratch = ThreadScratch();
+  ComputeTraits(engine, profile, now, scratch);
   return NextChangeTraits(engine, profile, now,
-                          std::span<const double>(values.data(), num_traits_));
+                          std::span<const double>(scratch.values.data(), num_traits_));
 }
 
 std::optional<TimeMicros> BuildMembershipSource::NextChangeTraits(

@@ -77,20 +77,30 @@ class BuildMembershipSource final : public MembershipSource {
   enum class Clock : uint8_t { kNone, kLastOrder, kFirstOrder, kLastEvent, kFirstEvent };
   static Clock ClockOf(std::string_view trait);
   static std::optional<TimeMicros> Origin(const CustomerState& state, Clock clock);
-  // `values` = the profile's traits at `now` followed by room for the build's extra columns.
-  void ComputeTraits(const Engine& engine, uint32_t profile, TimeMicros now,
-                     std::vector<double>* values) const;
-  Evaluation EvaluateTraits(const Engine& engine, uint32_t profile, TimeMicros now, bool with_btyd,
-                            std::vector<double>* values) const;
-  std::vector<std::string> Names(const Evaluation& e) const;
+  // Per-thread evaluation scratch: the traits, the rule data over them and the audiences bound
+  // to it once, so that evaluating a profile allocates nothing. Keyed by the source's unique
+  // id_: a source built later (a rebuild) never meets the bindings of the one it replaced.
+  struct Scratch;
+  Scratch& ThreadScratch() const;
+  // scratch.values = the profile's traits at `now` followed by room for the extra columns.
+  void ComputeTraits(const Engine& engine, uint32_t profile, TimeMicros now, Scratch& scratch) const;
+  // Scores and audiences from scratch.values (filled by ComputeTraits) into *out.
+  void EvaluateTraits(const Engine& engine, uint32_t profile, TimeMicros now, bool with_btyd,
+                      Scratch& scratch, Evaluation* out) const;
+  // The memberships of `e`, sorted, into *out (its strings' buffers reused).
+  void NamesInto(const Evaluation& e, std::vector<std::string>* out) const;
   std::optional<TimeMicros> NextChangeTraits(const Engine& engine, uint32_t profile, TimeMicros now,
                                              std::span<const double> traits) const;
 
+  uint64_t id_ = 0;  // unique per source made in this process
   LiveModel model_;
   std::vector<int> feature_traits_;   // per model feature: catalogue index (-1 = absent)
   std::vector<int> support_traits_;   // per model feature: its support trait's index, or -1
   std::vector<Clock> feature_clock_;  // per model feature
   int recency_trait_ = -1, frequency_trait_ = -1, monetary_trait_ = -1;
+  // The membership strings, made once: "audience:<name>" per audience, "rfm:<name>" per RFM
+  // cell, "segment:<name>" per cluster.
+  std::vector<std::string> audience_memberships_, rfm_memberships_, segment_memberships_;
   std::vector<int64_t> built_segment_;        // per profile slot
   // Per profile slot: the build's p_purchase_30d, p_churn_90d, p_upgrade, p_referral (fixed
   // until the next build; NaN for profiles the build did not score).

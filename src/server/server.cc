@@ -249,9 +249,11 @@ struct Server::Impl {
   void Touch(uint32_t profile, Cause cause, bool replace);
   // What the source says of one profile, computed ahead (in parallel) for a large evaluation.
   struct Computed {
-    std::vector<std::string> memberships;
+    bool changed = false;                  // memberships differ from current[profile]
+    std::vector<std::string> memberships;  // only when changed
     std::optional<TimeMicros> next;
   };
+  std::vector<std::string> after_scratch;  // apply leader only: Evaluate's memberships
   void Evaluate(uint32_t profile, TimeMicros now, const Cause& cause, WriteGroup* group,
                 std::vector<std::pair<size_t, OutboxEntry>>* pending, Computed* computed = nullptr);
   // Evaluate for each (profile, cause) in order; the source's part runs on ctx.Threads() workers
@@ -414,7 +416,14 @@ void Server::Impl::EvaluateMany(const std::vector<std::pair<uint32_t, Cause>>& o
         for (size_t i = begin; i < end; ++i) {
           const uint32_t p = ordered[i].first;
           if (!engine->identity().Alive(p)) continue;
-          computed[i].next = source->MembershipsAndNextChange(*engine, p, now, &computed[i].memberships);
+          // Kept only when it differs from the current memberships (read-only meanwhile): most
+          // evaluations change nothing and then copy nothing.
+          thread_local std::vector<std::string> after;
+          computed[i].next = source->MembershipsAndNextChange(*engine, p, now, &after);
+          if (p >= current.size() || after != current[p]) {
+            computed[i].changed = true;
+            computed[i].memberships = after;
+          }
         }
       },
       kPerWorker);
@@ -428,17 +437,24 @@ void Server::Impl::Evaluate(uint32_t profile, TimeMicros now, const Cause& cause
                             Computed* computed) {
   EnsureSlots(profile + 1);
   const bool alive = engine->identity().Alive(profile);
-  std::vector<std::string> after;
+  std::vector<std::string>& before = current[profile];
   std::optional<TimeMicros> next;
   if (alive && computed) {
-    after = std::move(computed->memberships);
     next = computed->next;
+    Schedule(profile, next);
+    if (!computed->changed) return;
   } else if (alive) {
-    next = source->MembershipsAndNextChange(*engine, profile, now, &after);
+    // Into a reused vector (its strings keep their buffers): an evaluation that changes nothing
+    // allocates nothing.
+    next = source->MembershipsAndNextChange(*engine, profile, now, &after_scratch);
+    Schedule(profile, next);
+    if (after_scratch == before) return;
+  } else {
+    Schedule(profile, next);
+    if (before.empty()) return;
   }
-  std::vector<std::string>& before = current[profile];
-  Schedule(profile, next);
-  if (after == before) return;
+  std::vector<std::string> after;
+  if (alive) after = computed ? std::move(computed->memberships) : after_scratch;
   std::vector<std::string> entered, exited;
   std::set_difference(after.begin(), after.end(), before.begin(), before.end(), std::back_inserter(entered));
   std::set_difference(before.begin(), before.end(), after.begin(), after.end(), std::back_inserter(exited));
