@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <string_view>
 
 #include "common/coding.h"
 
@@ -22,12 +24,81 @@ enum : uint32_t {
 
 }  // namespace
 
+namespace {
+
+// Writes fields into memory sized ahead (MaxEncodedSize): no capacity check per field.
+class BlockWriter {
+ public:
+  explicit BlockWriter(char* p) : p_(p) {}
+  char* end() const { return p_; }
+  void Byte(uint8_t b) { *p_++ = static_cast<char>(b); }
+  void Varint(uint64_t v) {
+    while (v >= 0x80) {
+      *p_++ = static_cast<char>(v | 0x80);
+      v >>= 7;
+    }
+    *p_++ = static_cast<char>(v);
+  }
+  void ZigZag(int64_t v) { Varint((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63)); }
+  void Fixed64(uint64_t v) {
+    std::memcpy(p_, &v, 8);
+    p_ += 8;
+  }
+  void Double(double v) {
+    std::memcpy(p_, &v, 8);
+    p_ += 8;
+  }
+  void String(std::string_view s) {
+    Varint(s.size());
+    std::memcpy(p_, s.data(), s.size());
+    p_ += s.size();
+  }
+
+ private:
+  char* p_;
+};
+
+constexpr size_t kMaxVarint = 10;
+
+// An upper bound of one event's encoded bytes.
+size_t MaxEncodedSize(const EventBatch& batch, const Event& e) {
+  size_t n = 3 * kMaxVarint + 8 + 3 + kMaxVarint + 5 * 8;  // mask, type, id hash, bytes, time, doubles
+  for (std::string_view s : {e.event_id, e.customer_id, e.email, e.anonymous_id, e.phone, e.order_id,
+                             e.currency, e.product_id, e.category, e.campaign_id, e.session_id, e.query,
+                             e.referee, e.topic}) {
+    n += kMaxVarint + s.size();
+  }
+  if (e.num_lines > 0) {
+    n += kMaxVarint;
+    for (const OrderLine& l : batch.Lines(e)) n += 2 * kMaxVarint + l.product_id.size() + l.category.size() + 3 * 8;
+  }
+  if (e.num_props > 0) {
+    n += kMaxVarint;
+    for (const EventProperty& p : batch.Props(e)) n += 2 * kMaxVarint + p.name.size() + 1 + 8 + p.text.size();
+  }
+  return n;
+}
+
+}  // namespace
+
 void EncodeEvents(const EventBatch& batch, std::span<const uint32_t> event_indices, std::string* out) {
-  out->push_back(static_cast<char>(kBlockVersion));
-  PutVarint(out, event_indices.size());
+  size_t used = out->size();
+  out->resize(used + 1 + kMaxVarint);
+  {
+    BlockWriter w(out->data() + used);
+    w.Byte(kBlockVersion);
+    w.Varint(event_indices.size());
+    used = static_cast<size_t>(w.end() - out->data());
+  }
   TimeMicros prev_ts = 0;
   for (uint32_t idx : event_indices) {
     const Event& e = batch.events[idx];
+    // Grown by at least half each time it must grow (resize alone would grow to the exact
+    // size, so appending event by event would copy the block over and over).
+    const size_t need = used + MaxEncodedSize(batch, e);
+    if (need > out->capacity()) out->reserve(std::max(need, out->capacity() + out->capacity() / 2));
+    out->resize(need);
+    BlockWriter w(out->data() + used);
     uint32_t mask = 0;
     auto flag = [&mask](bool present, uint32_t bit) { if (present) mask |= bit; };
     flag(!e.customer_id.empty(), kHasCustomer); flag(!e.email.empty(), kHasEmail);
@@ -40,53 +111,55 @@ void EncodeEvents(const EventBatch& batch, std::span<const uint32_t> event_indic
     flag(!std::isnan(e.discount), kHasDiscount); flag(!std::isnan(e.price), kHasPrice);
     flag(!std::isnan(e.quantity), kHasQuantity); flag(!std::isnan(e.dwell_seconds), kHasDwell);
     flag(e.num_lines > 0, kHasLines); flag(e.num_props > 0, kHasProps);
-    PutVarint(out, mask);
-    PutString(out, e.event_id);
-    PutFixed64(out, e.id_hash);
-    PutVarint(out, e.type);
-    out->push_back(static_cast<char>(e.channel));
-    out->push_back(static_cast<char>(e.device));
-    out->push_back(static_cast<char>(e.consent));
-    PutZigZag(out, e.timestamp - prev_ts);  // delta: events of a block are mostly near in time
+    w.Varint(mask);
+    w.String(e.event_id);
+    w.Fixed64(e.id_hash);
+    w.Varint(e.type);
+    w.Byte(static_cast<uint8_t>(e.channel));
+    w.Byte(static_cast<uint8_t>(e.device));
+    w.Byte(static_cast<uint8_t>(e.consent));
+    w.ZigZag(e.timestamp - prev_ts);  // delta: events of a block are mostly near in time
     prev_ts = e.timestamp;
-    if (mask & kHasCustomer) PutString(out, e.customer_id);
-    if (mask & kHasEmail) PutString(out, e.email);
-    if (mask & kHasAnon) PutString(out, e.anonymous_id);
-    if (mask & kHasPhone) PutString(out, e.phone);
-    if (mask & kHasOrderId) PutString(out, e.order_id);
-    if (mask & kHasCurrency) PutString(out, e.currency);
-    if (mask & kHasProduct) PutString(out, e.product_id);
-    if (mask & kHasCategory) PutString(out, e.category);
-    if (mask & kHasCampaign) PutString(out, e.campaign_id);
-    if (mask & kHasSession) PutString(out, e.session_id);
-    if (mask & kHasQuery) PutString(out, e.query);
-    if (mask & kHasReferee) PutString(out, e.referee);
-    if (mask & kHasTopic) PutString(out, e.topic);
-    if (mask & kHasTotal) PutDouble(out, e.total);
-    if (mask & kHasDiscount) PutDouble(out, e.discount);
-    if (mask & kHasPrice) PutDouble(out, e.price);
-    if (mask & kHasQuantity) PutDouble(out, e.quantity);
-    if (mask & kHasDwell) PutDouble(out, e.dwell_seconds);
+    if (mask & kHasCustomer) w.String(e.customer_id);
+    if (mask & kHasEmail) w.String(e.email);
+    if (mask & kHasAnon) w.String(e.anonymous_id);
+    if (mask & kHasPhone) w.String(e.phone);
+    if (mask & kHasOrderId) w.String(e.order_id);
+    if (mask & kHasCurrency) w.String(e.currency);
+    if (mask & kHasProduct) w.String(e.product_id);
+    if (mask & kHasCategory) w.String(e.category);
+    if (mask & kHasCampaign) w.String(e.campaign_id);
+    if (mask & kHasSession) w.String(e.session_id);
+    if (mask & kHasQuery) w.String(e.query);
+    if (mask & kHasReferee) w.String(e.referee);
+    if (mask & kHasTopic) w.String(e.topic);
+    if (mask & kHasTotal) w.Double(e.total);
+    if (mask & kHasDiscount) w.Double(e.discount);
+    if (mask & kHasPrice) w.Double(e.price);
+    if (mask & kHasQuantity) w.Double(e.quantity);
+    if (mask & kHasDwell) w.Double(e.dwell_seconds);
     if (mask & kHasLines) {
-      PutVarint(out, e.num_lines);
+      w.Varint(e.num_lines);
       for (const OrderLine& l : batch.Lines(e)) {
-        PutString(out, l.product_id);
-        PutString(out, l.category);
-        PutDouble(out, l.quantity);
-        PutDouble(out, l.unit_price);
-        PutDouble(out, l.discount);
+        w.String(l.product_id);
+        w.String(l.category);
+        w.Double(l.quantity);
+        w.Double(l.unit_price);
+        w.Double(l.discount);
       }
     }
     if (mask & kHasProps) {
-      PutVarint(out, e.num_props);
+      w.Varint(e.num_props);
       for (const EventProperty& p : batch.Props(e)) {
-        PutString(out, p.name);
-        out->push_back(p.is_number ? 1 : 0);
-        if (p.is_number) PutDouble(out, p.number);
-        else PutString(out, p.text);
+        w.String(p.name);
+        w.Byte(p.is_number ? 1 : 0);
+        if (p.is_number) w.Double(p.number);
+        else w.String(p.text);
       }
     }
+    used = static_cast<size_t>(w.end() - out->data());
   }
+  out->resize(used);
 }
 
 namespace {

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <xxhash.h>
+
 #include "store/event_codec.h"
 
 namespace shoal {
@@ -123,6 +125,28 @@ TEST(EventCodec, RangeDecodeKeepsExactlyTheRangesEvents) {
   // A truncated block is an error, not a short batch.
   EventBatch decoded;
   EXPECT_FALSE(DecodeEventsInRange(block.substr(0, block.size() / 2), 0, 400, &decoded).ok());
+}
+
+// The block format is pinned: these digests are of the bytes the first encoder wrote (the format
+// every stored workspace holds), for a mixed batch and for one whose fields need multi-byte
+// varints (long strings, far timestamps) and whose block outgrows any first guess.
+TEST(EventCodec, EncodedBytesAreThoseOfTheStoredFormat) {
+  auto digest = [](const EventBatch& batch) {
+    std::vector<uint32_t> all(batch.size());
+    std::iota(all.begin(), all.end(), 0u);
+    std::string block = "prefix";  // appends after what the buffer holds
+    EncodeEvents(batch, all, &block);
+    return XXH3_64bits(block.data(), block.size());
+  };
+  EventBatch mixed = MakeBatch(40);
+  EventBatch large = MakeBatch(5000);
+  for (size_t i = 0; i < large.events.size(); i += 97) {
+    large.events[i].customer_id = large.Intern(std::string(300 + i % 50, static_cast<char>('a' + i % 26)));
+    large.events[i].timestamp = static_cast<TimeMicros>(i) * 86'400'000'000LL - 5'000'000'000'000'000LL;
+    large.events[i].dwell_seconds = 0.5 * static_cast<double>(i);
+  }
+  EXPECT_EQ(digest(mixed), 0x4b9212177d7f1020ull) << std::hex << digest(mixed);
+  EXPECT_EQ(digest(large), 0x7690c59f0c3aa45cull) << std::hex << digest(large);
 }
 
 }  // namespace
