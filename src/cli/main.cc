@@ -20,9 +20,10 @@
 namespace shoal {
 namespace {
 
-// Ends a read-only command whose output is written and closed: freeing every profile's state
-// and the identity graph one allocation at a time would take about a tenth of a short export,
-// and a read-only workspace has nothing to flush. The process ends, the OS reclaims it all.
+// Ends a command whose output is written and closed and whose store is read-only or closed
+// (Engine::CloseStoreForExit): freeing every profile's state and the identity graph one
+// allocation at a time would take about a tenth of a short export. The process ends, the OS
+// reclaims it all.
 [[noreturn]] void ExitWithoutTeardown(int code) {
   std::fflush(stdout);
   std::fflush(stderr);
@@ -264,9 +265,12 @@ int main(int argc, char** argv) {
       printer.Finish();
       if (!summary.ok()) return Fail(summary.status());
       PrintIngestSummary(*summary, memory_detail);
-      if (!summary->unreadable_sources.empty()) return 1;
-      if (strict && summary->bad > 0) return 3;
-      return 0;
+      // Freeing every profile's state one allocation at a time would add ~0.1 s to a
+      // 10M-event ingest: the store is closed properly and the OS reclaims the rest.
+      (*engine)->CloseStoreForExit();
+      if (!summary->unreadable_sources.empty()) ExitWithoutTeardown(1);
+      if (strict && summary->bad > 0) ExitWithoutTeardown(3);
+      ExitWithoutTeardown(0);
     }
     if (*profile) {
       auto as_of = ParseAsOf(as_of_text);

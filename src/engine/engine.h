@@ -128,6 +128,11 @@ class Engine {
                               std::vector<ApplyOutcome>* outcomes = nullptr);
   // Writes dirty profiles, identity and shop-wide state atomically.
   Status Checkpoint();
+  // For a process about to end without freeing its memory (std::_Exit after an ingest): closes
+  // the store the RocksDB way (background work finished, files closed) when no snapshot shares
+  // it. Everything the engine acknowledged is already durable; after this call the engine may
+  // only be destroyed.
+  void CloseStoreForExit() { store_.reset(); }
 
   // Checkpoint() in steps, for a caller whose thread is the only one that mutates this engine
   // (the server's writer), so that readers are not held off while the snapshot is serialized
