@@ -23,6 +23,10 @@ class InputBuffer {
   static constexpr size_t kPadding = 64;  // >= SIMDJSON_PADDING
   static constexpr size_t kRawPrefix = 1024;
   static constexpr size_t kReadChunk = size_t{256} << 10;  // bytes asked of one read()
+  // A regular file is asked ahead: the kernel reads the next kReadAhead bytes from disk (once
+  // every kReadAhead / 2 consumed) while the parser works on what it has, so a file that is
+  // not in the page cache costs the disk's time beside the parse, not after it.
+  static constexpr uint64_t kReadAhead = uint64_t{16} << 20;
 
   struct Record {
     enum class Kind { kOk, kTooLong, kUnterminatedQuote };
@@ -66,6 +70,9 @@ class InputBuffer {
   uint64_t line_ = 1;
   size_t max_record_ = 0;
   uint64_t bytes_total_ = 0;
+  uint64_t bytes_read_ = 0;       // from the file so far
+  uint64_t next_read_ahead_ = 0;  // regular files: where the next read-ahead is asked
+  bool read_ahead_ = false;       // a regular file (not stdin or a pipe)
   uint64_t bytes_consumed_ = 0;
   std::string long_prefix_;
 };
