@@ -180,13 +180,14 @@ void CustomerState::PruneWindows(int32_t last_day) {
                            [&](const ActivityDay& d) { return d.day > activity_cut; });
     activity_.erase(activity_.begin(), it);
   }
-  for (UserTraitState& u : user_) PruneUserTrait(u, last_day);
+  for (UserTraitState& u : MutableUserTraits()) PruneUserTrait(u, last_day);
 }
 
 const CustomerState::UserTraitState* CustomerState::UserTrait(size_t trait_idx) const {
-  auto it = std::lower_bound(user_.begin(), user_.end(), trait_idx,
+  const std::span<const UserTraitState> states = user_traits();
+  auto it = std::lower_bound(states.begin(), states.end(), trait_idx,
                              [](const UserTraitState& u, size_t idx) { return u.trait_idx < idx; });
-  return it != user_.end() && it->trait_idx == trait_idx ? &*it : nullptr;
+  return it != states.end() && it->trait_idx == trait_idx ? &*it : nullptr;
 }
 
 CustomerState::UserTraitState& CustomerState::UserTraitFor(uint32_t trait_idx,
@@ -199,25 +200,32 @@ CustomerState::UserTraitState& CustomerState::UserTraitFor(uint32_t trait_idx,
     u.value = InitialValue(spec.aggregate);
     return u;
   };
+  if (!user_) user_.Emplace();
+  std::vector<UserTraitState>& states = user_->states;
   if (trait_idx < 64) {
     const uint64_t bit = uint64_t{1} << trait_idx;
-    const auto pos = static_cast<size_t>(std::popcount(user_present_ & (bit - 1)));
-    if (user_present_ & bit) return user_[pos];
-    user_present_ |= bit;
+    const auto pos = static_cast<size_t>(std::popcount(user_->present & (bit - 1)));
+    if (user_->present & bit) return states[pos];
+    user_->present |= bit;
     // Grow by one: a customer matches each trait at most once here, and doubling would leave
     // up to half of these records unused.
-    if (user_.size() == user_.capacity()) user_.reserve(user_.size() + 1);
-    return *user_.insert(user_.begin() + static_cast<ptrdiff_t>(pos), make());
+    if (states.size() == states.capacity()) states.reserve(states.size() + 1);
+    return *states.insert(states.begin() + static_cast<ptrdiff_t>(pos), make());
   }
   return FindOrInsert(
-      &user_, static_cast<uint16_t>(trait_idx), [](const UserTraitState& u) { return u.trait_idx; },
+      &states, static_cast<uint16_t>(trait_idx), [](const UserTraitState& u) { return u.trait_idx; },
       make);
 }
 
 void CustomerState::RebuildUserIndex() {
-  user_present_ = 0;
-  for (const UserTraitState& u : user_) {
-    if (u.trait_idx < 64) user_present_ |= uint64_t{1} << u.trait_idx;
+  if (!user_) return;
+  if (user_->states.empty()) {
+    user_.Reset();
+    return;
+  }
+  user_->present = 0;
+  for (const UserTraitState& u : user_->states) {
+    if (u.trait_idx < 64) user_->present |= uint64_t{1} << u.trait_idx;
   }
 }
 
@@ -488,28 +496,31 @@ void CustomerState::Combine(const CustomerState& other) {
           a.first_open = std::min(a.first_open, b.first_open);
         });
   }
-  MergeByKey(
-      &user_, other.user_, [](const UserTraitState& u) { return u.trait_idx; },
-      [](UserTraitState& a, const UserTraitState& b) {
-        const TraitAggregate aggregate = a.Aggregate();
-        a.count += b.count;
-        if (aggregate == TraitAggregate::kLast) {
-          KeepLater(b.value, b.last_value, &a.value, &a.last_value);
-        } else {
-          FoldValue(aggregate, b.value, &a.value);
-        }
-        MergeByKey(
-            &a.days, b.days, [](const UserDay& d) { return d.day; },
-            [aggregate](UserDay& x, const UserDay& y) {
-              x.count += y.count;
-              FoldValue(aggregate, y.value, &x.value);
-            });
-        MergeByKey(
-            &a.distinct, b.distinct, [](const DistinctValue& d) { return d.value_hash; },
-            [](DistinctValue& x, const DistinctValue& y) {
-              x.last_day = std::max(x.last_day, y.last_day);
-            });
-      });
+  if (other.user_) {
+    if (!user_) user_.Emplace();
+    MergeByKey(
+        &user_->states, other.user_->states, [](const UserTraitState& u) { return u.trait_idx; },
+        [](UserTraitState& a, const UserTraitState& b) {
+          const TraitAggregate aggregate = a.Aggregate();
+          a.count += b.count;
+          if (aggregate == TraitAggregate::kLast) {
+            KeepLater(b.value, b.last_value, &a.value, &a.last_value);
+          } else {
+            FoldValue(aggregate, b.value, &a.value);
+          }
+          MergeByKey(
+              &a.days, b.days, [](const UserDay& d) { return d.day; },
+              [aggregate](UserDay& x, const UserDay& y) {
+                x.count += y.count;
+                FoldValue(aggregate, y.value, &x.value);
+              });
+          MergeByKey(
+              &a.distinct, b.distinct, [](const DistinctValue& d) { return d.value_hash; },
+              [](DistinctValue& x, const DistinctValue& y) {
+                x.last_day = std::max(x.last_day, y.last_day);
+              });
+        });
+  }
   RebuildUserIndex();
   PruneWindows(LastDay());
 }
@@ -597,9 +608,9 @@ void CustomerState::Serialize(std::string* out) const {
     PutSigned(out, c.first_send);
     PutSigned(out, c.first_open);
   }
-  PutVarint(out, user_.size());
+  PutVarint(out, user_traits().size());
   uint32_t prev_trait = 0;
-  for (const UserTraitState& u : user_) {
+  for (const UserTraitState& u : user_traits()) {
     PutVarint(out, u.trait_idx - prev_trait);
     prev_trait = u.trait_idx;
     out->push_back(static_cast<char>(u.aggregate));
@@ -748,10 +759,14 @@ Status CustomerState::Deserialize(std::string_view in) {
     }
   }
   if (!r.Count(&n, 7)) return bad("bad user trait count");
-  user_.resize(n);
+  user_.Reset();
+  if (n > 0) {
+    user_.Emplace();
+    user_->states.resize(n);
+  }
   uint64_t trait_idx = 0;
-  for (size_t ui = 0; ui < user_.size(); ++ui) {
-    UserTraitState& u = user_[ui];
+  for (size_t ui = 0; ui < n; ++ui) {
+    UserTraitState& u = user_->states[ui];
     uint64_t trait_delta, window;
     if (!r.Varint(&trait_delta) || (ui > 0 && trait_delta == 0) ||
         trait_idx + trait_delta > UINT16_MAX) {
@@ -838,8 +853,8 @@ size_t CustomerState::MemoryBytes() const {
       activity_.capacity() * sizeof(ActivityDay) + cart_days_.capacity() * sizeof(int32_t) +
       categories_.capacity() * sizeof(CategoryStats) + campaigns_.capacity() * sizeof(PackedCampaign) +
       (exact_campaigns_ ? sizeof(CompactVector<Campaign>) + exact_campaigns_->capacity() * sizeof(Campaign) : 0) +
-      user_.capacity() * sizeof(UserTraitState);
-  for (const UserTraitState& u : user_) {
+      (user_ ? sizeof(UserTraits) + user_->states.capacity() * sizeof(UserTraitState) : 0);
+  for (const UserTraitState& u : user_traits()) {
     bytes += u.days.capacity() * sizeof(UserDay) + u.distinct.capacity() * sizeof(DistinctValue);
   }
   return bytes;
@@ -853,11 +868,11 @@ void CustomerState::ShrinkToFit() {
   categories_.shrink_to_fit();
   campaigns_.shrink_to_fit();
   if (exact_campaigns_) exact_campaigns_->shrink_to_fit();
-  for (UserTraitState& u : user_) {
+  for (UserTraitState& u : MutableUserTraits()) {
     u.days.shrink_to_fit();
     u.distinct.shrink_to_fit();
   }
-  user_.shrink_to_fit();
+  if (user_) user_->states.shrink_to_fit();
 }
 
 std::vector<OrderRecord> OrderHistory(const CustomerState& state) {

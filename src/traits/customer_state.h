@@ -146,7 +146,9 @@ class CustomerState {
   size_t num_campaigns() const { return exact_campaigns_ ? exact_campaigns_->size() : campaigns_.size(); }
   Campaign campaign(size_t i) const;
   // States of the user traits this customer has matched, sorted by trait_idx.
-  std::span<const UserTraitState> user_traits() const { return user_; }
+  std::span<const UserTraitState> user_traits() const {
+    return user_ ? std::span<const UserTraitState>(user_->states) : std::span<const UserTraitState>();
+  }
   // State of user trait `trait_idx`, nullptr when no event has matched it.
   const UserTraitState* UserTrait(size_t trait_idx) const;
   // Events per built-in type, per channel, per device class.
@@ -194,12 +196,12 @@ class CustomerState {
   uint32_t type_counts_[static_cast<size_t>(EventType::kNumBuiltin)] = {};
   uint32_t channel_counts_[static_cast<size_t>(Channel::kNumChannels)] = {};
   uint32_t device_counts_[static_cast<size_t>(DeviceClass::kNumDevices)] = {};
+  int8_t consent_ = -1;  // here, not beside consent_time_: it fills the 4 bytes of padding
   int64_t discount_fixed_ = 0;  // order-level + line discounts of all orders
   int64_t refunded_fixed_ = 0;  // totals of return events
   int64_t sum_log_price_nano_ = 0;
   uint64_t priced_lines_ = 0;
   TimeMicros consent_time_ = INT64_MIN;
-  int8_t consent_ = -1;
   CompactVector<Order> orders_;
   CompactVector<ActivityDay> activity_;
   CompactVector<int32_t> cart_days_;  // distinct days with a cart_add or checkout_start
@@ -221,10 +223,19 @@ class CustomerState {
   void MakeCampaignsExact();
   CompactVector<PackedCampaign> campaigns_;
   CopyablePtr<CompactVector<Campaign>> exact_campaigns_;
-  std::vector<UserTraitState> user_;
-  // Derived index, not state: bit i set when user_ holds trait i (i < 64), so a trait's
-  // position is a popcount instead of a search. Rebuilt by Combine and Deserialize.
-  uint64_t user_present_ = 0;
+  // User trait states, allocated when the customer first matches one (most customers under
+  // most configurations match none): an 8-byte pointer per slot where the vector and its
+  // index took 32. Null and an empty `states` are the same state.
+  struct UserTraits {
+    std::vector<UserTraitState> states;  // sorted by trait_idx
+    // Derived index, not state: bit i set when states holds trait i (i < 64), so a trait's
+    // position is a popcount instead of a search. Rebuilt by Combine and Deserialize.
+    uint64_t present = 0;
+  };
+  CopyablePtr<UserTraits> user_;
+  std::span<UserTraitState> MutableUserTraits() {
+    return user_ ? std::span<UserTraitState>(user_->states) : std::span<UserTraitState>();
+  }
   // Derived, not state: the sum of orders_[].total_fixed (exact integer sum, so the order of
   // additions does not matter). Kept by AddOrder and Combine, rebuilt by Deserialize.
   int64_t orders_total_fixed_ = 0;

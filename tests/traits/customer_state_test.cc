@@ -775,3 +775,46 @@ TEST(CustomerStateTest, CampaignTimesArePackedWhenWholeSecondsAndExactOtherwise)
 
 }  // namespace
 }  // namespace shoal::traits_test
+
+namespace shoal::traits_test {
+namespace {
+
+// User trait states sit behind one pointer allocated on a customer's first match: the slot
+// stays small, and a state without them combines, copies, round-trips and keeps updating
+// exactly like one with them.
+TEST(CustomerStateTest, UserTraitStatesLiveBehindOnePointer) {
+  EXPECT_LE(sizeof(CustomerState), 280u);
+  Workspace w = MakeWorkspace();
+  ASSERT_FALSE(w.config.user_traits.empty());
+  EventBatch batch;
+  EventGenerator(77).Generate(80, &batch);
+  std::vector<const Event*> events = Pointers(batch);
+  PopulationState pop = MakePopulation();
+  CustomerState with_user = Feed(events, batch, pop, w.config);
+  ASSERT_FALSE(with_user.user_traits().empty());
+  CustomerState into_empty;
+  into_empty.Combine(with_user);
+  EXPECT_EQ(Bytes(into_empty), Bytes(with_user));
+  CustomerState plus_empty = with_user;
+  plus_empty.Combine(CustomerState());
+  EXPECT_EQ(Bytes(plus_empty), Bytes(with_user));
+  // The popcount index is rebuilt by Combine: one more event lands in the same places.
+  into_empty.Update(*events[3], batch, pop, w.config);
+  plus_empty.Update(*events[3], batch, pop, w.config);
+  CustomerState reference = with_user;
+  reference.Update(*events[3], batch, pop, w.config);
+  EXPECT_EQ(Bytes(into_empty), Bytes(reference));
+  EXPECT_EQ(Bytes(plus_empty), Bytes(reference));
+  // Built-in traits only: no user state, and the bytes round-trip to a state without one.
+  Workspace builtin;
+  CustomerState plain = Feed(events, batch, pop, builtin.config);
+  EXPECT_TRUE(plain.user_traits().empty());
+  CustomerState round_trip = with_user;  // Deserialize replaces the user states too
+  ASSERT_TRUE(round_trip.Deserialize(Bytes(plain)).ok());
+  EXPECT_TRUE(round_trip.user_traits().empty());
+  EXPECT_EQ(Bytes(round_trip), Bytes(plain));
+  EXPECT_LT(plain.MemoryBytes(), with_user.MemoryBytes());
+}
+
+}  // namespace
+}  // namespace shoal::traits_test
