@@ -763,15 +763,16 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
   states_.ShrinkToFit();
   identity_.ShrinkToFit();
   // And the per-batch scratch (~2 MiB of dedupe tables and lists, the encoded block): the next
-  // batch allocates it again.
+  // batch allocates it again. (Assigning `{}` would keep the capacity: it is the
+  // initializer-list assignment, which only clears.)
   batch_ids_ = FlatSetU64();
-  dedupe_keys_ = {};
-  dedupe_first_ = {};
-  dedupe_found_ = {};
-  dedupe_keep_ = {};
-  kept_scratch_ = {};
-  block_scratch_ = {};
-  dedupe_->ReleaseScratch();
+  dedupe_keys_ = std::vector<uint64_t>();
+  dedupe_first_ = std::vector<uint32_t>();
+  dedupe_found_ = std::vector<uint8_t>();
+  dedupe_keep_ = std::vector<uint8_t>();
+  kept_scratch_ = std::vector<uint32_t>();
+  block_scratch_ = std::string();
+  SHOAL_RETURN_IF_ERROR(dedupe_->FinishBulkLoad());
   SHOAL_RETURN_IF_ERROR(quarantine->Flush());
   total.bad = quarantine->total();
   total.bad_by_reason = quarantine->CountsByReason();
