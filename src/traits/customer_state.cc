@@ -200,13 +200,13 @@ CustomerState::UserTraitState& CustomerState::UserTraitFor(uint32_t trait_idx,
     u.value = InitialValue(spec.aggregate);
     return u;
   };
-  if (!user_) user_.Emplace();
-  std::vector<UserTraitState>& states = user_->states;
+  RareState& rare = Rare();
+  std::vector<UserTraitState>& states = rare.user;
   if (trait_idx < 64) {
     const uint64_t bit = uint64_t{1} << trait_idx;
-    const auto pos = static_cast<size_t>(std::popcount(user_->present & (bit - 1)));
-    if (user_->present & bit) return states[pos];
-    user_->present |= bit;
+    const auto pos = static_cast<size_t>(std::popcount(rare.user_present & (bit - 1)));
+    if (rare.user_present & bit) return states[pos];
+    rare.user_present |= bit;
     // Grow by one: a customer matches each trait at most once here, and doubling would leave
     // up to half of these records unused.
     if (states.size() == states.capacity()) states.reserve(states.size() + 1);
@@ -218,15 +218,12 @@ CustomerState::UserTraitState& CustomerState::UserTraitFor(uint32_t trait_idx,
 }
 
 void CustomerState::RebuildUserIndex() {
-  if (!user_) return;
-  if (user_->states.empty()) {
-    user_.Reset();
-    return;
+  if (!rare_) return;
+  rare_->user_present = 0;
+  for (const UserTraitState& u : rare_->user) {
+    if (u.trait_idx < 64) rare_->user_present |= uint64_t{1} << u.trait_idx;
   }
-  user_->present = 0;
-  for (const UserTraitState& u : user_->states) {
-    if (u.trait_idx < 64) user_->present |= uint64_t{1} << u.trait_idx;
-  }
+  DropRareIfEmpty();
 }
 
 CustomerState::CategoryStats& CustomerState::Category(uint32_t id, int32_t day) {
@@ -326,7 +323,7 @@ void CustomerState::Update(const Event& e, const EventBatch& batch, PopulationSt
     case EventType::kEmailOpen: {
       if (e.campaign_id.empty()) break;
       uint64_t hash = EventIdHash(e.campaign_id);
-      if (!exact_campaigns_) {
+      if (!ExactCampaigns()) {
         uint32_t packed;
         if (PackTime(e.timestamp, &packed)) {
           PackedCampaign& c = FindOrInsert(
@@ -341,7 +338,7 @@ void CustomerState::Update(const Event& e, const EventBatch& batch, PopulationSt
         MakeCampaignsExact();
       }
       Campaign& c = FindOrInsert(
-          &*exact_campaigns_, hash, [](const Campaign& x) { return x.campaign_hash; },
+          ExactCampaigns(), hash, [](const Campaign& x) { return x.campaign_hash; },
           [&] {
             return Campaign{hash, kNoTime, kNoTime};
           });
@@ -477,7 +474,7 @@ void CustomerState::Combine(const CustomerState& other) {
         a.product_views += b.product_views;
         a.first_day = std::min(a.first_day, b.first_day);
       });
-  if (!exact_campaigns_ && !other.exact_campaigns_) {
+  if (!ExactCampaigns() && !other.ExactCampaigns()) {
     MergeByKey(
         &campaigns_, other.campaigns_, [](const PackedCampaign& c) { return c.campaign_hash; },
         [](PackedCampaign& a, const PackedCampaign& b) {
@@ -490,16 +487,15 @@ void CustomerState::Combine(const CustomerState& other) {
     theirs.reserve(other.num_campaigns());
     for (size_t i = 0; i < other.num_campaigns(); ++i) theirs.push_back(other.campaign(i));
     MergeByKey(
-        &*exact_campaigns_, theirs, [](const Campaign& c) { return c.campaign_hash; },
+        ExactCampaigns(), theirs, [](const Campaign& c) { return c.campaign_hash; },
         [](Campaign& a, const Campaign& b) {
           a.first_send = std::min(a.first_send, b.first_send);
           a.first_open = std::min(a.first_open, b.first_open);
         });
   }
-  if (other.user_) {
-    if (!user_) user_.Emplace();
+  if (!other.user_traits().empty()) {
     MergeByKey(
-        &user_->states, other.user_->states, [](const UserTraitState& u) { return u.trait_idx; },
+        &Rare().user, other.rare_->user, [](const UserTraitState& u) { return u.trait_idx; },
         [](UserTraitState& a, const UserTraitState& b) {
           const TraitAggregate aggregate = a.Aggregate();
           a.count += b.count;
@@ -745,7 +741,7 @@ Status CustomerState::Deserialize(std::string_view in) {
       packable = packable && PackTime(c.first_send, &unused) && PackTime(c.first_open, &unused);
     }
     campaigns_ = CompactVector<PackedCampaign>();
-    exact_campaigns_.Reset();
+    if (rare_) rare_->exact_campaigns.reset();
     if (packable) {
       campaigns_.resize(n);
       for (uint64_t i = 0; i < n; ++i) {
@@ -754,19 +750,15 @@ Status CustomerState::Deserialize(std::string_view in) {
         PackTime(exact[i].first_open, &campaigns_[i].first_open);
       }
     } else {
-      exact_campaigns_.Emplace();
-      *exact_campaigns_ = std::move(exact);
+      Rare().exact_campaigns = std::move(exact);
     }
   }
   if (!r.Count(&n, 7)) return bad("bad user trait count");
-  user_.Reset();
-  if (n > 0) {
-    user_.Emplace();
-    user_->states.resize(n);
-  }
+  if (rare_) rare_->user.clear();
+  if (n > 0) Rare().user.resize(n);
   uint64_t trait_idx = 0;
   for (size_t ui = 0; ui < n; ++ui) {
-    UserTraitState& u = user_->states[ui];
+    UserTraitState& u = rare_->user[ui];
     uint64_t trait_delta, window;
     if (!r.Varint(&trait_delta) || (ui > 0 && trait_delta == 0) ||
         trait_idx + trait_delta > UINT16_MAX) {
@@ -832,18 +824,17 @@ TimeMicros CustomerState::UnpackTime(uint32_t packed) {
 }
 
 CustomerState::Campaign CustomerState::campaign(size_t i) const {
-  if (exact_campaigns_) return (*exact_campaigns_)[i];
+  if (const CompactVector<Campaign>* exact = ExactCampaigns()) return (*exact)[i];
   const PackedCampaign& c = campaigns_[i];
   return Campaign{c.campaign_hash, UnpackTime(c.first_send), UnpackTime(c.first_open)};
 }
 
 void CustomerState::MakeCampaignsExact() {
-  if (exact_campaigns_) return;
+  if (ExactCampaigns()) return;
   CompactVector<Campaign> exact;
   exact.reserve(campaigns_.size());
   for (size_t i = 0; i < campaigns_.size(); ++i) exact.push_back(campaign(i));
-  exact_campaigns_.Emplace();
-  *exact_campaigns_ = std::move(exact);
+  Rare().exact_campaigns = std::move(exact);
   campaigns_ = CompactVector<PackedCampaign>();
 }
 
@@ -852,8 +843,8 @@ size_t CustomerState::MemoryBytes() const {
       sizeof(*this) + orders_.capacity() * sizeof(Order) +
       activity_.capacity() * sizeof(ActivityDay) + cart_days_.capacity() * sizeof(int32_t) +
       categories_.capacity() * sizeof(CategoryStats) + campaigns_.capacity() * sizeof(PackedCampaign) +
-      (exact_campaigns_ ? sizeof(CompactVector<Campaign>) + exact_campaigns_->capacity() * sizeof(Campaign) : 0) +
-      (user_ ? sizeof(UserTraits) + user_->states.capacity() * sizeof(UserTraitState) : 0);
+      (rare_ ? sizeof(RareState) + rare_->user.capacity() * sizeof(UserTraitState) : 0) +
+      (ExactCampaigns() ? ExactCampaigns()->capacity() * sizeof(Campaign) : 0);
   for (const UserTraitState& u : user_traits()) {
     bytes += u.days.capacity() * sizeof(UserDay) + u.distinct.capacity() * sizeof(DistinctValue);
   }
@@ -867,12 +858,12 @@ void CustomerState::ShrinkToFit() {
   cart_days_.shrink_to_fit();
   categories_.shrink_to_fit();
   campaigns_.shrink_to_fit();
-  if (exact_campaigns_) exact_campaigns_->shrink_to_fit();
+  if (CompactVector<Campaign>* exact = ExactCampaigns()) exact->shrink_to_fit();
   for (UserTraitState& u : MutableUserTraits()) {
     u.days.shrink_to_fit();
     u.distinct.shrink_to_fit();
   }
-  if (user_) user_->states.shrink_to_fit();
+  if (rare_) rare_->user.shrink_to_fit();
 }
 
 std::vector<OrderRecord> OrderHistory(const CustomerState& state) {
