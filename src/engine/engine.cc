@@ -51,7 +51,7 @@ uint64_t ParseU64Value(std::string_view s) {
 // Applies stored events to identity and traits; merges combine states exactly. `touched` is
 // called for every profile slot whose state changed (absorbed ones included).
 template <typename Touch>
-void ApplyEvents(IdentityGraph& identity, std::vector<CustomerState>& states,
+void ApplyEvents(IdentityGraph& identity, StateSlots& states,
                  PopulationState& population, const TraitConfig& traits, const EventBatch& batch,
                  std::span<const uint32_t> indices, std::vector<MergeRecord>* merges,
                  TimeMicros* latest, Touch&& touched) {
@@ -59,21 +59,16 @@ void ApplyEvents(IdentityGraph& identity, std::vector<CustomerState>& states,
     const Event& e = batch.events[idx];
     size_t merges_before = merges->size();
     uint32_t profile = identity.Resolve(e, merges);
-    if (identity.num_slots() > states.size()) {
-      // Grow by an eighth, not doubling: a slot is sizeof(CustomerState) (~340 bytes).
-      if (identity.num_slots() > states.capacity()) states.reserve(identity.num_slots() * 9 / 8 + 1024);
-      states.resize(identity.num_slots());
-    }
+    if (identity.num_slots() > states.size()) states.resize(identity.num_slots());
     for (size_t m = merges_before; m < merges->size(); ++m) {
       const MergeRecord& rec = (*merges)[m];
-      states[rec.survivor].Combine(states[rec.absorbed]);
-      states[rec.absorbed] = CustomerState();
+      states.Absorb(rec.survivor, rec.absorbed);
       touched(rec.survivor);
       touched(rec.absorbed);
     }
     if (e.timestamp > *latest) *latest = e.timestamp;
     if (profile == kNoProfile) continue;  // an anonymous basket: stored, no profile
-    states[profile].Update(e, batch, population, traits);
+    states.Mutable(profile).Update(e, batch, population, traits);
     touched(profile);
   }
 }
@@ -393,7 +388,7 @@ Status Engine::LoadState() {
     std::string_view state_part = rec.substr(rec.size() - r.Remaining());
     SHOAL_RETURN_IF_ERROR(identity_.RestoreProfile(profile, identity_part));
     if (profile >= states_.size()) states_.resize(profile + 1);
-    SHOAL_RETURN_IF_ERROR(states_[profile].Deserialize(state_part).WithContext("profile " + std::to_string(profile)));
+    SHOAL_RETURN_IF_ERROR(states_.Mutable(profile).Deserialize(state_part).WithContext("profile " + std::to_string(profile)));
     return true;
   }));
   identity_.EnsureSlots(states_.size());  // trailing dead slots
@@ -775,21 +770,22 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
   FinishCheckpoint(pending);
   flusher = std::thread([&] { flushed = store_->Flush(); });
   // The bulk load is over: release the spare capacity growth left in every state.
-  for (CustomerState& state : states_) state.ShrinkToFit();
-  states_.shrink_to_fit();
+  states_.ForEachState([](CustomerState& state) { state.ShrinkToFit(); });
+  states_.ShrinkToFit();
   identity_.ShrinkToFit();
   flusher.join();
   SHOAL_RETURN_IF_ERROR(flushed);
   // And the per-batch scratch (~2 MiB of dedupe tables and lists, the encoded block): the next
-  // batch allocates it again.
+  // batch allocates it again. (Assigning `{}` would keep the capacity: it is the
+  // initializer-list assignment, which only clears.)
   batch_ids_ = FlatSetU64();
-  dedupe_keys_ = {};
-  dedupe_first_ = {};
-  dedupe_found_ = {};
-  dedupe_keep_ = {};
-  kept_scratch_ = {};
-  block_scratch_ = {};
-  dedupe_->ReleaseScratch();
+  dedupe_keys_ = std::vector<uint64_t>();
+  dedupe_first_ = std::vector<uint32_t>();
+  dedupe_found_ = std::vector<uint8_t>();
+  dedupe_keep_ = std::vector<uint8_t>();
+  kept_scratch_ = std::vector<uint32_t>();
+  block_scratch_ = std::string();
+  SHOAL_RETURN_IF_ERROR(dedupe_->FinishBulkLoad());
   SHOAL_RETURN_IF_ERROR(quarantine->Flush());
   total.bad = quarantine->total();
   total.bad_by_reason = quarantine->CountsByReason();
@@ -902,7 +898,7 @@ Result<std::string> Engine::ProfileJson(std::string_view identifier, std::option
   return out;
 }
 
-TraitTable Engine::TableOf(const IdentityGraph& identity, const std::vector<CustomerState>& states,
+TraitTable Engine::TableOf(const IdentityGraph& identity, const StateSlots& states,
                            const PopulationState& population, TimeMicros as_of,
                            const TraitSelection* selection) const {
   TraitTable table;
@@ -1146,7 +1142,7 @@ Result<ForgetSummary> Engine::Forget(std::string_view identifier) {
   }
   ForgetSummary summary;
   summary.identifiers = identity_.Forget(profile);
-  states_[profile] = CustomerState();
+  states_.Release(profile);
   if (profile >= dirty_.size()) dirty_.resize(profile + 1, 0);
   if (!dirty_[profile]) { dirty_[profile] = 1; dirty_list_.push_back(profile); }
 
@@ -1241,8 +1237,8 @@ MemoryBreakdown Engine::Memory() const {
              dedupe_keys_.capacity() * sizeof(uint64_t) + dedupe_first_.capacity() * sizeof(uint32_t) +
              dedupe_found_.capacity() + dedupe_keep_.capacity();
   m.identity = identity_.MemoryBytes();
-  m.states_inline = states_.capacity() * sizeof(CustomerState);
-  for (const CustomerState& s : states_) m.states_heap += s.MemoryBytes() - sizeof(CustomerState);
+  m.states_inline = states_.InlineBytes();
+  m.states_heap = states_.HeapBytes();
   m.other = suppressed_.MemoryBytes() + dirty_.capacity() + dirty_list_.capacity() * sizeof(uint32_t);
   m.store = store_->Memory();
   return m;

@@ -26,6 +26,7 @@
 #include "traits/catalogue.h"
 #include "traits/customer_state.h"
 #include "traits/population_state.h"
+#include "traits/state_slots.h"
 
 namespace shoal {
 
@@ -58,7 +59,7 @@ struct IngestOptions {
 struct MemoryBreakdown {
   size_t dedupe = 0;            // event-id dedupe structure
   size_t identity = 0;          // identity graph: identifiers, arena, index, profile lists
-  size_t states_inline = 0;     // vector<CustomerState> slots (sizeof * capacity)
+  size_t states_inline = 0;     // StateSlots: slot index and the states' sizeof * capacity
   size_t states_heap = 0;       // the states' own vectors (orders, windows, categories, ...)
   size_t other = 0;             // dirty flags and lists, suppression set
   StoreMemory store;            // RocksDB: memtables, block cache, table readers
@@ -215,7 +216,7 @@ class Engine {
   // In-memory derived state, rebuilt by replay.
   struct Derived {
     IdentityGraph identity;
-    std::vector<CustomerState> states;
+    StateSlots states;
     PopulationState population;
   };
   Status LoadState();
@@ -239,7 +240,7 @@ class Engine {
   // Replays stored events up to as_of into a fresh Derived.
   Status ReplayInto(Derived* derived, std::optional<TimeMicros> as_of) const;
   // The alive profiles' traits; with a `selection`, only those traits (the others NaN).
-  TraitTable TableOf(const IdentityGraph& identity, const std::vector<CustomerState>& states,
+  TraitTable TableOf(const IdentityGraph& identity, const StateSlots& states,
                      const PopulationState& population, TimeMicros as_of,
                      const TraitSelection* selection = nullptr) const;
 
@@ -249,7 +250,7 @@ class Engine {
   std::shared_ptr<KvStore> store_;      // shared with SnapshotForRead copies
   std::unique_ptr<TraitCatalogue> catalogue_;
   IdentityGraph identity_;
-  std::vector<CustomerState> states_;
+  StateSlots states_;  // per profile slot (dead slots hold no state)
   PopulationState population_;
   std::vector<uint8_t> dirty_;          // per profile slot: changed since the last checkpoint
   std::vector<uint32_t> dirty_list_;

@@ -264,10 +264,18 @@ Status EventDedupe::Flush() {
 }
 
 void EventDedupe::ReleaseScratch() {
-  candidates_ = {};
-  candidate_pos_ = {};
-  candidate_found_ = {};
+  // Fresh vectors, not `= {}` (the initializer-list assignment, which keeps the capacity).
+  candidates_ = std::vector<uint64_t>();
+  candidate_pos_ = std::vector<uint32_t>();
+  candidate_found_ = std::vector<uint8_t>();
   recent_ids_.shrink_to_fit();
+  recent_runs_.shrink_to_fit();
+}
+
+Status EventDedupe::FinishBulkLoad() {
+  if (RecentSize() >= options_.settle_flush_ids) SHOAL_RETURN_IF_ERROR(Flush());
+  ReleaseScratch();
+  return Status::OK();
 }
 
 size_t EventDedupe::MemoryBytes() const {

@@ -28,6 +28,9 @@ struct DedupeOptions {
   size_t flush_ids = 1 << 18;    // ids held exactly in RAM before they go to event_index
   double bits_per_id = 12;       // Bloom filter bits per stored id (~0.6% false alarms)
   size_t min_filter_ids = 1 << 20;  // the filter is sized for at least this many ids
+  // FinishBulkLoad moves `recent` into event_index when it holds at least this many ids (its
+  // 8 bytes an id are then released); fewer stay, so small ingests do not each write a file.
+  size_t settle_flush_ids = 1 << 16;
 };
 
 // A blocked Bloom filter: each id sets 8 bits within one 64-byte line (one cache miss per
@@ -75,6 +78,11 @@ class EventDedupe {
   // Frees the lookup scratch (it grows again on the next Lookup) and the spare capacity of
   // `recent` (after a bulk load).
   void ReleaseScratch();
+
+  // Ends a bulk load: Flush() when `recent` holds at least settle_flush_ids ids, then
+  // ReleaseScratch(). Answers do not change; the RAM held becomes the filter (plus fewer than
+  // settle_flush_ids recent ids).
+  Status FinishBulkLoad();
 
   size_t MemoryBytes() const;
 

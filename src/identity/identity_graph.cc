@@ -25,23 +25,82 @@ uint64_t IdentityGraph::KeyHash(IdKind kind, std::string_view value) {
   return XXH3_64bits_withSeed(value.data(), value.size(), static_cast<uint64_t>(kind));
 }
 
-// Probe sequence over the 64-bit key space: a colliding identifier moves to the next key.
-static uint64_t NextProbe(uint64_t h) { return h * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull; }
-
 uint32_t IdentityGraph::Lookup(IdKind kind, std::string_view value) const {
-  uint64_t h = KeyHash(kind, value);
-  for (int attempt = 0; attempt < 8; ++attempt, h = NextProbe(h)) {
-    uint32_t idx = index_.Find(h);
-    if (idx == FlatMapU64::kAbsent) return idx;
-    const Identifier& id = identifiers_[idx];
-    if (id.kind == kind && Value(id) == value) return idx;
+  if (index_slots_.empty()) return kAbsent;
+  const uint64_t hash = KeyHash(kind, value);
+  const uint64_t fingerprint = Fingerprint(hash);
+  const size_t mask = index_slots_.size() - 1;
+  const uint32_t idx_mask = static_cast<uint32_t>((uint64_t{1} << index_bits_) - 1);
+  for (size_t i = HomeSlot(hash);; i = (i + 1) & mask) {
+    const uint32_t word = index_slots_[i];
+    if (word == 0) return kAbsent;
+    if ((uint64_t{word} >> index_bits_) == fingerprint) {
+      const uint32_t idx = (word & idx_mask) - 1;
+      const Identifier& id = identifiers_[idx];
+      if (id.kind == kind && Value(id) == value) return idx;
+    }
   }
-  return FlatMapU64::kAbsent;
+}
+
+void IdentityGraph::IndexInsert(uint64_t hash, uint32_t identifier_idx) {
+  uint32_t bits = std::max<uint32_t>(index_bits_, 4);
+  while ((index_size_ + 1) * 2 > (size_t{1} << bits) || uint64_t{identifier_idx} + 1 >= (uint64_t{1} << bits)) {
+    ++bits;
+  }
+  if (bits > 32) throw std::length_error("identity graph: more than 2^31 identifiers");
+  if (bits != index_bits_) IndexRebuild(bits);
+  const size_t mask = index_slots_.size() - 1;
+  size_t i = HomeSlot(hash);
+  while (index_slots_[i] != 0) i = (i + 1) & mask;
+  index_slots_[i] = SlotWord(hash, identifier_idx);
+  ++index_size_;
+}
+
+void IdentityGraph::IndexErase(uint32_t identifier_idx) {
+  if (index_slots_.empty()) return;
+  const size_t mask = index_slots_.size() - 1;
+  const uint32_t idx_mask = static_cast<uint32_t>((uint64_t{1} << index_bits_) - 1);
+  size_t i = HomeSlot(KeyHashOf(identifier_idx));
+  for (;; i = (i + 1) & mask) {
+    if (index_slots_[i] == 0) return;
+    if ((index_slots_[i] & idx_mask) == identifier_idx + 1) break;
+  }
+  // Backward-shift deletion: an entry after the hole moves into it when its home slot is
+  // cyclically outside (hole, its position], so every probe sequence stays unbroken.
+  size_t j = i;
+  for (;;) {
+    index_slots_[i] = 0;
+    for (;;) {
+      j = (j + 1) & mask;
+      if (index_slots_[j] == 0) {
+        --index_size_;
+        return;
+      }
+      const size_t home = HomeSlot(KeyHashOf((index_slots_[j] & idx_mask) - 1));
+      if ((i <= j) ? (home <= i || home > j) : (home <= i && home > j)) break;
+    }
+    index_slots_[i] = index_slots_[j];
+    i = j;
+  }
+}
+
+void IdentityGraph::IndexRebuild(uint32_t bits) {
+  const uint32_t old_mask = static_cast<uint32_t>((uint64_t{1} << index_bits_) - 1);
+  std::vector<uint32_t> old(size_t{1} << bits, 0);
+  old.swap(index_slots_);
+  index_bits_ = bits;
+  const size_t mask = index_slots_.size() - 1;
+  for (uint32_t word : old) {
+    if (word == 0) continue;
+    const uint32_t idx = (word & old_mask) - 1;
+    const uint64_t hash = KeyHashOf(idx);
+    size_t i = HomeSlot(hash);
+    while (index_slots_[i] != 0) i = (i + 1) & mask;
+    index_slots_[i] = SlotWord(hash, idx);
+  }
 }
 
 uint32_t IdentityGraph::AddIdentifier(IdKind kind, std::string_view value, uint32_t profile) {
-  uint64_t h = KeyHash(kind, value);
-  while (index_.Find(h) != FlatMapU64::kAbsent) h = NextProbe(h);
   if (arena_.size() + value.size() >= (uint64_t{1} << 40)) {
     throw std::length_error("identity graph: more than 1 TiB of identifier text");
   }
@@ -54,7 +113,7 @@ uint32_t IdentityGraph::AddIdentifier(IdKind kind, std::string_view value, uint3
   arena_.append(value);
   auto idx = static_cast<uint32_t>(identifiers_.size());
   identifiers_.push_back(id);
-  index_.Put(h, idx);
+  IndexInsert(KeyHash(kind, value), idx);
   Profile& p = profiles_[profile];
   if (p.last == kNoIdentifier) p.first = idx;
   else identifiers_[p.last].next = idx;
@@ -121,7 +180,7 @@ uint32_t IdentityGraph::Resolve(const Event& e, std::vector<MergeRecord>* merges
   uint32_t shared_fallback = kNoProfile;
   for (int c = 0; c < n; ++c) {
     cands[c].idx = Lookup(cands[c].kind, cands[c].value);
-    if (cands[c].idx == FlatMapU64::kAbsent) continue;
+    if (cands[c].idx == kAbsent) continue;
     const Identifier& id = identifiers_[cands[c].idx];
     if (id.shared) {
       if (shared_fallback == kNoProfile) shared_fallback = id.profile;
@@ -132,7 +191,7 @@ uint32_t IdentityGraph::Resolve(const Event& e, std::vector<MergeRecord>* merges
   // An unknown customer id whose other identifiers point at a profile that already holds its
   // quota of customer ids is a different person: it starts its own profile.
   if (target != kNoProfile && n > 0 && cands[0].kind == IdKind::kCustomerId &&
-      cands[0].idx == FlatMapU64::kAbsent &&
+      cands[0].idx == kAbsent &&
       profiles_[target].customer_ids >= options_.max_customer_ids_per_profile) {
     target = NewProfile();
   }
@@ -140,11 +199,11 @@ uint32_t IdentityGraph::Resolve(const Event& e, std::vector<MergeRecord>* merges
     // Only shared identifiers known: attribute to their holder unless the event brings a new
     // identifier of its own, which then starts a profile.
     bool has_new = false;
-    for (int c = 0; c < n; ++c) has_new |= cands[c].idx == FlatMapU64::kAbsent;
+    for (int c = 0; c < n; ++c) has_new |= cands[c].idx == kAbsent;
     target = (has_new || shared_fallback == kNoProfile) ? NewProfile() : shared_fallback;
   }
   for (int c = 0; c < n; ++c) {
-    if (cands[c].idx == FlatMapU64::kAbsent) {
+    if (cands[c].idx == kAbsent) {
       Profile& p = profiles_[target];
       bool cid_full = cands[c].kind == IdKind::kCustomerId &&
                       p.customer_ids >= options_.max_customer_ids_per_profile;
@@ -178,7 +237,7 @@ uint32_t IdentityGraph::Resolve(const Event& e, std::vector<MergeRecord>* merges
 
 uint32_t IdentityGraph::Find(IdKind kind, std::string_view value) const {
   uint32_t idx = Lookup(kind, value);
-  return idx == FlatMapU64::kAbsent ? kNoProfile : identifiers_[idx].profile;
+  return idx == kAbsent ? kNoProfile : identifiers_[idx].profile;
 }
 
 uint32_t IdentityGraph::FindAny(std::string_view value) const {
@@ -228,10 +287,7 @@ std::vector<std::pair<IdKind, std::string>> IdentityGraph::Forget(uint32_t profi
   ForEachIdentifier(profiles_[profile], [&](uint32_t idx) {
     Identifier& id = identifiers_[idx];
     out.emplace_back(id.kind, std::string(Value(id)));
-    uint64_t h = KeyHash(id.kind, Value(id));
-    for (int attempt = 0; attempt < 8; ++attempt, h = NextProbe(h)) {
-      if (index_.Find(h) == idx) { index_.Erase(h); break; }
-    }
+    IndexErase(idx);
     std::fill(arena_.begin() + static_cast<ptrdiff_t>(id.offset()),
               arena_.begin() + static_cast<ptrdiff_t>(id.offset() + id.length), '\0');
     id.profile = kNoProfile;
@@ -314,7 +370,7 @@ void IdentityGraph::ShrinkToFit() {
 }
 
 size_t IdentityGraph::MemoryBytes() const {
-  size_t n = identifiers_.capacity() * sizeof(Identifier) + arena_.capacity() + index_.MemoryBytes() +
+  size_t n = identifiers_.capacity() * sizeof(Identifier) + arena_.capacity() + index_slots_.capacity() * sizeof(uint32_t) +
              profiles_.capacity() * sizeof(Profile);
   return n;
 }

@@ -8,7 +8,6 @@
 #include <string_view>
 #include <vector>
 
-#include "common/flat_hash.h"
 #include "common/status.h"
 #include "ingest/event.h"
 
@@ -93,6 +92,7 @@ class IdentityGraph {
 
  private:
   static constexpr uint32_t kNoIdentifier = UINT32_MAX;
+  static constexpr uint32_t kAbsent = UINT32_MAX;  // Lookup: no such identifier
   // 20 bytes: a profile's identifiers are a list threaded through `next` (in the order they
   // were added, merges appending the absorbed profile's list), not a vector per profile.
   struct Identifier {
@@ -119,6 +119,9 @@ class IdentityGraph {
   }
 
   static uint64_t KeyHash(IdKind kind, std::string_view value);
+  uint64_t KeyHashOf(uint32_t identifier_idx) const {
+    return KeyHash(identifiers_[identifier_idx].kind, Value(identifiers_[identifier_idx]));
+  }
   std::string_view Value(const Identifier& id) const {
     return std::string_view(arena_.data() + id.offset(), id.length);
   }
@@ -128,11 +131,32 @@ class IdentityGraph {
   bool CanMerge(uint32_t a, uint32_t b) const;
   void Merge(uint32_t survivor, uint32_t absorbed);
   void Refuse(uint32_t identifier_idx);
+  // The identifier index (see index_slots_): home slot and fingerprint of a key hash, the slot
+  // word of an identifier, inserting (the identifier's text already in the arena) and erasing
+  // (before its text is cleared), and rebuilding with 2^bits slots.
+  size_t HomeSlot(uint64_t hash) const { return static_cast<size_t>(hash >> (64 - index_bits_)); }
+  uint64_t Fingerprint(uint64_t hash) const { return (hash & 0xffffffffull) >> index_bits_; }
+  uint32_t SlotWord(uint64_t hash, uint32_t identifier_idx) const {
+    return static_cast<uint32_t>((Fingerprint(hash) << index_bits_) | (uint64_t{identifier_idx} + 1));
+  }
+  void IndexInsert(uint64_t hash, uint32_t identifier_idx);
+  void IndexErase(uint32_t identifier_idx);
+  void IndexRebuild(uint32_t bits);
 
   IdentityOptions options_;
   std::vector<Identifier> identifiers_;
   std::string arena_;
-  FlatMapU64 index_;       // KeyHash -> identifier index (collisions resolved by comparing)
+  // Identifier index: open addressing with linear probing over 2^index_bits_ 32-bit slots, at
+  // most half full. A slot is 0 when empty, else identifier index + 1 in its low index_bits_
+  // bits and, above them, the low 32 - index_bits_ bits of the key hash shifted down (a
+  // fingerprint: most probes of other identifiers end there; a match is confirmed by comparing
+  // kind and text). The home slot is the hash's top index_bits_ bits. Rebuilding recomputes
+  // the hashes from the identifiers, so the table keeps no hashes: 4 bytes a slot, where a
+  // 64-bit hash and a 32-bit index took 12. The table grows when it would pass half full or
+  // an identifier index would not fit in index_bits_ bits.
+  std::vector<uint32_t> index_slots_;
+  uint32_t index_bits_ = 0;
+  size_t index_size_ = 0;
   std::vector<Profile> profiles_;
   size_t alive_count_ = 0;
   IdentityStats stats_;

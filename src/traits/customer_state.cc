@@ -180,13 +180,14 @@ void CustomerState::PruneWindows(int32_t last_day) {
                            [&](const ActivityDay& d) { return d.day > activity_cut; });
     activity_.erase(activity_.begin(), it);
   }
-  for (UserTraitState& u : user_) PruneUserTrait(u, last_day);
+  for (UserTraitState& u : MutableUserTraits()) PruneUserTrait(u, last_day);
 }
 
 const CustomerState::UserTraitState* CustomerState::UserTrait(size_t trait_idx) const {
-  auto it = std::lower_bound(user_.begin(), user_.end(), trait_idx,
+  const std::span<const UserTraitState> states = user_traits();
+  auto it = std::lower_bound(states.begin(), states.end(), trait_idx,
                              [](const UserTraitState& u, size_t idx) { return u.trait_idx < idx; });
-  return it != user_.end() && it->trait_idx == trait_idx ? &*it : nullptr;
+  return it != states.end() && it->trait_idx == trait_idx ? &*it : nullptr;
 }
 
 CustomerState::UserTraitState& CustomerState::UserTraitFor(uint32_t trait_idx,
@@ -199,26 +200,30 @@ CustomerState::UserTraitState& CustomerState::UserTraitFor(uint32_t trait_idx,
     u.value = InitialValue(spec.aggregate);
     return u;
   };
+  RareState& rare = Rare();
+  std::vector<UserTraitState>& states = rare.user;
   if (trait_idx < 64) {
     const uint64_t bit = uint64_t{1} << trait_idx;
-    const auto pos = static_cast<size_t>(std::popcount(user_present_ & (bit - 1)));
-    if (user_present_ & bit) return user_[pos];
-    user_present_ |= bit;
+    const auto pos = static_cast<size_t>(std::popcount(rare.user_present & (bit - 1)));
+    if (rare.user_present & bit) return states[pos];
+    rare.user_present |= bit;
     // Grow by one: a customer matches each trait at most once here, and doubling would leave
     // up to half of these records unused.
-    if (user_.size() == user_.capacity()) user_.reserve(user_.size() + 1);
-    return *user_.insert(user_.begin() + static_cast<ptrdiff_t>(pos), make());
+    if (states.size() == states.capacity()) states.reserve(states.size() + 1);
+    return *states.insert(states.begin() + static_cast<ptrdiff_t>(pos), make());
   }
   return FindOrInsert(
-      &user_, static_cast<uint16_t>(trait_idx), [](const UserTraitState& u) { return u.trait_idx; },
+      &states, static_cast<uint16_t>(trait_idx), [](const UserTraitState& u) { return u.trait_idx; },
       make);
 }
 
 void CustomerState::RebuildUserIndex() {
-  user_present_ = 0;
-  for (const UserTraitState& u : user_) {
-    if (u.trait_idx < 64) user_present_ |= uint64_t{1} << u.trait_idx;
+  if (!rare_) return;
+  rare_->user_present = 0;
+  for (const UserTraitState& u : rare_->user) {
+    if (u.trait_idx < 64) rare_->user_present |= uint64_t{1} << u.trait_idx;
   }
+  DropRareIfEmpty();
 }
 
 CustomerState::CategoryStats& CustomerState::Category(uint32_t id, int32_t day) {
@@ -318,7 +323,7 @@ void CustomerState::Update(const Event& e, const EventBatch& batch, PopulationSt
     case EventType::kEmailOpen: {
       if (e.campaign_id.empty()) break;
       uint64_t hash = EventIdHash(e.campaign_id);
-      if (!exact_campaigns_) {
+      if (!ExactCampaigns()) {
         uint32_t packed;
         if (PackTime(e.timestamp, &packed)) {
           PackedCampaign& c = FindOrInsert(
@@ -333,7 +338,7 @@ void CustomerState::Update(const Event& e, const EventBatch& batch, PopulationSt
         MakeCampaignsExact();
       }
       Campaign& c = FindOrInsert(
-          &*exact_campaigns_, hash, [](const Campaign& x) { return x.campaign_hash; },
+          ExactCampaigns(), hash, [](const Campaign& x) { return x.campaign_hash; },
           [&] {
             return Campaign{hash, kNoTime, kNoTime};
           });
@@ -469,7 +474,7 @@ void CustomerState::Combine(const CustomerState& other) {
         a.product_views += b.product_views;
         a.first_day = std::min(a.first_day, b.first_day);
       });
-  if (!exact_campaigns_ && !other.exact_campaigns_) {
+  if (!ExactCampaigns() && !other.ExactCampaigns()) {
     MergeByKey(
         &campaigns_, other.campaigns_, [](const PackedCampaign& c) { return c.campaign_hash; },
         [](PackedCampaign& a, const PackedCampaign& b) {
@@ -482,34 +487,36 @@ void CustomerState::Combine(const CustomerState& other) {
     theirs.reserve(other.num_campaigns());
     for (size_t i = 0; i < other.num_campaigns(); ++i) theirs.push_back(other.campaign(i));
     MergeByKey(
-        &*exact_campaigns_, theirs, [](const Campaign& c) { return c.campaign_hash; },
+        ExactCampaigns(), theirs, [](const Campaign& c) { return c.campaign_hash; },
         [](Campaign& a, const Campaign& b) {
           a.first_send = std::min(a.first_send, b.first_send);
           a.first_open = std::min(a.first_open, b.first_open);
         });
   }
-  MergeByKey(
-      &user_, other.user_, [](const UserTraitState& u) { return u.trait_idx; },
-      [](UserTraitState& a, const UserTraitState& b) {
-        const TraitAggregate aggregate = a.Aggregate();
-        a.count += b.count;
-        if (aggregate == TraitAggregate::kLast) {
-          KeepLater(b.value, b.last_value, &a.value, &a.last_value);
-        } else {
-          FoldValue(aggregate, b.value, &a.value);
-        }
-        MergeByKey(
-            &a.days, b.days, [](const UserDay& d) { return d.day; },
-            [aggregate](UserDay& x, const UserDay& y) {
-              x.count += y.count;
-              FoldValue(aggregate, y.value, &x.value);
-            });
-        MergeByKey(
-            &a.distinct, b.distinct, [](const DistinctValue& d) { return d.value_hash; },
-            [](DistinctValue& x, const DistinctValue& y) {
-              x.last_day = std::max(x.last_day, y.last_day);
-            });
-      });
+  if (!other.user_traits().empty()) {
+    MergeByKey(
+        &Rare().user, other.rare_->user, [](const UserTraitState& u) { return u.trait_idx; },
+        [](UserTraitState& a, const UserTraitState& b) {
+          const TraitAggregate aggregate = a.Aggregate();
+          a.count += b.count;
+          if (aggregate == TraitAggregate::kLast) {
+            KeepLater(b.value, b.last_value, &a.value, &a.last_value);
+          } else {
+            FoldValue(aggregate, b.value, &a.value);
+          }
+          MergeByKey(
+              &a.days, b.days, [](const UserDay& d) { return d.day; },
+              [aggregate](UserDay& x, const UserDay& y) {
+                x.count += y.count;
+                FoldValue(aggregate, y.value, &x.value);
+              });
+          MergeByKey(
+              &a.distinct, b.distinct, [](const DistinctValue& d) { return d.value_hash; },
+              [](DistinctValue& x, const DistinctValue& y) {
+                x.last_day = std::max(x.last_day, y.last_day);
+              });
+        });
+  }
   RebuildUserIndex();
   PruneWindows(LastDay());
 }
@@ -597,9 +604,9 @@ void CustomerState::Serialize(std::string* out) const {
     PutSigned(out, c.first_send);
     PutSigned(out, c.first_open);
   }
-  PutVarint(out, user_.size());
+  PutVarint(out, user_traits().size());
   uint32_t prev_trait = 0;
-  for (const UserTraitState& u : user_) {
+  for (const UserTraitState& u : user_traits()) {
     PutVarint(out, u.trait_idx - prev_trait);
     prev_trait = u.trait_idx;
     out->push_back(static_cast<char>(u.aggregate));
@@ -734,7 +741,7 @@ Status CustomerState::Deserialize(std::string_view in) {
       packable = packable && PackTime(c.first_send, &unused) && PackTime(c.first_open, &unused);
     }
     campaigns_ = CompactVector<PackedCampaign>();
-    exact_campaigns_.Reset();
+    if (rare_) rare_->exact_campaigns.reset();
     if (packable) {
       campaigns_.resize(n);
       for (uint64_t i = 0; i < n; ++i) {
@@ -743,15 +750,15 @@ Status CustomerState::Deserialize(std::string_view in) {
         PackTime(exact[i].first_open, &campaigns_[i].first_open);
       }
     } else {
-      exact_campaigns_.Emplace();
-      *exact_campaigns_ = std::move(exact);
+      Rare().exact_campaigns = std::move(exact);
     }
   }
   if (!r.Count(&n, 7)) return bad("bad user trait count");
-  user_.resize(n);
+  if (rare_) rare_->user.clear();
+  if (n > 0) Rare().user.resize(n);
   uint64_t trait_idx = 0;
-  for (size_t ui = 0; ui < user_.size(); ++ui) {
-    UserTraitState& u = user_[ui];
+  for (size_t ui = 0; ui < n; ++ui) {
+    UserTraitState& u = rare_->user[ui];
     uint64_t trait_delta, window;
     if (!r.Varint(&trait_delta) || (ui > 0 && trait_delta == 0) ||
         trait_idx + trait_delta > UINT16_MAX) {
@@ -817,18 +824,17 @@ TimeMicros CustomerState::UnpackTime(uint32_t packed) {
 }
 
 CustomerState::Campaign CustomerState::campaign(size_t i) const {
-  if (exact_campaigns_) return (*exact_campaigns_)[i];
+  if (const CompactVector<Campaign>* exact = ExactCampaigns()) return (*exact)[i];
   const PackedCampaign& c = campaigns_[i];
   return Campaign{c.campaign_hash, UnpackTime(c.first_send), UnpackTime(c.first_open)};
 }
 
 void CustomerState::MakeCampaignsExact() {
-  if (exact_campaigns_) return;
+  if (ExactCampaigns()) return;
   CompactVector<Campaign> exact;
   exact.reserve(campaigns_.size());
   for (size_t i = 0; i < campaigns_.size(); ++i) exact.push_back(campaign(i));
-  exact_campaigns_.Emplace();
-  *exact_campaigns_ = std::move(exact);
+  Rare().exact_campaigns = std::move(exact);
   campaigns_ = CompactVector<PackedCampaign>();
 }
 
@@ -837,9 +843,9 @@ size_t CustomerState::MemoryBytes() const {
       sizeof(*this) + orders_.capacity() * sizeof(Order) +
       activity_.capacity() * sizeof(ActivityDay) + cart_days_.capacity() * sizeof(int32_t) +
       categories_.capacity() * sizeof(CategoryStats) + campaigns_.capacity() * sizeof(PackedCampaign) +
-      (exact_campaigns_ ? sizeof(CompactVector<Campaign>) + exact_campaigns_->capacity() * sizeof(Campaign) : 0) +
-      user_.capacity() * sizeof(UserTraitState);
-  for (const UserTraitState& u : user_) {
+      (rare_ ? sizeof(RareState) + rare_->user.capacity() * sizeof(UserTraitState) : 0) +
+      (ExactCampaigns() ? ExactCampaigns()->capacity() * sizeof(Campaign) : 0);
+  for (const UserTraitState& u : user_traits()) {
     bytes += u.days.capacity() * sizeof(UserDay) + u.distinct.capacity() * sizeof(DistinctValue);
   }
   return bytes;
@@ -852,12 +858,12 @@ void CustomerState::ShrinkToFit() {
   cart_days_.shrink_to_fit();
   categories_.shrink_to_fit();
   campaigns_.shrink_to_fit();
-  if (exact_campaigns_) exact_campaigns_->shrink_to_fit();
-  for (UserTraitState& u : user_) {
+  if (CompactVector<Campaign>* exact = ExactCampaigns()) exact->shrink_to_fit();
+  for (UserTraitState& u : MutableUserTraits()) {
     u.days.shrink_to_fit();
     u.distinct.shrink_to_fit();
   }
-  user_.shrink_to_fit();
+  if (rare_) rare_->user.shrink_to_fit();
 }
 
 std::vector<OrderRecord> OrderHistory(const CustomerState& state) {

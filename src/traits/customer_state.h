@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -143,10 +144,14 @@ class CustomerState {
   std::span<const int32_t> cart_days() const { return cart_days_; }
   std::span<const CategoryStats> categories() const { return categories_; }
   // Email campaigns, sorted by hash: campaign(i) for i < num_campaigns().
-  size_t num_campaigns() const { return exact_campaigns_ ? exact_campaigns_->size() : campaigns_.size(); }
+  size_t num_campaigns() const {
+    return ExactCampaigns() ? ExactCampaigns()->size() : campaigns_.size();
+  }
   Campaign campaign(size_t i) const;
   // States of the user traits this customer has matched, sorted by trait_idx.
-  std::span<const UserTraitState> user_traits() const { return user_; }
+  std::span<const UserTraitState> user_traits() const {
+    return rare_ ? std::span<const UserTraitState>(rare_->user) : std::span<const UserTraitState>();
+  }
   // State of user trait `trait_idx`, nullptr when no event has matched it.
   const UserTraitState* UserTrait(size_t trait_idx) const;
   // Events per built-in type, per channel, per device class.
@@ -194,19 +199,19 @@ class CustomerState {
   uint32_t type_counts_[static_cast<size_t>(EventType::kNumBuiltin)] = {};
   uint32_t channel_counts_[static_cast<size_t>(Channel::kNumChannels)] = {};
   uint32_t device_counts_[static_cast<size_t>(DeviceClass::kNumDevices)] = {};
+  int8_t consent_ = -1;  // here, not beside consent_time_: it fills the 4 bytes of padding
   int64_t discount_fixed_ = 0;  // order-level + line discounts of all orders
   int64_t refunded_fixed_ = 0;  // totals of return events
   int64_t sum_log_price_nano_ = 0;
   uint64_t priced_lines_ = 0;
   TimeMicros consent_time_ = INT64_MIN;
-  int8_t consent_ = -1;
   CompactVector<Order> orders_;
   CompactVector<ActivityDay> activity_;
   CompactVector<int32_t> cart_days_;  // distinct days with a cart_add or checkout_start
   CompactVector<CategoryStats> categories_;
   // Campaigns in 16 bytes: times as whole seconds since 2000-01-01 (kNoPackedTime = never),
   // which email events nearly always are. A customer with any campaign time that is not (a
-  // fraction of a second, or out of range) keeps them all exact in exact_campaigns_ instead
+  // fraction of a second, or out of range) keeps them all exact in RareState instead
   // (campaigns_ then empty). min() of packed times is min() of the times, so merging works on
   // either form; Serialize writes the times, so the form never shows.
   struct PackedCampaign {
@@ -217,14 +222,39 @@ class CustomerState {
   static constexpr uint32_t kNoPackedTime = UINT32_MAX;
   static bool PackTime(TimeMicros t, uint32_t* packed);
   static TimeMicros UnpackTime(uint32_t packed);
-  // Moves every campaign to exact_campaigns_ (creating it).
+  // Moves every campaign to the exact form (creating it).
   void MakeCampaignsExact();
   CompactVector<PackedCampaign> campaigns_;
-  CopyablePtr<CompactVector<Campaign>> exact_campaigns_;
-  std::vector<UserTraitState> user_;
-  // Derived index, not state: bit i set when user_ holds trait i (i < 64), so a trait's
-  // position is a popcount instead of a search. Rebuilt by Combine and Deserialize.
-  uint64_t user_present_ = 0;
+  // What most customers never need, behind one pointer allocated on first use: user trait
+  // states (most customers under most configurations match none) and exact campaign times.
+  // An 8-byte pointer per slot where the user traits' vector and index and the exact
+  // campaigns' pointer took 40. Null and an empty RareState are the same state.
+  struct RareState {
+    std::vector<UserTraitState> user;  // sorted by trait_idx
+    // Derived index, not state: bit i set when `user` holds trait i (i < 64), so a trait's
+    // position is a popcount instead of a search. Rebuilt by Combine and Deserialize.
+    uint64_t user_present = 0;
+    // Set when the campaigns are kept exact (campaigns_ then empty).
+    std::optional<CompactVector<Campaign>> exact_campaigns;
+  };
+  CopyablePtr<RareState> rare_;
+  RareState& Rare() {
+    if (!rare_) rare_.Emplace();
+    return *rare_;
+  }
+  // Frees rare_ when it holds nothing.
+  void DropRareIfEmpty() {
+    if (rare_ && rare_->user.empty() && !rare_->exact_campaigns) rare_.Reset();
+  }
+  const CompactVector<Campaign>* ExactCampaigns() const {
+    return rare_ && rare_->exact_campaigns ? &*rare_->exact_campaigns : nullptr;
+  }
+  CompactVector<Campaign>* ExactCampaigns() {
+    return rare_ && rare_->exact_campaigns ? &*rare_->exact_campaigns : nullptr;
+  }
+  std::span<UserTraitState> MutableUserTraits() {
+    return rare_ ? std::span<UserTraitState>(rare_->user) : std::span<UserTraitState>();
+  }
   // Derived, not state: the sum of orders_[].total_fixed (exact integer sum, so the order of
   // additions does not matter). Kept by AddOrder and Combine, rebuilt by Deserialize.
   int64_t orders_total_fixed_ = 0;

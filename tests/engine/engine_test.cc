@@ -162,6 +162,20 @@ TEST(EngineTest, IngestIsIdempotentAndSurvivesReopen) {
   EXPECT_EQ(reopened->FindProfile("dev-" + cid.substr(1)), by_email);
 }
 
+// After an ingest the dedupe holds its filter and the ids not yet in event_index, nothing of
+// the per-batch scratch (whose release once kept its capacity: 14 bytes an event of a batch).
+TEST(EngineTest, IngestReleasesTheDedupeScratch) {
+  TempDir dir;
+  int events = 0;
+  WriteFile(dir.Sub("shop.jsonl"), RandomShop(300, 3, &events));
+  auto engine = OpenAt(dir.Sub("db"));
+  IngestSummary s = IngestFile(*engine, dir.Sub("shop.jsonl"));
+  ASSERT_EQ(s.stored, static_cast<uint64_t>(events));
+  const size_t filter_bytes = (size_t{1} << 20) * 12 / 8;  // DedupeOptions' minimum filter
+  EXPECT_GE(s.memory.dedupe, filter_bytes);
+  EXPECT_LE(s.memory.dedupe, filter_bytes + static_cast<size_t>(events) * sizeof(uint64_t) + 4096);
+}
+
 TEST(EngineTest, KillNineMidIngestThenReingestCountsEveryEventOnce) {
   TempDir dir;
   int events = 0;

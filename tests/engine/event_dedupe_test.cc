@@ -81,6 +81,45 @@ TEST(EventDedupeTest, ExactAcrossFlushesAndReopenEvenWhenTheFilterSaysMaybe) {
   EXPECT_LT(dedupe.MemoryBytes(), 64u * 1024);
 }
 
+// FinishBulkLoad moves a large `recent` to event_index (its RAM goes, answers stay exact even
+// through a saturated filter, also after a reopen) and leaves a small one in RAM.
+TEST(EventDedupeTest, FinishBulkLoadFlushesOnlyALargeRecentSet) {
+  Workspace ws;
+  DedupeOptions options;
+  options.flush_ids = 100000;     // no flush while adding
+  options.settle_flush_ids = 1000;
+  options.bits_per_id = 0.05;     // ~all-ones filter: every answer from the exact layers
+  options.min_filter_ids = 16;
+  std::mt19937_64 rng(17);
+  std::vector<uint64_t> stored, absent;
+  for (int i = 0; i < 3000; ++i) stored.push_back(rng());
+  for (int i = 0; i < 3000; ++i) absent.push_back(rng());
+  {
+    auto store = KvStore::Open(ws.path.string(), StoreOptions());
+    ASSERT_TRUE(store.ok());
+    EventDedupe dedupe(store->get(), options);
+    ASSERT_TRUE(dedupe.Load(0, false).ok());
+    StoreBlock(**store, dedupe, 1, std::vector<uint64_t>(stored.begin(), stored.begin() + 500));
+    dedupe.ReleaseScratch();
+    const size_t small = dedupe.MemoryBytes();
+    ASSERT_TRUE(dedupe.FinishBulkLoad().ok());  // 500 < 1000: stays in RAM
+    EXPECT_EQ(dedupe.MemoryBytes(), small);
+    StoreBlock(**store, dedupe, 2, std::vector<uint64_t>(stored.begin() + 500, stored.end()));
+    dedupe.ReleaseScratch();
+    const size_t before = dedupe.MemoryBytes();
+    ASSERT_TRUE(dedupe.FinishBulkLoad().ok());
+    EXPECT_LE(dedupe.MemoryBytes() + stored.size() * sizeof(uint64_t), before);
+    for (uint8_t f : Found(dedupe, stored)) ASSERT_EQ(f, 1);
+    for (uint8_t f : Found(dedupe, absent)) ASSERT_EQ(f, 0);
+  }
+  auto store = KvStore::Open(ws.path.string(), StoreOptions());
+  ASSERT_TRUE(store.ok());
+  EventDedupe dedupe(store->get(), options);
+  ASSERT_TRUE(dedupe.Load(stored.size(), false).ok());
+  for (uint8_t f : Found(dedupe, stored)) ASSERT_EQ(f, 1);
+  for (uint8_t f : Found(dedupe, absent)) ASSERT_EQ(f, 0);
+}
+
 TEST(EventDedupeTest, BloomFilterHasNoFalseNegativesAndFewFalseAlarms) {
   IdBloomFilter filter(100000, 12);
   std::mt19937_64 rng(3);

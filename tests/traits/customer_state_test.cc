@@ -812,3 +812,65 @@ TEST(CustomerStateTest, CampaignTimesArePackedWhenWholeSecondsAndExactOtherwise)
 
 }  // namespace
 }  // namespace shoal::traits_test
+
+namespace shoal::traits_test {
+namespace {
+
+// User trait states and exact campaign times sit behind one pointer allocated on first use:
+// the slot stays small, and a state without them combines, copies, round-trips and keeps
+// updating exactly like one with them.
+TEST(CustomerStateTest, RareStateLivesBehindOnePointer) {
+  EXPECT_LE(sizeof(CustomerState), 272u);
+  Workspace w = MakeWorkspace();
+  ASSERT_FALSE(w.config.user_traits.empty());
+  EventBatch batch;
+  EventGenerator(77).Generate(80, &batch);
+  Event open;  // an open at a fraction of a second: every campaign time kept exact
+  open.type = static_cast<uint16_t>(EventType::kEmailOpen);
+  open.timestamp = AsOf() - 3 * kDay + 250'000;
+  open.customer_id = batch.Intern("c1");
+  open.campaign_id = batch.Intern("spring");
+  batch.events.push_back(open);
+  std::vector<const Event*> events = Pointers(batch);
+  PopulationState pop = MakePopulation();
+  CustomerState with_user = Feed(events, batch, pop, w.config);
+  ASSERT_FALSE(with_user.user_traits().empty());
+  bool exact_open = false;
+  for (size_t i = 0; i < with_user.num_campaigns(); ++i) {
+    exact_open |= with_user.campaign(i).first_open == open.timestamp;
+  }
+  EXPECT_TRUE(exact_open);
+  CustomerState decoded;
+  ASSERT_TRUE(decoded.Deserialize(Bytes(with_user)).ok());
+  EXPECT_EQ(Bytes(decoded), Bytes(with_user));
+  CustomerState into_empty;
+  into_empty.Combine(with_user);
+  EXPECT_EQ(Bytes(into_empty), Bytes(with_user));
+  CustomerState plus_empty = with_user;
+  plus_empty.Combine(CustomerState());
+  EXPECT_EQ(Bytes(plus_empty), Bytes(with_user));
+  // The popcount index is rebuilt by Combine: one more event lands in the same places.
+  into_empty.Update(*events[3], batch, pop, w.config);
+  plus_empty.Update(*events[3], batch, pop, w.config);
+  CustomerState reference = with_user;
+  reference.Update(*events[3], batch, pop, w.config);
+  EXPECT_EQ(Bytes(into_empty), Bytes(reference));
+  EXPECT_EQ(Bytes(plus_empty), Bytes(reference));
+  // Built-in traits only and whole-second times: no rare state, and the bytes round-trip
+  // to a state without one.
+  Workspace builtin;
+  events.pop_back();
+  CustomerState plain = Feed(events, batch, pop, builtin.config);
+  EXPECT_TRUE(plain.user_traits().empty());
+  CustomerState round_trip = with_user;  // Deserialize replaces the user states too
+  ASSERT_TRUE(round_trip.Deserialize(Bytes(plain)).ok());
+  EXPECT_TRUE(round_trip.user_traits().empty());
+  EXPECT_EQ(Bytes(round_trip), Bytes(plain));
+  round_trip.ShrinkToFit();
+  plain.ShrinkToFit();
+  EXPECT_EQ(round_trip.MemoryBytes(), plain.MemoryBytes());  // no rare state left behind
+  EXPECT_LT(plain.MemoryBytes(), with_user.MemoryBytes());
+}
+
+}  // namespace
+}  // namespace shoal::traits_test
