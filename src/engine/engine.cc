@@ -756,7 +756,8 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
   }
   // The end of a bulk load overlaps its steps on two threads: the memtables (hundreds of MiB of
   // events) are flushed to table files while this thread serializes the checkpoint's profiles,
-  // and the checkpoint's own memtable while this thread shrinks the states. The flushes are for
+  // and the checkpoint's own memtable (and the dedupe's last ids) while this thread shrinks the
+  // states. The flushes are for
   // the next open (an export, a profile lookup), which then reads table files instead of
   // replaying the write-ahead log; the checkpoint's write is synced as always.
   SHOAL_RETURN_IF_ERROR(broken_);
@@ -768,7 +769,11 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
   SHOAL_RETURN_IF_ERROR(flushed);
   SHOAL_RETURN_IF_ERROR(store_->Write(pending.group, true));
   FinishCheckpoint(pending);
-  flusher = std::thread([&] { flushed = store_->Flush(); });
+  // With it, the dedupe's recent ids go to event_index (FinishBulkLoad touches no state).
+  flusher = std::thread([&] {
+    flushed = store_->Flush();
+    if (flushed.ok()) flushed = dedupe_->FinishBulkLoad();
+  });
   // The bulk load is over: release the spare capacity growth left in every state.
   states_.ForEachState([](CustomerState& state) { state.ShrinkToFit(); });
   states_.ShrinkToFit();
@@ -785,7 +790,6 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
   dedupe_keep_ = std::vector<uint8_t>();
   kept_scratch_ = std::vector<uint32_t>();
   block_scratch_ = std::string();
-  SHOAL_RETURN_IF_ERROR(dedupe_->FinishBulkLoad());
   SHOAL_RETURN_IF_ERROR(quarantine->Flush());
   total.bad = quarantine->total();
   total.bad_by_reason = quarantine->CountsByReason();
