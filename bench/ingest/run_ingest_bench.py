@@ -14,6 +14,10 @@ already in memory against the same shoal export. pandas also ranks the values in
 scores (qcut), which the shoal export does not (its `shoal build` does, with everything else).
 
 Usage: bench/ingest/run_ingest_bench.py [--sizes 1M,10M] [--shoal build/shoal] [--data DIR]
+Before each timed ingest and before pandas, the input file is read once and dirty pages are
+written back (`settle`): every tool starts from the page cache and no step's fsyncs wait
+behind the writes of the one before.
+
 Writes the table to stdout and, with --markdown FILE, as Markdown.
 """
 import argparse
@@ -39,6 +43,16 @@ def run_timed(cmd, env=None):
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
     cpu = sum(float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr))
     return wall, (int(rss.group(1)) / 1024 if rss else float("nan")), proc.stdout, cpu
+
+
+def settle(path):
+    """Before a timed step: the input file read once (so each tool starts from the page cache,
+    not from whatever an earlier step evicted) and every dirty page written back (so the step's
+    own fsyncs do not wait behind an earlier step's writes or a removed workspace)."""
+    with open(path, "rb") as f:
+        while f.read(1 << 24):
+            pass
+    os.sync()
 
 
 def parse_size(text):
@@ -126,6 +140,7 @@ def main():
         for fmt, name in (("jsonl", "events.jsonl"), ("csv", "events.csv")):
             db = os.path.join(args.data, f"db-{size_text}-{fmt}")
             shutil.rmtree(db, ignore_errors=True)
+            settle(os.path.join(shop, name))
             wall, rss, out, cpu = run_timed([args.shoal, "ingest", "--quiet", "--memory", "--db", db,
                                              os.path.join(shop, name)])
             events = int(re.search(r"events parsed\s+(\d+)", out).group(1))
@@ -148,6 +163,7 @@ def main():
         result["shoal_export_rfm_s"] = wall
         result["shoal_export_rfm_cpu_s"] = cpu
         result["shoal_rfm"] = shoal_rfm_check(rfm_export)
+        settle(os.path.join(shop, "events.csv"))
         t0 = time.perf_counter()
         proc = subprocess.run(["/usr/bin/python3", "-c", PANDAS_RFM, os.path.join(shop, "events.csv")],
                               capture_output=True, text=True)
