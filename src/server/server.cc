@@ -215,6 +215,13 @@ struct Server::Impl {
   bool stopping = false;
   bool io_running = false;  // the HTTP loops run (they take the role over from lead_wanted)
   std::atomic<bool> lead_wanted{false};
+  // [server] commit_thread (the default): one committer thread leads every group instead; a
+  // job queued while it sleeps wakes it (one wake per group, not per request), and the I/O
+  // threads never block on an apply or an fsync, so lookups are not held behind them.
+  std::thread committer;
+  std::condition_variable commit_cv;
+  bool committer_stop = false;
+  void CommitterLoop();
   // Event jobs, reused: an EventBatch's first string allocates a 1 MiB arena block, which
   // would otherwise be mapped and unmapped on every request.
   std::mutex pool_mu;
@@ -747,17 +754,20 @@ thread_local bool tls_owes_lead = false;
 
 Status Server::Impl::Submit(const std::shared_ptr<Job>& job) {
   bool lead = false;
+  bool wake_committer = false;
   {
     std::lock_guard lock(commit_mu);
     if (stopping) return Status::Unavailable("server is stopping");
     job->done = false;  // not yet visible to any other thread
     queue.push_back(job);
     metrics.writer_queue_depth.store(static_cast<int64_t>(queue.size()));
-    if (!applying) {  // the queue was empty: this thread leads
+    if (!applying) {  // the queue was empty: this thread leads (or wakes the committer)
       applying = true;
-      lead = true;
+      lead = !config.commit_thread;
+      wake_committer = config.commit_thread;
     }
   }
+  if (wake_committer) commit_cv.notify_one();
   if (!lead) {
     std::unique_lock job_lock(job->mu);
     job->cv.wait(job_lock, [&] { return job->done; });
@@ -783,15 +793,19 @@ Status Server::Impl::Submit(const std::shared_ptr<Job>& job) {
 }
 
 void Server::Impl::SubmitAsync(std::shared_ptr<Job> job) {
+  bool wake_committer = false;
   {
-    std::lock_guard lock(commit_mu);
+    std::unique_lock lock(commit_mu);
     if (!stopping) {
       queue.push_back(std::move(job));
       metrics.writer_queue_depth.store(static_cast<int64_t>(queue.size()));
       if (!applying) {
         applying = true;
-        tls_owes_lead = true;
+        if (config.commit_thread) wake_committer = true;
+        else tls_owes_lead = true;
       }
+      lock.unlock();
+      if (wake_committer) commit_cv.notify_one();
       return;
     }
   }
@@ -810,6 +824,16 @@ void Server::Impl::AfterRound() {
     lead = lead_wanted.exchange(false);
   }
   if (lead) LeadUntilEmpty(/*io=*/true);
+}
+
+void Server::Impl::CommitterLoop() {
+  std::unique_lock lock(commit_mu);
+  for (;;) {
+    commit_cv.wait(lock, [&] { return applying || committer_stop; });
+    if (!applying) return;  // stopping, and nothing queued
+    while (!queue.empty()) LeadGroup(lock);
+    applying = false;
+  }
 }
 
 void Server::Impl::LeadUntilEmpty(bool io) {
@@ -1488,6 +1512,12 @@ void Server::Impl::StopAll() {
   ticker_cv.notify_all();
   if (ticker.joinable()) ticker.join();
   {
+    std::lock_guard lock(commit_mu);
+    committer_stop = true;
+  }
+  commit_cv.notify_all();
+  if (committer.joinable()) committer.join();
+  {
     // No thread applies anything any more.
     std::unique_lock lock(engine_mu);
     Status st = engine ? engine->Checkpoint() : Status::OK();
@@ -1567,6 +1597,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
     std::lock_guard lock(s.commit_mu);
     s.io_running = true;
   }
+  if (s.config.commit_thread) s.committer = std::thread([&s] { s.CommitterLoop(); });
   if (Status st = s.http->Start(); !st.ok()) {
     return Status::IOError(st.message() + " (in use, or not an address of this machine)");
   }
