@@ -1187,24 +1187,39 @@ Status HttpServer::Start() {
   ServerCore& core = *core_;
   const HttpServerOptions& o = core.options;
   std::string address = o.bind == "localhost" ? "127.0.0.1" : o.bind;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(o.port));
-  if (::inet_pton(AF_INET, address.c_str(), &addr.sin_addr) != 1) {
-    return Status::IOError("cannot bind " + o.bind + ": not an IPv4 address");
+  sockaddr_storage storage{};
+  socklen_t addr_len;
+  const bool v6 = address.find(':') != std::string::npos;
+  if (v6) {
+    auto* addr = reinterpret_cast<sockaddr_in6*>(&storage);
+    addr->sin6_family = AF_INET6;
+    addr->sin6_port = htons(static_cast<uint16_t>(o.port));
+    if (::inet_pton(AF_INET6, address.c_str(), &addr->sin6_addr) != 1) {
+      return Status::IOError("cannot bind " + o.bind + ": not an IP address");
+    }
+    addr_len = sizeof(sockaddr_in6);
+  } else {
+    auto* addr = reinterpret_cast<sockaddr_in*>(&storage);
+    addr->sin_family = AF_INET;
+    addr->sin_port = htons(static_cast<uint16_t>(o.port));
+    if (::inet_pton(AF_INET, address.c_str(), &addr->sin_addr) != 1) {
+      return Status::IOError("cannot bind " + o.bind + ": not an IP address");
+    }
+    addr_len = sizeof(sockaddr_in);
   }
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return Status::IOError(std::string("socket: ") + std::strerror(errno));
   int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 1024) != 0) {
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&storage), addr_len) != 0 || ::listen(fd, 1024) != 0) {
     std::string why = std::strerror(errno);
     ::close(fd);
     return Status::IOError("cannot bind " + o.bind + ":" + std::to_string(o.port) + ": " + why);
   }
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  core.port = ntohs(addr.sin_port);
+  socklen_t len = sizeof storage;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &len);
+  core.port = v6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&storage)->sin6_port)
+                 : ntohs(reinterpret_cast<sockaddr_in*>(&storage)->sin_port);
   core.listen_fd = fd;
   for (int i = 0; i < o.io_threads; ++i) {
     auto loop = std::make_unique<Loop>();

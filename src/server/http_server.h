@@ -23,7 +23,7 @@
 namespace shoal {
 
 struct HttpServerOptions {
-  std::string bind = "127.0.0.1";      // address to listen on (IPv4 dotted quad or "localhost")
+  std::string bind = "127.0.0.1";      // address to listen on: IPv4, IPv6 or "localhost"
   int port = 0;                        // 0 = any free port (see HttpServer::port())
   int io_threads = 2;                  // epoll loops; connections are spread over them in turn
   int worker_threads = 2;              // threads running the worker-kind handlers

@@ -1116,6 +1116,10 @@ std::string Server::Impl::MetricsText() const {
           metrics.consent_suppressed);
   gauge("shoal_writer_queue_depth", "Requests waiting for the apply leader.", metrics.writer_queue_depth);
   gauge("shoal_timer_pending", "Scheduled time-driven re-evaluations.", metrics.timer_pending);
+  gauge("shoal_http_connections", "Open client connections.",
+        http ? static_cast<int64_t>(http->connections()) : 0);
+  gauge("shoal_http_requests_in_flight", "Requests dispatched to a worker or the commit queue, not yet answered.",
+        http ? static_cast<int64_t>(http->in_flight()) : 0);
   out += "# HELP shoal_outbox_depth Records waiting for delivery.\n# TYPE shoal_outbox_depth gauge\n";
   std::string deliveries =
       "# HELP shoal_webhook_deliveries_total Records delivered (2xx).\n"

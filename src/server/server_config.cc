@@ -85,9 +85,8 @@ Result<ServerConfig> ParseServerConfig(const toml::table& root) {
     SHOAL_RETURN_IF_ERROR(ReadNumber(*server, "io_threads", where, &config.io_threads, 1));
     SHOAL_RETURN_IF_ERROR(ReadNumber(*server, "worker_threads", where, &config.worker_threads, 1));
     if (const toml::node* commit_thread = server->get("commit_thread")) {
-      auto v = commit_thread->value<bool>();
-      if (!v) return Status::ParseError("[server].commit_thread must be true or false");
-      config.commit_thread = *v;
+      if (!commit_thread->is_boolean()) return Status::ParseError("[server].commit_thread must be true or false");
+      config.commit_thread = commit_thread->value_or(true);
     }
     SHOAL_RETURN_IF_ERROR(ReadNumber(*server, "max_group_events", where, &config.max_group_events, 1));
     SHOAL_RETURN_IF_ERROR(ReadNumber(*server, "checkpoint_seconds", where, &config.checkpoint_seconds, 0));
