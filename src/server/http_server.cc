@@ -914,13 +914,17 @@ void ServerCore::OnReadable(Loop* loop, const std::shared_ptr<Connection>& conn,
 
 void ServerCore::ProcessInput(Loop* loop, const std::shared_ptr<Connection>& conn) {
   Connection* c = conn.get();
+  bool parked = false;
   for (;;) {
     {
       std::lock_guard lock(c->mu);
       if (c->closed) return;
       if (c->in_flight) {
+        // Parked until its answer; what follows is parsed then. Responses queued before it
+        // (pipelined inline ones) still go out now.
         if (c->pos < c->in.size() || c->peer_closed) c->input_waiting = true;
-        return;
+        parked = true;
+        break;
       }
       if (c->close_after_write) break;
     }
@@ -940,19 +944,20 @@ void ServerCore::ProcessInput(Loop* loop, const std::shared_ptr<Connection>& con
     Dispatch(loop, conn);
     tls_dispatching = nullptr;
   }
-  // Drop the consumed input.
+  // Drop the consumed input (and the room a large body took, once it is gone).
   if (c->pos > 0) {
     c->in.erase(0, c->pos);
     c->pos = 0;
   }
+  if (c->in.empty() && c->in.capacity() > kReadChunk * 4) std::string().swap(c->in);
   const bool partial = !c->in.empty() || c->stage != Connection::Stage::kHead;
-  if (!partial) {
+  if (!partial || parked) {
     c->request_started = {};
   } else if (c->request_started == SteadyClock::time_point{}) {
     c->request_started = SteadyClock::now();
   }
   AfterFlush(loop, c);
-  if (c->read_paused && !c->closed) {
+  if (c->read_paused && !c->closed && !parked) {
     OnReadable(loop, conn, 0);  // the buffer was over its cap: what was parsed made room
   }
 }
@@ -1264,6 +1269,10 @@ void HttpServer::Stop() {
   }
   for (auto& loop : core.loops) {
     if (loop->thread.joinable()) loop->thread.join();
+  }
+  for (auto& loop : core.loops) {  // accepted for a loop just as it exited
+    for (auto& conn : loop->incoming) ::close(conn->fd);
+    loop->incoming.clear();
   }
   {
     std::lock_guard lock(core.work_mu);
