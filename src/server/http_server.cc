@@ -204,6 +204,9 @@ struct Loop {
   std::atomic<bool> has_remote{false};
   std::atomic<bool> wake_hook{false};
   SteadyClock::time_point last_scan{};
+  // Out of file descriptors: the listening socket leaves this loop's set until then (it is
+  // level-triggered: left in, it would wake the loop over and over).
+  SteadyClock::time_point accept_paused_until{};
   std::vector<char> read_buffer = std::vector<char>(kReadChunk);
 };
 
@@ -792,7 +795,13 @@ void ServerCore::Register(Loop* loop, std::shared_ptr<Connection> conn) {
 void ServerCore::Accept(Loop* loop) {
   for (int accepted = 0; accepted < 64; ++accepted) {
     int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return;  // EAGAIN: another loop took it, or none left
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        ::epoll_ctl(loop->epfd, EPOLL_CTL_DEL, listen_fd, nullptr);
+        loop->accept_paused_until = SteadyClock::now() + std::chrono::milliseconds(100);
+      }
+      return;  // EAGAIN: another loop took it, or none left
+    }
     if (connections.load() >= options.max_connections || stopping.load()) {
       ::close(fd);
       continue;
@@ -989,6 +998,14 @@ void ServerCore::DrainResumes(Loop* loop) {
 }
 
 void ServerCore::ScanTimers(Loop* loop, SteadyClock::time_point now) {
+  if (loop->accept_paused_until != SteadyClock::time_point{} && now > loop->accept_paused_until &&
+      !stopping.load()) {
+    loop->accept_paused_until = {};
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+    ev.data.ptr = &listen_marker;
+    ::epoll_ctl(loop->epfd, EPOLL_CTL_ADD, listen_fd, &ev);
+  }
   const auto idle_limit = std::chrono::duration<double>(options.idle_timeout_seconds);
   const auto read_limit = std::chrono::duration<double>(options.read_timeout_seconds);
   for (size_t i = loop->conns.size(); i-- > 0;) {

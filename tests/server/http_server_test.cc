@@ -8,12 +8,14 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -549,6 +551,35 @@ TEST_F(HttpServerTest, ManyConcurrentKeepAliveClients) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(good.load(), kClients * kRequests);
+}
+
+TEST_F(HttpServerTest, OutOfDescriptorsPausesAcceptingWithoutSpinning) {
+  StartServer();
+  size_t open_fds = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) ++open_fds;
+  rlimit old{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+  rlimit low = old;
+  low.rlim_cur = open_fds - 1 + 4;  // (the count saw its own iterator) 3 clients, 1 server side
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < 3; ++i) clients.push_back(std::make_unique<RawClient>(port_));
+  rusage before{}, after{};
+  getrusage(RUSAGE_SELF, &before);
+  std::this_thread::sleep_for(300ms);  // the third connection waits in the backlog
+  getrusage(RUSAGE_SELF, &after);
+  auto cpu = [](const rusage& r) {
+    return (r.ru_utime.tv_sec + r.ru_stime.tv_sec) * 1e6 + r.ru_utime.tv_usec + r.ru_stime.tv_usec;
+  };
+  EXPECT_LT(cpu(after) - cpu(before), 100000) << "microseconds of CPU while accept fails";
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+  for (auto& client : clients) {
+    ASSERT_TRUE(client->connected());
+    ASSERT_TRUE(client->Send("GET /echo/fd/x HTTP/1.1\r\n\r\n"));
+    auto r = client->Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+  }
 }
 
 TEST_F(HttpServerTest, StopLetsRequestsInFlightFinish) {
