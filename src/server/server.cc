@@ -274,6 +274,7 @@ struct Server::Impl {
   // Answers an asynchronous event job (after its group is durable) and returns it to the pool.
   void CompleteEventsJob(std::shared_ptr<Job> job);
   std::shared_ptr<Job> AcquireEventsJob();
+  void ReleaseEventsJob(std::shared_ptr<Job> job);  // back to the pool (unanswered, unreferenced)
   void CountRequest(Route route, int status, Clock::time_point start);
   // Applies a group of event / rebuild / tick jobs, re-evaluates the memberships they touch,
   // makes everything durable; pending gets the outbox records to publish.
@@ -1216,6 +1217,10 @@ void Server::Impl::CompleteEventsJob(std::shared_ptr<Job> job) {
   }
   CountRequest(Route::kEvents, res.status, job->start);
   job->responder.Respond(std::move(res));
+  ReleaseEventsJob(std::move(job));
+}
+
+void Server::Impl::ReleaseEventsJob(std::shared_ptr<Job> job) {
   std::lock_guard lock(pool_mu);
   if (job_pool.size() < kJobPoolSize && job.use_count() == 1) job_pool.push_back(std::move(job));
 }
@@ -1295,9 +1300,11 @@ void Server::Impl::SetUpRoutes() {
     try {
       st = ParseJsonEvents(req.body, engine->config().registry, &job->batch, &job->items, parse_options);
     } catch (const std::exception& e) {  // library exceptions stop at the boundary
+      ReleaseEventsJob(std::move(job));
       return answer(500, ErrorJson(std::string("internal error: ") + e.what()));
     }
     if (!st.ok()) {
+      ReleaseEventsJob(std::move(job));
       bool too_many = st.message().rfind("batch has", 0) == 0;
       return answer(too_many ? 413 : 400, ErrorJson(st.message()));
     }
@@ -1305,7 +1312,10 @@ void Server::Impl::SetUpRoutes() {
     job->rejected = job->items.size() - job->accepted;
     metrics.events_accepted.fetch_add(job->accepted, std::memory_order_relaxed);
     metrics.events_rejected.fetch_add(job->rejected, std::memory_order_relaxed);
-    if (job->accepted == 0) return answer(400, EventsReply(*job));
+    if (job->accepted == 0) {
+      answer(400, EventsReply(*job));
+      return ReleaseEventsJob(std::move(job));
+    }
     job->responder = std::move(responder);
     SubmitAsync(std::move(job));
   });
