@@ -187,6 +187,7 @@ struct Connection {
   bool close_after_write = false;
   bool input_waiting = false;  // the loop has unparsed input or EOF for when in_flight ends
   bool write_failed = false;
+  SteadyClock::time_point last_write{};  // last time bytes of `out` went out
 };
 
 struct Loop {
@@ -592,6 +593,7 @@ void ServerCore::FlushLocked(Connection* conn) {
                        MSG_NOSIGNAL);
     if (n > 0) {
       conn->out_pos += static_cast<size_t>(n);
+      conn->last_write = SteadyClock::now();
     } else if (n < 0 && errno == EINTR) {
       continue;
     } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -1016,10 +1018,16 @@ void ServerCore::ScanTimers(Loop* loop, SteadyClock::time_point now) {
       if (now > c->drain_deadline) Close(loop, c);
       continue;
     }
-    bool busy;
+    bool busy, stalled;
     {
       std::lock_guard lock(c->mu);
       busy = c->in_flight || !c->out.empty();
+      // A client that stopped reading its response: nothing written for the idle timeout.
+      stalled = !c->in_flight && !c->out.empty() && now - std::max(c->last_write, c->last_active) > idle_limit;
+    }
+    if (stalled) {
+      Close(loop, c);
+      continue;
     }
     if (busy) continue;
     if (c->request_started != SteadyClock::time_point{}) {

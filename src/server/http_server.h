@@ -29,7 +29,8 @@ struct HttpServerOptions {
   int worker_threads = 2;              // threads running the worker-kind handlers
   size_t max_header_bytes = 64 << 10;  // request line + headers; larger -> 431 and close
   size_t max_body_bytes = 8 << 20;     // larger bodies -> 413 and close
-  double idle_timeout_seconds = 30;    // a keep-alive connection idle this long is closed
+  double idle_timeout_seconds = 30;    // a keep-alive connection idle this long is closed, and
+                                       // one whose client reads none of its response this long
   double read_timeout_seconds = 30;    // a request not fully received this long -> 408, close
   size_t max_connections = 10000;      // further connections are closed at once
   // The body of every error the server itself answers (400, 404, 405, 408, 413, 431, 501,

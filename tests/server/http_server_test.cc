@@ -141,6 +141,9 @@ class HttpServerTest : public ::testing::Test {
     server_->Inline("PUT", "/body", [](const HttpRequest& req, HttpResponse* res) {
       res->Set(201, "put", "text/plain");
     });
+    server_->Inline("GET", "/big", [](const HttpRequest&, HttpResponse* res) {
+      res->Set(200, std::string(32 << 20, 'b'), "text/plain");
+    });
     server_->Worker("GET", "/slow", [](const HttpRequest&, HttpResponse* res) {
       std::this_thread::sleep_for(30ms);
       res->Set(200, "slow", "text/plain");
@@ -580,6 +583,18 @@ TEST_F(HttpServerTest, OutOfDescriptorsPausesAcceptingWithoutSpinning) {
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 200);
   }
+}
+
+TEST_F(HttpServerTest, AClientThatStopsReadingIsClosedAfterTheIdleTimeout) {
+  HttpServerOptions options;
+  options.idle_timeout_seconds = 0.3;
+  StartServer(options);
+  RawClient client(port_);
+  ASSERT_TRUE(client.Send("GET /big HTTP/1.1\r\n\r\n"));  // 32 MiB, never read
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(server_->connections(), 1u);
+  for (int i = 0; i < 300 && server_->connections() > 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(server_->connections(), 0u);
 }
 
 TEST_F(HttpServerTest, StopLetsRequestsInFlightFinish) {
