@@ -180,7 +180,7 @@ struct Connection {
   std::mutex mu;
   std::string out;             // bytes not yet sent, from out_pos
   size_t out_pos = 0;
-  bool closed = false;         // fd closed: completions are dropped
+  bool closed = false;         // fd closed (by the owning loop only): completions are dropped
   bool in_flight = false;      // a worker / async request awaits its response
   bool keep_alive = true;      // of the request in flight / last parsed
   int minor_version = 1;
@@ -764,7 +764,6 @@ void ServerCore::Dispatch(Loop* loop, const std::shared_ptr<Connection>& conn) {
     work_cv.notify_one();
     return;
   }
-  (void)loop;
   try {
     found->async(req, HttpResponder(conn, this));
   } catch (const std::exception&) {
