@@ -26,7 +26,7 @@ class MembershipSource {
  public:
   virtual ~MembershipSource();
   // Every membership `profile` (an alive profile slot) holds at `now`, sorted, no duplicates.
-  // Called from the server's writer thread with the engine locked; must not modify it.
+  // Called by the server's apply leader with the engine locked; must not modify it.
   virtual std::vector<std::string> Memberships(const Engine& engine, uint32_t profile,
                                                TimeMicros now) const = 0;
   // The earliest time > now at which this profile's memberships may change with no new event

@@ -1,6 +1,6 @@
 #include "server/server.h"
 
-#include <httplib.h>
+#include <httplib.h>  // the webhook client; the server side is server/http_server.h
 #include <signal.h>
 #include <simdjson.h>
 #include <toml++/toml.h>
@@ -28,6 +28,7 @@
 #include "engine/engine.h"
 #include "ingest/json_events.h"
 #include "server/build_source.h"
+#include "server/http_server.h"
 #include "server/metrics.h"
 #include "store/kv_store.h"
 
@@ -122,7 +123,7 @@ bool ParseHttpUrl(const std::string& url, ParsedUrl* out) {
   return !out->host.empty() && out->port > 0 && out->port < 65536;
 }
 
-// One unit of work for the apply leader (Server::Impl::Submit).
+// One unit of work for the apply leader (Server::Impl::SubmitAsync / Submit).
 struct Job {
   enum class Kind { kEvents, kForget, kRebuild, kTick };
   Kind kind = Kind::kEvents;
@@ -134,11 +135,17 @@ struct Job {
   std::unique_ptr<MembershipSource> new_source;  // rebuild: swapped in by the leader
   uint64_t changes = 0;                          // rebuild: membership records it caused
   bool checkpoint = false;                       // tick: checkpoint the profile state too
-  // Guarded by mu (its own, so that waking a group's requests does not convoy them on the
-  // queue's mutex): answered (durable or failed), or appointed apply leader.
+  // Asynchronous jobs (POST /v1/events): answered by the leader after the group's fsync
+  // through the responder; the per-item results and counts go into that answer.
+  HttpResponder responder;
+  std::vector<ItemResult> items;
+  size_t accepted = 0;
+  size_t rejected = 0;
+  Clock::time_point start;
+  // Blocking jobs (Submit): guarded by mu (its own, so that waking a group's waiters does not
+  // convoy them on the queue's mutex): answered, durable or failed.
   std::mutex mu;
   bool done = false;
-  bool lead = false;
   std::condition_variable cv;
 };
 
@@ -193,14 +200,33 @@ struct Server::Impl {
                       std::greater<>> timer;
   std::vector<TimeMicros> scheduled;
 
-  // Group commit without a writer thread (leader/follower): a request thread queues its job
-  // under commit_mu; the first one to find no apply leader becomes it, takes the queued jobs as
-  // a group, applies them, makes them durable with one fsync, answers them and passes the role
-  // to the thread of the next queued job (whose group formed meanwhile).
+  // Group commit without a writer thread: a job is queued under commit_mu; whoever finds no
+  // apply leader becomes it. An I/O thread that queued jobs in a round and found no leader
+  // leads after the round (so a group gathers everything its epoll round returned), takes the
+  // queued jobs as a group, applies them, makes them durable with one fsync and answers them
+  // (writing each response straight to its socket), serves one round of its own connections
+  // without waiting, and goes on until the queue is empty. No I/O thread ever waits for
+  // another thread's group. The ticker, forget and rebuild submit blocking jobs on the same
+  // queue; a blocking submitter that leads passes the role on to an I/O thread (lead_wanted)
+  // once its own job is answered.
   std::mutex commit_mu;
   std::deque<std::shared_ptr<Job>> queue;
-  bool applying = false;  // an apply leader is at work (false => queue empty)
+  bool applying = false;  // an apply leader is at work or appointed (false => queue empty)
   bool stopping = false;
+  bool io_running = false;  // the HTTP loops run (they take the role over from lead_wanted)
+  std::atomic<bool> lead_wanted{false};
+  // [server] commit_thread (the default): one committer thread leads every group instead; a
+  // job queued while it sleeps wakes it (one wake per group, not per request), and the I/O
+  // threads never block on an apply or an fsync, so lookups are not held behind them.
+  std::thread committer;
+  std::condition_variable commit_cv;
+  bool committer_stop = false;
+  void CommitterLoop();
+  // Event jobs, reused: an EventBatch's first string allocates a 1 MiB arena block, which
+  // would otherwise be mapped and unmapped on every request.
+  std::mutex pool_mu;
+  std::vector<std::shared_ptr<Job>> job_pool;
+  static constexpr size_t kJobPoolSize = 64;
   // Earliest scheduled re-evaluation (kNever: none), for the ticker; set by apply leaders.
   std::atomic<TimeMicros> next_timer{kNever};
   // The ticker thread submits a job when a timed re-evaluation or the checkpoint is due.
@@ -222,21 +248,34 @@ struct Server::Impl {
   std::condition_variable stop_cv;
   bool stopped = false;
 
-  httplib::Server http;
-  std::thread http_thread;
+  std::unique_ptr<HttpServer> http;
   int port = 0;
   ServerMetrics metrics;
 
   // --- startup ---
   Status Load();
   // --- group commit ---
-  // Queues `job` and returns once it is answered (job->status says how); the calling thread
-  // may serve as apply leader for other queued jobs meanwhile. Unavailable when stopping.
+  // Blocking (ticker, forget, rebuild; never an I/O thread): queues `job` and returns once it
+  // is answered (job->status says how); the calling thread may lead groups meanwhile.
+  // Unavailable when stopping.
   Status Submit(const std::shared_ptr<Job>& job);
-  // The apply leader's turn: commit_mu held on entry and on return. Returns true when it
-  // keeps the role for another group (keep_leading and requests waiting).
-  bool LeadGroup(std::unique_lock<std::mutex>& lock, bool keep_leading);
-  static constexpr int kGroupsPerLeader = 4;
+  // On an I/O thread: queues an event job whose responder the leader completes after the
+  // group's fsync (503 at once when stopping). Returns at once; when no leader is at work,
+  // this thread leads after its round (AfterRound).
+  void SubmitAsync(std::shared_ptr<Job> job);
+  // The HTTP loops' after-round hook: leads when this thread owes it or it was handed over.
+  void AfterRound();
+  // Leads groups until the queue is empty; io = serve a round of the calling I/O thread's
+  // connections between groups. commit_mu not held; applying is true on entry.
+  void LeadUntilEmpty(bool io);
+  // The apply leader's turn for one group: commit_mu held on entry and on return, the queue
+  // not empty on entry.
+  void LeadGroup(std::unique_lock<std::mutex>& lock);
+  // Answers an asynchronous event job (after its group is durable) and returns it to the pool.
+  void CompleteEventsJob(std::shared_ptr<Job> job);
+  std::shared_ptr<Job> AcquireEventsJob();
+  void ReleaseEventsJob(std::shared_ptr<Job> job);  // back to the pool (unanswered, unreferenced)
+  void CountRequest(Route route, int status, Clock::time_point start);
   // Applies a group of event / rebuild / tick jobs, re-evaluates the memberships they touch,
   // makes everything durable; pending gets the outbox records to publish.
   Status ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
@@ -725,39 +764,111 @@ void Server::Impl::ProcessForget(Job& job) {
               ",\"identifiers\":" + std::to_string(forgotten->identifiers.size()) + "}";
 }
 
+namespace {
+// Set on an I/O thread that queued a job and found no apply leader: it leads after its round.
+thread_local bool tls_owes_lead = false;
+}  // namespace
+
 Status Server::Impl::Submit(const std::shared_ptr<Job>& job) {
-  bool lead_now = false;
+  bool lead = false;
+  bool wake_committer = false;
   {
     std::lock_guard lock(commit_mu);
     if (stopping) return Status::Unavailable("server is stopping");
     job->done = false;  // not yet visible to any other thread
-    job->lead = false;
     queue.push_back(job);
     metrics.writer_queue_depth.store(static_cast<int64_t>(queue.size()));
-    if (!applying) {  // the queue was empty: this thread leads
+    if (!applying) {  // the queue was empty: this thread leads (or wakes the committer)
       applying = true;
-      lead_now = true;
+      lead = !config.commit_thread;
+      wake_committer = config.commit_thread;
     }
   }
-  for (;;) {
-    if (!lead_now) {
-      std::unique_lock job_lock(job->mu);
-      job->cv.wait(job_lock, [&] { return job->done || job->lead; });
-      if (job->done) return Status::OK();
-      job->lead = false;
-    }
-    lead_now = false;
-    std::unique_lock lock(commit_mu);
-    // This job is at the queue's front, so in the first group. The thread goes on leading while
-    // requests wait, up to kGroupsPerLeader groups: a hand-off costs a wake-up, and on busy
-    // cores the woken thread may wait milliseconds for a core while the queue grows. Bounded,
-    // so that this thread's own answer is not held back for long.
-    for (int led = 1; LeadGroup(lock, /*keep_leading=*/led < kGroupsPerLeader); ++led) {
-    }
-  }  // this job was in the first group: the next wait returns at once
+  if (wake_committer) commit_cv.notify_one();
+  if (!lead) {
+    std::unique_lock job_lock(job->mu);
+    job->cv.wait(job_lock, [&] { return job->done; });
+    return Status::OK();
+  }
+  std::unique_lock lock(commit_mu);
+  // This job is at the queue's front, so in the first group.
+  LeadGroup(lock);
+  if (queue.empty()) {
+    applying = false;
+  } else if (io_running) {
+    // Requests queued meanwhile: an I/O thread takes the role over (applying stays true, so
+    // nobody else takes it in between), and this thread's answer is not held back.
+    lead_wanted.store(true);
+    lock.unlock();
+    http->Wake();
+    return Status::OK();
+  } else {
+    lock.unlock();
+    LeadUntilEmpty(/*io=*/false);
+  }
+  return Status::OK();
 }
 
-bool Server::Impl::LeadGroup(std::unique_lock<std::mutex>& lock, bool keep_leading) {
+void Server::Impl::SubmitAsync(std::shared_ptr<Job> job) {
+  bool wake_committer = false;
+  {
+    std::unique_lock lock(commit_mu);
+    if (!stopping) {
+      queue.push_back(std::move(job));
+      metrics.writer_queue_depth.store(static_cast<int64_t>(queue.size()));
+      if (!applying) {
+        applying = true;
+        if (config.commit_thread) wake_committer = true;
+        else tls_owes_lead = true;
+      }
+      lock.unlock();
+      if (wake_committer) commit_cv.notify_one();
+      return;
+    }
+  }
+  HttpResponse res;
+  res.Set(503, ErrorJson("server is stopping"));
+  CountRequest(Route::kEvents, 503, job->start);
+  job->responder.Respond(std::move(res));
+}
+
+void Server::Impl::AfterRound() {
+  bool lead = false;
+  if (tls_owes_lead) {
+    tls_owes_lead = false;
+    lead = true;
+  } else if (lead_wanted.load(std::memory_order_relaxed)) {
+    lead = lead_wanted.exchange(false);
+  }
+  if (lead) LeadUntilEmpty(/*io=*/true);
+}
+
+void Server::Impl::CommitterLoop() {
+  std::unique_lock lock(commit_mu);
+  for (;;) {
+    commit_cv.wait(lock, [&] { return applying || committer_stop; });
+    if (!applying) return;  // stopping, and nothing queued
+    while (!queue.empty()) LeadGroup(lock);
+    applying = false;
+  }
+}
+
+void Server::Impl::LeadUntilEmpty(bool io) {
+  std::unique_lock lock(commit_mu);
+  while (!queue.empty()) {
+    LeadGroup(lock);
+    if (io) {
+      // The next group is what queued up during this one's fsync; meanwhile this thread's own
+      // connections wait, so serve them one round (without waiting) before the next group.
+      lock.unlock();
+      http->PollOnce();
+      lock.lock();
+    }
+  }
+  applying = false;
+}
+
+void Server::Impl::LeadGroup(std::unique_lock<std::mutex>& lock) {
   std::vector<std::shared_ptr<Job>> jobs;
   size_t events = 0;
   while (!queue.empty()) {
@@ -779,28 +890,19 @@ bool Server::Impl::LeadGroup(std::unique_lock<std::mutex>& lock, bool keep_leadi
     st = ApplyGroup(jobs, &pending);
   }
   metrics.group_commits.fetch_add(1, std::memory_order_relaxed);
-  lock.lock();
-  // The next group is what queued up meanwhile: it grew during this one's fsync. (Applying
-  // the next group during this one's fsync was tried: the groups shrank to a few events, and
-  // throughput and tail latency got worse in A/B runs; docs/benchmarks/server.md.)
-  const bool keep = keep_leading && !queue.empty();
-  if (keep) {
-    // this thread leads the next group too
-  } else if (!queue.empty()) {
-    Job& next = *queue.front();
-    {
-      std::lock_guard job_lock(next.mu);
-      next.lead = true;
-    }
-    next.cv.notify_one();
-  } else {
-    applying = false;
+  // (Applying the next group during this one's fsync was tried: the groups shrank to a few
+  // events, and throughput and tail latency got worse in A/B runs; docs/benchmarks/server.md.)
+  if (st.ok() && !pending.empty()) {
+    lock.lock();  // records reach the delivery queues in the order of their groups
+    Publish(pending);
+    lock.unlock();
   }
-  if (st.ok()) Publish(pending);
-  lock.unlock();
-  // The jobs stay referenced here until notified, so their condition variables are alive.
   for (auto& job : jobs) {
     if (job->status.ok() && !st.ok()) job->status = st;
+    if (job->responder) {
+      CompleteEventsJob(std::move(job));
+      continue;
+    }
     {
       std::lock_guard job_lock(job->mu);
       job->done = true;
@@ -809,7 +911,6 @@ bool Server::Impl::LeadGroup(std::unique_lock<std::mutex>& lock, bool keep_leadi
   }
   jobs.clear();
   lock.lock();
-  return keep;
 }
 
 void Server::Impl::TickerLoop() {
@@ -1032,6 +1133,10 @@ std::string Server::Impl::MetricsText() const {
           metrics.consent_suppressed);
   gauge("shoal_writer_queue_depth", "Requests waiting for the apply leader.", metrics.writer_queue_depth);
   gauge("shoal_timer_pending", "Scheduled time-driven re-evaluations.", metrics.timer_pending);
+  gauge("shoal_http_connections", "Open client connections.",
+        http ? static_cast<int64_t>(http->connections()) : 0);
+  gauge("shoal_http_requests_in_flight", "Requests dispatched to a worker or the commit queue, not yet answered.",
+        http ? static_cast<int64_t>(http->in_flight()) : 0);
   out += "# HELP shoal_outbox_depth Records waiting for delivery.\n# TYPE shoal_outbox_depth gauge\n";
   std::string deliveries =
       "# HELP shoal_webhook_deliveries_total Records delivered (2xx).\n"
@@ -1071,26 +1176,94 @@ std::string Server::Impl::MetricsText() const {
   return out;
 }
 
+static std::string EventsReply(const Job& job) {
+  std::string out = "{\"accepted\":" + std::to_string(job.accepted) + ",\"rejected\":" +
+                    std::to_string(job.rejected) + ",\"stored\":" + std::to_string(job.summary.stored) +
+                    ",\"duplicates\":" + std::to_string(job.summary.duplicates) +
+                    ",\"suppressed\":" + std::to_string(job.summary.suppressed) + ",\"results\":[";
+  for (size_t i = 0; i < job.items.size(); ++i) {
+    const ItemResult& item = job.items[i];
+    if (i) out.push_back(',');
+    out += "{\"index\":" + std::to_string(i) + ",\"ok\":" + (item.ok ? "true" : "false");
+    if (item.ok) {
+      out += ",\"event_id\":";
+      AppendJsonString(&out, item.event_id);
+    } else {
+      out += ",\"field\":";
+      AppendJsonString(&out, item.field);
+      out += ",\"error\":";
+      AppendJsonString(&out, item.reason);
+    }
+    out += "}";
+  }
+  out += "]}";
+  return out;
+}
+
+void Server::Impl::CountRequest(Route route, int status, Clock::time_point start) {
+  int cls = status >= 500 ? 2 : status >= 400 ? 1 : 0;
+  metrics.requests[static_cast<int>(route)][cls].fetch_add(1, std::memory_order_relaxed);
+  metrics.latency[static_cast<int>(route)].Observe(std::chrono::duration<double>(Clock::now() - start).count());
+}
+
+std::shared_ptr<Job> Server::Impl::AcquireEventsJob() {
+  std::shared_ptr<Job> job;
+  {
+    std::lock_guard lock(pool_mu);
+    if (!job_pool.empty()) {
+      job = std::move(job_pool.back());
+      job_pool.pop_back();
+    }
+  }
+  if (!job) job = std::make_shared<Job>();
+  job->status = Status::OK();
+  job->summary = IngestSummary();
+  job->accepted = job->rejected = 0;
+  return job;
+}
+
+void Server::Impl::CompleteEventsJob(std::shared_ptr<Job> job) {
+  HttpResponse res;
+  if (!job->status.ok()) {
+    res.Set(500, ErrorJson("events not stored: " + job->status.message()));
+  } else {
+    metrics.events_stored.fetch_add(job->summary.stored, std::memory_order_relaxed);
+    metrics.events_duplicate.fetch_add(job->summary.duplicates, std::memory_order_relaxed);
+    res.Set(job->rejected > 0 ? 207 : 200, EventsReply(*job));
+  }
+  CountRequest(Route::kEvents, res.status, job->start);
+  job->responder.Respond(std::move(res));
+  ReleaseEventsJob(std::move(job));
+}
+
+void Server::Impl::ReleaseEventsJob(std::shared_ptr<Job> job) {
+  std::lock_guard lock(pool_mu);
+  if (job_pool.size() < kJobPoolSize && job.use_count() == 1) job_pool.push_back(std::move(job));
+}
+
 void Server::Impl::SetUpRoutes() {
-  using httplib::Request;
-  using httplib::Response;
-  http.new_task_queue = [this] { return new httplib::ThreadPool(static_cast<size_t>(config.http_threads)); };
-  http.set_payload_max_length(config.max_body_bytes);
-  http.set_keep_alive_max_count(1u << 30);
-  http.set_tcp_nodelay(true);
-  http.set_keep_alive_timeout(30);
-  http.set_read_timeout(30);
+  HttpServerOptions http_options;
+  http_options.bind = config.bind;
+  http_options.port = config.port;
+  http_options.io_threads = config.io_threads;
+  http_options.worker_threads = config.worker_threads;
+  http_options.max_body_bytes = config.max_body_bytes;
+  http_options.idle_timeout_seconds = 30;
+  http_options.read_timeout_seconds = 30;
+  http_options.error_body = [](int status, const std::string& message) {
+    return ErrorJson(status == 404 ? "no such endpoint (see /openapi.json)" : message);
+  };
+  http = std::make_unique<HttpServer>(std::move(http_options));
+  http->SetAfterRound([this] { AfterRound(); });
 
   // Authentication: read scope for GET, write scope for POST; health and the API description
   // are open. Without configured tokens the server only binds loopback and admits every call.
-  http.set_pre_routing_handler([this](const Request& req, Response& res) {
-    if (config.tokens.empty() || req.path == "/healthz" || req.path == "/openapi.json") {
-      return httplib::Server::HandlerResponse::Unhandled;
-    }
-    std::string auth = req.get_header_value("Authorization");
+  http->SetBeforeRoute([this](const HttpRequest& req, HttpResponse* res) {
+    if (config.tokens.empty() || req.path == "/healthz" || req.path == "/openapi.json") return false;
+    std::string_view auth = req.Header("Authorization");
     const ApiToken* token = nullptr;
-    if (auth.rfind("Bearer ", 0) == 0) {
-      std::string_view given = std::string_view(auth).substr(7);
+    if (auth.substr(0, 7) == "Bearer ") {
+      std::string_view given = auth.substr(7);
       for (const ApiToken& t : config.tokens) {
         if (t.token.size() == given.size() &&
             CRYPTO_memcmp(t.token.data(), given.data(), given.size()) == 0) {
@@ -1100,93 +1273,71 @@ void Server::Impl::SetUpRoutes() {
     }
     bool write = req.method == "POST";
     if (token == nullptr) {
-      res.status = 401;
-      res.set_header("WWW-Authenticate", "Bearer");
-      res.set_content(ErrorJson("missing or unknown bearer token (Authorization: Bearer TOKEN)"),
-                      "application/json");
+      res->Set(401, ErrorJson("missing or unknown bearer token (Authorization: Bearer TOKEN)"));
+      res->headers.emplace_back("WWW-Authenticate", "Bearer");
     } else if (write ? !token->write : !token->read) {
-      res.status = 403;
-      res.set_content(ErrorJson(std::string("this token lacks the ") + (write ? "write" : "read") + " scope"),
-                      "application/json");
+      res->Set(403, ErrorJson(std::string("this token lacks the ") + (write ? "write" : "read") + " scope"));
     } else {
-      return httplib::Server::HandlerResponse::Unhandled;
+      return false;
     }
     metrics.requests[static_cast<int>(Route::kOther)][1].fetch_add(1);
-    return httplib::Server::HandlerResponse::Handled;
+    return true;
   });
 
-  auto timed = [this](Route route, std::function<void(const Request&, Response&)> fn) {
-    return [this, route, fn = std::move(fn)](const Request& req, Response& res) {
+  auto timed = [this](Route route, std::function<void(const HttpRequest&, HttpResponse*)> fn) {
+    return [this, route, fn = std::move(fn)](const HttpRequest& req, HttpResponse* res) {
       auto start = Clock::now();
       try {
         fn(req, res);
       } catch (const std::exception& e) {  // library exceptions stop at the boundary
-        res.status = 500;
-        res.set_content(ErrorJson(std::string("internal error: ") + e.what()), "application/json");
+        res->Set(500, ErrorJson(std::string("internal error: ") + e.what()));
       }
-      int cls = res.status >= 500 ? 2 : res.status >= 400 ? 1 : 0;
-      metrics.requests[static_cast<int>(route)][cls].fetch_add(1, std::memory_order_relaxed);
-      metrics.latency[static_cast<int>(route)].Observe(
-          std::chrono::duration<double>(Clock::now() - start).count());
+      CountRequest(route, res->status, start);
     };
   };
-  auto json = [](Response& res, int status, std::string body) {
-    res.status = status;
-    res.set_content(std::move(body), "application/json");
-  };
+  auto json = [](HttpResponse* res, int status, std::string body) { res->Set(status, std::move(body)); };
 
-  http.Post("/v1/events", timed(Route::kEvents, [this, json](const Request& req, Response& res) {
-    if (req.body.empty()) return json(res, 400, ErrorJson("empty body: send one event object or an array"));
-    // One job per connection thread, reused: an EventBatch's first string allocates a 1 MiB
-    // arena block, which would otherwise be mapped and unmapped on every request. A job the
-    // group's leader still references is left to it and a fresh one made.
-    thread_local std::shared_ptr<Job> reusable;
-    if (!reusable || reusable.use_count() > 1) reusable = std::make_shared<Job>();
-    std::shared_ptr<Job> job = reusable;
-    job->status = Status::OK();
-    job->summary = IngestSummary();
-    std::vector<ItemResult> items;
+  // Events: parsed on the I/O thread, queued for the apply leader with the responder, which
+  // the leader completes once the group is durable; the I/O thread goes back to its loop.
+  http->Async("POST", "/v1/events", [this](const HttpRequest& req, HttpResponder responder) {
+    const auto start = Clock::now();
+    auto answer = [&](int status, std::string body) {
+      HttpResponse res;
+      res.Set(status, std::move(body));
+      CountRequest(Route::kEvents, status, start);
+      responder.Respond(std::move(res));
+    };
+    if (req.body.empty()) return answer(400, ErrorJson("empty body: send one event object or an array"));
+    std::shared_ptr<Job> job = AcquireEventsJob();
+    job->start = start;
     JsonEventsOptions parse_options;
     parse_options.max_events = config.max_batch_events;
-    Status st = ParseJsonEvents(req.body, engine->config().registry, &job->batch, &items, parse_options);
+    Status st;
+    try {
+      st = ParseJsonEvents(req.body, engine->config().registry, &job->batch, &job->items, parse_options);
+    } catch (const std::exception& e) {  // library exceptions stop at the boundary
+      ReleaseEventsJob(std::move(job));
+      return answer(500, ErrorJson(std::string("internal error: ") + e.what()));
+    }
     if (!st.ok()) {
+      ReleaseEventsJob(std::move(job));
       bool too_many = st.message().rfind("batch has", 0) == 0;
-      return json(res, too_many ? 413 : 400, ErrorJson(st.message()));
+      return answer(too_many ? 413 : 400, ErrorJson(st.message()));
     }
-    size_t accepted = job->batch.size();
-    size_t rejected = items.size() - accepted;
-    metrics.events_accepted.fetch_add(accepted, std::memory_order_relaxed);
-    metrics.events_rejected.fetch_add(rejected, std::memory_order_relaxed);
-    if (accepted > 0) {
-      if (!Submit(job).ok()) return json(res, 503, ErrorJson("server is stopping"));
-      if (!job->status.ok()) return json(res, 500, ErrorJson("events not stored: " + job->status.message()));
-      metrics.events_stored.fetch_add(job->summary.stored, std::memory_order_relaxed);
-      metrics.events_duplicate.fetch_add(job->summary.duplicates, std::memory_order_relaxed);
+    job->accepted = job->batch.size();
+    job->rejected = job->items.size() - job->accepted;
+    metrics.events_accepted.fetch_add(job->accepted, std::memory_order_relaxed);
+    metrics.events_rejected.fetch_add(job->rejected, std::memory_order_relaxed);
+    if (job->accepted == 0) {
+      answer(400, EventsReply(*job));
+      return ReleaseEventsJob(std::move(job));
     }
-    std::string out = "{\"accepted\":" + std::to_string(accepted) + ",\"rejected\":" + std::to_string(rejected) +
-                      ",\"stored\":" + std::to_string(job->summary.stored) +
-                      ",\"duplicates\":" + std::to_string(job->summary.duplicates) +
-                      ",\"suppressed\":" + std::to_string(job->summary.suppressed) + ",\"results\":[";
-    for (size_t i = 0; i < items.size(); ++i) {
-      if (i) out.push_back(',');
-      out += "{\"index\":" + std::to_string(i) + ",\"ok\":" + (items[i].ok ? "true" : "false");
-      if (items[i].ok) {
-        out += ",\"event_id\":";
-        AppendJsonString(&out, items[i].event_id);
-      } else {
-        out += ",\"field\":";
-        AppendJsonString(&out, items[i].field);
-        out += ",\"error\":";
-        AppendJsonString(&out, items[i].reason);
-      }
-      out += "}";
-    }
-    out += "]}";
-    json(res, accepted == 0 ? 400 : rejected > 0 ? 207 : 200, std::move(out));
-  }));
+    job->responder = std::move(responder);
+    SubmitAsync(std::move(job));
+  });
 
-  http.Get(R"(/v1/profiles/([^/]+))", timed(Route::kProfile, [this, json](const Request& req, Response& res) {
-    std::string identifier = req.matches[1];
+  http->Inline("GET", "/v1/profiles/{identifier}", timed(Route::kProfile, [this, json](const HttpRequest& req, HttpResponse* res) {
+    const std::string& identifier = req.path_params[0];
     std::shared_lock lock(engine_mu);
     auto profile_json = engine->ProfileJson(identifier, ctx.Now(), /*with_build=*/false);
     if (!profile_json.ok()) return json(res, HttpStatusOf(profile_json.status()), ErrorJson(profile_json.status().message()));
@@ -1223,11 +1374,11 @@ void Server::Impl::SetUpRoutes() {
     json(res, 200, std::move(out));
   }));
 
-  auto members = [this, json](const std::string& membership, const Request& req, Response& res) {
+  auto members = [this, json](const std::string& membership, const HttpRequest& req, HttpResponse* res) {
     uint32_t cursor = 0;
     size_t limit = 100;
-    if (req.has_param("cursor")) cursor = static_cast<uint32_t>(std::strtoul(req.get_param_value("cursor").c_str(), nullptr, 10));
-    if (req.has_param("limit")) limit = std::clamp<size_t>(std::strtoul(req.get_param_value("limit").c_str(), nullptr, 10), 1, 10000);
+    if (req.HasQuery("cursor")) cursor = static_cast<uint32_t>(std::strtoul(req.QueryValue("cursor").c_str(), nullptr, 10));
+    if (req.HasQuery("limit")) limit = std::clamp<size_t>(std::strtoul(req.QueryValue("limit").c_str(), nullptr, 10), 1, 10000);
     std::string out = "{\"membership\":";
     AppendJsonString(&out, membership);
     out += ",\"members\":[";
@@ -1253,7 +1404,8 @@ void Server::Impl::SetUpRoutes() {
     json(res, 200, std::move(out));
   };
 
-  http.Get("/v1/segments", timed(Route::kSegments, [this, json](const Request&, Response& res) {
+  // Counting every profile's memberships can take a while: on the worker pool.
+  http->Worker("GET", "/v1/segments", timed(Route::kSegments, [this, json](const HttpRequest&, HttpResponse* res) {
     std::vector<std::string> defs;
     std::vector<uint64_t> counts;
     {
@@ -1274,33 +1426,32 @@ void Server::Impl::SetUpRoutes() {
     out += "]}";
     json(res, 200, std::move(out));
   }));
-  http.Get(R"(/v1/segments/([^/]+)/members)", timed(Route::kMembers, [members](const Request& req, Response& res) {
-    std::string id = req.matches[1];
+  http->Worker("GET", "/v1/segments/{id}/members", timed(Route::kMembers, [members](const HttpRequest& req, HttpResponse* res) {
+    const std::string& id = req.path_params[0];
     members(id.find(':') == std::string::npos ? "segment:" + id : id, req, res);
   }));
-  http.Get(R"(/v1/audiences/([^/]+)/members)", timed(Route::kAudienceMembers, [members](const Request& req, Response& res) {
-    members("audience:" + std::string(req.matches[1]), req, res);
+  http->Worker("GET", "/v1/audiences/{name}/members", timed(Route::kAudienceMembers, [members](const HttpRequest& req, HttpResponse* res) {
+    members("audience:" + req.path_params[0], req, res);
   }));
-  http.Post(R"(/v1/audiences/([^/]+)/export)", timed(Route::kExport, [this, json](const Request& req, Response& res) {
-    std::string format_name = req.has_param("format") ? req.get_param_value("format") : "csv";
+  http->Worker("POST", "/v1/audiences/{name}/export", timed(Route::kExport, [this, json](const HttpRequest& req, HttpResponse* res) {
+    std::string format_name = req.HasQuery("format") ? req.QueryValue("format") : "csv";
     auto format = ParseExportFormat(format_name);
     if (!format.ok()) return json(res, 400, ErrorJson(format.status().message(), "format"));
     bool marketing = *format == ExportFormat::kCustomerList ||
-                     !(req.has_param("marketing") && req.get_param_value("marketing") == "false");
+                     !(req.HasQuery("marketing") && req.QueryValue("marketing") == "false");
     ExportOptions o;
     o.format = *format;
-    auto text = Export("audience:" + std::string(req.matches[1]), o, marketing);
+    auto text = Export("audience:" + req.path_params[0], o, marketing);
     if (!text.ok()) return json(res, HttpStatusOf(text.status()), ErrorJson(text.status().message()));
-    res.status = 200;
-    res.set_content(std::move(*text), *format == ExportFormat::kJsonl ? "application/x-ndjson" : "text/csv");
+    res->Set(200, std::move(*text), *format == ExportFormat::kJsonl ? "application/x-ndjson" : "text/csv");
   }));
 
-  auto run_job = [this, json](std::shared_ptr<Job> job, Response& res) {
+  auto run_job = [this, json](std::shared_ptr<Job> job, HttpResponse* res) {
     if (!Submit(job).ok()) return json(res, 503, ErrorJson("server is stopping"));
     if (!job->status.ok()) return json(res, HttpStatusOf(job->status), ErrorJson(job->status.message()));
     json(res, 200, job->reply.empty() ? "{\"ok\":true}" : job->reply);
   };
-  http.Post("/v1/forget", timed(Route::kForget, [json, run_job](const Request& req, Response& res) {
+  http->Worker("POST", "/v1/forget", timed(Route::kForget, [json, run_job](const HttpRequest& req, HttpResponse* res) {
     simdjson::dom::parser parser;
     simdjson::dom::element doc;
     std::string_view identifier;
@@ -1318,7 +1469,7 @@ void Server::Impl::SetUpRoutes() {
   // Rebuild without downtime: RunBuild reads a copy of the profiles (taken under the shared
   // lock, so ingestion pauses only for the copy) while ingestion and lookups go on; an apply leader
   // then swaps the new models in and re-evaluates every profile in one group.
-  http.Post("/v1/rebuild", timed(Route::kRebuild, [this, json](const Request&, Response& res) {
+  http->Worker("POST", "/v1/rebuild", timed(Route::kRebuild, [this, json](const HttpRequest&, HttpResponse* res) {
     if (rebuilding.exchange(true)) return json(res, 409, ErrorJson("a rebuild is already running"));
     struct Done {
       std::atomic<bool>* flag;
@@ -1357,25 +1508,17 @@ void Server::Impl::SetUpRoutes() {
                   std::chrono::duration<double>(Clock::now() - start).count());
     json(res, 200, buf);
   }));
-  http.Get("/healthz", timed(Route::kHealth, [this, json](const Request&, Response& res) {
+  http->Inline("GET", "/healthz", timed(Route::kHealth, [this, json](const HttpRequest&, HttpResponse* res) {
     std::shared_lock lock(engine_mu);
     json(res, 200, "{\"status\":\"ok\",\"events\":" + std::to_string(engine->num_events()) +
                        ",\"profiles\":" + std::to_string(engine->identity().num_alive()) + "}");
   }));
-  http.Get("/metrics", timed(Route::kMetrics, [this](const Request&, Response& res) {
-    res.status = 200;
-    res.set_content(MetricsText(), "text/plain; version=0.0.4");
+  http->Inline("GET", "/metrics", timed(Route::kMetrics, [this](const HttpRequest&, HttpResponse* res) {
+    res->Set(200, MetricsText(), "text/plain; version=0.0.4");
   }));
-  http.Get("/openapi.json", timed(Route::kOpenApi, [json](const Request&, Response& res) {
+  http->Inline("GET", "/openapi.json", timed(Route::kOpenApi, [json](const HttpRequest&, HttpResponse* res) {
     json(res, 200, OpenApiJson());
   }));
-  http.set_error_handler([](const Request&, Response& res) {
-    if (!res.body.empty()) return;
-    std::string msg = res.status == 404 ? "no such endpoint (see /openapi.json)"
-                      : res.status == 413 ? "request body too large"
-                                          : "bad request";
-    res.set_content(ErrorJson(msg), "application/json");
-  });
 }
 
 void Server::Impl::StopAll() {
@@ -1385,11 +1528,12 @@ void Server::Impl::StopAll() {
     stopped = true;
   }
   stop_cv.notify_all();
-  http.stop();
-  if (http_thread.joinable()) http_thread.join();  // every request answered, none in flight
+  // Every request in flight is answered (the loops lead what is queued) before this returns.
+  if (http) http->Stop();
   {
     std::lock_guard lock(commit_mu);
     stopping = true;
+    io_running = false;  // a blocking submitter that leads from now on leads to the end
   }
   {
     std::lock_guard lock(ticker_mu);
@@ -1397,6 +1541,12 @@ void Server::Impl::StopAll() {
   }
   ticker_cv.notify_all();
   if (ticker.joinable()) ticker.join();
+  {
+    std::lock_guard lock(commit_mu);
+    committer_stop = true;
+  }
+  commit_cv.notify_all();
+  if (committer.joinable()) committer.join();
   {
     // No thread applies anything any more.
     std::unique_lock lock(engine_mu);
@@ -1473,24 +1623,21 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
   }
   SHOAL_RETURN_IF_ERROR(s.Load());
   s.SetUpRoutes();
-  if (s.config.port == 0) {
-    s.port = s.http.bind_to_any_port(s.config.bind);
-    if (s.port <= 0) return Status::IOError("cannot bind " + s.config.bind);
-  } else {
-    if (!s.http.bind_to_port(s.config.bind, s.config.port)) {
-      return Status::IOError("cannot bind " + s.config.bind + ":" + std::to_string(s.config.port) +
-                             " (in use, or not an address of this machine)");
-    }
-    s.port = s.config.port;
+  {
+    std::lock_guard lock(s.commit_mu);
+    s.io_running = true;
   }
+  if (s.config.commit_thread) s.committer = std::thread([&s] { s.CommitterLoop(); });
+  if (Status st = s.http->Start(); !st.ok()) {
+    return Status::IOError(st.message() + " (in use, or not an address of this machine)");
+  }
+  s.port = s.http->port();
   s.ticker = std::thread([&s] { s.TickerLoop(); });
   for (auto& d : s.destinations) {
     DestinationWorker* w = d.get();
     w->thread = std::thread([&s, w] { s.DeliveryLoop(w); });
   }
   s.exporter = std::thread([&s] { s.ExportLoop(); });
-  s.http_thread = std::thread([&s] { s.http.listen_after_bind(); });
-  while (!s.http.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   return server;
 }
 

@@ -2,12 +2,17 @@
 // group-committed ingest, memberships kept current event by event and by a timer, and
 // activation of every membership change through a durable outbox to webhooks.
 //
-// Threads: HTTP connection threads parse requests and read profiles (shared lock on the
-// engine); ONE writer thread owns every mutation: it drains the queue of accepted requests,
-// applies them, re-evaluates the memberships of the profiles they touched (and of the profiles
-// whose NextChange time has come: the writer's timed wait is the timer), and makes the events,
-// the new memberships and their outbox records durable with one fsync before answering every
-// waiting request. One delivery thread per webhook destination; one export scheduler thread.
+// Threads: `io_threads` epoll loops (server/http_server.h) serve every connection: they parse
+// requests, answer lookups, health and metrics inline (shared lock on the engine) and queue
+// event batches with their one-shot responders; `worker_threads` run the slow requests
+// (exports, member lists, forget, rebuild). Mutations go through one queue and group commit:
+// the apply leader (the committer thread, or with commit_thread = false the I/O thread that
+// found the queue idle) takes what is queued, applies it, re-evaluates the memberships of the
+// profiles it touched (and of those whose NextChange time has come), makes the events, the new
+// memberships and their outbox records durable with one fsync, then answers every request of
+// the group, writing each response straight to its socket. No I/O thread waits for a group.
+// A ticker thread submits timed re-evaluations and checkpoints; one delivery thread per webhook
+// destination; one export scheduler thread.
 #pragma once
 
 #include <memory>

@@ -76,7 +76,18 @@ Result<ServerConfig> ParseServerConfig(const toml::table& root) {
     SHOAL_RETURN_IF_ERROR(ReadNumber(*server, "port", where, &config.port, 0));
     SHOAL_RETURN_IF_ERROR(ReadNumber(*server, "max_body_bytes", where, &config.max_body_bytes, 1));
     SHOAL_RETURN_IF_ERROR(ReadNumber(*server, "max_batch_events", where, &config.max_batch_events, 1));
-    SHOAL_RETURN_IF_ERROR(ReadNumber(*server, "http_threads", where, &config.http_threads, 1));
+    if (server->get("http_threads") != nullptr) {
+      return Status::ParseError(
+          "[server].http_threads is no longer read: connections are no longer served by a thread "
+          "each; use io_threads (epoll loops, default 2) and worker_threads (slow requests, "
+          "default 4) instead");
+    }
+    SHOAL_RETURN_IF_ERROR(ReadNumber(*server, "io_threads", where, &config.io_threads, 1));
+    SHOAL_RETURN_IF_ERROR(ReadNumber(*server, "worker_threads", where, &config.worker_threads, 1));
+    if (const toml::node* commit_thread = server->get("commit_thread")) {
+      if (!commit_thread->is_boolean()) return Status::ParseError("[server].commit_thread must be true or false");
+      config.commit_thread = commit_thread->value_or(true);
+    }
     SHOAL_RETURN_IF_ERROR(ReadNumber(*server, "max_group_events", where, &config.max_group_events, 1));
     SHOAL_RETURN_IF_ERROR(ReadNumber(*server, "checkpoint_seconds", where, &config.checkpoint_seconds, 0));
     if (auto cc = (*server)["default_country_code"].value<std::string>()) {

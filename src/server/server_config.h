@@ -47,7 +47,10 @@ struct ServerConfig {
   std::vector<ApiToken> tokens;      // none: only loopback binds are allowed, no auth
   size_t max_body_bytes = 8 << 20;   // larger request bodies get 413
   size_t max_batch_events = 10000;   // larger event arrays get 413
-  int http_threads = 64;             // connection-serving threads (one per keep-alive client)
+  int io_threads = 2;                // epoll loops serving every connection (and leading commits)
+  int worker_threads = 4;            // threads for slow requests: exports, member lists, forget, rebuild
+  bool commit_thread = true;         // a committer thread leads every group commit; false = the
+                                     // I/O thread that queues into an idle queue leads it
   size_t max_group_events = 2048;    // events per group commit at most (bounds reader waits)
   double checkpoint_seconds = 30;    // profile-state checkpoint period
   std::string default_country_code;  // for phone numbers without one (customer lists)

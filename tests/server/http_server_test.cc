@@ -1,0 +1,628 @@
+// HttpServer alone, over raw sockets: framing (split requests, pipelining, chunked bodies,
+// 100-continue), limits, malformed input, routing errors, connection rules, timeouts, async
+// responders completed from other threads, disconnects, concurrency and Stop().
+#include "server/http_server.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace shoal {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A blocking client socket with a receive buffer, reading whole responses.
+class RawClient {
+ public:
+  explicit RawClient(int port) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  ~RawClient() { Close(); }
+  void Close() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+  bool connected() const { return connected_; }
+
+  bool Send(std::string_view bytes) {
+    while (!bytes.empty()) {
+      ssize_t n = send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      bytes.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  struct Response {
+    int status = 0;
+    std::string head;  // status line and headers
+    std::string body;
+    std::string Header(const std::string& name) const {
+      size_t at = head.find("\r\n" + name + ": ");
+      if (at == std::string::npos) return "";
+      at += name.size() + 4;
+      return head.substr(at, head.find("\r\n", at) - at);
+    }
+  };
+
+  // One whole response (Content-Length framed); nullopt on timeout or close.
+  // head_request: the response to a HEAD, whose Content-Length describes no body.
+  std::optional<Response> Read(std::chrono::milliseconds timeout = 5000ms, bool head_request = false) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      size_t end = buffer_.find("\r\n\r\n");
+      if (end != std::string::npos) {
+        Response r;
+        r.head = buffer_.substr(0, end + 2);
+        r.status = std::atoi(buffer_.c_str() + 9);
+        size_t length = 0;
+        std::string cl = r.Header("Content-Length");
+        if (!cl.empty()) length = std::stoul(cl);
+        if (r.status == 100 || head_request) length = 0;
+        if (buffer_.size() >= end + 4 + length) {
+          r.body = buffer_.substr(end + 4, length);
+          buffer_.erase(0, end + 4 + length);
+          return r;
+        }
+      }
+      if (!Fill(deadline)) return std::nullopt;
+    }
+  }
+
+  // True when the server closes the connection (EOF) before the timeout.
+  bool ClosedByServer(std::chrono::milliseconds timeout = 5000ms) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (Fill(deadline)) {
+    }
+    return eof_;
+  }
+
+ private:
+  bool Fill(std::chrono::steady_clock::time_point deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0 || eof_) return false;
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+    char buf[65536];
+    ssize_t n = recv(fd_, buf, sizeof buf, 0);
+    if (n <= 0) {
+      eof_ = true;
+      return false;
+    }
+    buffer_.append(buf, static_cast<size_t>(n));
+    return true;
+  }
+
+  int fd_ = -1;
+  bool connected_ = false;
+  bool eof_ = false;
+  std::string buffer_;
+};
+
+// A server with one route of each kind and a few probes.
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void StartServer(HttpServerOptions options = {}) {
+    options.port = 0;
+    options.max_header_bytes = options.max_header_bytes == (64 << 10) ? 4096 : options.max_header_bytes;
+    options.max_body_bytes = options.max_body_bytes == (8 << 20) ? 100000 : options.max_body_bytes;
+    server_ = std::make_unique<HttpServer>(options);
+    server_->Inline("GET", "/echo/{id}/x", [](const HttpRequest& req, HttpResponse* res) {
+      res->Set(200, "id=" + req.path_params[0] + ";q=" + req.QueryValue("q") +
+                        ";has_r=" + (req.HasQuery("r") ? "1" : "0") +
+                        ";h=" + std::string(req.Header("x-test")), "text/plain");
+    });
+    server_->Inline("POST", "/body", [](const HttpRequest& req, HttpResponse* res) {
+      res->Set(200, req.body, "application/octet-stream");
+    });
+    server_->Inline("PUT", "/body", [](const HttpRequest& req, HttpResponse* res) {
+      res->Set(201, "put", "text/plain");
+    });
+    server_->Inline("GET", "/big", [](const HttpRequest&, HttpResponse* res) {
+      res->Set(200, std::string(32 << 20, 'b'), "text/plain");
+    });
+    server_->Worker("GET", "/slow", [](const HttpRequest&, HttpResponse* res) {
+      std::this_thread::sleep_for(30ms);
+      res->Set(200, "slow", "text/plain");
+    });
+    server_->Inline("GET", "/throw", [](const HttpRequest&, HttpResponse*) {
+      throw std::runtime_error("boom");
+    });
+    // Completed by another thread after ?ms= milliseconds.
+    server_->Async("POST", "/async", [this](const HttpRequest& req, HttpResponder responder) {
+      int ms = std::atoi(req.QueryValue("ms").c_str());
+      std::string body = "late:" + req.body;
+      std::lock_guard lock(mu_);
+      helpers_.emplace_back([ms, body, r = std::move(responder)]() mutable {
+        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+        HttpResponse res;
+        res.Set(200, body, "text/plain");
+        r.Respond(std::move(res));
+      });
+    });
+    // Answered at once, on the I/O thread.
+    server_->Async("GET", "/now", [](const HttpRequest&, HttpResponder responder) {
+      HttpResponse res;
+      res.Set(202, "now", "text/plain");
+      responder.Respond(std::move(res));
+    });
+    // Parked until the test completes it.
+    server_->Async("GET", "/park", [this](const HttpRequest&, HttpResponder responder) {
+      std::lock_guard lock(mu_);
+      parked_.push_back(std::move(responder));
+      parked_cv_.notify_all();
+    });
+    // Dropped without an answer: the responder's destructor answers 500.
+    server_->Async("GET", "/drop", [](const HttpRequest&, HttpResponder) {});
+    ASSERT_TRUE(server_->Start().ok());
+    port_ = server_->port();
+  }
+  void TearDown() override {
+    {
+      std::lock_guard lock(mu_);
+      for (auto& r : parked_) r.Respond(HttpResponse());
+      parked_.clear();
+    }
+    if (server_) server_->Stop();
+    for (auto& t : helpers_) t.join();
+  }
+  std::vector<HttpResponder> WaitParked(size_t n) {
+    std::unique_lock lock(mu_);
+    parked_cv_.wait_for(lock, 5s, [&] { return parked_.size() >= n; });
+    return std::move(parked_);
+  }
+
+  std::unique_ptr<HttpServer> server_;
+  int port_ = 0;
+  std::mutex mu_;
+  std::condition_variable parked_cv_;
+  std::vector<std::thread> helpers_;
+  std::vector<HttpResponder> parked_;
+};
+
+TEST_F(HttpServerTest, EveryRequestSplitAtEveryByteIsAnsweredTheSame) {
+  StartServer();
+  struct Case {
+    std::string request;
+    int status;
+    std::string body;
+  };
+  const std::vector<Case> cases = {
+      {"GET /echo/alice%40example.com/x?q=a+b%2Bc&r HTTP/1.1\r\nHost: h\r\nX-Test: v 1\r\n\r\n", 200,
+       "id=alice@example.com;q=a b+c;has_r=1;h=v 1"},
+      {"POST /body HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello world", 200, "hello world"},
+      {"POST /body HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nT: x\r\n\r\n",
+       200, "Wikipedia"},
+      {"POST /async?ms=0 HTTP/1.1\r\nContent-Length: 2\r\n\r\nab", 200, "late:ab"},
+  };
+  for (const Case& c : cases) {
+    for (size_t split = 1; split < c.request.size(); ++split) {
+      RawClient client(port_);
+      ASSERT_TRUE(client.connected());
+      ASSERT_TRUE(client.Send(c.request.substr(0, split)));
+      std::this_thread::sleep_for(200us);  // two segments, two reads on the server
+      ASSERT_TRUE(client.Send(c.request.substr(split)));
+      auto r = client.Read();
+      ASSERT_TRUE(r) << "split at " << split << " of " << c.request;
+      EXPECT_EQ(r->status, c.status) << split;
+      EXPECT_EQ(r->body, c.body) << "split at " << split;
+    }
+  }
+}
+
+TEST_F(HttpServerTest, PipelinedRequestsInOneWriteAreAnsweredInOrder) {
+  StartServer();
+  RawClient client(port_);
+  // The async one answers last in time but first in order; the worker one in between.
+  ASSERT_TRUE(client.Send(
+      "POST /async?ms=50 HTTP/1.1\r\nContent-Length: 1\r\n\r\n1"
+      "GET /slow HTTP/1.1\r\n\r\n"
+      "POST /body HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz"
+      "GET /now HTTP/1.1\r\n\r\n"
+      "GET /echo/e/x HTTP/1.1\r\n\r\n"));
+  std::vector<std::string> bodies;
+  for (int i = 0; i < 5; ++i) {
+    auto r = client.Read();
+    ASSERT_TRUE(r) << i;
+    bodies.push_back(r->body);
+  }
+  EXPECT_EQ(bodies, (std::vector<std::string>{"late:1", "slow", "xyz", "now", "id=e;q=;has_r=0;h="}));
+}
+
+TEST_F(HttpServerTest, ChunkedBodiesDecodedAndBadChunksRefused) {
+  StartServer();
+  {
+    RawClient client(port_);
+    std::string body(30000, 'z');
+    std::string request = "POST /body HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n";
+    for (size_t at = 0; at < body.size(); at += 7000) {
+      std::string part = body.substr(at, 7000);
+      char size[16];
+      std::snprintf(size, sizeof size, "%zX\r\n", part.size());
+      request += size + part + "\r\n";
+    }
+    request += "0\r\n\r\n";
+    ASSERT_TRUE(client.Send(request));
+    auto r = client.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, body);
+  }
+  for (const char* bad : {"zz\r\nabc\r\n0\r\n\r\n", "3\r\nabcX\r\n0\r\n\r\n"}) {
+    RawClient client(port_);
+    ASSERT_TRUE(client.Send(std::string("POST /body HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n") + bad));
+    auto r = client.Read();
+    ASSERT_TRUE(r) << bad;
+    EXPECT_EQ(r->status, 400) << bad;
+    EXPECT_EQ(r->Header("Connection"), "close");
+    EXPECT_TRUE(client.ClosedByServer());
+  }
+  RawClient client(port_);
+  ASSERT_TRUE(client.Send("POST /body HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"));
+  auto r = client.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 501);
+}
+
+TEST_F(HttpServerTest, ExpectContinueGetsContinueOr413AtOnce) {
+  StartServer();
+  {
+    RawClient client(port_);
+    ASSERT_TRUE(client.Send("POST /body HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"));
+    auto interim = client.Read();
+    ASSERT_TRUE(interim);
+    EXPECT_EQ(interim->status, 100);
+    ASSERT_TRUE(client.Send("data"));
+    auto r = client.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, "data");
+  }
+  {
+    RawClient client(port_);
+    ASSERT_TRUE(client.Send("POST /body HTTP/1.1\r\nContent-Length: 100001\r\nExpect: 100-continue\r\n\r\n"));
+    auto r = client.Read();  // without sending the body
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 413);
+    EXPECT_NE(r->body.find("\"error\""), std::string::npos);
+    EXPECT_TRUE(client.ClosedByServer());
+  }
+}
+
+TEST_F(HttpServerTest, HeaderAndBodyLimits) {
+  StartServer();
+  {
+    RawClient client(port_);
+    ASSERT_TRUE(client.Send("GET /echo/a/x HTTP/1.1\r\nX-Big: " + std::string(5000, 'b') + "\r\n\r\n"));
+    auto r = client.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 431);
+  }
+  {
+    // A body over the limit, sent whole: the 413 is read, not lost to a reset.
+    RawClient client(port_);
+    ASSERT_TRUE(client.Send("POST /body HTTP/1.1\r\nContent-Length: 200000\r\n\r\n"));
+    client.Send(std::string(200000, 'x'));
+    auto r = client.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 413);
+  }
+  {
+    RawClient client(port_);
+    std::string request = "POST /body HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (int i = 0; i < 3; ++i) request += "C350\r\n" + std::string(50000, 'c') + "\r\n";
+    client.Send(request);
+    auto r = client.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 413);
+  }
+  // Exactly at the limit passes.
+  RawClient client(port_);
+  ASSERT_TRUE(client.Send("POST /body HTTP/1.1\r\nContent-Length: 100000\r\n\r\n" + std::string(100000, 'k')));
+  auto r = client.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body.size(), 100000u);
+}
+
+TEST_F(HttpServerTest, MalformedRequestsGet400AndTheServerGoesOn) {
+  StartServer();
+  const std::vector<std::pair<std::string, int>> cases = {
+      {"GARBAGE\r\n\r\n", 400},
+      {"GET /echo/a/x\r\n\r\n", 400},
+      {"GET  /echo/a/x HTTP/1.1\r\n\r\n", 400},
+      {"GET echo HTTP/1.1\r\n\r\n", 400},
+      {"GET /echo/a/x HTTP/1.1\r\nNo colon here\r\n\r\n", 400},
+      {"GET /echo/a/x HTTP/1.1\r\nBad Name: v\r\n\r\n", 400},
+      {"GET /echo/a/x HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", 400},
+      {"POST /body HTTP/1.1\r\nContent-Length: 12x\r\n\r\n", 400},
+      {"POST /body HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400},
+      {"POST /body HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+      {"GET /echo/a/x HTTP/2.0\r\n\r\n", 505},
+      {"GET /echo/a/x HTTP/1.1\r\nExpect: magic\r\n\r\n", 417},
+      {"GET /throw HTTP/1.1\r\n\r\n", 500},
+      {"GET /drop HTTP/1.1\r\n\r\n", 500},
+  };
+  for (const auto& [request, status] : cases) {
+    RawClient client(port_);
+    ASSERT_TRUE(client.Send(request));
+    auto r = client.Read();
+    ASSERT_TRUE(r) << request;
+    EXPECT_EQ(r->status, status) << request;
+    EXPECT_EQ(r->Header("Content-Type"), "application/json") << request;
+  }
+  RawClient client(port_);
+  ASSERT_TRUE(client.Send("GET /echo/ok/x HTTP/1.1\r\n\r\n"));
+  auto r = client.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(HttpServerTest, UnknownPathIs404AndWrongMethodIs405WithAllow) {
+  HttpServerOptions options;
+  options.error_body = [](int status, const std::string& message) {
+    return "{\"status\":" + std::to_string(status) + ",\"why\":\"" + message + "\"}";
+  };
+  StartServer(options);
+  RawClient client(port_);
+  ASSERT_TRUE(client.Send("GET /nowhere HTTP/1.1\r\n\r\nGET /echo//x HTTP/1.1\r\n\r\nDELETE /body HTTP/1.1\r\n\r\n"
+                          "HEAD /echo/h/x HTTP/1.1\r\n\r\n"));
+  auto r = client.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(r->body, "{\"status\":404,\"why\":\"no such endpoint\"}");
+  r = client.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);  // an empty segment is no {id}
+  r = client.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 405);
+  EXPECT_EQ(r->Header("Allow"), "POST, PUT");
+  // HEAD: the GET route's headers, no body (the next response would be garbled otherwise).
+  ASSERT_TRUE(client.Send("GET /echo/after/x HTTP/1.1\r\n\r\n"));
+  r = client.Read(5000ms, /*head_request=*/true);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->Header("Content-Length"), "18");
+  r = client.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "id=after;q=;has_r=0;h=");
+}
+
+TEST_F(HttpServerTest, KeepAliveCloseAndHttp10) {
+  StartServer();
+  {
+    RawClient client(port_);
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(client.Send("GET /echo/k/x HTTP/1.1\r\n\r\n"));
+      auto r = client.Read();
+      ASSERT_TRUE(r);
+      EXPECT_EQ(r->Header("Connection"), "");
+    }
+    ASSERT_TRUE(client.Send("GET /echo/k/x HTTP/1.1\r\nConnection: close\r\n\r\n"));
+    auto r = client.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->Header("Connection"), "close");
+    EXPECT_TRUE(client.ClosedByServer());
+  }
+  {
+    RawClient client(port_);
+    ASSERT_TRUE(client.Send("GET /echo/old/x HTTP/1.0\r\n\r\n"));
+    auto r = client.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->Header("Connection"), "close");
+    EXPECT_TRUE(client.ClosedByServer());
+  }
+  {
+    RawClient client(port_);
+    ASSERT_TRUE(client.Send("GET /echo/old/x HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+    auto r = client.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->Header("Connection"), "keep-alive");
+    ASSERT_TRUE(client.Send("POST /async?ms=5 HTTP/1.0\r\nContent-Length: 1\r\n\r\nq"));
+    r = client.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->body, "late:q");
+    EXPECT_EQ(r->Header("Connection"), "close");
+    EXPECT_TRUE(client.ClosedByServer());
+  }
+}
+
+TEST_F(HttpServerTest, ReadTimeoutAnswers408AndIdleConnectionsClose) {
+  HttpServerOptions options;
+  options.read_timeout_seconds = 0.2;
+  options.idle_timeout_seconds = 0.4;
+  StartServer(options);
+  RawClient partial(port_);
+  RawClient idle(port_);
+  ASSERT_TRUE(partial.Send("POST /body HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"));
+  auto start = std::chrono::steady_clock::now();
+  auto r = partial.Read(3000ms);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 408);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 150ms);
+  EXPECT_TRUE(partial.ClosedByServer(3000ms));
+  EXPECT_TRUE(idle.ClosedByServer(3000ms));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 350ms);
+}
+
+TEST_F(HttpServerTest, AsyncResponderCompletedLaterFromAnotherThread) {
+  StartServer();
+  RawClient client(port_);
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(client.Send("POST /async?ms=120 HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"));
+  auto r = client.Read();
+  ASSERT_TRUE(r);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 110ms);
+  EXPECT_EQ(r->body, "late:hello");
+  // The connection is alive and in order afterwards.
+  ASSERT_TRUE(client.Send("GET /echo/next/x HTTP/1.1\r\n\r\n"));
+  r = client.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  // (The completing thread counts its request done just after its send.)
+  for (int i = 0; i < 1000 && server_->in_flight() > 0; ++i) std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(server_->in_flight(), 0u);
+}
+
+TEST_F(HttpServerTest, PeerGoneBeforeItsAsyncResponseIsHarmless) {
+  StartServer();
+  {
+    RawClient a(port_), b(port_);
+    ASSERT_TRUE(a.Send("GET /park HTTP/1.1\r\n\r\n"));
+    ASSERT_TRUE(b.Send("GET /park HTTP/1.1\r\n\r\n"));
+    auto parked = WaitParked(2);
+    ASSERT_EQ(parked.size(), 2u);
+    EXPECT_EQ(server_->in_flight(), 2u);
+    a.Close();
+    b.Close();
+    std::this_thread::sleep_for(50ms);  // the loop sees the closes and frees the sockets
+    RawClient c(port_);                 // may reuse a's descriptor number
+    ASSERT_TRUE(c.Send("GET /echo/c/x HTTP/1.1\r\n\r\n"));
+    // Completing the gone connections writes nothing anywhere (not to c).
+    std::thread other([&] { parked[0].Respond(HttpResponse()); });
+    other.join();
+    parked[1].Respond(HttpResponse());
+    auto r = c.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->body, "id=c;q=;has_r=0;h=");
+    EXPECT_FALSE(c.Read(200ms));  // nothing else arrives on c
+  }
+  for (int i = 0; i < 1000 && server_->in_flight() > 0; ++i) std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(server_->in_flight(), 0u);
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(server_->connections(), 0u);
+}
+
+TEST_F(HttpServerTest, ManyConcurrentKeepAliveClients) {
+  HttpServerOptions options;
+  options.io_threads = 2;
+  StartServer(options);
+  constexpr int kClients = 48;
+  constexpr int kRequests = 60;
+  std::atomic<int> good{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kClients; ++t) {
+    threads.emplace_back([&, t] {
+      RawClient client(port_);
+      for (int i = 0; i < kRequests; ++i) {
+        std::string tag = std::to_string(t) + "-" + std::to_string(i);
+        std::string request;
+        std::string want;
+        switch (i % 3) {
+          case 0:
+            request = "GET /echo/" + tag + "/x HTTP/1.1\r\n\r\n";
+            want = "id=" + tag + ";q=;has_r=0;h=";
+            break;
+          case 1:
+            request = "POST /async?ms=0 HTTP/1.1\r\nContent-Length: " + std::to_string(tag.size()) + "\r\n\r\n" + tag;
+            want = "late:" + tag;
+            break;
+          default:
+            request = "POST /body HTTP/1.1\r\nContent-Length: " + std::to_string(tag.size()) + "\r\n\r\n" + tag;
+            want = tag;
+        }
+        if (!client.Send(request)) return;
+        auto r = client.Read();
+        if (r && r->body == want) ++good;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(good.load(), kClients * kRequests);
+}
+
+TEST_F(HttpServerTest, OutOfDescriptorsPausesAcceptingWithoutSpinning) {
+  StartServer();
+  size_t open_fds = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) ++open_fds;
+  rlimit old{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+  rlimit low = old;
+  low.rlim_cur = open_fds - 1 + 4;  // (the count saw its own iterator) 3 clients, 1 server side
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < 3; ++i) clients.push_back(std::make_unique<RawClient>(port_));
+  rusage before{}, after{};
+  getrusage(RUSAGE_SELF, &before);
+  std::this_thread::sleep_for(300ms);  // the third connection waits in the backlog
+  getrusage(RUSAGE_SELF, &after);
+  auto cpu = [](const rusage& r) {
+    return (r.ru_utime.tv_sec + r.ru_stime.tv_sec) * 1e6 + r.ru_utime.tv_usec + r.ru_stime.tv_usec;
+  };
+  EXPECT_LT(cpu(after) - cpu(before), 100000) << "microseconds of CPU while accept fails";
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+  for (auto& client : clients) {
+    ASSERT_TRUE(client->connected());
+    ASSERT_TRUE(client->Send("GET /echo/fd/x HTTP/1.1\r\n\r\n"));
+    auto r = client->Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+  }
+}
+
+TEST_F(HttpServerTest, AClientThatStopsReadingIsClosedAfterTheIdleTimeout) {
+  HttpServerOptions options;
+  options.idle_timeout_seconds = 0.3;
+  StartServer(options);
+  RawClient client(port_);
+  ASSERT_TRUE(client.Send("GET /big HTTP/1.1\r\n\r\n"));  // 32 MiB, never read
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(server_->connections(), 1u);
+  for (int i = 0; i < 300 && server_->connections() > 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(server_->connections(), 0u);
+}
+
+TEST_F(HttpServerTest, StopLetsRequestsInFlightFinish) {
+  StartServer();
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.push_back(std::make_unique<RawClient>(port_));
+    ASSERT_TRUE(clients.back()->Send("POST /async?ms=200 HTTP/1.1\r\nContent-Length: 1\r\n\r\n" + std::to_string(i)));
+  }
+  RawClient worker(port_);
+  ASSERT_TRUE(worker.Send("GET /slow HTTP/1.1\r\n\r\n"));
+  while (server_->in_flight() < 5) std::this_thread::sleep_for(1ms);
+  auto start = std::chrono::steady_clock::now();
+  server_->Stop();
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 150ms);  // waited for the responders
+  for (int i = 0; i < 4; ++i) {
+    auto r = clients[i]->Read(1000ms);
+    ASSERT_TRUE(r) << i;
+    EXPECT_EQ(r->body, "late:" + std::to_string(i));
+    EXPECT_EQ(r->Header("Connection"), "close");
+    EXPECT_TRUE(clients[i]->ClosedByServer(1000ms));
+  }
+  auto r = worker.Read(1000ms);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "slow");
+  RawClient late(port_);
+  EXPECT_FALSE(late.connected());  // not listening any more
+}
+
+}  // namespace
+}  // namespace shoal
