@@ -660,6 +660,19 @@ void Engine::FinishCheckpoint(const PendingCheckpoint& done) {
   blocks_since_checkpoint_ = 0;
 }
 
+size_t Engine::NextBatchEvents(size_t last, const ReadStats& read, uint64_t bytes_total) const {
+  // Doubling from kFirstBatchEvents: the apply and store threads start after a short parse.
+  size_t next = std::min(options_.block_events, 2 * last);
+  // Halving toward the end of a file of known size: the last batch, applied and stored after
+  // the parse has ended, is short too.
+  if (bytes_total > read.bytes && read.bytes > 0 && read.events > 0) {
+    const double remaining_events = static_cast<double>(bytes_total - read.bytes) *
+                                    static_cast<double>(read.events) / static_cast<double>(read.bytes);
+    next = std::min(next, std::max(kFirstBatchEvents, static_cast<size_t>(remaining_events / 2)));
+  }
+  return std::max<size_t>(1, std::min(next, options_.block_events));
+}
+
 Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, const IngestOptions& options,
                                      const ProgressFn& progress) {
   if (options_.read_only) return Status::FailedPrecondition("workspace opened read-only");
@@ -691,12 +704,14 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
     Status reader_status;
     std::thread parse([&] {
       int slot = 0;
+      size_t batch_events = std::min(kFirstBatchEvents, options_.block_events);
       for (;;) {
         {
           std::unique_lock lock(mu);
           cv.wait(lock, [&] { return ready != slot; });
         }
-        Result<bool> more = reader->Next(&buffers[slot], options_.block_events);
+        Result<bool> more = reader->Next(&buffers[slot], batch_events);
+        batch_events = NextBatchEvents(batch_events, reader->stats(), reader->bytes_total());
         std::unique_lock lock(mu);
         if (!more.ok()) { reader_status = more.status(); reader_done = true; cv.notify_all(); return; }
         if (!*more) { reader_done = true; cv.notify_all(); return; }
@@ -767,19 +782,26 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
   PrepareCheckpoint(&pending);
   flusher.join();
   SHOAL_RETURN_IF_ERROR(flushed);
-  SHOAL_RETURN_IF_ERROR(store_->Write(pending.group, true));
+  // Not synced: the flush below makes it durable before Ingest returns, and if the process
+  // died first the next open would replay the stored events after the previous checkpoint.
+  SHOAL_RETURN_IF_ERROR(store_->Write(pending.group, false));
   FinishCheckpoint(pending);
   // With it, the dedupe's recent ids go to event_index (FinishBulkLoad touches no state).
   flusher = std::thread([&] {
     flushed = store_->Flush();
-    if (flushed.ok()) flushed = dedupe_->FinishBulkLoad();
+  });
+  Status settled;
+  std::thread settler([&] {
+    settled = dedupe_->FinishBulkLoad();
   });
   // The bulk load is over: release the spare capacity growth left in every state.
   states_.ForEachState([](CustomerState& state) { state.ShrinkToFit(); });
   states_.ShrinkToFit();
   identity_.ShrinkToFit();
   flusher.join();
+  settler.join();
   SHOAL_RETURN_IF_ERROR(flushed);
+  SHOAL_RETURN_IF_ERROR(settled);
   // And the per-batch scratch (~2 MiB of dedupe tables and lists, the encoded block): the next
   // batch allocates it again. (Assigning `{}` would keep the capacity: it is the
   // initializer-list assignment, which only clears.)

@@ -232,6 +232,11 @@ class Engine {
   // Suppression and event-id dedupe of a batch: the events to store go to kept_scratch_;
   // counts (events, duplicates, suppressed, anonymous baskets) are added to *summary.
   Status SelectNew(const EventBatch& batch, IngestSummary* summary);
+  // The pipeline of an ingest fills and drains with short batches: the first has
+  // kFirstBatchEvents events, each next one twice as many up to block_events, and near the end
+  // of a file of known size at most half the events still to come (never below the first).
+  static constexpr size_t kFirstBatchEvents = 8192;
+  size_t NextBatchEvents(size_t last, const ReadStats& read, uint64_t bytes_total) const;
   // Apply() for Ingest: StoreBlock runs on store_worker while this thread applies the events;
   // returns once the block is durable. Adds stored/duplicates/suppressed/baskets to *total.
   Status ApplyPipelined(EventBatch& batch, BackgroundTask* store_worker, IngestSummary* total);
