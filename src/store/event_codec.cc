@@ -91,8 +91,17 @@ void EncodeEvents(const EventBatch& batch, std::span<const uint32_t> event_indic
     used = static_cast<size_t>(w.end() - out->data());
   }
   TimeMicros prev_ts = 0;
-  for (uint32_t idx : event_indices) {
-    const Event& e = batch.events[idx];
+  // The events were written by another thread (the reader): each is requested a few events
+  // ahead, all of its cache lines, or every first read of a field misses.
+  constexpr size_t kAhead = 4;
+  auto prefetch = [&](size_t k) {
+    const char* p = reinterpret_cast<const char*>(&batch.events[event_indices[k]]);
+    for (size_t offset = 0; offset < sizeof(Event); offset += 64) __builtin_prefetch(p + offset);
+  };
+  for (size_t k = 0; k < std::min(kAhead, event_indices.size()); ++k) prefetch(k);
+  for (size_t k = 0; k < event_indices.size(); ++k) {
+    if (k + kAhead < event_indices.size()) prefetch(k + kAhead);
+    const Event& e = batch.events[event_indices[k]];
     // Grown by at least half each time it must grow (resize alone would grow to the exact
     // size, so appending event by event would copy the block over and over).
     const size_t need = used + MaxEncodedSize(batch, e);
