@@ -132,22 +132,21 @@ Result<std::unique_ptr<KvStore>> KvStore::Open(const std::string& dir, const Sto
       cf.write_buffer_size = options.write_buffer_mb << 20;
       cf.max_write_buffer_number = 3;
       cf.target_file_size_base = 128ull << 20;
-      // A bulk ingest flushes many level-0 files; merging them 16 at a time rather than 4
-      // cuts the rewrites (and ZSTD passes) competing with the ingest for the two cores (10M
-      // events: 16 instead of 8 took the ingest from 11.0-11.6 s to 10.4-10.8 s).
-      cf.level0_file_num_compaction_trigger = 16;
-      // And only then: level 0's score is also its size over max_bytes_for_level_base (256 MiB
-      // by default), which made every second 128 MiB flush of a bulk load start a compaction
-      // (a 10M-event ingest ZSTD-compressed three of its eight files while it ran). Level 0 may
-      // now hold the 16 files (~2 GiB uncompressed) before one compaction takes them down.
-      cf.max_bytes_for_level_base = 16 * cf.write_buffer_size;
+      // Level 0 is compacted once it holds ~2 GiB (kLevel0Bytes) of flushes, by file count and by
+      // size alike: a bulk load does not spend its CPU on ZSTD while it runs. (Level 0's score
+      // is also its size over max_bytes_for_level_base, 256 MiB by default, which made every
+      // second 128 MiB flush of a 10M-event ingest start a compaction.)
+      constexpr uint64_t kLevel0Bytes = 2ull << 30;
+      const auto level0_files = static_cast<int>(std::max<uint64_t>(4, kLevel0Bytes / cf.write_buffer_size));
+      cf.level0_file_num_compaction_trigger = level0_files;
+      cf.max_bytes_for_level_base = kLevel0Bytes;
       // Flushes write level 0 uncompressed: a flush is on the ingest's path (the last one ends
       // every ingest) and LZ4 was 60% of its CPU; compactions compress (LZ4, ZSTD at the bottom)
       // and no longer decompress their level-0 inputs.
       cf.compression_per_level.assign(static_cast<size_t>(cf.num_levels), rocksdb::kLZ4Compression);
       cf.compression_per_level[0] = rocksdb::kNoCompression;
-      cf.level0_slowdown_writes_trigger = 24;
-      cf.level0_stop_writes_trigger = 40;
+      cf.level0_slowdown_writes_trigger = level0_files + level0_files / 2;
+      cf.level0_stop_writes_trigger = 2 * level0_files + 8;
     }
     if (c == static_cast<size_t>(Column::kEventIds)) {
       // Random 64-bit hashes do not compress. (compression_per_level, set above, overrides

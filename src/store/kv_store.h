@@ -33,7 +33,9 @@ enum class Column : int {
 // data blocks by the one shared block cache.
 struct StoreOptions {
   bool create_if_missing = true;      // create the folder and the database if absent
-  size_t write_buffer_mb = 128;       // memtable size of the events, event-id and profile families
+  // Memtable size of the events, event-id and profile families: a bulk load flushes every 64 MiB
+  // while it runs, and only the last part is flushed after it.
+  size_t write_buffer_mb = 64;
   size_t memtable_budget_mb = 512;    // all memtables together (a flush is forced beyond it)
   size_t block_cache_mb = 64;         // shared block cache: data, index and filter blocks
   bool read_only = false;             // open for reading only (exports while a server runs)
