@@ -54,11 +54,12 @@ template <typename Touch>
 void ApplyEvents(IdentityGraph& identity, StateSlots& states,
                  PopulationState& population, const TraitConfig& traits, const EventBatch& batch,
                  std::span<const uint32_t> indices, std::vector<MergeRecord>* merges,
-                 TimeMicros* latest, Touch&& touched) {
+                 TimeMicros* latest, uint32_t* profile_of, Touch&& touched) {
   for (uint32_t idx : indices) {
     const Event& e = batch.events[idx];
     size_t merges_before = merges->size();
     uint32_t profile = identity.Resolve(e, merges);
+    if (profile_of != nullptr) profile_of[idx] = profile;
     if (identity.num_slots() > states.size()) states.resize(identity.num_slots());
     for (size_t m = merges_before; m < merges->size(); ++m) {
       const MergeRecord& rec = (*merges)[m];
@@ -452,10 +453,11 @@ Status Engine::RebuildAll() {
   return ReplayFrom(1);
 }
 
-void Engine::ApplyStored(const EventBatch& batch, std::span<const uint32_t> indices) {
+void Engine::ApplyStored(const EventBatch& batch, std::span<const uint32_t> indices,
+                         uint32_t* profile_of) {
   // Merges stay buffered in merges_scratch_ until the next checkpoint writes the merge log.
   ApplyEvents(identity_, states_, population_, config_.traits, batch, indices, &merges_scratch_,
-              &latest_event_, [this](uint32_t profile) {
+              &latest_event_, profile_of, [this](uint32_t profile) {
                 if (profile >= dirty_.size()) dirty_.resize(identity_.num_slots(), 0);
                 if (!dirty_[profile]) {
                   dirty_[profile] = 1;
@@ -542,7 +544,8 @@ Status Engine::SelectNew(const EventBatch& batch, IngestSummary* summary) {
 }
 
 Result<IngestSummary> Engine::Apply(EventBatch& batch, bool sync,
-                                    std::vector<ApplyOutcome>* outcomes) {
+                                    std::vector<ApplyOutcome>* outcomes,
+                                    std::vector<uint32_t>* profiles) {
   if (options_.read_only) return Status::FailedPrecondition("workspace opened read-only");
   SHOAL_RETURN_IF_ERROR(broken_);
   IngestSummary summary;
@@ -556,10 +559,11 @@ Result<IngestSummary> Engine::Apply(EventBatch& batch, bool sync,
       }
     }
   }
+  if (profiles != nullptr) profiles->assign(batch.size(), kNoProfile);
   if (kept_scratch_.empty()) return summary;
   SHOAL_RETURN_IF_ERROR(StoreBlock(batch, kept_scratch_, sync));
   uint64_t merges_before = identity_.stats().merges;
-  ApplyStored(batch, kept_scratch_);
+  ApplyStored(batch, kept_scratch_, profiles != nullptr ? profiles->data() : nullptr);
   summary.stored = kept_scratch_.size();
   summary.merges = identity_.stats().merges - merges_before;
   if (++blocks_since_checkpoint_ >= options_.checkpoint_blocks) SHOAL_RETURN_IF_ERROR(Checkpoint());
@@ -953,7 +957,7 @@ Status Engine::ReplayInto(Derived* derived, std::optional<TimeMicros> as_of) con
     kept.resize(batch.size());
     for (uint32_t i = 0; i < batch.size(); ++i) kept[i] = i;
     ApplyEvents(derived->identity, derived->states, derived->population, config_.traits, batch, kept,
-                &merges, &latest, [](uint32_t) {});
+                &merges, &latest, nullptr, [](uint32_t) {});
     merges.clear();
     return true;
   });
@@ -989,7 +993,7 @@ Status Engine::ReplayAsOf(std::span<const TimeMicros> as_ofs,
       kept.resize(block.batch.size());
       for (uint32_t i = 0; i < block.batch.size(); ++i) kept[i] = i;
       ApplyEvents(derived.identity, derived.states, derived.population, config_.traits,
-                  block.batch, kept, &merges, &latest, [](uint32_t) {});
+                  block.batch, kept, &merges, &latest, nullptr, [](uint32_t) {});
       merges.clear();
     };
     // Later passes skip blocks that hold no event of their interval (read-only after pass 0).

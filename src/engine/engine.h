@@ -124,9 +124,13 @@ class Engine {
   // Stores (durably when sync) and applies one batch of parsed events (the server's path).
   // Duplicates and events of forgotten people are skipped and counted. `outcomes` non-null:
   // resized to the batch and given each event's fate (the server answers several requests
-  // applied as one batch from it); unspecified on error.
+  // applied as one batch from it); unspecified on error. `profiles` non-null: resized to the
+  // batch and given, per stored event, the profile slot it was applied to (kNoProfile for the
+  // events not stored and for anonymous baskets); a later merge in the batch may have absorbed
+  // that profile since.
   Result<IngestSummary> Apply(EventBatch& batch, bool sync,
-                              std::vector<ApplyOutcome>* outcomes = nullptr);
+                              std::vector<ApplyOutcome>* outcomes = nullptr,
+                              std::vector<uint32_t>* profiles = nullptr);
   // Writes dirty profiles, identity and shop-wide state atomically.
   Status Checkpoint();
   // For a process about to end without freeing its memory (std::_Exit after an ingest): closes
@@ -227,7 +231,9 @@ class Engine {
   Status ReplayFrom(uint64_t first_seq);
   Status RebuildAll();
   // Applies already-stored events to identity and traits.
-  void ApplyStored(const EventBatch& batch, std::span<const uint32_t> indices);
+  // `profile_of` non-null: profile_of[idx] = the profile event idx was applied to.
+  void ApplyStored(const EventBatch& batch, std::span<const uint32_t> indices,
+                   uint32_t* profile_of = nullptr);
   Status StoreBlock(const EventBatch& batch, std::span<const uint32_t> indices, bool sync);
   // Suppression and event-id dedupe of a batch: the events to store go to kept_scratch_;
   // counts (events, duplicates, suppressed, anonymous baskets) are added to *summary.

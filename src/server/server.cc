@@ -241,6 +241,7 @@ struct Server::Impl {
   std::vector<std::pair<uint32_t, Cause>> touched;
   std::vector<uint32_t> touched_at;
   std::vector<ApplyOutcome> outcomes;    // apply leader only: per event of `merged`
+  std::vector<uint32_t> applied_profiles;  // apply leader only: Engine::Apply's profiles
 
   std::vector<std::unique_ptr<DestinationWorker>> destinations;
   std::thread exporter;
@@ -571,11 +572,17 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
     const uint64_t seq_before = change_seq;
     // Remembers the touched profiles (and new phones) of the applied events of jobs[begin, end)
     // (their own batches: a merged batch's copies are gone with the next merge).
+    // applied_profiles holds, per event of those jobs in order, the profile the engine applied
+    // it to: the identifiers are looked up again only for the events not stored (duplicates)
+    // and for those whose profile a later merge of the batch absorbed.
     auto touch = [&](size_t begin, size_t end) {
       EnsureSlots(engine->identity().num_slots());
+      size_t at = 0;
       for (size_t k = begin; k < end; ++k) {
         for (const Event& e : jobs[k]->batch.events) {
-          uint32_t p = ProfileOf(e);
+          uint32_t p = at < applied_profiles.size() ? applied_profiles[at] : kNoProfile;
+          ++at;
+          if (p == kNoProfile || !engine->identity().Alive(p)) p = ProfileOf(e);
           if (p == kNoProfile) continue;
           Touch(p, Cause{Cause::Kind::kEvent, &e}, /*replace=*/true);
           if (!e.phone.empty() && phones[p] != e.phone) {
@@ -618,7 +625,7 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
       size_t end = j + 1;
       while (small(j) && end < jobs.size() && small(end)) ++end;
       if (end - j == 1) {
-        auto applied = engine->Apply(job.batch, /*sync=*/false);
+        auto applied = engine->Apply(job.batch, /*sync=*/false, nullptr, &applied_profiles);
         if (!applied.ok()) {
           job.status = applied.status();
         } else {
@@ -633,7 +640,7 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
       for (size_t k = j; k < end; ++k) {
         for (const Event& e : jobs[k]->batch.events) merged.AppendCopy(jobs[k]->batch, e);
       }
-      auto applied = engine->Apply(merged, /*sync=*/false, &outcomes);
+      auto applied = engine->Apply(merged, /*sync=*/false, &outcomes, &applied_profiles);
       size_t at = 0;
       for (size_t k = j; k < end; ++k) {
         Job& part = *jobs[k];
