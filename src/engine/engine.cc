@@ -698,44 +698,48 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
     std::unique_ptr<EventReader> reader = std::move(reader_or).value();
     // Two batches in flight: the reader thread parses one while this thread applies the other
     // to identity and traits and store_worker encodes and durably stores it (ApplyPipelined).
-    EventBatch buffers[2];
+    // (A third slot was measured: the reader still stalls when a block takes the store long --
+    // the dedupe syncing and writing its index -- and the peak memory grew by a batch.)
+    constexpr uint64_t kSlots = 2;
+    EventBatch buffers[kSlots];
+    ReadStats published[kSlots];   // the reader's stats as of each published batch
     std::mutex mu;
     std::condition_variable cv;
-    int ready = -1;            // index of the batch ready to apply, -1 none
+    uint64_t produced = 0;         // batches the reader has published
+    uint64_t consumed = 0;         // batches applied (a slot is free once its batch is)
     bool reader_done = false;
-    ReadStats parsed;          // reader stats as of the batch published in `ready`
     bool filter_sized = false;
     Status reader_status;
     std::thread parse([&] {
-      int slot = 0;
       size_t batch_events = std::min(kFirstBatchEvents, options_.block_events);
       for (;;) {
+        uint64_t n;
         {
           std::unique_lock lock(mu);
-          cv.wait(lock, [&] { return ready != slot; });
+          cv.wait(lock, [&] { return produced - consumed < kSlots; });
+          n = produced;
         }
-        Result<bool> more = reader->Next(&buffers[slot], batch_events);
+        Result<bool> more = reader->Next(&buffers[n % kSlots], batch_events);
         batch_events = NextBatchEvents(batch_events, reader->stats(), reader->bytes_total());
+        const ReadStats stats = reader->stats();
         std::unique_lock lock(mu);
         if (!more.ok()) { reader_status = more.status(); reader_done = true; cv.notify_all(); return; }
         if (!*more) { reader_done = true; cv.notify_all(); return; }
-        cv.wait(lock, [&] { return ready == -1; });
-        ready = slot;
-        parsed = reader->stats();
+        published[n % kSlots] = stats;
+        ++produced;
         cv.notify_all();
-        slot ^= 1;
       }
     });
     Status apply_status;
     for (;;) {
-      int slot;
+      uint64_t n;
       ReadStats parsed_so_far;
       {
         std::unique_lock lock(mu);
-        cv.wait(lock, [&] { return ready != -1 || reader_done; });
-        if (ready == -1) break;
-        slot = ready;
-        parsed_so_far = parsed;
+        cv.wait(lock, [&] { return consumed < produced || reader_done; });
+        if (consumed == produced) break;
+        n = consumed;
+        parsed_so_far = published[n % kSlots];
       }
       if (!filter_sized && apply_status.ok() && parsed_so_far.bytes > 0 && reader->bytes_total() > 0) {
         // Size the dedupe filter once per source for the events the whole file will bring
@@ -749,18 +753,18 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
             1.1 * events_per_byte * static_cast<double>(reader->bytes_total()));
         apply_status = dedupe_->Reserve(num_events_ + expected);
       }
-      if (apply_status.ok()) apply_status = ApplyPipelined(buffers[slot], &store_worker, &total);
+      if (apply_status.ok()) apply_status = ApplyPipelined(buffers[n % kSlots], &store_worker, &total);
       {
         std::unique_lock lock(mu);
-        ready = -1;
+        ++consumed;
         cv.notify_all();
       }
       if (progress) {
         Progress p;
-        p.records = total.records + reader->stats().records;
-        p.events = total.events + reader->stats().events;
+        p.records = total.records + parsed_so_far.records;
+        p.events = total.events + parsed_so_far.events;
         p.bad = quarantine->total();
-        p.bytes = reader->stats().bytes;
+        p.bytes = parsed_so_far.bytes;
         p.bytes_total = reader->bytes_total();
         p.seconds = SecondsSince(start);
         p.source = spec.path;
