@@ -119,7 +119,7 @@ class RowGrouper {
 
   // The distinct rows, in first-seen order.
   std::vector<RfmSummaryRow> TakeRows() {
-    slots_ = {};
+    slots_ = std::vector<uint64_t>();  // releases the index ('= {}' would keep its capacity)
     return std::move(rows_);
   }
 
