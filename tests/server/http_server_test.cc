@@ -557,6 +557,11 @@ TEST_F(HttpServerTest, ManyConcurrentKeepAliveClients) {
 }
 
 TEST_F(HttpServerTest, OutOfDescriptorsPausesAcceptingWithoutSpinning) {
+#ifdef __SANITIZE_ADDRESS__
+  // The sanitizer build (ASan with UBSan) checks every vptr by probing memory through a pipe:
+  // with no descriptor left that probe fails and reports a false "invalid vptr".
+  GTEST_SKIP() << "needs the process's last descriptors, which the sanitizers' checks use";
+#endif
   StartServer();
   size_t open_fds = 0;
   for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) ++open_fds;
