@@ -10,8 +10,8 @@ namespace shoal {
 namespace {
 
 using testing::NowIso;
+using testing::StartAt;
 using testing::TempDir;
-using testing::WriteFile;
 
 TEST(ServerThreadsConfigTest, OldHttpThreadsKeyIsRefusedNamingTheNewOnes) {
   auto old = ParseServerConfig(toml::parse("[server]\nhttp_threads = 64\n"));
@@ -38,13 +38,8 @@ std::string Order(const std::string& id, int customer) {
 
 TEST(ServerCommitPolicyTest, IoThreadLeadersStoreEveryEventOnceAndAnswerBlockingJobs) {
   TempDir dir;
-  WriteFile(dir.Sub("db/shoal.toml"), "[server]\ncommit_thread = false\nio_threads = 2\n");
-  ServerOptions options;
-  options.db_dir = dir.Sub("db");
-  options.port = 0;
-  auto started = Server::Start(options);
-  ASSERT_TRUE(started.ok()) << started.status().ToString();
-  std::unique_ptr<Server> server = std::move(started).value();
+  std::unique_ptr<Server> server = StartAt(dir, "[server]\ncommit_thread = false\nio_threads = 2\n");
+  ASSERT_TRUE(server);
   const int port = server->port();
   httplib::Client setup("127.0.0.1", port);
   ASSERT_EQ(setup.Post("/v1/events", Order("gone-1", 999), "application/json")->status, 200);

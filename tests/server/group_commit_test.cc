@@ -13,8 +13,8 @@ namespace {
 using testing::FreePort;
 using testing::NowIso;
 using testing::Receiver;
+using testing::StartAt;
 using testing::TempDir;
-using testing::WriteFile;
 
 std::string OrderJson(const std::string& id, int customer, int total) {
   return R"({"event_id":")" + id + R"(","type":"order","timestamp":)" + NowIso(-3600) +
@@ -32,7 +32,7 @@ TEST(ServerGroupCommitTest, ConcurrentSingleEventsAndBatchesAreStoredExactlyOnce
   const int hook_port = FreePort();
   Receiver receiver(hook_port);
   receiver.Start();
-  WriteFile(dir.Sub("db/shoal.toml"), R"(
+  const std::string config = R"(
 [[audiences]]
 name = "big"
 rule = "monetary_total > 150"
@@ -40,13 +40,9 @@ rule = "monetary_total > 150"
 name = "crm"
 url = "http://127.0.0.1:)" + std::to_string(hook_port) + R"(/hook"
 marketing = false
-)");
-  ServerOptions options;
-  options.db_dir = dir.Sub("db");
-  options.port = 0;
-  auto started = Server::Start(options);
-  ASSERT_TRUE(started.ok()) << started.status().ToString();
-  std::unique_ptr<Server> server = std::move(started).value();
+)";
+  std::unique_ptr<Server> server = StartAt(dir, config);
+  ASSERT_TRUE(server);
   const int port = server->port();
 
   // 40 customers x 20 orders of 10 (each ends at 200, entering "big" on its 16th order).
@@ -157,9 +153,8 @@ marketing = false
   // Durable: a restart on the same workspace shows the same profiles.
   server->Stop();
   server.reset();
-  started = Server::Start(options);
-  ASSERT_TRUE(started.ok()) << started.status().ToString();
-  server = std::move(started).value();
+  server = StartAt(dir, config);
+  ASSERT_TRUE(server);
   httplib::Client again("127.0.0.1", server->port());
   check_profiles(again);
 }

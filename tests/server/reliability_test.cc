@@ -16,6 +16,7 @@ namespace {
 using testing::FreePort;
 using testing::NowIso;
 using testing::Receiver;
+using testing::StartAt;
 using testing::TempDir;
 using testing::WriteFile;
 
@@ -209,13 +210,9 @@ TEST(ServerReliabilityTest, KillNineLosesNoAcknowledgedSingleEvent) {
 
 TEST(ServerReliabilityTest, TenThousandConcurrentBadRequestsCorruptNothing) {
   TempDir dir;
-  WriteFile(dir.Sub("db/shoal.toml"), "[[audiences]]\nname = \"big\"\nrule = \"monetary_total > 10\"\n");
-  ServerOptions o;
-  o.db_dir = dir.Sub("db");
-  o.port = 0;
-  auto server = Server::Start(o);
-  ASSERT_TRUE(server.ok()) << server.status().ToString();
-  int port = (*server)->port();
+  std::unique_ptr<Server> server = StartAt(dir, "[[audiences]]\nname = \"big\"\nrule = \"monetary_total > 10\"\n");
+  ASSERT_TRUE(server);
+  int port = server->port();
   httplib::Client setup("127.0.0.1", port);
   ASSERT_EQ(setup.Post("/v1/events", R"({"event_id":"g1","type":"order","timestamp":1709648000,"customer_id":"C1","total":42})",
                        "application/json")->status, 200);

@@ -13,18 +13,9 @@ namespace {
 using testing::FreePort;
 using testing::NowIso;
 using testing::Receiver;
+using testing::StartAt;
 using testing::TempDir;
 using testing::WriteFile;
-
-std::unique_ptr<Server> StartAt(const TempDir& dir, const std::string& toml) {
-  WriteFile(dir.Sub("db/shoal.toml"), toml);
-  ServerOptions o;
-  o.db_dir = dir.Sub("db");
-  o.port = 0;
-  auto s = Server::Start(o);
-  EXPECT_TRUE(s.ok()) << s.status().ToString();
-  return s.ok() ? std::move(s).value() : nullptr;
-}
 
 std::string Order(const std::string& id, const std::string& customer, double total, const std::string& extra = "") {
   return R"({"event_id":")" + id + R"(","type":"order","timestamp":)" + NowIso() + R"(,"customer_id":")" +

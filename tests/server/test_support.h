@@ -12,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <set>
@@ -50,6 +51,18 @@ inline void WriteFile(const std::string& path, const std::string& text) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;
+}
+
+// Writes the workspace TOML under dir/db and starts a server on it (any free port); nullptr
+// (with a test failure) when it does not start.
+inline std::unique_ptr<Server> StartAt(const TempDir& dir, const std::string& toml) {
+  WriteFile(dir.Sub("db/shoal.toml"), toml);
+  ServerOptions o;
+  o.db_dir = dir.Sub("db");
+  o.port = 0;
+  auto s = Server::Start(o);
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  return s.ok() ? std::move(s).value() : nullptr;
 }
 
 // A free TCP port on loopback (bound then released).
