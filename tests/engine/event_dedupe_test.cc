@@ -44,6 +44,13 @@ std::vector<uint8_t> Found(EventDedupe& dedupe, std::vector<uint64_t> ids) {
   return found;
 }
 
+// Every stored id is found and no absent one is.
+void ExpectExactAnswers(EventDedupe& dedupe, const std::vector<uint64_t>& stored,
+                        const std::vector<uint64_t>& absent) {
+  for (uint8_t f : Found(dedupe, stored)) ASSERT_EQ(f, 1);
+  for (uint8_t f : Found(dedupe, absent)) ASSERT_EQ(f, 0);
+}
+
 // A tiny, saturated Bloom filter lets almost every id through, so every answer below comes
 // from the exact layers (recent set, event_index), across flushes and a reopen.
 TEST(EventDedupeTest, ExactAcrossFlushesAndReopenEvenWhenTheFilterSaysMaybe) {
@@ -67,16 +74,14 @@ TEST(EventDedupeTest, ExactAcrossFlushesAndReopenEvenWhenTheFilterSaysMaybe) {
                                   stored.begin() + static_cast<ptrdiff_t>(std::min(stored.size(), b * 100 + 100)));
       StoreBlock(**store, dedupe, b + 1, block);
     }
-    for (uint8_t f : Found(dedupe, stored)) ASSERT_EQ(f, 1);
-    for (uint8_t f : Found(dedupe, absent)) ASSERT_EQ(f, 0);
+    ASSERT_NO_FATAL_FAILURE(ExpectExactAnswers(dedupe, stored, absent));
   }
   // Reopen without a clean shutdown step: the ids after the last flush come back from event_ids.
   auto store = KvStore::Open(ws.path.string(), StoreOptions());
   ASSERT_TRUE(store.ok());
   EventDedupe dedupe(store->get(), options);
   ASSERT_TRUE(dedupe.Load(stored.size(), false).ok());
-  for (uint8_t f : Found(dedupe, stored)) ASSERT_EQ(f, 1);
-  for (uint8_t f : Found(dedupe, absent)) ASSERT_EQ(f, 0);
+  ASSERT_NO_FATAL_FAILURE(ExpectExactAnswers(dedupe, stored, absent));
   // Memory held is the filter plus at most flush_ids recent ids, not a set of every id.
   EXPECT_LT(dedupe.MemoryBytes(), 64u * 1024);
 }
@@ -109,15 +114,13 @@ TEST(EventDedupeTest, FinishBulkLoadFlushesOnlyALargeRecentSet) {
     const size_t before = dedupe.MemoryBytes();
     ASSERT_TRUE(dedupe.FinishBulkLoad().ok());
     EXPECT_LE(dedupe.MemoryBytes() + stored.size() * sizeof(uint64_t), before);
-    for (uint8_t f : Found(dedupe, stored)) ASSERT_EQ(f, 1);
-    for (uint8_t f : Found(dedupe, absent)) ASSERT_EQ(f, 0);
+    ASSERT_NO_FATAL_FAILURE(ExpectExactAnswers(dedupe, stored, absent));
   }
   auto store = KvStore::Open(ws.path.string(), StoreOptions());
   ASSERT_TRUE(store.ok());
   EventDedupe dedupe(store->get(), options);
   ASSERT_TRUE(dedupe.Load(stored.size(), false).ok());
-  for (uint8_t f : Found(dedupe, stored)) ASSERT_EQ(f, 1);
-  for (uint8_t f : Found(dedupe, absent)) ASSERT_EQ(f, 0);
+  ASSERT_NO_FATAL_FAILURE(ExpectExactAnswers(dedupe, stored, absent));
 }
 
 TEST(EventDedupeTest, BloomFilterHasNoFalseNegativesAndFewFalseAlarms) {
