@@ -10,16 +10,22 @@
 
 namespace shoal {
 
+constexpr size_t kMaxVarintBytes = 10;
+
+// Writes v as a varint at p (room for kMaxVarintBytes); returns the end of what it wrote.
+inline char* EncodeVarint(char* p, uint64_t v) {
+  while (v >= 0x80) { *p++ = static_cast<char>(v | 0x80); v >>= 7; }
+  *p++ = static_cast<char>(v);
+  return p;
+}
+inline uint64_t ZigZagEncode(int64_t v) {
+  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+}
 inline void PutVarint(std::string* out, uint64_t v) {
-  char buf[10];
-  int n = 0;
-  while (v >= 0x80) { buf[n++] = static_cast<char>(v | 0x80); v >>= 7; }
-  buf[n++] = static_cast<char>(v);
-  out->append(buf, n);
+  char buf[kMaxVarintBytes];
+  out->append(buf, static_cast<size_t>(EncodeVarint(buf, v) - buf));
 }
-inline void PutZigZag(std::string* out, int64_t v) {
-  PutVarint(out, (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63));
-}
+inline void PutZigZag(std::string* out, int64_t v) { PutVarint(out, ZigZagEncode(v)); }
 inline void PutFixed64(std::string* out, uint64_t v) { out->append(reinterpret_cast<const char*>(&v), 8); }
 inline void PutDouble(std::string* out, double v) {
   uint64_t bits;

@@ -32,14 +32,8 @@ class BlockWriter {
   explicit BlockWriter(char* p) : p_(p) {}
   char* end() const { return p_; }
   void Byte(uint8_t b) { *p_++ = static_cast<char>(b); }
-  void Varint(uint64_t v) {
-    while (v >= 0x80) {
-      *p_++ = static_cast<char>(v | 0x80);
-      v >>= 7;
-    }
-    *p_++ = static_cast<char>(v);
-  }
-  void ZigZag(int64_t v) { Varint((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63)); }
+  void Varint(uint64_t v) { p_ = EncodeVarint(p_, v); }
+  void ZigZag(int64_t v) { Varint(ZigZagEncode(v)); }
   void Fixed64(uint64_t v) {
     std::memcpy(p_, &v, 8);
     p_ += 8;
@@ -58,7 +52,7 @@ class BlockWriter {
   char* p_;
 };
 
-constexpr size_t kMaxVarint = 10;
+constexpr size_t kMaxVarint = kMaxVarintBytes;
 
 // An upper bound of one event's encoded bytes.
 size_t MaxEncodedSize(const EventBatch& batch, const Event& e) {

@@ -6,41 +6,23 @@
 #include <string>
 #include <string_view>
 
+#include "common/coding.h"
+
 namespace shoal::traits_internal {
 
-inline void PutVarint(std::string* out, uint64_t v) {
-  char buf[10];
-  int n = 0;
-  while (v >= 0x80) {
-    buf[n++] = static_cast<char>(v | 0x80);
-    v >>= 7;
-  }
-  buf[n++] = static_cast<char>(v);
-  out->append(buf, n);
-}
-inline uint64_t ZigZag(int64_t v) {
-  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
-}
+// The states are written with common/coding.h's writers (PutVarint, PutFixed64, PutDouble)
+// and PutSigned below; StateReader reports a truncated or malformed field as false, which the
+// states' decoders check field by field.
 inline int64_t UnZigZag(uint64_t v) {
   return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1);
 }
-inline void PutSigned(std::string* out, int64_t v) { PutVarint(out, ZigZag(v)); }
-inline void PutFixed64(std::string* out, uint64_t v) {
-  char buf[8];
-  std::memcpy(buf, &v, 8);
-  out->append(buf, 8);
-}
-inline void PutDouble(std::string* out, double v) {
-  uint64_t bits;
-  std::memcpy(&bits, &v, 8);
-  PutFixed64(out, bits);
-}
+inline void PutSigned(std::string* out, int64_t v) { PutZigZag(out, v); }
 
 // Reads from a byte range; every getter returns false on truncated or malformed input and
 // then leaves the reader failed.
-class Reader {
+class StateReader {
  public:
-  explicit Reader(std::string_view in) : p_(in.data()), end_(in.data() + in.size()) {}
+  explicit StateReader(std::string_view in) : p_(in.data()), end_(in.data() + in.size()) {}
   bool Varint(uint64_t* v) {
     uint64_t result = 0;
     for (int shift = 0; shift <= 63; shift += 7) {

@@ -11,11 +11,8 @@
 
 namespace shoal {
 
-using traits_internal::PutDouble;
-using traits_internal::PutFixed64;
 using traits_internal::PutSigned;
-using traits_internal::PutVarint;
-using traits_internal::Reader;
+using traits_internal::StateReader;
 
 namespace {
 
@@ -639,7 +636,7 @@ void CustomerState::Serialize(std::string* out) const {
 }
 
 namespace {
-bool GetDay(Reader& r, int64_t* prev, bool first, int32_t* day) {
+bool GetDay(StateReader& r, int64_t* prev, bool first, int32_t* day) {
   int64_t delta;
   if (!r.Signed(&delta)) return false;
   int64_t d = *prev + delta;
@@ -652,7 +649,7 @@ bool GetDay(Reader& r, int64_t* prev, bool first, int32_t* day) {
 
 Status CustomerState::Deserialize(std::string_view in) {
   *this = CustomerState();
-  Reader r(in);
+  StateReader r(in);
   auto bad = [this](const char* what) {
     *this = CustomerState();
     return Status::Corruption(std::string("customer state: ") + what);

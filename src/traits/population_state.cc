@@ -9,10 +9,8 @@
 
 namespace shoal {
 
-using traits_internal::PutDouble;
 using traits_internal::PutSigned;
-using traits_internal::PutVarint;
-using traits_internal::Reader;
+using traits_internal::StateReader;
 
 namespace {
 constexpr uint8_t kPopulationFormat = 1;
@@ -131,7 +129,7 @@ void PopulationState::Serialize(std::string* out) const {
 
 Status PopulationState::Deserialize(std::string_view in) {
   *this = PopulationState();
-  Reader r(in);
+  StateReader r(in);
   auto bad = [this](const char* what) {
     *this = PopulationState();
     return Status::Corruption(std::string("population state: ") + what);
