@@ -720,8 +720,8 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
           n = produced;
         }
         Result<bool> more = reader->Next(&buffers[n % kSlots], batch_events);
-        batch_events = NextBatchEvents(batch_events, reader->stats(), reader->bytes_total());
         const ReadStats stats = reader->stats();
+        batch_events = NextBatchEvents(batch_events, stats, reader->bytes_total());
         std::unique_lock lock(mu);
         if (!more.ok()) { reader_status = more.status(); reader_done = true; cv.notify_all(); return; }
         if (!*more) { reader_done = true; cv.notify_all(); return; }
@@ -780,9 +780,8 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
   // The end of a bulk load overlaps its steps on two threads: the memtables (hundreds of MiB of
   // events) are flushed to table files while this thread serializes the checkpoint's profiles,
   // and the checkpoint's own memtable (and the dedupe's last ids) while this thread shrinks the
-  // states. The flushes are for
-  // the next open (an export, a profile lookup), which then reads table files instead of
-  // replaying the write-ahead log; the checkpoint's write is synced as always.
+  // states. Besides making the checkpoint durable, the flushes spare the next open (an export,
+  // a profile lookup) replaying the write-ahead log: it reads table files instead.
   SHOAL_RETURN_IF_ERROR(broken_);
   Status flushed;
   std::thread flusher([&] { flushed = store_->Flush(); });
@@ -795,13 +794,9 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
   SHOAL_RETURN_IF_ERROR(store_->Write(pending.group, false));
   FinishCheckpoint(pending);
   // With it, the dedupe's recent ids go to event_index (FinishBulkLoad touches no state).
-  flusher = std::thread([&] {
-    flushed = store_->Flush();
-  });
+  flusher = std::thread([&] { flushed = store_->Flush(); });
   Status settled;
-  std::thread settler([&] {
-    settled = dedupe_->FinishBulkLoad();
-  });
+  std::thread settler([&] { settled = dedupe_->FinishBulkLoad(); });
   // The bulk load is over: release the spare capacity growth left in every state.
   states_.ForEachState([](CustomerState& state) { state.ShrinkToFit(); });
   states_.ShrinkToFit();
