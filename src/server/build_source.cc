@@ -442,10 +442,9 @@ std::optional<TimeMicros> BuildMembershipSource::NextChangeTraits(
 }
 
 std::vector<std::string> BuildMembershipSource::Definitions() const {
-  std::vector<std::string> out;
-  for (const std::string& name : model_.segment_names) out.push_back("segment:" + name);
-  for (const std::string& name : model_.rfm_names) out.push_back("rfm:" + name);
-  for (const std::string& name : audience_names_) out.push_back("audience:" + name);
+  std::vector<std::string> out = segment_memberships_;
+  out.insert(out.end(), rfm_memberships_.begin(), rfm_memberships_.end());
+  out.insert(out.end(), audience_memberships_.begin(), audience_memberships_.end());
   return out;
 }
 
