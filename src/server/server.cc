@@ -479,20 +479,20 @@ void Server::Impl::Evaluate(uint32_t profile, TimeMicros now, const Cause& cause
   const bool alive = engine->identity().Alive(profile);
   std::vector<std::string>& before = current[profile];
   std::optional<TimeMicros> next;
-  if (alive && computed) {
+  bool changed;
+  if (!alive) {
+    changed = !before.empty();  // a dead profile is in nothing
+  } else if (computed) {
     next = computed->next;
-    Schedule(profile, next);
-    if (!computed->changed) return;
-  } else if (alive) {
+    changed = computed->changed;
+  } else {
     // Into a reused vector (its strings keep their buffers): an evaluation that changes nothing
     // allocates nothing.
     next = source->MembershipsAndNextChange(*engine, profile, now, &after_scratch);
-    Schedule(profile, next);
-    if (after_scratch == before) return;
-  } else {
-    Schedule(profile, next);
-    if (before.empty()) return;
+    changed = after_scratch != before;
   }
+  Schedule(profile, next);
+  if (!changed) return;
   std::vector<std::string> after;
   if (alive) after = computed ? std::move(computed->memberships) : after_scratch;
   std::vector<std::string> entered, exited;
