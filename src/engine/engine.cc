@@ -35,7 +35,12 @@ constexpr std::string_view kMetaIdentity = "identity_counters";
 constexpr std::string_view kMetaPopulation = "population";
 constexpr std::string_view kMetaLatestEvent = "latest_event";
 constexpr std::string_view kMetaMergeSeq = "merge_seq";
-constexpr std::string_view kMetaNumEvents = "num_events";  // stored events, written with each block
+// Stored events, counted through block kMetaNumEventsThrough: blocks after it (a block ingested
+// as a table file, whose count is written after it) are added when the workspace opens. A
+// workspace without the second key counted every block with the block itself.
+constexpr std::string_view kMetaNumEvents = "num_events";
+constexpr std::string_view kMetaNumEventsThrough = "num_events_through";
+
 constexpr std::string_view kStoreVersion = "1";
 
 std::string U64Value(uint64_t v) {
@@ -345,6 +350,7 @@ Status Engine::LoadState() {
     g.Put(Column::kMeta, kMetaSalt, U64Value(suppression_salt_));
     g.Put(Column::kMeta, kMetaFingerprint, U64Value(config_.fingerprint));
     g.Put(Column::kMeta, kMetaNumEvents, U64Value(0));
+    g.Put(Column::kMeta, kMetaNumEventsThrough, U64Value(0));
     SHOAL_RETURN_IF_ERROR(kv.Write(g, true));
     return dedupe_->Load(0, false);
   }
@@ -402,6 +408,13 @@ Status Engine::LoadEventIndex() {
   std::string value;
   if (kv.Get(Column::kMeta, kMetaNumEvents, &value).ok()) {
     num_events_ = ParseU64Value(value);
+    if (kv.Get(Column::kMeta, kMetaNumEventsThrough, &value).ok()) {
+      SHOAL_RETURN_IF_ERROR(kv.Scan(Column::kEventIds, KeyU64(ParseU64Value(value) + 1),
+                                    [&](std::string_view, std::string_view ids) -> Result<bool> {
+                                      num_events_ += ids.size() / 8;
+                                      return true;
+                                    }));
+    }
   } else {
     // A workspace written before the counter existed: count the stored ids once.
     num_events_ = 0;
@@ -476,13 +489,23 @@ Status Engine::StoreBlock(const EventBatch& batch, std::span<const uint32_t> ind
     PutFixed64(&ids, batch.events[idx].id_hash);
     dedupe_keys_.push_back(batch.events[idx].id_hash);
   }
-  // One atomic write: the block, its ids and the event count; the dedupe layers learn the ids
-  // once they are durable.
+  // One atomic write of the block and its ids; the dedupe layers learn the ids once they are
+  // durable. A large durable block (an ingest's) goes in as table files, and the event count
+  // after it in an unsynced write (opening counts any block it does not cover); a small one
+  // (the server's, synced with its group) goes through the log with the count.
   WriteGroup g;
   std::string key = KeyU64(next_seq_);
-  g.PutBorrowed(Column::kEvents, key, block_scratch_);
-  g.PutBorrowed(Column::kEventIds, key, ids);
+  if (sync && indices.size() >= options_.table_block_events) {
+    const KvStore::TableRecord records[] = {{Column::kEvents, key, block_scratch_},
+                                            {Column::kEventIds, key, ids}};
+    SHOAL_RETURN_IF_ERROR(store_->IngestTables(records));
+    sync = false;
+  } else {
+    g.PutBorrowed(Column::kEvents, key, block_scratch_);
+    g.PutBorrowed(Column::kEventIds, key, ids);
+  }
   g.Put(Column::kMeta, kMetaNumEvents, U64Value(num_events_ + indices.size()));
+  g.Put(Column::kMeta, kMetaNumEventsThrough, U64Value(next_seq_));
   SHOAL_RETURN_IF_ERROR(store_->Write(g, sync));
   num_events_ += indices.size();
   SHOAL_RETURN_IF_ERROR(dedupe_->Added(dedupe_keys_, next_seq_));
@@ -777,11 +800,12 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
     if (!apply_status.ok()) return apply_status;
     if (!reader_status.ok()) total.unreadable_sources.push_back(spec.path + ": " + reader_status.message());
   }
-  // The end of a bulk load overlaps its steps on two threads: the memtables (hundreds of MiB of
-  // events) are flushed to table files while this thread serializes the checkpoint's profiles,
-  // and the checkpoint's own memtable (and the dedupe's last ids) while this thread shrinks the
-  // states. Besides making the checkpoint durable, the flushes spare the next open (an export,
-  // a profile lookup) replaying the write-ahead log: it reads table files instead.
+  // The end of a bulk load overlaps its steps on two threads: the memtables (the earlier
+  // checkpoints' profiles; the event blocks went in as table files) are flushed while this
+  // thread serializes the checkpoint's profiles, and the checkpoint's own memtable (and the
+  // dedupe's last ids) while this thread shrinks the states. Besides making the checkpoint
+  // durable, the flushes spare the next open (an export, a profile lookup) replaying the
+  // write-ahead log: it reads table files instead.
   SHOAL_RETURN_IF_ERROR(broken_);
   Status flushed;
   std::thread flusher([&] { flushed = store_->Flush(); });
@@ -1236,6 +1260,7 @@ Result<ForgetSummary> Engine::Forget(std::string_view identifier) {
   SHOAL_RETURN_IF_ERROR(dedupe_->Flush());  // every id in event_index, where the deletes apply
   rw.DeleteU64Keys(Column::kEventIndex, removed_ids);
   rw.Put(Column::kMeta, kMetaNumEvents, U64Value(num_events_ - summary.events_removed));
+  rw.Put(Column::kMeta, kMetaNumEventsThrough, U64Value(next_seq_ - 1));
   SHOAL_RETURN_IF_ERROR(store_->Write(rw, true));
   num_events_ -= summary.events_removed;
   SHOAL_RETURN_IF_ERROR(Checkpoint());

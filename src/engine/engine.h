@@ -37,6 +37,10 @@ struct EngineOptions {
   std::string config_path;              // workspace TOML; "" = <db_dir>/shoal.toml if present
   size_t block_events = 65536;          // events per stored block (and per fsync on ingest)
   size_t checkpoint_blocks = 64;        // checkpoint profile state every this many blocks
+  // A block stored durably with at least this many events (an ingest's) is written as table
+  // files ingested into the store, bypassing the write-ahead log and the memtables; smaller
+  // ones (the server's) go through the log.
+  size_t table_block_events = 4096;
   bool read_only = false;               // open without writing (exports beside a server)
   bool must_exist = false;              // NotFound instead of creating an empty workspace
   DedupeOptions dedupe;                 // event-id dedupe memory (event_dedupe.h)

@@ -98,6 +98,18 @@ class KvStore {
   // file and ingesting it (no memtable, no write-ahead log: cheap for millions of keys).
   // Durable on return. Not atomic with other writes: callers record separately what it covers.
   Status IngestSortedU64Keys(Column column, std::span<const uint64_t> sorted_keys);
+  // Writes `records` as table files, one per column (uncompressed: a later compaction
+  // compresses them), and adds them to the store in one atomic step that bypasses the
+  // write-ahead log and the memtables: durable on return. Records of one column must have
+  // strictly ascending keys. For large values written once (an ingest's event blocks): one
+  // write of the bytes instead of the log's, the memtable's and the flush's. A key range that
+  // overlaps a column's memtable makes RocksDB flush that memtable first.
+  struct TableRecord {
+    Column column;
+    std::string_view key;
+    std::string_view value;
+  };
+  Status IngestTables(std::span<const TableRecord> records);
   // The largest key of `column`, NotFound when it is empty.
   Status LastKey(Column column, std::string* key) const;
   // Calls fn(key, value) for every key >= start in order, until fn returns false or an error.
@@ -116,6 +128,7 @@ class KvStore {
 
  private:
   KvStore() = default;
+  std::string NextIngestPath();  // a fresh name in dir_ for a table file to ingest
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::string dir_;
