@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -168,6 +169,11 @@ int main(int argc, char** argv) {
   forget->add_option("--db", db, "workspace folder")->capture_default_str();
   forget->add_option("identifier", identifier, "any identifier of the person")->required();
 
+  // compact
+  auto* compact = app.add_subcommand(
+      "compact", "Compact the workspace's store: compress the event blocks ingests wrote uncompressed, drop deleted data");
+  compact->add_option("--db", db, "workspace folder")->capture_default_str();
+
   // build
   std::string calibration_end, time_unit;
   int k_override = -1;
@@ -310,6 +316,19 @@ int main(int argc, char** argv) {
       std::printf("forgot %zu identifiers, removed %llu events, scrubbed %llu references; store compacted\n",
                   summary->identifiers.size(), static_cast<unsigned long long>(summary->events_removed),
                   static_cast<unsigned long long>(summary->references_scrubbed));
+      return 0;
+    }
+    if (*compact) {
+      auto engine = OpenEngine(db, "", false);
+      if (!engine.ok()) return Fail(engine.status());
+      const uint64_t before = (*engine)->store().DiskBytes();
+      auto start = std::chrono::steady_clock::now();
+      Status st = (*engine)->store().CompactAll();
+      if (!st.ok()) return Fail(st);
+      std::printf("compacted %s: %.1f MiB -> %.1f MiB on disk in %.1f s\n", db.c_str(),
+                  static_cast<double>(before) / (1 << 20),
+                  static_cast<double>((*engine)->store().DiskBytes()) / (1 << 20),
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
       return 0;
     }
     if (*build) {

@@ -112,6 +112,20 @@ TEST_F(CliTest, CdnowRecipeIngestProfileExportAndForget) {
                            Data("cdnow/CDNOW_master.txt"));
   EXPECT_NE(memory.out.find("event-id dedupe"), std::string::npos) << memory.out;
   EXPECT_NE(memory.out.find("store block cache"), std::string::npos) << memory.out;
+  // compact: the ingest wrote its event blocks uncompressed; afterwards the store is smaller and
+  // every profile the same.
+  CmdResult compacted = Shoal("compact --db " + Path("db"));
+  ASSERT_EQ(compacted.exit_code, 0) << compacted.out;
+  double before_mib = 0, after_mib = 0;
+  ASSERT_EQ(std::sscanf(compacted.out.c_str() + compacted.out.find(": "), ": %lf MiB -> %lf MiB", &before_mib,
+                        &after_mib), 2) << compacted.out;
+  EXPECT_LT(after_mib, before_mib) << compacted.out;
+  ASSERT_EQ(Shoal("export --db " + Path("db") + " --out " + Path("compacted.csv")).exit_code, 0);
+  auto slurp = [](const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  EXPECT_EQ(slurp(Path("compacted.csv")), slurp(Path("out.csv")));
   CmdResult forget = Shoal("forget --db " + Path("db") + " 00004");
   ASSERT_EQ(forget.exit_code, 0) << forget.out;
   EXPECT_EQ(Shoal("profile --db " + Path("db") + " 00004").exit_code, 2);
