@@ -121,6 +121,10 @@ Status EventDedupe::Load(uint64_t stored_ids, bool read_only) {
   return Status::OK();
 }
 
+EventDedupe::~EventDedupe() {
+  if (flush_thread_.joinable()) flush_thread_.join();
+}
+
 void EventDedupe::AddRecentRun(std::span<const uint64_t> ids) {
   if (ids.empty()) return;
   const size_t begin = recent_ids_.size();
@@ -178,7 +182,15 @@ Status EventDedupe::Lookup(std::span<const uint64_t> ids, std::vector<uint8_t>* 
     }
     run_begin = run_end;
   }
-  // event_index: the candidates `recent` does not hold (few, except on a re-ingest).
+  // `flushing`, the same way (one run).
+  {
+    size_t r = 0;
+    for (size_t c = 0; c < candidates_.size() && r < flushing_ids_.size(); ++c) {
+      while (r < flushing_ids_.size() && flushing_ids_[r] < candidates_[c]) ++r;
+      if (r < flushing_ids_.size() && flushing_ids_[r] == candidates_[c]) candidate_found_[c] = 1;
+    }
+  }
+  // event_index: the candidates `recent` and `flushing` do not hold (few, except on a re-ingest).
   std::vector<uint64_t> index_keys;
   std::vector<uint32_t> index_pos;
   for (size_t c = 0; c < candidates_.size(); ++c) {
@@ -216,8 +228,29 @@ Status EventDedupe::Added(std::span<const uint64_t> ids, uint64_t block_seq) {
   RadixSort(recent_ids_.data() + begin, ids.size());
   recent_runs_.push_back(recent_ids_.size());
   recent_last_seq_ = std::max(recent_last_seq_, block_seq);
-  if (RecentSize() >= options_.flush_ids) return Flush();
+  if (RecentSize() < options_.flush_ids) return Status::OK();
+  SHOAL_RETURN_IF_ERROR(WaitForFlush());
+  MergeRecent();
+  flushing_ids_.swap(recent_ids_);
+  recent_ids_.clear();
+  recent_runs_.clear();
+  flush_thread_ = std::thread([this, last_seq = recent_last_seq_] {
+    flush_status_ = WriteIndex(flushing_ids_, last_seq);
+  });
   return Status::OK();
+}
+
+Status EventDedupe::WaitForFlush() {
+  if (!flush_thread_.joinable()) return Status::OK();
+  flush_thread_.join();
+  if (!flush_status_.ok()) {
+    // Not indexed: the ids go back into `recent` as one run, so the next flush retries them
+    // and no answer changes meanwhile.
+    recent_ids_.insert(recent_ids_.end(), flushing_ids_.begin(), flushing_ids_.end());
+    recent_runs_.push_back(recent_ids_.size());
+  }
+  flushing_ids_.clear();
+  return flush_status_;
 }
 
 Status EventDedupe::Reserve(size_t expected_ids) {
@@ -227,8 +260,7 @@ Status EventDedupe::Reserve(size_t expected_ids) {
   return RebuildFilter(expected_ids);
 }
 
-Status EventDedupe::Flush() {
-  if (recent_ids_.empty()) return Status::OK();
+void EventDedupe::MergeRecent() {
   // Merge the sorted runs pairwise (each round halves them) into one ascending, distinct run.
   std::vector<size_t> bounds = {0};
   bounds.insert(bounds.end(), recent_runs_.begin(), recent_runs_.end());
@@ -249,15 +281,26 @@ Status EventDedupe::Flush() {
   // Runs of different blocks hold different ids (Lookup saw them all), but a reloaded store
   // may repeat one (a block written twice before a crash): table files need distinct keys.
   recent_ids_.erase(std::unique(recent_ids_.begin(), recent_ids_.end()), recent_ids_.end());
+  recent_runs_.assign(1, recent_ids_.size());
+}
+
+Status EventDedupe::WriteIndex(std::span<const uint64_t> ids, uint64_t last_seq) {
   // The table file is durable at once, but the blocks holding these ids may have been written
   // without a sync (the server syncs a whole group of requests later): sync the log first, or a
   // machine crash could leave ids indexed whose events were lost, and a client's retry of those
   // unacknowledged events would be taken for duplicates and never stored.
   SHOAL_RETURN_IF_ERROR(store_->SyncWal());
-  SHOAL_RETURN_IF_ERROR(store_->IngestSortedU64Keys(Column::kEventIndex, recent_ids_));
+  SHOAL_RETURN_IF_ERROR(store_->IngestSortedU64Keys(Column::kEventIndex, ids));
   std::string value;
-  PutVarint(&value, recent_last_seq_);
-  SHOAL_RETURN_IF_ERROR(store_->Put(Column::kMeta, kMetaIndexedSeq, value, /*sync=*/true));
+  PutVarint(&value, last_seq);
+  return store_->Put(Column::kMeta, kMetaIndexedSeq, value, /*sync=*/true);
+}
+
+Status EventDedupe::Flush() {
+  SHOAL_RETURN_IF_ERROR(WaitForFlush());
+  if (recent_ids_.empty()) return Status::OK();
+  MergeRecent();
+  SHOAL_RETURN_IF_ERROR(WriteIndex(recent_ids_, recent_last_seq_));
   recent_ids_.clear();
   recent_runs_.clear();
   return Status::OK();
@@ -270,9 +313,11 @@ void EventDedupe::ReleaseScratch() {
   candidate_found_ = std::vector<uint8_t>();
   recent_ids_.shrink_to_fit();
   recent_runs_.shrink_to_fit();
+  if (!flush_thread_.joinable()) flushing_ids_.shrink_to_fit();
 }
 
 Status EventDedupe::FinishBulkLoad() {
+  SHOAL_RETURN_IF_ERROR(WaitForFlush());
   if (RecentSize() >= options_.settle_flush_ids) SHOAL_RETURN_IF_ERROR(Flush());
   ReleaseScratch();
   return Status::OK();
@@ -280,7 +325,7 @@ Status EventDedupe::FinishBulkLoad() {
 
 size_t EventDedupe::MemoryBytes() const {
   return filter_.MemoryBytes() +
-         (recent_ids_.capacity() + candidates_.capacity()) * sizeof(uint64_t) +
+         (recent_ids_.capacity() + flushing_ids_.capacity() + candidates_.capacity()) * sizeof(uint64_t) +
          recent_runs_.capacity() * sizeof(size_t) +
          candidate_pos_.capacity() * sizeof(uint32_t) +
          candidate_found_.capacity();

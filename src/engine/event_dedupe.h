@@ -12,11 +12,15 @@
 // The filter holds every id of `recent` too, so layers 2 and 3 see only the filter's positives.
 // `recent` is moved into event_index as one sorted table file (no memtable, no write-ahead
 // log) when it reaches flush_ids; kMeta records the last block it covers, so after a crash the
-// ids of later blocks (stored atomically with their events in event_ids) are reloaded.
+// ids of later blocks (stored atomically with their events in event_ids) are reloaded. That
+// move runs on a thread of its own (Added returns at once): until the next flush starts, the
+// moved ids stay in RAM as `flushing` and are checked like `recent`, so every answer is the
+// same whether the file is in the store yet or not.
 #pragma once
 
 #include <cstdint>
 #include <span>
+#include <thread>
 #include <vector>
 
 #include "common/status.h"
@@ -52,9 +56,14 @@ class IdBloomFilter {
   size_t capacity_ = 0;
 };
 
+// Not thread-safe: one thread at a time calls its methods (the flush thread it starts touches
+// only its own copy of the ids and the store).
 class EventDedupe {
  public:
   EventDedupe(KvStore* store, DedupeOptions options = {});
+  ~EventDedupe();  // waits for a flush in progress
+  EventDedupe(const EventDedupe&) = delete;
+  EventDedupe& operator=(const EventDedupe&) = delete;
 
   // Loads the filter from every stored block's ids (event_ids) and `recent` from the blocks
   // after the last flushed one; flushes `recent` when it is already full. `stored_ids` (a
@@ -64,15 +73,17 @@ class EventDedupe {
   // For each of `ids` (distinct, any order): found[i] = 1 when it was stored before.
   Status Lookup(std::span<const uint64_t> ids, std::vector<uint8_t>* found);
 
-  // Records the ids of block `block_seq`, just stored durably; flushes `recent` to event_index
-  // when full (the filter is rebuilt larger from event_ids when it is full).
+  // Records the ids of block `block_seq`, just stored durably; when `recent` is full, starts
+  // moving it to event_index in the background (after waiting for the previous move, whose
+  // failure it returns). The filter is rebuilt larger from event_ids when it is full.
   Status Added(std::span<const uint64_t> ids, uint64_t block_seq);
 
   // Makes the filter hold at least `expected_ids` ids (rebuilt from event_ids if it grows),
   // so a bulk load of a known size does not grow it step by step. Never shrinks it.
   Status Reserve(size_t expected_ids);
 
-  // Moves `recent` into event_index now (before erasure deletes keys there).
+  // Moves `recent` into event_index now, after any move in progress (before erasure deletes
+  // keys there): on return every id is in event_index.
   Status Flush();
 
   // Frees the lookup scratch (it grows again on the next Lookup) and the spare capacity of
@@ -88,6 +99,13 @@ class EventDedupe {
 
  private:
   Status RebuildFilter(size_t capacity_ids);
+  // Merges the runs of `recent` into one ascending run of distinct ids (recent_ids_).
+  void MergeRecent();
+  // Syncs the log, ingests `ids` (ascending, distinct) into event_index and records last_seq.
+  Status WriteIndex(std::span<const uint64_t> ids, uint64_t last_seq);
+  // Waits for the background move, if any; on success drops `flushing` (now in event_index),
+  // on failure keeps it (still checked) and returns the error.
+  Status WaitForFlush();
 
   KvStore* store_;
   DedupeOptions options_;
@@ -101,6 +119,12 @@ class EventDedupe {
   void AddRecentRun(std::span<const uint64_t> ids);
   size_t RecentSize() const { return recent_ids_.size(); }
   uint64_t recent_last_seq_ = 0;    // last block whose ids are in `recent`
+  // `flushing`: the last `recent` moved to event_index (ascending, distinct), checked until the
+  // next flush starts; flush_thread_ writes it (reading flushing_ids_ only) and sets
+  // flush_status_, read after the join.
+  std::vector<uint64_t> flushing_ids_;
+  std::thread flush_thread_;
+  Status flush_status_;
   std::vector<uint64_t> candidates_;      // filter positives of a lookup
   std::vector<uint32_t> candidate_pos_;
   std::vector<uint8_t> candidate_found_;

@@ -73,6 +73,11 @@ TEST(EventDedupeTest, ExactAcrossFlushesAndReopenEvenWhenTheFilterSaysMaybe) {
       std::vector<uint64_t> block(stored.begin() + static_cast<ptrdiff_t>(b * 100),
                                   stored.begin() + static_cast<ptrdiff_t>(std::min(stored.size(), b * 100 + 100)));
       StoreBlock(**store, dedupe, b + 1, block);
+      // Exact after every block too, whichever layer holds each id then: `recent`, the ids a
+      // background flush is moving to event_index, or event_index.
+      const std::vector<uint64_t> so_far(stored.begin(), stored.begin() + static_cast<ptrdiff_t>(
+                                                                             std::min(stored.size(), b * 100 + 100)));
+      ASSERT_NO_FATAL_FAILURE(ExpectExactAnswers(dedupe, so_far, absent));
     }
     ASSERT_NO_FATAL_FAILURE(ExpectExactAnswers(dedupe, stored, absent));
   }
