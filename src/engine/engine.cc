@@ -442,7 +442,7 @@ Status Engine::ReplayFrom(uint64_t first_seq) {
     ApplyStored(batch, all);
     return true;
   }));
-  if (!options_.read_only) return Checkpoint();
+  if (!options_.read_only) return Checkpoint(/*as_tables=*/true);
   return Status::OK();
 }
 
@@ -616,16 +616,16 @@ Status Engine::ApplyPipelined(EventBatch& batch, BackgroundTask* store_worker, I
     return stored;
   }
   total->stored += kept_scratch_.size();
-  if (++blocks_since_checkpoint_ >= options_.checkpoint_blocks) SHOAL_RETURN_IF_ERROR(Checkpoint());
+  if (++blocks_since_checkpoint_ >= options_.checkpoint_blocks) SHOAL_RETURN_IF_ERROR(Checkpoint(/*as_tables=*/true));
   return Status::OK();
 }
 
-Status Engine::Checkpoint() {
+Status Engine::Checkpoint(bool as_tables) {
   if (options_.read_only) return Status::OK();
   SHOAL_RETURN_IF_ERROR(broken_);
   PendingCheckpoint pending;
   PrepareCheckpoint(&pending);
-  SHOAL_RETURN_IF_ERROR(store_->Write(pending.group, true));
+  SHOAL_RETURN_IF_ERROR(as_tables ? store_->WriteAsTables(pending.group) : store_->Write(pending.group, true));
   FinishCheckpoint(pending);
   return Status::OK();
 }
@@ -800,34 +800,22 @@ Result<IngestSummary> Engine::Ingest(const std::vector<SourceSpec>& sources, con
     if (!apply_status.ok()) return apply_status;
     if (!reader_status.ok()) total.unreadable_sources.push_back(spec.path + ": " + reader_status.message());
   }
-  // The end of a bulk load overlaps its steps on two threads: the memtables (the earlier
-  // checkpoints' profiles; the event blocks went in as table files) are flushed while this
-  // thread serializes the checkpoint's profiles, and the checkpoint's own memtable (and the
-  // dedupe's last ids) while this thread shrinks the states. Besides making the checkpoint
-  // durable, the flushes spare the next open (an export, a profile lookup) replaying the
-  // write-ahead log: it reads table files instead.
+  // The end of a bulk load: the last checkpoint, written as table files (durable on return,
+  // and the next open reads them instead of replaying a log), and on a second thread the
+  // dedupe's last ids to event_index, while this thread releases the spare capacity growth
+  // left in every state. The memtables hold little (the event counts, blocks of small
+  // batches): they are flushed too, so the log stays short and the next open replays little.
   SHOAL_RETURN_IF_ERROR(broken_);
-  Status flushed;
-  std::thread flusher([&] { flushed = store_->Flush(); });
-  PendingCheckpoint pending;
-  PrepareCheckpoint(&pending);
-  flusher.join();
-  SHOAL_RETURN_IF_ERROR(flushed);
-  // Not synced: the flush below makes it durable before Ingest returns, and if the process
-  // died first the next open would replay the stored events after the previous checkpoint.
-  SHOAL_RETURN_IF_ERROR(store_->Write(pending.group, false));
-  FinishCheckpoint(pending);
-  // With it, the dedupe's recent ids go to event_index (FinishBulkLoad touches no state).
-  flusher = std::thread([&] { flushed = store_->Flush(); });
+  SHOAL_RETURN_IF_ERROR(Checkpoint(/*as_tables=*/true));
   Status settled;
-  std::thread settler([&] { settled = dedupe_->FinishBulkLoad(); });
-  // The bulk load is over: release the spare capacity growth left in every state.
+  std::thread settler([&] {
+    settled = dedupe_->FinishBulkLoad();
+    if (settled.ok()) settled = store_->Flush();
+  });
   states_.ForEachState([](CustomerState& state) { state.ShrinkToFit(); });
   states_.ShrinkToFit();
   identity_.ShrinkToFit();
-  flusher.join();
   settler.join();
-  SHOAL_RETURN_IF_ERROR(flushed);
   SHOAL_RETURN_IF_ERROR(settled);
   // And the per-batch scratch (~2 MiB of dedupe tables and lists, the encoded block): the next
   // batch allocates it again. (Assigning `{}` would keep the capacity: it is the

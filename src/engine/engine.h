@@ -135,8 +135,10 @@ class Engine {
   Result<IngestSummary> Apply(EventBatch& batch, bool sync,
                               std::vector<ApplyOutcome>* outcomes = nullptr,
                               std::vector<uint32_t>* profiles = nullptr);
-  // Writes dirty profiles, identity and shop-wide state atomically.
-  Status Checkpoint();
+  // Writes dirty profiles, identity and shop-wide state atomically and durably. as_tables: as
+  // table files the store ingests (KvStore::WriteAsTables), not through the log and a memtable
+  // that a flush writes again: for a checkpoint of many profiles (an ingest's, a replay's).
+  Status Checkpoint(bool as_tables = false);
   // For a process about to end without freeing its memory (std::_Exit after an ingest): closes
   // the store the RocksDB way (background work finished, files closed) when no snapshot shares
   // it. Everything the engine acknowledged is already durable; after this call the engine may

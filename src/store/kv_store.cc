@@ -355,7 +355,10 @@ Status KvStore::IngestTables(std::span<const TableRecord> records) {
     rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options, impl_->handles[c]);
     paths.push_back(NextIngestPath());
     s = writer.Open(paths.back());
-    for (size_t i = begin; i < end && s.ok(); ++i) s = writer.Put(ToSlice(records[i].key), ToSlice(records[i].value));
+    for (size_t i = begin; i < end && s.ok(); ++i) {
+      s = records[i].put ? writer.Put(ToSlice(records[i].key), ToSlice(records[i].value))
+                         : writer.Delete(ToSlice(records[i].key));
+    }
     if (s.ok()) s = writer.Finish();
     rocksdb::IngestExternalFileArg arg;
     arg.column_family = impl_->handles[c];
@@ -367,6 +370,34 @@ Status KvStore::IngestTables(std::span<const TableRecord> records) {
   if (s.ok()) s = impl_->db->IngestExternalFiles(args);
   remove_files();
   return FromRocks(s, "ingest of table files in " + dir_);
+}
+
+Status KvStore::WriteAsTables(const WriteGroup& group) {
+  std::vector<TableRecord> records;
+  records.reserve(group.Count());
+  for (const auto& op : group.impl_->ops) records.push_back({op.column, op.key, op.Value(), op.put});
+  std::vector<char> u64_keys(8 * (group.Count() - group.impl_->ops.size()));
+  size_t at = 0;
+  for (const auto& op : group.impl_->key_ops) {
+    for (uint64_t k : op.keys) {
+      EncodeKeyU64(k, u64_keys.data() + at);
+      records.push_back({op.column, std::string_view(u64_keys.data() + at, 8), {}, op.put});
+      at += 8;
+    }
+  }
+  // By column and key, the writes of one key in their order; then only the last of each key.
+  std::stable_sort(records.begin(), records.end(), [](const TableRecord& a, const TableRecord& b) {
+    return a.column != b.column ? a.column < b.column : a.key < b.key;
+  });
+  size_t kept = 0;
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (i + 1 < records.size() && records[i + 1].column == records[i].column && records[i + 1].key == records[i].key) {
+      continue;
+    }
+    records[kept++] = records[i];
+  }
+  records.resize(kept);
+  return IngestTables(records);
 }
 
 Status KvStore::LastKey(Column column, std::string* key) const {

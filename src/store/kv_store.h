@@ -108,8 +108,13 @@ class KvStore {
     Column column;
     std::string_view key;
     std::string_view value;
+    bool put = true;  // false: a deletion of `key` (value unused)
   };
   Status IngestTables(std::span<const TableRecord> records);
+  // Applies `group` as IngestTables does (atomic, durable on return, no log, no memtable): for
+  // large groups written once, like a checkpoint of every profile. Keys in any order; of a key
+  // written twice the last write counts, as in Write.
+  Status WriteAsTables(const WriteGroup& group);
   // The largest key of `column`, NotFound when it is empty.
   Status LastKey(Column column, std::string* key) const;
   // Calls fn(key, value) for every key >= start in order, until fn returns false or an error.
