@@ -135,6 +135,13 @@ class CustomerState {
   // Replaces this state; Corruption on truncated or malformed input (state then empty).
   Status Deserialize(std::string_view in);
 
+  // Asks the processor to bring parts of this state into cache, without waiting for them and
+  // without observable effect: stage 0 the state's own bytes; stage 1 (once those are in
+  // cache, or it stalls on them) the first lines a trait computation reads of its vectors (the
+  // newest and the oldest order, the categories, the cart days). For loops over many states
+  // not touched lately (the server's evaluation of a group's profiles), a few states ahead.
+  void Prefetch(int stage) const;
+
   // Heap + inline bytes held.
   size_t MemoryBytes() const;
   // Drops expired window buckets and releases spare vector capacity (after a bulk load, when

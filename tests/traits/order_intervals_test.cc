@@ -258,3 +258,37 @@ TEST(OrderIntervalsTest, CatalogueReadsTheCarriedValues) {
 
 }  // namespace
 }  // namespace shoal
+
+namespace shoal {
+namespace {
+
+// Orders arriving in any order land sorted by (time, total): long histories with many orders
+// at one time (the insertion point is found by total) and late orders, against std::sort.
+TEST(OrderIntervalsTest, OutOfOrderInsertsKeepTheOrdersSorted) {
+  TraitConfig config;
+  PopulationState population;
+  EventBatch batch;
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    std::mt19937_64 rng(seed);
+    CustomerState state;
+    std::vector<CustomerState::Order> want;
+    const TimeMicros base = DaysFromCivil(2024, 3, 5) * kDayMicros;
+    for (int i = 0; i < 1500; ++i) {
+      Event e;
+      e.type = static_cast<uint16_t>(EventType::kOrder);
+      // one fixed time (seed 1, 2), or a few hours, or any of 400 days
+      const uint64_t spread = seed <= 2 ? 1 : seed <= 4 ? 5 : 400 * 24;
+      e.timestamp = base + static_cast<TimeMicros>(rng() % spread) * kHourMicros;
+      e.total = static_cast<double>(1 + rng() % 50);
+      state.Update(e, batch, population, config);
+      want.push_back({e.timestamp, static_cast<int64_t>(e.total * kFixedScale)});
+    }
+    std::sort(want.begin(), want.end());
+    ASSERT_EQ(state.orders().size(), want.size());
+    EXPECT_TRUE(std::equal(want.begin(), want.end(), state.orders().begin())) << seed;
+    ExpectEqualsReference(state, "seed " + std::to_string(seed));
+  }
+}
+
+}  // namespace
+}  // namespace shoal
