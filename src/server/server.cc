@@ -450,12 +450,20 @@ void Server::Impl::EvaluateMany(const std::vector<std::pair<uint32_t, Cause>>& o
   // profiles ahead, in two stages (the state, then what it points to), so the evaluation does
   // not wait for memory once per read.
   constexpr size_t kAhead = 4;
+  // The current memberships, compared with the new ones, likewise: their array, then the
+  // strings' own buffers (names longer than the inline 15 characters).
   auto prefetch = [&](size_t i, size_t end) {
-    if (i + 2 * kAhead < end) engine->state(ordered[i + 2 * kAhead].first).Prefetch(0);
+    if (i + 2 * kAhead < end) {
+      const uint32_t p = ordered[i + 2 * kAhead].first;
+      engine->state(p).Prefetch(0);
+      if (p < current.size()) __builtin_prefetch(current[p].data());
+    }
     if (i + kAhead < end) {
       const uint32_t p = ordered[i + kAhead].first;
       engine->state(p).Prefetch(1);
-      if (p < current.size()) __builtin_prefetch(current[p].data());
+      if (p < current.size()) {
+        for (const std::string& membership : current[p]) __builtin_prefetch(membership.data());
+      }
     }
   };
   if (ParallelWorkers(ordered.size(), ctx.Threads(), kPerWorker) <= 1) {
