@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "common/time.h"
 #include "traits/coding.h"
@@ -897,6 +898,10 @@ void CustomerState::ShrinkToFit() {
   }
   if (rare_) rare_->user.shrink_to_fit();
 }
+
+static_assert(std::is_nothrow_move_constructible_v<CustomerState> &&
+                  std::is_nothrow_move_assignable_v<CustomerState>,
+              "vectors of states must move them on growth, not copy them");
 
 bool CustomerState::CachedDouble::Get(double* value) const {
   const uint64_t bits = bits_.load(std::memory_order_relaxed);

@@ -293,8 +293,10 @@ class CustomerState {
   class CachedDouble {
    public:
     CachedDouble() = default;
-    CachedDouble(const CachedDouble& other) : bits_(other.bits_.load(std::memory_order_relaxed)) {}
-    CachedDouble& operator=(const CachedDouble& other) {
+    // noexcept: CustomerState stays nothrow-movable (vectors of states move, not copy, on growth).
+    CachedDouble(const CachedDouble& other) noexcept
+        : bits_(other.bits_.load(std::memory_order_relaxed)) {}
+    CachedDouble& operator=(const CachedDouble& other) noexcept {
       bits_.store(other.bits_.load(std::memory_order_relaxed), std::memory_order_relaxed);
       return *this;
     }
