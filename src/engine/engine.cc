@@ -58,7 +58,8 @@ void ApplyEvents(IdentityGraph& identity, StateSlots& states,
   // The states of a batch's customers are scattered over memory and mostly not in cache: the
   // profile of the event kAhead * 2 positions on is looked up (read-only; merges on the way
   // only make the guess stale, never the result wrong) and its state fetched, then, kAhead on,
-  // what that state points to (CustomerState::Prefetch), so an update seldom waits for memory.
+  // what that state points to (CustomerState::Prefetch), and kAhead / 2 on, for an order, the
+  // lines where it may land, so an update seldom waits for memory.
   constexpr size_t kAhead = 4;
   uint32_t ahead[2 * kAhead];
   auto guess = [&](size_t pos) {
@@ -77,6 +78,13 @@ void ApplyEvents(IdentityGraph& identity, StateSlots& states,
     if (pos >= kAhead && pos + kAhead < indices.size()) {
       const uint32_t p = ahead[(pos + kAhead) % (2 * kAhead)];
       if (p != kNoProfile && p < states.size()) states[p].Prefetch(1);
+    }
+    if (pos >= kAhead + kAhead / 2 && pos + kAhead / 2 < indices.size()) {
+      const Event& later = batch.events[indices[pos + kAhead / 2]];
+      const uint32_t p = ahead[(pos + kAhead / 2) % (2 * kAhead)];
+      if (later.Is(EventType::kOrder) && p != kNoProfile && p < states.size()) {
+        states[p].PrefetchOrderAt(later.timestamp);
+      }
     }
     const uint32_t idx = indices[pos];
     const Event& e = batch.events[idx];

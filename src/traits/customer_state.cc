@@ -73,11 +73,14 @@ typename Vec::value_type& FindOrInsert(Vec* v, K k, KeyFn key, MakeFn make) {
 // depend on each other, so the memory latencies overlap (a binary search waits for one per
 // halving: ~7 for 400 orders, one round trip to memory each), then a binary search of the last
 // short range. O(log n) comparisons as well.
+constexpr size_t kColdProbes = 15;
+constexpr size_t kColdSearchMin = 4 * (kColdProbes + 1);  // shorter ranges: a binary search
+
 template <typename T>
 size_t UpperBoundOfCold(const CompactVector<T>& v, const T& value) {
-  constexpr size_t kProbes = 15;
+  constexpr size_t kProbes = kColdProbes;
   size_t lo = 0, hi = v.size();  // the answer is in [lo, hi]
-  while (hi - lo > 4 * (kProbes + 1)) {
+  while (hi - lo > kColdSearchMin) {
     const size_t step = (hi - lo) / (kProbes + 1);
     size_t at_most = 0;  // probes <= value: a prefix of them, the array being sorted
     for (size_t k = 1; k <= kProbes; ++k) at_most += !(value < v[lo + k * step]);
@@ -926,6 +929,13 @@ void CustomerState::Prefetch(int stage) const {
   }
   if (!categories_.empty()) __builtin_prefetch(categories_.data());
   if (!cart_days_.empty()) __builtin_prefetch(cart_days_.data());
+}
+
+void CustomerState::PrefetchOrderAt(TimeMicros timestamp) const {
+  const size_t n = orders_.size();
+  if (n <= kColdSearchMin || timestamp > orders_.back().timestamp) return;  // appended
+  const size_t step = n / (kColdProbes + 1);  // UpperBoundOfCold's first round
+  for (size_t k = 1; k <= kColdProbes; ++k) __builtin_prefetch(&orders_[k * step]);
 }
 
 void CustomerState::RecountOrderDays() {

@@ -141,6 +141,9 @@ class CustomerState {
   // newest and the oldest order, the categories, the cart days). For loops over many states
   // not touched lately (the server's evaluation of a group's profiles), a few states ahead.
   void Prefetch(int stage) const;
+  // After Prefetch(1): when an order at `timestamp` would land inside a long history rather
+  // than after its newest order, asks for the lines the search for its place reads first.
+  void PrefetchOrderAt(TimeMicros timestamp) const;
 
   // Heap + inline bytes held.
   size_t MemoryBytes() const;
