@@ -445,8 +445,32 @@ void Server::Impl::EvaluateMany(const std::vector<std::pair<uint32_t, Cause>>& o
                                 TimeMicros now, WriteGroup* group,
                                 std::vector<std::pair<size_t, OutboxEntry>>* pending) {
   constexpr size_t kPerWorker = 256;
+  // The profiles of a group are scattered over memory and mostly not in cache (the apply
+  // touched them, on another core or long enough ago): their states are fetched a few
+  // profiles ahead, in two stages (the state, then what it points to), so the evaluation does
+  // not wait for memory once per read.
+  constexpr size_t kAhead = 4;
+  // The current memberships, compared with the new ones, likewise: their array, then the
+  // strings' own buffers (names longer than the inline 15 characters).
+  auto prefetch = [&](size_t i, size_t end) {
+    if (i + 2 * kAhead < end) {
+      const uint32_t p = ordered[i + 2 * kAhead].first;
+      engine->state(p).Prefetch(0);
+      if (p < current.size()) __builtin_prefetch(current[p].data());
+    }
+    if (i + kAhead < end) {
+      const uint32_t p = ordered[i + kAhead].first;
+      engine->state(p).Prefetch(1);
+      if (p < current.size()) {
+        for (const std::string& membership : current[p]) __builtin_prefetch(membership.data());
+      }
+    }
+  };
   if (ParallelWorkers(ordered.size(), ctx.Threads(), kPerWorker) <= 1) {
-    for (const auto& [p, c] : ordered) Evaluate(p, now, c, group, pending);
+    for (size_t i = 0; i < ordered.size(); ++i) {
+      prefetch(i, ordered.size());
+      Evaluate(ordered[i].first, now, ordered[i].second, group, pending);
+    }
     return;
   }
   std::vector<Computed> computed(ordered.size());
@@ -454,6 +478,7 @@ void Server::Impl::EvaluateMany(const std::vector<std::pair<uint32_t, Cause>>& o
       ordered.size(), ctx.Threads(),
       [&](size_t begin, size_t end, int) {
         for (size_t i = begin; i < end; ++i) {
+          prefetch(i, end);
           const uint32_t p = ordered[i].first;
           if (!engine->identity().Alive(p)) continue;
           // Kept only when it differs from the current memberships (read-only meanwhile): most

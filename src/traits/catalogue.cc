@@ -369,33 +369,12 @@ void TraitCatalogue::ComputeWith(const CustomerState& s, double premium_index, T
   out[kMonetaryTotal] = monetary;
   out[kNetSpend] = monetary - s.RefundedTotal();
 
-  // Inter-purchase intervals over distinct order days.
+  // Inter-purchase intervals over distinct order days (carried by the state: O(1) unless an
+  // order opened a new order day since they were last read).
   if ((sections & kSectionIntervals) && !orders.empty()) {
-    int64_t prev_day = DayOf(orders.front().timestamp);
-    double gap_sum = 0;
-    int64_t gaps = 0;
-    for (const auto& o : orders) {
-      const int64_t day = DayOf(o.timestamp);
-      if (day != prev_day) {
-        gap_sum += static_cast<double>(day - prev_day);
-        ++gaps;
-      }
-      prev_day = day;
-    }
-    if (gaps > 0) {
-      const double mean = gap_sum / static_cast<double>(gaps);
-      double squares = 0;  // second pass: no cancellation
-      prev_day = DayOf(orders.front().timestamp);
-      for (const auto& o : orders) {
-        const int64_t day = DayOf(o.timestamp);
-        if (day == prev_day) continue;
-        double deviation = static_cast<double>(day - prev_day) - mean;
-        squares += deviation * deviation;
-        prev_day = day;
-      }
-      out[kIpiMeanDays] = mean;
-      out[kIpiStdDays] = std::sqrt(squares / static_cast<double>(gaps));
-    }
+    const IntervalStatistics intervals = s.OrderIntervals();
+    out[kIpiMeanDays] = intervals.mean_days;
+    out[kIpiStdDays] = intervals.std_days;
   }
 
   // Windows and trends: the orders are sorted by time, so the scan goes from the newest back

@@ -4,6 +4,8 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <type_traits>
 
 #include "common/time.h"
 #include "traits/coding.h"
@@ -64,6 +66,29 @@ typename Vec::value_type& FindOrInsert(Vec* v, K k, KeyFn key, MakeFn make) {
                              [&key](const T& item, K value) { return key(item) < value; });
   if (it != v->end() && key(*it) == k) return *it;
   return *v->insert(it, make());
+}
+
+// std::upper_bound over a sorted array that is likely not in cache (a long order history of
+// a customer not seen for a while): rounds of 15 evenly spaced probes whose loads do not
+// depend on each other, so the memory latencies overlap (a binary search waits for one per
+// halving: ~7 for 400 orders, one round trip to memory each), then a binary search of the last
+// short range. O(log n) comparisons as well.
+constexpr size_t kColdProbes = 15;
+constexpr size_t kColdSearchMin = 4 * (kColdProbes + 1);  // shorter ranges: a binary search
+
+template <typename T>
+size_t UpperBoundOfCold(const CompactVector<T>& v, const T& value) {
+  constexpr size_t kProbes = kColdProbes;
+  size_t lo = 0, hi = v.size();  // the answer is in [lo, hi]
+  while (hi - lo > kColdSearchMin) {
+    const size_t step = (hi - lo) / (kProbes + 1);
+    size_t at_most = 0;  // probes <= value: a prefix of them, the array being sorted
+    for (size_t k = 1; k <= kProbes; ++k) at_most += !(value < v[lo + k * step]);
+    const size_t new_lo = at_most == 0 ? lo : lo + at_most * step + 1;
+    hi = at_most == kProbes ? hi : lo + (at_most + 1) * step;
+    lo = new_lo;
+  }
+  return static_cast<size_t>(std::upper_bound(v.begin() + lo, v.begin() + hi, value) - v.begin());
 }
 
 void KeepLater(TimeMicros t, double v, TimeMicros* last_time, double* last_value) {
@@ -247,10 +272,22 @@ void CustomerState::AddOrder(const Event& e, const EventBatch& batch, Population
   double total = std::isfinite(e.total) ? e.total : line_gross - line_discounts - order_discount;
   Order order{e.timestamp, ToFixed(total)};
   orders_total_fixed_ = WrappingAdd(orders_total_fixed_, order.total_fixed);
-  if (orders_.empty() || !(order < orders_.back())) {
+  size_t pos = orders_.size();
+  if (pos > 0 && order < orders_.back()) pos = UpperBoundOfCold(orders_, order);
+  if (pos == orders_.size()) {
     orders_.push_back(order);
   } else {
-    orders_.insert(std::upper_bound(orders_.begin(), orders_.end(), order), order);
+    orders_.insert(orders_.begin() + pos, order);
+  }
+  // Orders of one day are adjacent: the order opens a new order day unless a neighbour has
+  // its day.
+  const int64_t order_day = DayOf(order.timestamp);
+  const bool known_day =
+      (pos > 0 && DayOf(orders_[pos - 1].timestamp) == order_day) ||
+      (pos + 1 < orders_.size() && DayOf(orders_[pos + 1].timestamp) == order_day);
+  if (!known_day) {
+    ++order_days_;
+    ipi_std_days_.Clear();
   }
   discount_fixed_ += ToFixed(order_discount + line_discounts);
   for (const OrderLine& line : lines) {
@@ -454,6 +491,7 @@ void CustomerState::Combine(const CustomerState& other) {
                merged.begin());
     orders_.swap(merged);
     orders_total_fixed_ = WrappingAdd(orders_total_fixed_, other.orders_total_fixed_);
+    RecountOrderDays();
   }
   MergeByKey(
       &activity_, other.activity_, [](const ActivityDay& d) { return d.day; },
@@ -690,6 +728,7 @@ Status CustomerState::Deserialize(std::string_view in) {
     if (i > 0 && orders_[i] < orders_[i - 1]) return bad("unsorted orders");
     orders_total_fixed_ = WrappingAdd(orders_total_fixed_, orders_[i].total_fixed);
   }
+  RecountOrderDays();
   if (!r.Count(&n, 3)) return bad("bad activity count");
   activity_.resize(n);
   int64_t prev_day = 0;
@@ -861,6 +900,99 @@ void CustomerState::ShrinkToFit() {
     u.distinct.shrink_to_fit();
   }
   if (rare_) rare_->user.shrink_to_fit();
+}
+
+static_assert(std::is_nothrow_move_constructible_v<CustomerState> &&
+                  std::is_nothrow_move_assignable_v<CustomerState>,
+              "vectors of states must move them on growth, not copy them");
+
+bool CustomerState::CachedDouble::Get(double* value) const {
+  const uint64_t bits = bits_.load(std::memory_order_relaxed);
+  if (bits == kEmpty) return false;
+  *value = std::bit_cast<double>(bits);
+  return true;
+}
+
+void CustomerState::CachedDouble::Set(double value) const {
+  bits_.store(std::bit_cast<uint64_t>(value), std::memory_order_relaxed);
+}
+
+void CustomerState::Prefetch(int stage) const {
+  if (stage == 0) {
+    const char* bytes = reinterpret_cast<const char*>(this);
+    for (size_t offset = 0; offset < sizeof(*this); offset += 64) __builtin_prefetch(bytes + offset);
+    return;
+  }
+  if (!orders_.empty()) {
+    __builtin_prefetch(&orders_.back());
+    __builtin_prefetch(orders_.data());
+  }
+  if (!categories_.empty()) __builtin_prefetch(categories_.data());
+  if (!cart_days_.empty()) __builtin_prefetch(cart_days_.data());
+}
+
+void CustomerState::PrefetchOrderAt(TimeMicros timestamp) const {
+  const size_t n = orders_.size();
+  if (n <= kColdSearchMin || timestamp > orders_.back().timestamp) return;  // appended
+  const size_t step = n / (kColdProbes + 1);  // UpperBoundOfCold's first round
+  for (size_t k = 1; k <= kColdProbes; ++k) __builtin_prefetch(&orders_[k * step]);
+}
+
+void CustomerState::RecountOrderDays() {
+  order_days_ = 0;
+  int64_t prev_day = 0;
+  for (const Order& o : orders_) {
+    const int64_t day = DayOf(o.timestamp);
+    if (order_days_ == 0 || day != prev_day) ++order_days_;
+    prev_day = day;
+  }
+  ipi_std_days_.Clear();
+}
+
+IntervalStatistics CustomerState::OrderIntervals() const {
+  constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+  if (order_days_ < 2) return {kNaN, kNaN};
+  // The reference adds the whole-day gaps as doubles: every partial sum is an integer far
+  // below 2^53, so the sum is exactly last day - first day, and its mean is this division.
+  const int64_t span_days = DayOf(orders_.back().timestamp) - DayOf(orders_.front().timestamp);
+  const double mean = static_cast<double>(span_days) / static_cast<double>(order_days_ - 1);
+  double std_days;
+  if (!ipi_std_days_.Get(&std_days)) {
+    std_days = ComputeIntervalStatistics(orders_).std_days;
+    ipi_std_days_.Set(std_days);
+  }
+  return {mean, std_days};
+}
+
+IntervalStatistics ComputeIntervalStatistics(std::span<const CustomerState::Order> orders) {
+  constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+  IntervalStatistics out{kNaN, kNaN};
+  if (orders.empty()) return out;
+  int64_t prev_day = DayOf(orders.front().timestamp);
+  double gap_sum = 0;
+  int64_t gaps = 0;
+  for (const auto& o : orders) {
+    const int64_t day = DayOf(o.timestamp);
+    if (day != prev_day) {
+      gap_sum += static_cast<double>(day - prev_day);
+      ++gaps;
+    }
+    prev_day = day;
+  }
+  if (gaps == 0) return out;
+  const double mean = gap_sum / static_cast<double>(gaps);
+  double squares = 0;  // second pass: no cancellation
+  prev_day = DayOf(orders.front().timestamp);
+  for (const auto& o : orders) {
+    const int64_t day = DayOf(o.timestamp);
+    if (day == prev_day) continue;
+    double deviation = static_cast<double>(day - prev_day) - mean;
+    squares += deviation * deviation;
+    prev_day = day;
+  }
+  out.mean_days = mean;
+  out.std_days = std::sqrt(squares / static_cast<double>(gaps));
+  return out;
 }
 
 std::vector<OrderRecord> OrderHistory(const CustomerState& state) {

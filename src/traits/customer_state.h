@@ -6,6 +6,7 @@
 // into trait values as of a time.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -26,6 +27,14 @@ namespace shoal {
 constexpr double kFixedScale = 1e6;
 // Days of view/session history kept for views_30d and sessions_30d.
 constexpr int kActivityWindowDays = 30;
+
+// Inter-purchase intervals of a customer: the gaps in days between consecutive distinct UTC
+// days with an order, their mean and population standard deviation (both NaN with fewer than
+// two order days).
+struct IntervalStatistics {
+  double mean_days;
+  double std_days;
+};
 
 class CustomerState {
  public:
@@ -126,6 +135,16 @@ class CustomerState {
   // Replaces this state; Corruption on truncated or malformed input (state then empty).
   Status Deserialize(std::string_view in);
 
+  // Asks the processor to bring parts of this state into cache, without waiting for them and
+  // without observable effect: stage 0 the state's own bytes; stage 1 (once those are in
+  // cache, or it stalls on them) the first lines a trait computation reads of its vectors (the
+  // newest and the oldest order, the categories, the cart days). For loops over many states
+  // not touched lately (the server's evaluation of a group's profiles), a few states ahead.
+  void Prefetch(int stage) const;
+  // After Prefetch(1): when an order at `timestamp` would land inside a long history rather
+  // than after its newest order, asks for the lines the search for its place reads first.
+  void PrefetchOrderAt(TimeMicros timestamp) const;
+
   // Heap + inline bytes held.
   size_t MemoryBytes() const;
   // Drops expired window buckets and releases spare vector capacity (after a bulk load, when
@@ -140,6 +159,17 @@ class CustomerState {
   std::span<const Order> orders() const { return orders_; }
   // Sum of the orders' total_fixed, carried (O(1)); equals summing orders().
   int64_t OrdersTotalFixed() const { return orders_total_fixed_; }
+  // Distinct UTC days with an order, carried (O(1)); equals counting them in orders().
+  uint32_t NumOrderDays() const { return order_days_; }
+  // Equals ComputeIntervalStatistics(orders()) bit for bit, without its passes over the orders
+  // in the common cases: the mean is (last - first order day) / (order days - 1), which is what
+  // the reference's sum of whole-day gaps telescopes to exactly; the standard deviation is the
+  // reference's own result, computed on first read and kept until an order opens a new order
+  // day (an order on a day that already has one changes no gap) or the state is combined or
+  // loaded. So O(1) per read after an order on a known day, one pass after a new day. Safe for
+  // concurrent readers of a const state (the kept value is a relaxed atomic; readers racing to
+  // fill it store the same bits).
+  IntervalStatistics OrderIntervals() const;
   std::span<const ActivityDay> activity_days() const;  // live buckets only
   std::span<const int32_t> cart_days() const { return cart_days_; }
   std::span<const CategoryStats> categories() const { return categories_; }
@@ -258,8 +288,42 @@ class CustomerState {
   // Derived, not state: the sum of orders_[].total_fixed (exact integer sum, so the order of
   // additions does not matter). Kept by AddOrder and Combine, rebuilt by Deserialize.
   int64_t orders_total_fixed_ = 0;
+  // Derived, not state: distinct UTC days of orders_ (kept like orders_total_fixed_), and the
+  // standard deviation of the gaps between them (OrderIntervals), filled on first read and
+  // emptied when the order days change.
+  uint32_t order_days_ = 0;
+  // A double computed from a const state on first read and kept until the state changes.
+  class CachedDouble {
+   public:
+    CachedDouble() = default;
+    // noexcept: CustomerState stays nothrow-movable (vectors of states move, not copy, on growth).
+    CachedDouble(const CachedDouble& other) noexcept
+        : bits_(other.bits_.load(std::memory_order_relaxed)) {}
+    CachedDouble& operator=(const CachedDouble& other) noexcept {
+      bits_.store(other.bits_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      return *this;
+    }
+    // False when empty.
+    bool Get(double* value) const;
+    void Set(double value) const;
+    void Clear() { bits_.store(kEmpty, std::memory_order_relaxed); }
+
+   private:
+    // A NaN payload no arithmetic produces (the kept values are never NaN anyway).
+    static constexpr uint64_t kEmpty = 0x7ff0'dead'beef'0001ULL;
+    mutable std::atomic<uint64_t> bits_{kEmpty};
+  };
+  CachedDouble ipi_std_days_;
+  // Recounts order_days_ from orders_ and empties ipi_std_days_ (after Combine, Deserialize).
+  void RecountOrderDays();
   void RebuildUserIndex();
 };
+
+// The reference computation of the inter-purchase intervals over `orders` (sorted by time): a
+// pass for the mean of the gaps, a second for their squared deviations (no cancellation). Its
+// order of operations defines the trait values (ipi_mean_days, ipi_std_days);
+// CustomerState::OrderIntervals returns the same bits without the passes.
+IntervalStatistics ComputeIntervalStatistics(std::span<const CustomerState::Order> orders);
 
 // A customer's orders as (timestamp, total), sorted by time: the input of BTYD models
 // ((x, t_x, T) per customer).
