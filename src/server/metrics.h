@@ -38,7 +38,7 @@ struct ServerMetrics {
   std::array<LatencyHistogram, static_cast<size_t>(Route::kNumRoutes)> latency;
   std::atomic<uint64_t> events_accepted{0}, events_rejected{0}, events_stored{0},
       events_duplicate{0}, group_commits{0}, membership_entered{0}, membership_exited{0},
-      timer_evaluations{0}, consent_suppressed{0};
+      timer_evaluations{0}, consent_suppressed{0}, lookups_deferred{0};
   std::atomic<int64_t> writer_queue_depth{0}, timer_pending{0};
 };
 
