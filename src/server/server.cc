@@ -164,6 +164,32 @@ struct OutboxEntry {
   std::string body;
 };
 
+// The engine lock held exclusively (the apply leader's mutations), each hold's duration
+// observed into `held` once released (shoal_engine_exclusive_hold_seconds).
+class ExclusiveHold {
+ public:
+  ExclusiveHold(WriterPreferringSharedMutex& mu, LatencyHistogram& held)
+      : lock_(mu), held_(held), since_(Clock::now()) {}
+  ~ExclusiveHold() {
+    if (lock_.owns_lock()) unlock();
+  }
+  ExclusiveHold(const ExclusiveHold&) = delete;
+  ExclusiveHold& operator=(const ExclusiveHold&) = delete;
+  void unlock() {
+    lock_.unlock();
+    held_.Observe(std::chrono::duration<double>(Clock::now() - since_).count());
+  }
+  void lock() {
+    lock_.lock();
+    since_ = Clock::now();
+  }
+
+ private:
+  std::unique_lock<WriterPreferringSharedMutex> lock_;
+  LatencyHistogram& held_;
+  Clock::time_point since_;
+};
+
 }  // namespace
 
 // A webhook destination's queue and its delivery thread.
@@ -581,7 +607,7 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
     // prefers this writer: with glibc's reader-preferring std::shared_mutex a stream of lookups
     // kept it out (docs/benchmarks/server-lookup.md). No other thread fsyncs while it is held,
     // so the log write under it waits for none.
-    std::unique_lock lock(engine_mu);
+    ExclusiveHold lock(engine_mu, metrics.engine_exclusive_hold);
     const TimeMicros now = ctx.Now();
     touched.clear();
     bool merged_any = false;
@@ -734,7 +760,7 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
     }
     Status st = engine->store().Write(pending_checkpoint.group, /*sync=*/true);
     if (st.ok()) {
-      std::unique_lock lock(engine_mu);
+      ExclusiveHold lock(engine_mu, metrics.engine_exclusive_hold);
       engine->FinishCheckpoint(pending_checkpoint);
     } else {
       std::fprintf(stderr, "shoal serve: checkpoint failed: %s\n", st.message().c_str());
@@ -747,7 +773,7 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
 }
 
 void Server::Impl::ProcessForget(Job& job) {
-  std::unique_lock lock(engine_mu);
+  ExclusiveHold lock(engine_mu, metrics.engine_exclusive_hold);
   uint32_t p = engine->FindProfile(job.identifier);
   if (p == kNoProfile) {
     job.status = Status::NotFound("no profile has the identifier '" + job.identifier + "'");
@@ -1139,6 +1165,10 @@ std::string Server::Impl::MetricsText() const {
     metrics.latency[r].Render(&out, "shoal_http_request_duration_seconds",
                               std::string("route=\"") + RouteName(static_cast<Route>(r)) + "\"");
   }
+  out += "# HELP shoal_engine_exclusive_hold_seconds How long the apply leader held the engine "
+         "lock exclusively, per hold (lookups wait at most this long).\n"
+         "# TYPE shoal_engine_exclusive_hold_seconds histogram\n";
+  metrics.engine_exclusive_hold.Render(&out, "shoal_engine_exclusive_hold_seconds", "");
   auto counter = [&](const char* name, const char* help, uint64_t v) {
     std::snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name,
                   name, static_cast<unsigned long long>(v));
