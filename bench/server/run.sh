@@ -6,6 +6,9 @@
 # the customers, POST /v1/rebuild builds segments, RFM, audiences and scores, so the later phases
 # run with the build's membership source (every event re-scores RFM, cluster, audiences);
 # SHOAL_BENCH_BUILD=0 keeps the pre-build threshold source throughout.
+# SHOAL_BENCH_ONLY=mixed runs only the batch phase (it creates the customers), the rebuild,
+# the idle lookups from 8 connections and the lookups (8 connections) beside single events (8
+# connections), then stops: the phase of issue #7, for quicker A/B runs.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -72,6 +75,49 @@ if [ "${SHOAL_BENCH_BUILD:-1}" != 0 ]; then
   wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$here/post_batch.lua" "$url" | tee "$work/batch_built.txt"
   ticks > "$work/batch_built.t1"
 fi
+only=${SHOAL_BENCH_ONLY:-}
+lookup_conns=${WRK_LOOKUP_CONNECTIONS:-8}
+if [ "$only" = mixed ]; then
+  phase d
+  echo "== profile lookups (idle), $lookup_conns connections"
+  wrk -t"$threads" -c"$lookup_conns" -d"${duration}s" --latency -s "$here/get_profile.lua" "$url" | tee "$work/lookup_few.txt"
+  phase f
+  echo "== profile lookups ($lookup_conns connections) while single events stream in ($lookup_conns connections)"
+  ticks > "$work/mixed.t0"
+  curl -s "$url/metrics" > "$work/mixed.m0"
+  wrk -t1 -c"$lookup_conns" -d"${duration}s" --latency -s "$here/post_single.lua" "$url" > "$work/single_bg_few.txt" &
+  bg=$!
+  wrk -t1 -c"$lookup_conns" -d"${duration}s" --latency -s "$here/get_profile.lua" "$url" | tee "$work/lookup_mixed_few.txt"
+  wait $bg
+  ticks > "$work/mixed.t1"
+  curl -s "$url/metrics" > "$work/mixed.m1"
+  echo
+  echo "| workload | figure |"
+  echo "|---|---|"
+  echo "| events/s in batches of 100, threshold source | $(awk -v r="$(rps "$work/batch.txt")" 'BEGIN {printf "%.0f", r * 100}') |"
+  [ -f "$work/batch_built.txt" ] && echo "| events/s in batches of 100, build source | $(awk -v r="$(rps "$work/batch_built.txt")" 'BEGIN {printf "%.0f", r * 100}') |"
+  echo "| profile lookups/s, p50 / p99 (idle, c=$lookup_conns) | $(rps "$work/lookup_few.txt"), $(pct "$work/lookup_few.txt" 50%) / $(pct "$work/lookup_few.txt" 99%) |"
+  echo "| single events/s beside the lookups | $(rps "$work/single_bg_few.txt") |"
+  echo "| single event p50 / p99 beside the lookups | $(pct "$work/single_bg_few.txt" 50%) / $(pct "$work/single_bg_few.txt" 99%) |"
+  echo "| profile lookups/s beside the events | $(rps "$work/lookup_mixed_few.txt") |"
+  echo "| profile lookup p50 / p99 / max beside the events | $(pct "$work/lookup_mixed_few.txt" 50%) / $(pct "$work/lookup_mixed_few.txt" 99%) / $(awk '/Latency/ && !/Distribution/ {print $4; exit}' "$work/lookup_mixed_few.txt") |"
+  echo "| server CPU per request (lookups + events) | $(awk -v a="$(cat "$work/mixed.t0")" -v b="$(cat "$work/mixed.t1")" -v n="$(( $(reqs "$work/single_bg_few.txt") + $(reqs "$work/lookup_mixed_few.txt") ))" -v hz="$hz" 'BEGIN {printf "%.1f", (b - a) * 1e6 / hz / n}') us |"
+  # The apply leader's exclusive holds of the engine lock during the phase (what a lookup can
+  # wait for), from the server's histogram; binaries without it say n/a.
+  holds() {  # holds LE: share of the phase's holds longer than LE seconds
+    awk -v le="$1" -v f0="$work/mixed.m0" '
+      FILENAME == f0 && /^shoal_engine_exclusive_hold_seconds_bucket/ {
+        if (index($0, "le=\"" le "\"")) a0 = $2; if (index($0, "+Inf")) n0 = $2; next }
+      /^shoal_engine_exclusive_hold_seconds_bucket/ {
+        if (index($0, "le=\"" le "\"")) a1 = $2; if (index($0, "+Inf")) n1 = $2 }
+      END { if (n1 == "" || n1 == n0) print "n/a"; else printf "%.2f%%", 100 * (1 - (a1 - a0) / (n1 - n0)) }
+    ' "$work/mixed.m0" "$work/mixed.m1"
+  }
+  echo "| exclusive engine-lock holds longer than 0.25 / 1 / 2.5 ms | $(holds 0.00025) / $(holds 0.001) / $(holds 0.0025) |"
+  echo "| lookups deferred to a worker (lock taken), since start | $(awk '/^shoal_lookups_deferred_total/ {print $2}' "$work/mixed.m1") |"
+  echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+  exit 0
+fi
 phase c
 echo "== single events, keep-alive"
 ticks > "$work/single.t0"
@@ -85,7 +131,6 @@ phase d
 # The same lookups from fewer connections: with wrk on the same 2 cores, 32 busy connections
 # keep 4 threads runnable on 2 cores and a lookup's p99 becomes the scheduler's time slice;
 # from 8 the server answers more lookups per second and the latency is the server's own.
-lookup_conns=${WRK_LOOKUP_CONNECTIONS:-8}
 echo "== profile lookups (idle), $lookup_conns connections"
 wrk -t"$threads" -c"$lookup_conns" -d"${duration}s" --latency -s "$here/get_profile.lua" "$url" | tee "$work/lookup_few.txt"
 phase f

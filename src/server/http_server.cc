@@ -31,7 +31,7 @@ using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
-enum class HandlerKind { kInline, kWorker, kAsync };
+enum class HandlerKind { kInline, kWorker, kAsync, kInlineUnlessBusy };
 
 constexpr size_t kReadChunk = 64 << 10;
 constexpr int kMaxEvents = 256;
@@ -148,6 +148,7 @@ struct RouteEntry {
   HandlerKind kind = HandlerKind::kInline;
   HttpHandler handler;
   HttpAsyncHandler async;
+  HttpTryHandler try_handler;  // kInlineUnlessBusy
 };
 
 struct Loop;
@@ -745,17 +746,30 @@ void ServerCore::Dispatch(Loop* loop, const std::shared_ptr<Connection>& conn) {
     QueueOnLoop(conn.get(), res, false);
     return;
   }
+  if (found->kind == HandlerKind::kInlineUnlessBusy) {
+    bool answered = true;
+    try {
+      answered = found->try_handler(req, &res, /*may_wait=*/false);
+    } catch (const std::exception& e) {
+      res = ErrorResponse(500, std::string("internal error: ") + e.what());
+    }
+    if (answered) {
+      QueueOnLoop(conn.get(), res, false);
+      return;
+    }
+  }
   {
     std::lock_guard lock(conn->mu);
     conn->in_flight = true;
   }
   in_flight.fetch_add(1);
-  if (found->kind == HandlerKind::kWorker) {
+  if (found->kind == HandlerKind::kWorker || found->kind == HandlerKind::kInlineUnlessBusy) {
     std::lock_guard lock(work_mu);
     work.emplace_back([this, conn, found] {
       HttpResponse out;
       try {
-        found->handler(conn->request, &out);
+        if (found->kind == HandlerKind::kWorker) found->handler(conn->request, &out);
+        else (void)found->try_handler(conn->request, &out, /*may_wait=*/true);
       } catch (const std::exception& e) {
         out = ErrorResponse(500, std::string("internal error: ") + e.what());
       }
@@ -1178,12 +1192,13 @@ HttpServer::~HttpServer() { Stop(); }
 namespace {
 
 void AddRoute(ServerCore* core, std::string method, const std::string& pattern, HandlerKind kind,
-              HttpHandler handler, HttpAsyncHandler async) {
+              HttpHandler handler, HttpAsyncHandler async, HttpTryHandler try_handler = nullptr) {
   http_internal::RouteEntry route;
   route.method = std::move(method);
   route.kind = kind;
   route.handler = std::move(handler);
   route.async = std::move(async);
+  route.try_handler = std::move(try_handler);
   size_t at = 1;
   while (at <= pattern.size()) {
     size_t slash = pattern.find('/', at);
@@ -1206,6 +1221,10 @@ void HttpServer::Worker(std::string method, std::string pattern, HttpHandler han
 }
 void HttpServer::Async(std::string method, std::string pattern, HttpAsyncHandler handler) {
   AddRoute(core_.get(), std::move(method), pattern, HandlerKind::kAsync, nullptr, std::move(handler));
+}
+void HttpServer::InlineUnlessBusy(std::string method, std::string pattern, HttpTryHandler handler) {
+  AddRoute(core_.get(), std::move(method), pattern, HandlerKind::kInlineUnlessBusy, nullptr, nullptr,
+           std::move(handler));
 }
 void HttpServer::SetBeforeRoute(std::function<bool(const HttpRequest&, HttpResponse*)> hook) {
   core_->before_route = std::move(hook);

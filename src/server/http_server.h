@@ -8,7 +8,9 @@
 //   inline  -- run on the I/O thread (short: lookups, health, metrics);
 //   worker  -- run on a small worker pool (anything that can take long);
 //   async   -- get a one-shot HttpResponder that may be completed later from any thread; the
-//              connection stays parked (its next pipelined request unparsed) until then.
+//              connection stays parked (its next pipelined request unparsed) until then;
+//   inline unless busy -- run on the I/O thread when they can answer without waiting (a lock
+//              free at once), else on the worker pool, so a loop never waits for them.
 #pragma once
 
 #include <functional>
@@ -102,6 +104,10 @@ class HttpResponder {
 using HttpHandler = std::function<void(const HttpRequest&, HttpResponse*)>;
 // The request stays valid until the responder is completed.
 using HttpAsyncHandler = std::function<void(const HttpRequest&, HttpResponder)>;
+// may_wait = false (on the I/O thread): answer into *res and return true, or return false
+// without answering when that would mean waiting (the request then goes to the worker pool).
+// may_wait = true (on a worker): answer; the return value is ignored.
+using HttpTryHandler = std::function<bool(const HttpRequest&, HttpResponse*, bool may_wait)>;
 
 class HttpServer {
  public:
@@ -117,6 +123,9 @@ class HttpServer {
   void Inline(std::string method, std::string pattern, HttpHandler handler);
   void Worker(std::string method, std::string pattern, HttpHandler handler);
   void Async(std::string method, std::string pattern, HttpAsyncHandler handler);
+  // Inline unless busy: the I/O thread runs `handler` with may_wait = false; when it declines,
+  // a worker runs it again with may_wait = true (the connection waits, the loop does not).
+  void InlineUnlessBusy(std::string method, std::string pattern, HttpTryHandler handler);
   // Runs on the I/O thread before routing, for every request; returns true when it answered
   // (e.g. 401), and the route is then not run.
   void SetBeforeRoute(std::function<bool(const HttpRequest&, HttpResponse*)> hook);

@@ -26,7 +26,9 @@ class MembershipSource {
  public:
   virtual ~MembershipSource();
   // Every membership `profile` (an alive profile slot) holds at `now`, sorted, no duplicates.
-  // Called by the server's apply leader with the engine locked; must not modify it.
+  // Must not modify the engine. Every method may be called from several threads at once (the
+  // apply leader and its workers with the lock released, lookups under the shared lock), never
+  // while the engine is being modified: implementations are thread-safe for concurrent calls.
   virtual std::vector<std::string> Memberships(const Engine& engine, uint32_t profile,
                                                TimeMicros now) const = 0;
   // The earliest time > now at which this profile's memberships may change with no new event

@@ -33,20 +33,23 @@ void LatencyHistogram::Render(std::string* out, const std::string& name,
                               const std::string& labels) const {
   uint64_t cumulative = 0;
   char line[256];
+  // No labels: `name_bucket{le=..}` and a bare `name_sum`.
+  const std::string bucket_labels = labels.empty() ? "" : labels + ",";
+  const std::string other_labels = labels.empty() ? "" : "{" + labels + "}";
   for (size_t b = 0; b <= kBounds.size(); ++b) {
     cumulative += buckets_[b].load(std::memory_order_relaxed);
     if (b < kBounds.size()) {
-      std::snprintf(line, sizeof line, "%s_bucket{%s,le=\"%g\"} %llu\n", name.c_str(),
-                    labels.c_str(), kBounds[b], static_cast<unsigned long long>(cumulative));
+      std::snprintf(line, sizeof line, "%s_bucket{%sle=\"%g\"} %llu\n", name.c_str(),
+                    bucket_labels.c_str(), kBounds[b], static_cast<unsigned long long>(cumulative));
     } else {
-      std::snprintf(line, sizeof line, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name.c_str(),
-                    labels.c_str(), static_cast<unsigned long long>(cumulative));
+      std::snprintf(line, sizeof line, "%s_bucket{%sle=\"+Inf\"} %llu\n", name.c_str(),
+                    bucket_labels.c_str(), static_cast<unsigned long long>(cumulative));
     }
     out->append(line);
   }
-  std::snprintf(line, sizeof line, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name.c_str(),
-                labels.c_str(), static_cast<double>(sum_micros_.load()) / 1e6, name.c_str(),
-                labels.c_str(), static_cast<unsigned long long>(count_.load()));
+  std::snprintf(line, sizeof line, "%s_sum%s %.6f\n%s_count%s %llu\n", name.c_str(),
+                other_labels.c_str(), static_cast<double>(sum_micros_.load()) / 1e6, name.c_str(),
+                other_labels.c_str(), static_cast<unsigned long long>(count_.load()));
   out->append(line);
 }
 

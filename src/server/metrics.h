@@ -23,7 +23,7 @@ class LatencyHistogram {
                                                      0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                                      1, 5};
   void Observe(double seconds);
-  // Appends `name_bucket{labels,le=..}` lines, _sum and _count.
+  // Appends `name_bucket{labels,le=..}` lines, _sum and _count (labels may be empty).
   void Render(std::string* out, const std::string& name, const std::string& labels) const;
 
  private:
@@ -38,8 +38,9 @@ struct ServerMetrics {
   std::array<LatencyHistogram, static_cast<size_t>(Route::kNumRoutes)> latency;
   std::atomic<uint64_t> events_accepted{0}, events_rejected{0}, events_stored{0},
       events_duplicate{0}, group_commits{0}, membership_entered{0}, membership_exited{0},
-      timer_evaluations{0}, consent_suppressed{0};
+      timer_evaluations{0}, consent_suppressed{0}, lookups_deferred{0};
   std::atomic<int64_t> writer_queue_depth{0}, timer_pending{0};
+  LatencyHistogram engine_exclusive_hold;  // per exclusive hold of the engine lock
 };
 
 }  // namespace shoal

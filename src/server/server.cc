@@ -30,6 +30,7 @@
 #include "server/build_source.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
+#include "server/rw_lock.h"
 #include "store/kv_store.h"
 
 namespace shoal {
@@ -163,6 +164,55 @@ struct OutboxEntry {
   std::string body;
 };
 
+// How long an I/O thread spins for the engine's shared lock before handing a lookup to a
+// worker: most exclusive holds are shorter (an apply of a few events, an installation), and a
+// worker costs two or three thread wake-ups. 0 (hand over at once) deferred ~6-10% of the
+// lookups beside a stream of single events; 150 us, ~0.4%, with a lower lookup p99 and more
+// events/s (docs/benchmarks/server-lookup.md).
+constexpr std::chrono::microseconds kLookupSpin{150};
+
+// Takes `lock` (shared) if it becomes free within `budget`, spinning (no sleep); false if not.
+bool TryLockSharedSpinning(std::shared_lock<WriterPreferringSharedMutex>& lock,
+                           std::chrono::microseconds budget) {
+  if (lock.try_lock()) return true;
+  const auto deadline = Clock::now() + budget;
+  while (Clock::now() < deadline) {
+    for (int i = 0; i < 32; ++i) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+    if (lock.try_lock()) return true;
+  }
+  return false;
+}
+
+// The engine lock held exclusively (the apply leader's mutations), each hold's duration
+// observed into `held` once released (shoal_engine_exclusive_hold_seconds).
+class ExclusiveHold {
+ public:
+  ExclusiveHold(WriterPreferringSharedMutex& mu, LatencyHistogram& held)
+      : lock_(mu), held_(held), since_(Clock::now()) {}
+  ~ExclusiveHold() {
+    if (lock_.owns_lock()) unlock();
+  }
+  ExclusiveHold(const ExclusiveHold&) = delete;
+  ExclusiveHold& operator=(const ExclusiveHold&) = delete;
+  void unlock() {
+    lock_.unlock();
+    held_.Observe(std::chrono::duration<double>(Clock::now() - since_).count());
+  }
+  void lock() {
+    lock_.lock();
+    since_ = Clock::now();
+  }
+
+ private:
+  std::unique_lock<WriterPreferringSharedMutex> lock_;
+  LatencyHistogram& held_;
+  Clock::time_point since_;
+};
+
 }  // namespace
 
 // A webhook destination's queue and its delivery thread.
@@ -188,9 +238,16 @@ struct Server::Impl {
   int consent_trait = -1;
   std::atomic<bool> rebuilding{false};  // one POST /v1/rebuild at a time
 
-  // Engine and membership state: the apply leader takes it exclusively, readers shared.
-  mutable std::shared_mutex engine_mu;
+  // Engine and membership state. The apply leader is the only thread that mutates them, and
+  // does so under engine_mu held exclusively; other threads read under it shared, and the
+  // leader itself reads with no lock (nobody else writes). Writer-preferring: a stream of
+  // lookups cannot keep the leader out.
+  mutable WriterPreferringSharedMutex engine_mu;
   std::vector<std::vector<std::string>> current;  // per profile slot, sorted
+  // Per profile slot: 1 while the group being applied has touched the profile and its new
+  // memberships are not installed in `current` yet (the leader computes them with the lock
+  // released); a lookup then evaluates them itself from the state it reads the traits from.
+  std::vector<uint8_t> awaiting_evaluation;
   std::vector<std::string> phones;                // per profile slot
   uint64_t change_seq = 0;
   bool silent = false;  // Evaluate stores memberships without emitting records (baseline start)
@@ -287,19 +344,23 @@ struct Server::Impl {
   void AppendCause(std::string* out, const Cause& cause) const;
   // Marks `profile` for re-evaluation in this group; replace = an earlier cause gives way.
   void Touch(uint32_t profile, Cause cause, bool replace);
-  // What the source says of one profile, computed ahead (in parallel) for a large evaluation.
+  // What the source says of one profile, computed before it is installed.
   struct Computed {
     bool changed = false;                  // memberships differ from current[profile]
     std::vector<std::string> memberships;  // only when changed
     std::optional<TimeMicros> next;
   };
-  std::vector<std::string> after_scratch;  // apply leader only: Evaluate's memberships
+  std::vector<Computed> computed;  // apply leader only: per touched profile, reused
+  // The source's part of the evaluation of each profile of `ordered` into (*out)[i], on
+  // ctx.Threads() workers when there are many (start-up, rebuild, midnight). Apply leader only;
+  // reads the engine and `current` without a lock (no other thread mutates them), so lookups
+  // go on meanwhile.
+  void ComputeMany(const std::vector<std::pair<uint32_t, Cause>>& ordered, TimeMicros now,
+                   std::vector<Computed>* out);
+  // Installs one profile's computed memberships: emits the differences as records, stores
+  // them, schedules its next change. A mutation: engine_mu held exclusively (or no reader yet).
   void Evaluate(uint32_t profile, TimeMicros now, const Cause& cause, WriteGroup* group,
-                std::vector<std::pair<size_t, OutboxEntry>>* pending, Computed* computed = nullptr);
-  // Evaluate for each (profile, cause) in order; the source's part runs on ctx.Threads() workers
-  // first when there are many (start-up, rebuild, midnight), the engine being still meanwhile.
-  void EvaluateMany(const std::vector<std::pair<uint32_t, Cause>>& ordered, TimeMicros now,
-                    WriteGroup* group, std::vector<std::pair<size_t, OutboxEntry>>* pending);
+                std::vector<std::pair<size_t, OutboxEntry>>* pending, Computed& computed);
   void Schedule(uint32_t profile, std::optional<TimeMicros> next);
   void EnsureSlots(size_t n);
   void Publish(std::vector<std::pair<size_t, OutboxEntry>>& pending);
@@ -357,7 +418,10 @@ Status Server::Impl::Load() {
   for (uint32_t p = 0; p < current.size(); ++p) {
     if (engine->identity().Alive(p) || !current[p].empty()) everyone.emplace_back(p, cause);
   }
-  EvaluateMany(everyone, now, &group, &pending);
+  ComputeMany(everyone, now, &computed);
+  for (size_t i = 0; i < everyone.size(); ++i) {
+    Evaluate(everyone[i].first, now, everyone[i].second, &group, &pending, computed[i]);
+  }
   silent = false;
   std::string seq;
   PutVarint(&seq, change_seq);
@@ -390,6 +454,7 @@ Status Server::Impl::Load() {
 void Server::Impl::EnsureSlots(size_t n) {
   if (current.size() < n) {
     current.resize(n);
+    awaiting_evaluation.resize(n, 0);
     phones.resize(n);
     touched_at.resize(n, 0);
     scheduled.resize(n, kNever);
@@ -429,6 +494,7 @@ void Server::Impl::Touch(uint32_t profile, Cause cause, bool replace) {
   if (at == 0) {
     touched.emplace_back(profile, cause);
     at = static_cast<uint32_t>(touched.size());
+    awaiting_evaluation[profile] = 1;
   } else if (replace) {
     touched[at - 1].second = cause;
   }
@@ -441,9 +507,24 @@ void Server::Impl::Schedule(uint32_t profile, std::optional<TimeMicros> next) {
   if (t != kNever) timer.emplace(t, profile);
 }
 
-void Server::Impl::EvaluateMany(const std::vector<std::pair<uint32_t, Cause>>& ordered,
-                                TimeMicros now, WriteGroup* group,
-                                std::vector<std::pair<size_t, OutboxEntry>>* pending) {
+void Server::Impl::ComputeMany(const std::vector<std::pair<uint32_t, Cause>>& ordered,
+                               TimeMicros now, std::vector<Computed>* out) {
+  if (out->size() < ordered.size()) out->resize(ordered.size());
+  auto compute = [&](size_t i) {
+    Computed& c = (*out)[i];
+    const uint32_t p = ordered[i].first;
+    c.changed = false;
+    c.next.reset();
+    if (!engine->identity().Alive(p)) return;  // Evaluate sees it dead too
+    // Into a reused vector (its strings keep their buffers), kept only when it differs from the
+    // current memberships: most evaluations change nothing and then allocate nothing.
+    thread_local std::vector<std::string> after;
+    c.next = source->MembershipsAndNextChange(*engine, p, now, &after);
+    if (p >= current.size() || after != current[p]) {
+      c.changed = true;
+      c.memberships = after;
+    }
+  };
   constexpr size_t kPerWorker = 256;
   // The profiles of a group are scattered over memory and mostly not in cache (the apply
   // touched them, on another core or long enough ago): their states are fetched a few
@@ -469,57 +550,40 @@ void Server::Impl::EvaluateMany(const std::vector<std::pair<uint32_t, Cause>>& o
   if (ParallelWorkers(ordered.size(), ctx.Threads(), kPerWorker) <= 1) {
     for (size_t i = 0; i < ordered.size(); ++i) {
       prefetch(i, ordered.size());
-      Evaluate(ordered[i].first, now, ordered[i].second, group, pending);
+      compute(i);
     }
     return;
   }
-  std::vector<Computed> computed(ordered.size());
   ParallelFor(
       ordered.size(), ctx.Threads(),
       [&](size_t begin, size_t end, int) {
         for (size_t i = begin; i < end; ++i) {
           prefetch(i, end);
-          const uint32_t p = ordered[i].first;
-          if (!engine->identity().Alive(p)) continue;
-          // Kept only when it differs from the current memberships (read-only meanwhile): most
-          // evaluations change nothing and then copy nothing.
-          thread_local std::vector<std::string> after;
-          computed[i].next = source->MembershipsAndNextChange(*engine, p, now, &after);
-          if (p >= current.size() || after != current[p]) {
-            computed[i].changed = true;
-            computed[i].memberships = after;
-          }
+          compute(i);
         }
       },
       kPerWorker);
-  for (size_t i = 0; i < ordered.size(); ++i) {
-    Evaluate(ordered[i].first, now, ordered[i].second, group, pending, &computed[i]);
-  }
 }
 
 void Server::Impl::Evaluate(uint32_t profile, TimeMicros now, const Cause& cause,
                             WriteGroup* group, std::vector<std::pair<size_t, OutboxEntry>>* pending,
-                            Computed* computed) {
+                            Computed& computed) {
   EnsureSlots(profile + 1);
+  awaiting_evaluation[profile] = 0;
   const bool alive = engine->identity().Alive(profile);
   std::vector<std::string>& before = current[profile];
   std::optional<TimeMicros> next;
   bool changed;
   if (!alive) {
     changed = !before.empty();  // a dead profile is in nothing
-  } else if (computed) {
-    next = computed->next;
-    changed = computed->changed;
   } else {
-    // Into a reused vector (its strings keep their buffers): an evaluation that changes nothing
-    // allocates nothing.
-    next = source->MembershipsAndNextChange(*engine, profile, now, &after_scratch);
-    changed = after_scratch != before;
+    next = computed.next;
+    changed = computed.changed;
   }
   Schedule(profile, next);
   if (!changed) return;
   std::vector<std::string> after;
-  if (alive) after = computed ? std::move(computed->memberships) : after_scratch;
+  if (alive) after = std::move(computed.memberships);
   std::vector<std::string> entered, exited;
   std::set_difference(after.begin(), after.end(), before.begin(), before.end(), std::back_inserter(entered));
   std::set_difference(before.begin(), before.end(), after.begin(), after.end(), std::back_inserter(exited));
@@ -585,12 +649,15 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
   WriteGroup group;
   bool checkpoint = false;
   {
-    // Held exclusively for the apply and the evaluation (released only for an instant between
-    // batches): releasing it during the log write and the source's computation was tried, and
-    // under a stream of lookups taking it back cost milliseconds per group (a reader preempted
-    // while holding the shared lock keeps the leader out); A/B in docs/benchmarks/server.md.
-    // No other thread fsyncs while it is held, so the log write under it waits for none.
-    std::unique_lock lock(engine_mu);
+    // Held exclusively for the mutations only: the apply (released for an instant between
+    // batches) and the installation of the new memberships. The source's computation between
+    // them runs with the lock released (this thread is the only one that mutates, so the state
+    // stays put), and lookups of the touched profiles evaluate them themselves meanwhile
+    // (awaiting_evaluation), so they never see new traits beside old memberships. The lock
+    // prefers this writer: with glibc's reader-preferring std::shared_mutex a stream of lookups
+    // kept it out (docs/benchmarks/server-lookup.md). No other thread fsyncs while it is held,
+    // so the log write under it waits for none.
+    ExclusiveHold lock(engine_mu, metrics.engine_exclusive_hold);
     const TimeMicros now = ctx.Now();
     touched.clear();
     bool merged_any = false;
@@ -697,8 +764,8 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
       }
     }
     // At most kTimerBatch timed re-evaluations per group, so a moment many profiles share (a
-    // UTC midnight, a cut point) holds the lock in slices and lookups keep flowing; the rest
-    // follow in the next groups at once.
+    // UTC midnight, a cut point) is installed in slices; the rest follow in the next groups at
+    // once.
     constexpr size_t kTimerBatch = 1024;
     size_t timer_budget = kTimerBatch;
     while (!timer.empty() && timer.top().first <= now && timer_budget > 0) {
@@ -714,7 +781,12 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
     for (const auto& [p, c] : touched) touched_at[p] = 0;
     std::sort(touched.begin(), touched.end(),
               [](const auto& a, const auto& b) { return a.first < b.first; });
-    EvaluateMany(touched, now, &group, pending);
+    lock.unlock();
+    ComputeMany(touched, now, &computed);
+    lock.lock();
+    for (size_t i = 0; i < touched.size(); ++i) {
+      Evaluate(touched[i].first, now, touched[i].second, &group, pending, computed[i]);
+    }
     for (auto& job : jobs) {
       if (job->kind == Job::Kind::kRebuild) job->changes = change_seq - seq_before;
     }
@@ -738,7 +810,7 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
     }
     Status st = engine->store().Write(pending_checkpoint.group, /*sync=*/true);
     if (st.ok()) {
-      std::unique_lock lock(engine_mu);
+      ExclusiveHold lock(engine_mu, metrics.engine_exclusive_hold);
       engine->FinishCheckpoint(pending_checkpoint);
     } else {
       std::fprintf(stderr, "shoal serve: checkpoint failed: %s\n", st.message().c_str());
@@ -751,7 +823,7 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
 }
 
 void Server::Impl::ProcessForget(Job& job) {
-  std::unique_lock lock(engine_mu);
+  ExclusiveHold lock(engine_mu, metrics.engine_exclusive_hold);
   uint32_t p = engine->FindProfile(job.identifier);
   if (p == kNoProfile) {
     job.status = Status::NotFound("no profile has the identifier '" + job.identifier + "'");
@@ -1143,6 +1215,10 @@ std::string Server::Impl::MetricsText() const {
     metrics.latency[r].Render(&out, "shoal_http_request_duration_seconds",
                               std::string("route=\"") + RouteName(static_cast<Route>(r)) + "\"");
   }
+  out += "# HELP shoal_engine_exclusive_hold_seconds How long the apply leader held the engine "
+         "lock exclusively, per hold (lookups wait at most this long).\n"
+         "# TYPE shoal_engine_exclusive_hold_seconds histogram\n";
+  metrics.engine_exclusive_hold.Render(&out, "shoal_engine_exclusive_hold_seconds", "");
   auto counter = [&](const char* name, const char* help, uint64_t v) {
     std::snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name,
                   name, static_cast<unsigned long long>(v));
@@ -1161,6 +1237,9 @@ std::string Server::Impl::MetricsText() const {
   counter("shoal_membership_entered_total", "Membership entries emitted.", metrics.membership_entered);
   counter("shoal_membership_exited_total", "Membership exits emitted.", metrics.membership_exited);
   counter("shoal_timer_evaluations_total", "Profiles re-evaluated by the timer.", metrics.timer_evaluations);
+  counter("shoal_lookups_deferred_total",
+          "Lookups that found the engine lock taken and ran on a worker instead of the I/O loop.",
+          metrics.lookups_deferred);
   counter("shoal_consent_suppressed_total", "Records not sent to marketing destinations (opt-out).",
           metrics.consent_suppressed);
   gauge("shoal_writer_queue_depth", "Requests waiting for the apply leader.", metrics.writer_queue_depth);
@@ -1368,43 +1447,77 @@ void Server::Impl::SetUpRoutes() {
     SubmitAsync(std::move(job));
   });
 
-  http->Inline("GET", "/v1/profiles/{identifier}", timed(Route::kProfile, [this, json](const HttpRequest& req, HttpResponse* res) {
-    const std::string& identifier = req.path_params[0];
-    std::shared_lock lock(engine_mu);
-    auto profile_json = engine->ProfileJson(identifier, ctx.Now(), /*with_build=*/false);
-    if (!profile_json.ok()) return json(res, HttpStatusOf(profile_json.status()), ErrorJson(profile_json.status().message()));
-    uint32_t p = engine->FindProfile(identifier);
-    std::string out = std::move(*profile_json);
-    out.pop_back();  // the closing brace: memberships follow the traits
-    const std::vector<std::string> none;
-    const auto& m = p < current.size() ? current[p] : none;
-    out += ",\"memberships\":";
-    JsonStringArray(&out, m);
-    // Grouped by kind: "segment:x" under "segments", "audience:y" under "audiences", ...
-    out += ",\"by_kind\":{";
-    std::string kind;
-    bool first_kind = true;
-    for (size_t i = 0; i < m.size(); ++i) {
-      size_t colon = m[i].find(':');
-      std::string k = colon == std::string::npos ? "other" : m[i].substr(0, colon);
-      std::string name = colon == std::string::npos ? m[i] : m[i].substr(colon + 1);
-      if (k != kind) {
-        if (!first_kind) out += "],";
-        first_kind = false;
-        AppendJsonString(&out, k);
-        out += ":[";
-        kind = k;
-      } else {
-        out += ",";
-      }
-      AppendJsonString(&out, name);
+  // Lookups run on the I/O thread when the engine lock is free within kLookupSpin; while the
+  // apply leader holds it longer or waits for it (writer preference), the request goes to a
+  // worker that waits, so the loop goes on serving its other connections. The lock is held for what reads the engine
+  // (traits, live scores, the memberships copied); the memberships are rendered after it.
+  auto lookup = [this](const HttpRequest& req, HttpResponse* res, bool may_wait) {
+    const auto start = Clock::now();
+    std::shared_lock lock(engine_mu, std::defer_lock);
+    if (may_wait) {
+      lock.lock();
+    } else if (!TryLockSharedSpinning(lock, kLookupSpin)) {
+      metrics.lookups_deferred.fetch_add(1, std::memory_order_relaxed);
+      return false;
     }
-    if (!first_kind) out += "]";
-    out += "}";
-    if (p != kNoProfile) source->AppendProfileJson(*engine, p, ctx.Now(), &out);
-    out += "}";
-    json(res, 200, std::move(out));
-  }));
+    try {
+      const std::string& identifier = req.path_params[0];
+      const TimeMicros now = ctx.Now();
+      auto profile_json = engine->ProfileJson(identifier, now, /*with_build=*/false);
+      if (!profile_json.ok()) {
+        lock.unlock();
+        res->Set(HttpStatusOf(profile_json.status()), ErrorJson(profile_json.status().message()));
+      } else {
+        const uint32_t p = engine->FindProfile(identifier);
+        std::vector<std::string> m;
+        std::string live;
+        if (p != kNoProfile) {
+          if (p < awaiting_evaluation.size() && awaiting_evaluation[p]) {
+            // Applied in the group being committed, its new memberships not installed yet:
+            // what the leader is computing, from the same state as the traits above.
+            (void)source->MembershipsAndNextChange(*engine, p, now, &m);
+          } else if (p < current.size()) {
+            m = current[p];
+          }
+          source->AppendProfileJson(*engine, p, now, &live);
+        }
+        lock.unlock();
+        std::string out = std::move(*profile_json);
+        out.pop_back();  // the closing brace: memberships follow the traits
+        out += ",\"memberships\":";
+        JsonStringArray(&out, m);
+        // Grouped by kind: "segment:x" under "segments", "audience:y" under "audiences", ...
+        out += ",\"by_kind\":{";
+        std::string kind;
+        bool first_kind = true;
+        for (size_t i = 0; i < m.size(); ++i) {
+          size_t colon = m[i].find(':');
+          std::string k = colon == std::string::npos ? "other" : m[i].substr(0, colon);
+          std::string name = colon == std::string::npos ? m[i] : m[i].substr(colon + 1);
+          if (k != kind) {
+            if (!first_kind) out += "],";
+            first_kind = false;
+            AppendJsonString(&out, k);
+            out += ":[";
+            kind = k;
+          } else {
+            out += ",";
+          }
+          AppendJsonString(&out, name);
+        }
+        if (!first_kind) out += "]";
+        out += "}";
+        out += live;
+        out += "}";
+        res->Set(200, std::move(out));
+      }
+    } catch (const std::exception& e) {  // library exceptions stop at the boundary
+      res->Set(500, ErrorJson(std::string("internal error: ") + e.what()));
+    }
+    CountRequest(Route::kProfile, res->status, start);
+    return true;
+  };
+  http->InlineUnlessBusy("GET", "/v1/profiles/{identifier}", lookup);
 
   auto members = [this, json](const std::string& membership, const HttpRequest& req, HttpResponse* res) {
     uint32_t cursor = 0;
@@ -1540,11 +1653,22 @@ void Server::Impl::SetUpRoutes() {
                   std::chrono::duration<double>(Clock::now() - start).count());
     json(res, 200, buf);
   }));
-  http->Inline("GET", "/healthz", timed(Route::kHealth, [this, json](const HttpRequest&, HttpResponse* res) {
-    std::shared_lock lock(engine_mu);
-    json(res, 200, "{\"status\":\"ok\",\"events\":" + std::to_string(engine->num_events()) +
-                       ",\"profiles\":" + std::to_string(engine->identity().num_alive()) + "}");
-  }));
+  http->InlineUnlessBusy("GET", "/healthz", [this](const HttpRequest&, HttpResponse* res, bool may_wait) {
+    const auto start = Clock::now();
+    std::shared_lock lock(engine_mu, std::defer_lock);
+    if (may_wait) {
+      lock.lock();
+    } else if (!TryLockSharedSpinning(lock, kLookupSpin)) {
+      return false;  // as lookups: a worker waits for the lock, not the loop
+    }
+    const uint64_t events = engine->num_events();
+    const size_t profiles = engine->identity().num_alive();
+    lock.unlock();
+    res->Set(200, "{\"status\":\"ok\",\"events\":" + std::to_string(events) +
+                      ",\"profiles\":" + std::to_string(profiles) + "}");
+    CountRequest(Route::kHealth, res->status, start);
+    return true;
+  });
   http->Inline("GET", "/metrics", timed(Route::kMetrics, [this](const HttpRequest&, HttpResponse* res) {
     res->Set(200, MetricsText(), "text/plain; version=0.0.4");
   }));

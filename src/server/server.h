@@ -3,9 +3,10 @@
 // activation of every membership change through a durable outbox to webhooks.
 //
 // Threads: `io_threads` epoll loops (server/http_server.h) serve every connection: they parse
-// requests, answer lookups, health and metrics inline (shared lock on the engine) and queue
-// event batches with their one-shot responders; `worker_threads` run the slow requests
-// (exports, member lists, forget, rebuild). Mutations go through one queue and group commit:
+// requests, answer lookups, health and metrics inline (lookups and health only when the shared
+// lock on the engine is free within 150 us, else on a worker) and queue event batches with their
+// one-shot responders; `worker_threads` run the slow requests (exports, member lists, forget,
+// rebuild). Mutations go through one queue and group commit:
 // the apply leader (the committer thread, or with commit_thread = false the I/O thread that
 // found the queue idle) takes what is queued, applies it, re-evaluates the memberships of the
 // profiles it touched (and of those whose NextChange time has come), makes the events, the new

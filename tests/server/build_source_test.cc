@@ -633,5 +633,149 @@ TEST(BuildSourceServerTest, FirstRebuildReplacesTheThresholdSource) {
   EXPECT_NE(profile.find("\"build_as_of\":"), std::string::npos) << profile;
 }
 
+// Lookups beside everything that mutates: batches and single events (a group then holds several
+// batches, and the apply leader lets readers in between them and while it computes), forgets
+// and a rebuild. Every answer must show the memberships of the state its traits come from:
+// exactly the ones its own live scores name (audiences, RFM cell, segment); a lookup right after
+// a 2xx POST must count that order; a forgotten customer is gone; nothing deadlocks.
+TEST(BuildSourceServerTest, LookupsStayConsistentBesideEventsForgetsAndARebuild) {
+  TempDir dir;
+  const std::string db = CopyShop(dir);
+  const TimeMicros as_of = PrimeMemberships(db);
+  std::vector<std::string> customers;
+  {
+    EngineOptions eo;
+    eo.db_dir = db;
+    auto engine = Engine::Open(eo, Context());
+    ASSERT_TRUE(engine.ok());
+    auto build = LoadBuild(**engine);
+    ASSERT_TRUE(build.ok());
+    for (size_t row = 0; row < build->customer_ids.size() && customers.size() < 64; row += 7) {
+      customers.push_back(build->customer_ids[row]);
+    }
+  }
+  ASSERT_EQ(customers.size(), 64u);
+  // [0, 48): streamed to and looked up; [48, 56): looked up, then forgotten; [56, 64): each
+  // written and read back by the read-your-writes thread alone.
+  constexpr size_t kStreamed = 48, kForgotten = 56;
+  LiveServer s = StartServer(db, "", as_of);
+  ASSERT_TRUE(s.server);
+  const int port = s.server->port();
+  std::atomic<bool> running{true};
+  std::atomic<int> lookups{0}, inconsistent{0}, unexpected{0}, posts{0},
+      post_failures{0}, read_your_writes{0}, stale_reads{0};
+  std::mutex first_mu;
+  std::string first_problem;
+  auto note = [&](std::atomic<int>& counter, const std::string& what) {
+    if (counter.fetch_add(1) == 0) {
+      std::lock_guard lock(first_mu);
+      if (first_problem.empty()) first_problem = what;
+    }
+  };
+  auto order = [&](const std::string& id, const std::string& who, int total) {
+    return R"({"event_id":")" + id + R"(","type":"order","timestamp":)" +
+           std::to_string(s.clock() / 1000) + R"(,"customer_id":")" + who + R"(","total":)" +
+           std::to_string(total) + "}";
+  };
+  // The memberships the answer's own live scores name, against its "memberships".
+  auto consistent = [](simdjson::dom::element doc) {
+    std::vector<std::string> named, shown;
+    for (auto a : doc["audiences"].get_array()) named.push_back("audience:" + std::string(std::string_view(a)));
+    named.push_back("rfm:" + std::string(std::string_view(doc["rfm"]["segment"])));
+    if (!doc["segment"].is_null()) named.push_back("segment:" + std::string(std::string_view(doc["segment"]["name"])));
+    for (auto m : doc["memberships"].get_array()) shown.emplace_back(std::string_view(m));
+    std::sort(named.begin(), named.end());
+    return named == shown;
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {  // producers: batches of 20 and single events
+    threads.emplace_back([&, t] {
+      httplib::Client c("127.0.0.1", port);
+      std::mt19937 rng(static_cast<uint32_t>(t + 1));
+      for (int n = 0; running.load(); ++n) {
+        const int size = n % 4 == 3 ? 1 : 20;
+        std::string body = size > 1 ? "[" : "";
+        for (int k = 0; k < size; ++k) {
+          if (k) body += ",";
+          body += order("p" + std::to_string(t) + "-" + std::to_string(n) + "-" + std::to_string(k),
+                        customers[rng() % kStreamed], 5 + static_cast<int>(rng() % 2000));
+        }
+        if (size > 1) body += "]";
+        auto r = c.Post("/v1/events", body, "application/json");
+        if (r && r->status == 200) posts.fetch_add(1);
+        else note(post_failures, r ? r->body : "no answer to a POST");
+      }
+    });
+  }
+  for (int t = 0; t < 4; ++t) {  // readers
+    threads.emplace_back([&, t] {
+      httplib::Client c("127.0.0.1", port);
+      simdjson::dom::parser parser;
+      std::mt19937 rng(static_cast<uint32_t>(100 + t));
+      while (running.load()) {
+        const size_t i = rng() % kForgotten;
+        auto r = c.Get("/v1/profiles/" + customers[i]);
+        lookups.fetch_add(1);
+        if (r && r->status == 404 && i >= kStreamed) continue;  // forgotten by now
+        simdjson::dom::element doc;
+        if (!r || r->status != 200 || parser.parse(r->body).get(doc)) {
+          note(unexpected, r ? std::to_string(r->status) + " " + r->body : "no answer to a GET");
+        } else if (!consistent(doc)) {
+          note(inconsistent, r->body);
+        }
+      }
+    });
+  }
+  threads.emplace_back([&] {  // read your writes
+    httplib::Client c("127.0.0.1", port);
+    simdjson::dom::parser parser;
+    std::vector<double> orders(customers.size(), -1);
+    for (int n = 0; running.load(); ++n) {
+      const size_t i = kForgotten + static_cast<size_t>(n) % (customers.size() - kForgotten);
+      if (orders[i] < 0) {
+        auto r = c.Get("/v1/profiles/" + customers[i]);
+        simdjson::dom::element doc;
+        if (!r || r->status != 200 || parser.parse(r->body).get(doc)) return note(unexpected, "first read");
+        orders[i] = double(doc["traits"]["frequency"]);
+      }
+      auto w = c.Post("/v1/events", order("ryw-" + std::to_string(n), customers[i], 50), "application/json");
+      if (!w || w->status != 200) return note(post_failures, w ? w->body : "no answer");
+      orders[i] += 1;
+      auto r = c.Get("/v1/profiles/" + customers[i]);
+      simdjson::dom::element doc;
+      if (!r || r->status != 200 || parser.parse(r->body).get(doc)) return note(unexpected, "read back");
+      read_your_writes.fetch_add(1);
+      if (double(doc["traits"]["frequency"]) != orders[i]) note(stale_reads, r->body);
+    }
+  });
+  httplib::Client admin("127.0.0.1", port);
+  admin.set_read_timeout(std::chrono::seconds(60));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (size_t i = kStreamed; i < kForgotten; ++i) {
+    auto r = admin.Post("/v1/forget", R"({"identifier":")" + customers[i] + R"("})", "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << r->body;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  auto rebuilt = admin.Post("/v1/rebuild", "", "application/json");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // lookups go on after the swap
+  running = false;
+  for (auto& t : threads) t.join();
+  ASSERT_TRUE(rebuilt);
+  EXPECT_EQ(rebuilt->status, 200) << rebuilt->body;
+  for (size_t i = kStreamed; i < kForgotten; ++i) {
+    EXPECT_EQ(admin.Get("/v1/profiles/" + customers[i])->status, 404) << customers[i];
+  }
+  EXPECT_EQ(inconsistent.load(), 0) << first_problem;
+  EXPECT_EQ(unexpected.load(), 0) << first_problem;
+  EXPECT_EQ(post_failures.load(), 0) << first_problem;
+  EXPECT_EQ(stale_reads.load(), 0) << first_problem;
+  EXPECT_GT(posts.load(), 20);
+  EXPECT_GT(lookups.load(), 200);
+  EXPECT_GT(read_your_writes.load(), 10);
+  std::printf("lookups %d, event posts %d, read-your-writes checks %d\n", lookups.load(),
+              posts.load(), read_your_writes.load());
+}
+
 }  // namespace
 }  // namespace shoal

@@ -489,6 +489,66 @@ TEST_F(HttpServerTest, AsyncResponderCompletedLaterFromAnotherThread) {
   EXPECT_EQ(server_->in_flight(), 0u);
 }
 
+// An inline-unless-busy route answers on the I/O thread while it can; when it declines, a
+// worker runs it (and may wait) while the one I/O loop goes on answering other connections.
+TEST(HttpServerInlineUnlessBusyTest, DeclinedRequestsRunOnAWorkerWithoutStallingTheLoop) {
+  HttpServerOptions options;
+  options.io_threads = 1;
+  options.worker_threads = 1;
+  HttpServer server(options);
+  std::atomic<bool> busy{false}, release{false};
+  std::atomic<int> waited{0};
+  server.InlineUnlessBusy("GET", "/lookup", [&](const HttpRequest&, HttpResponse* res, bool may_wait) {
+    if (!may_wait) {
+      if (busy.load()) return false;
+      res->Set(200, "inline", "text/plain");
+      return true;
+    }
+    waited.fetch_add(1);
+    while (!release.load()) std::this_thread::sleep_for(1ms);
+    res->Set(200, "worker", "text/plain");
+    return false;  // ignored on a worker: the answer stands
+  });
+  server.Inline("GET", "/ping", [](const HttpRequest&, HttpResponse* res) {
+    res->Set(200, "pong", "text/plain");
+  });
+  ASSERT_TRUE(server.Start().ok());
+  RawClient first(server.port()), second(server.port());
+  ASSERT_TRUE(first.Send("GET /lookup HTTP/1.1\r\n\r\n"));
+  auto r = first.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "inline");
+  EXPECT_EQ(waited.load(), 0);
+
+  busy = true;
+  ASSERT_TRUE(first.Send("GET /lookup HTTP/1.1\r\n\r\n"));
+  for (int i = 0; i < 5000 && waited.load() == 0; ++i) std::this_thread::sleep_for(1ms);
+  ASSERT_EQ(waited.load(), 1);
+  // The worker is waiting; the loop still serves another connection.
+  ASSERT_TRUE(second.Send("GET /ping HTTP/1.1\r\n\r\n"));
+  r = second.Read(2000ms);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "pong");
+  EXPECT_FALSE(first.Read(50ms));  // not answered while the worker waits
+  release = true;
+  r = first.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "worker");
+  // The connection goes on in order afterwards (HEAD too), inline again once not busy.
+  busy = false;
+  ASSERT_TRUE(first.Send("HEAD /lookup HTTP/1.1\r\n\r\nGET /lookup HTTP/1.1\r\n\r\n"));
+  r = first.Read(5000ms, /*head_request=*/true);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->Header("Content-Length"), "6");
+  r = first.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "inline");
+  EXPECT_EQ(waited.load(), 1);
+  server.Stop();
+}
+
 TEST_F(HttpServerTest, PeerGoneBeforeItsAsyncResponseIsHarmless) {
   StartServer();
   {
