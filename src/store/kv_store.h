@@ -100,8 +100,8 @@ class KvStore {
   Status IngestSortedU64Keys(Column column, std::span<const uint64_t> sorted_keys);
   // Writes `records` as table files, one per column (uncompressed: a later compaction
   // compresses them), and adds them to the store in one atomic step that bypasses the
-  // write-ahead log and the memtables: durable on return. Records of one column must have
-  // strictly ascending keys. For large values written once (an ingest's event blocks): one
+  // write-ahead log and the memtables: durable on return. Records of one column must be
+  // contiguous, with strictly ascending keys. For large values written once (an ingest's event blocks): one
   // write of the bytes instead of the log's, the memtable's and the flush's. A key range that
   // overlaps a column's memtable makes RocksDB flush that memtable first.
   struct TableRecord {

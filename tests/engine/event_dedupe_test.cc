@@ -93,6 +93,49 @@ TEST(EventDedupeTest, ExactAcrossFlushesAndReopenEvenWhenTheFilterSaysMaybe) {
 
 // FinishBulkLoad moves a large `recent` to event_index (its RAM goes, answers stay exact even
 // through a saturated filter, also after a reopen) and leaves a small one in RAM.
+// A background flush that fails (its table file cannot be created: a directory holds its
+// name) loses no id: Lookup stays exact while it runs and after, the next Flush reports the
+// failure and puts the ids back into the recent set, and a later flush indexes them.
+TEST(EventDedupeTest, AFailedBackgroundFlushKeepsEveryIdAndIsRetried) {
+  Workspace ws;
+  DedupeOptions options;
+  options.flush_ids = 250;
+  options.bits_per_id = 0.05;  // every lookup reaches the exact layers
+  options.min_filter_ids = 16;
+  std::mt19937_64 rng(11);
+  std::vector<uint64_t> stored, absent;
+  for (int i = 0; i < 300; ++i) stored.push_back(rng());
+  for (int i = 0; i < 300; ++i) absent.push_back(rng());
+  {
+    auto store = KvStore::Open(ws.path.string(), StoreOptions());
+    ASSERT_TRUE(store.ok());
+    // The store names its first table file ingest-1.sst: a non-empty directory there makes
+    // writing it fail.
+    fs::create_directories(ws.path / "ingest-1.sst" / "blocker");
+    EventDedupe dedupe(store->get(), options);
+    ASSERT_TRUE(dedupe.Load(0, false).ok());
+    for (size_t b = 0; b < 3; ++b) {  // the third block fills `recent`: the flush starts
+      StoreBlock(**store, dedupe, b + 1,
+                 std::vector<uint64_t>(stored.begin() + static_cast<ptrdiff_t>(b * 100),
+                                       stored.begin() + static_cast<ptrdiff_t>(b * 100 + 100)));
+    }
+    ASSERT_NO_FATAL_FAILURE(ExpectExactAnswers(dedupe, stored, absent));
+    EXPECT_FALSE(dedupe.Flush().ok());  // the background flush's failure
+    ASSERT_NO_FATAL_FAILURE(ExpectExactAnswers(dedupe, stored, absent));
+    fs::remove_all(ws.path / "ingest-1.sst");
+    ASSERT_TRUE(dedupe.Flush().ok());  // ingest-2.sst: the ids are indexed now
+    ASSERT_NO_FATAL_FAILURE(ExpectExactAnswers(dedupe, stored, absent));
+  }
+  // Only event_index holds them now (the reopened recent set is empty: all blocks indexed).
+  auto store = KvStore::Open(ws.path.string(), StoreOptions());
+  ASSERT_TRUE(store.ok());
+  std::vector<uint8_t> found;
+  std::vector<uint64_t> sorted = stored;
+  std::sort(sorted.begin(), sorted.end());
+  ASSERT_TRUE((*store)->ContainsU64Keys(Column::kEventIndex, sorted, &found).ok());
+  EXPECT_EQ(std::count(found.begin(), found.end(), 1), static_cast<ptrdiff_t>(stored.size()));
+}
+
 TEST(EventDedupeTest, FinishBulkLoadFlushesOnlyALargeRecentSet) {
   Workspace ws;
   DedupeOptions options;
