@@ -418,6 +418,8 @@ Status Engine::LoadState() {
   uint32_t slots = 0;
   if (kv.Get(Column::kMeta, kMetaProfileSlots, &value).ok()) slots = static_cast<uint32_t>(ParseU64Value(value));
   states_.resize(slots);
+  // At most one state per slot; the merged-away slots' share of it goes with the next shrink.
+  states_.ReserveStates(slots);
   SHOAL_RETURN_IF_ERROR(kv.Scan(Column::kProfiles, "", [&](std::string_view key, std::string_view rec) -> Result<bool> {
     uint32_t profile = DecodeKeyU32(key);
     Reader r(rec);

@@ -21,6 +21,9 @@ class StateSlots {
   // Grows (or shrinks) to n slots; new slots have no state.
   void resize(size_t n);
   void clear();
+  // Room for n states without moving them as they are added (opening a workspace knows how
+  // many profiles it will load: growing by an eighth moved every state ~20 times).
+  void ReserveStates(size_t n) { states_.reserve(n); }
 
   // The slot's state; a shared empty state when it has none. slot < size().
   const CustomerState& operator[](uint32_t slot) const {
