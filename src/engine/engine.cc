@@ -418,7 +418,7 @@ Status Engine::LoadState() {
   uint32_t slots = 0;
   if (kv.Get(Column::kMeta, kMetaProfileSlots, &value).ok()) slots = static_cast<uint32_t>(ParseU64Value(value));
   states_.resize(slots);
-  // At most one state per slot; the merged-away slots' share of it goes with the next shrink.
+  // At most one state per slot (the merged-away slots' share is released after the scan).
   states_.ReserveStates(slots);
   SHOAL_RETURN_IF_ERROR(kv.Scan(Column::kProfiles, "", [&](std::string_view key, std::string_view rec) -> Result<bool> {
     uint32_t profile = DecodeKeyU32(key);
@@ -431,6 +431,10 @@ Status Engine::LoadState() {
     SHOAL_RETURN_IF_ERROR(states_.Mutable(profile).Deserialize(state_part).WithContext("profile " + std::to_string(profile)));
     return true;
   }));
+  // The room reserved for the merged-away slots is released for an engine that lives on (the
+  // server); a read-only one (an export, a lookup) ends soon, and the shrink would cost it more
+  // than the reservation saved.
+  if (!options_.read_only) states_.ShrinkToFit();
   identity_.EnsureSlots(states_.size());  // trailing dead slots
   dirty_.assign(states_.size(), 0);
   return ReplayFrom(checkpoint_seq_ + 1);
