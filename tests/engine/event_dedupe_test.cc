@@ -51,18 +51,30 @@ void ExpectExactAnswers(EventDedupe& dedupe, const std::vector<uint64_t>& stored
   for (uint8_t f : Found(dedupe, absent)) ASSERT_EQ(f, 0);
 }
 
+// Options whose filter is tiny and saturated (~all ones): it lets almost every id through, so
+// every answer comes from the exact layers (recent set, ids being flushed, event_index).
+DedupeOptions ExactLayersOnly(size_t flush_ids) {
+  DedupeOptions options;
+  options.flush_ids = flush_ids;
+  options.bits_per_id = 0.05;
+  options.min_filter_ids = 16;
+  return options;
+}
+
+// n random ids to store and n others, absent, from `seed`.
+void RandomIds(uint64_t seed, int n, std::vector<uint64_t>* stored, std::vector<uint64_t>* absent) {
+  std::mt19937_64 rng(seed);
+  for (int i = 0; i < n; ++i) stored->push_back(rng());
+  for (int i = 0; i < n; ++i) absent->push_back(rng());
+}
+
 // A tiny, saturated Bloom filter lets almost every id through, so every answer below comes
 // from the exact layers (recent set, event_index), across flushes and a reopen.
 TEST(EventDedupeTest, ExactAcrossFlushesAndReopenEvenWhenTheFilterSaysMaybe) {
   Workspace ws;
-  DedupeOptions options;
-  options.flush_ids = 250;        // several flushes to event_index
-  options.bits_per_id = 0.05;     // ~all-ones filter: false alarms everywhere
-  options.min_filter_ids = 16;
-  std::mt19937_64 rng(7);
+  const DedupeOptions options = ExactLayersOnly(/*flush_ids=*/250);  // several flushes to event_index
   std::vector<uint64_t> stored, absent;
-  for (int i = 0; i < 3000; ++i) stored.push_back(rng());
-  for (int i = 0; i < 3000; ++i) absent.push_back(rng());
+  RandomIds(7, 3000, &stored, &absent);
   stored.push_back(0);  // the hash 0, remapped internally, still round-trips
   {
     auto store = KvStore::Open(ws.path.string(), StoreOptions());
@@ -98,14 +110,9 @@ TEST(EventDedupeTest, ExactAcrossFlushesAndReopenEvenWhenTheFilterSaysMaybe) {
 // failure and puts the ids back into the recent set, and a later flush indexes them.
 TEST(EventDedupeTest, AFailedBackgroundFlushKeepsEveryIdAndIsRetried) {
   Workspace ws;
-  DedupeOptions options;
-  options.flush_ids = 250;
-  options.bits_per_id = 0.05;  // every lookup reaches the exact layers
-  options.min_filter_ids = 16;
-  std::mt19937_64 rng(11);
+  const DedupeOptions options = ExactLayersOnly(/*flush_ids=*/250);
   std::vector<uint64_t> stored, absent;
-  for (int i = 0; i < 300; ++i) stored.push_back(rng());
-  for (int i = 0; i < 300; ++i) absent.push_back(rng());
+  RandomIds(11, 300, &stored, &absent);
   {
     auto store = KvStore::Open(ws.path.string(), StoreOptions());
     ASSERT_TRUE(store.ok());
@@ -138,15 +145,10 @@ TEST(EventDedupeTest, AFailedBackgroundFlushKeepsEveryIdAndIsRetried) {
 
 TEST(EventDedupeTest, FinishBulkLoadFlushesOnlyALargeRecentSet) {
   Workspace ws;
-  DedupeOptions options;
-  options.flush_ids = 100000;     // no flush while adding
+  DedupeOptions options = ExactLayersOnly(/*flush_ids=*/100000);  // no flush while adding
   options.settle_flush_ids = 1000;
-  options.bits_per_id = 0.05;     // ~all-ones filter: every answer from the exact layers
-  options.min_filter_ids = 16;
-  std::mt19937_64 rng(17);
   std::vector<uint64_t> stored, absent;
-  for (int i = 0; i < 3000; ++i) stored.push_back(rng());
-  for (int i = 0; i < 3000; ++i) absent.push_back(rng());
+  RandomIds(17, 3000, &stored, &absent);
   {
     auto store = KvStore::Open(ws.path.string(), StoreOptions());
     ASSERT_TRUE(store.ok());
