@@ -344,6 +344,19 @@ LiveServer StartServer(const std::string& db, const std::string& extra_toml, Tim
   return out;
 }
 
+// Up to `count` customer ids of the workspace's last build, every `stride`-th row.
+void BuiltCustomers(const std::string& db, size_t count, size_t stride, std::vector<std::string>* customers) {
+  EngineOptions eo;
+  eo.db_dir = db;
+  auto engine = Engine::Open(eo, Context());
+  ASSERT_TRUE(engine.ok());
+  auto build = LoadBuild(**engine);
+  ASSERT_TRUE(build.ok());
+  for (size_t row = 0; row < build->customer_ids.size() && customers->size() < count; row += stride) {
+    customers->push_back(build->customer_ids[row]);
+  }
+}
+
 // Starts once without destinations, so the first memberships are stored (a first start emits
 // every profile's memberships as entered records) and later starts send only changes.
 TimeMicros PrimeMemberships(const std::string& db) {
@@ -501,17 +514,7 @@ TEST(BuildSourceServerTest, RebuildSwapsWhileEventsStreamAndEveryChangeIsDeliver
   const std::string db = CopyShop(dir);
   TimeMicros as_of = PrimeMemberships(db);
   std::vector<std::string> customers;
-  {
-    EngineOptions eo;
-    eo.db_dir = db;
-    auto engine = Engine::Open(eo, Context());
-    ASSERT_TRUE(engine.ok());
-    auto build = LoadBuild(**engine);
-    ASSERT_TRUE(build.ok());
-    for (size_t row = 0; row < build->customer_ids.size() && customers.size() < 200; row += 5) {
-      customers.push_back(build->customer_ids[row]);
-    }
-  }
+  ASSERT_NO_FATAL_FAILURE(BuiltCustomers(db, 200, 5, &customers));
   int port = FreePort();
   Receiver receiver(port);
   receiver.Start();
@@ -643,17 +646,7 @@ TEST(BuildSourceServerTest, LookupsStayConsistentBesideEventsForgetsAndARebuild)
   const std::string db = CopyShop(dir);
   const TimeMicros as_of = PrimeMemberships(db);
   std::vector<std::string> customers;
-  {
-    EngineOptions eo;
-    eo.db_dir = db;
-    auto engine = Engine::Open(eo, Context());
-    ASSERT_TRUE(engine.ok());
-    auto build = LoadBuild(**engine);
-    ASSERT_TRUE(build.ok());
-    for (size_t row = 0; row < build->customer_ids.size() && customers.size() < 64; row += 7) {
-      customers.push_back(build->customer_ids[row]);
-    }
-  }
+  ASSERT_NO_FATAL_FAILURE(BuiltCustomers(db, 64, 7, &customers));
   ASSERT_EQ(customers.size(), 64u);
   // [0, 48): streamed to and looked up; [48, 56): looked up, then forgotten; [56, 64): each
   // written and read back by the read-your-writes thread alone.
