@@ -144,7 +144,7 @@ wait $bg
 # so it is also measured idle.
 echo "== profile lookups (idle), $lookup_conns connections, one wrk thread"
 wrk -t1 -c"$lookup_conns" -d"${duration}s" --latency -s "$here/get_profile.lua" "$url" | tee "$work/lookup_few_t1.txt"
-phase h
+phase i
 echo "== profile lookups ($lookup_conns connections, one wrk thread) while single events stream in ($lookup_conns connections)"
 wrk -t1 -c"$lookup_conns" -d"${duration}s" --latency -s "$here/post_single.lua" "$url" > "$work/single_bg_few.txt" &
 bg=$!
@@ -169,7 +169,7 @@ if [ -f "$work/batch_built.txt" ]; then
   phase h
   echo "== batches of 100 events with the build's source, timestamped now"
   ticks > "$work/batch_now.t0"
-  wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$here/post_batch_now.lua" "$url" | tee "$work/batch_now.txt"
+  SHOAL_BENCH_STAMP=now wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$here/post_batch.lua" "$url" | tee "$work/batch_now.txt"
   ticks > "$work/batch_now.t1"
 fi
 
