@@ -32,6 +32,17 @@ Status FromRocks(const rocksdb::Status& s, std::string_view what) {
 constexpr std::string_view kIngestFilePrefix = "ingest-";
 
 rocksdb::Slice ToSlice(std::string_view v) { return rocksdb::Slice(v.data(), v.size()); }
+
+// Writes the table file `path` for family `cf`: fill(writer) adds its keys in ascending order.
+template <typename Fill>
+rocksdb::Status WriteTableFile(const rocksdb::Options& options, rocksdb::ColumnFamilyHandle* cf,
+                               const std::string& path, Fill&& fill) {
+  rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options, cf);
+  rocksdb::Status s = writer.Open(path);
+  if (s.ok()) s = fill(writer);
+  if (s.ok()) s = writer.Finish();
+  return s;
+}
 }  // namespace
 
 struct WriteGroup::Impl {
@@ -308,20 +319,17 @@ std::string KvStore::NextIngestPath() {
 Status KvStore::IngestSortedU64Keys(Column column, std::span<const uint64_t> sorted_keys) {
   if (sorted_keys.empty()) return Status::OK();
   const size_t c = static_cast<size_t>(column);
-  rocksdb::Options options(impl_->db_options, impl_->cf_options[c]);
-  rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options, impl_->handles[c]);
-  std::string path = NextIngestPath();
-  SHOAL_RETURN_IF_ERROR(FromRocks(writer.Open(path), "table file " + path));
-  char key[8];
-  for (uint64_t k : sorted_keys) {
-    EncodeKeyU64(k, key);
-    rocksdb::Status s = writer.Put(rocksdb::Slice(key, 8), rocksdb::Slice());
-    if (!s.ok()) {
-      std::filesystem::remove(path);
-      return FromRocks(s, "table file " + path);
-    }
-  }
-  rocksdb::Status s = writer.Finish();
+  const std::string path = NextIngestPath();
+  rocksdb::Status s = WriteTableFile(rocksdb::Options(impl_->db_options, impl_->cf_options[c]), impl_->handles[c],
+                                     path, [&](rocksdb::SstFileWriter& writer) {
+                                       char key[8];
+                                       rocksdb::Status put;
+                                       for (size_t i = 0; i < sorted_keys.size() && put.ok(); ++i) {
+                                         EncodeKeyU64(sorted_keys[i], key);
+                                         put = writer.Put(rocksdb::Slice(key, 8), rocksdb::Slice());
+                                       }
+                                       return put;
+                                     });
   if (s.ok()) {
     rocksdb::IngestExternalFileOptions io;
     io.move_files = true;
@@ -335,11 +343,6 @@ Status KvStore::IngestSortedU64Keys(Column column, std::span<const uint64_t> sor
 Status KvStore::IngestTables(std::span<const TableRecord> records) {
   if (records.empty()) return Status::OK();
   std::vector<rocksdb::IngestExternalFileArg> args;
-  std::vector<std::string> paths;
-  auto remove_files = [&] {
-    std::error_code ec;
-    for (const auto& path : paths) std::filesystem::remove(path, ec);  // moved into the store, or failed
-  };
   rocksdb::Status s;
   for (size_t begin = 0; begin < records.size() && s.ok();) {
     const Column column = records[begin].column;
@@ -352,23 +355,24 @@ Status KvStore::IngestTables(std::span<const TableRecord> records) {
     options.compression = rocksdb::kNoCompression;
     options.bottommost_compression = rocksdb::kDisableCompressionOption;
     options.compression_per_level.clear();
-    rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options, impl_->handles[c]);
-    paths.push_back(NextIngestPath());
-    s = writer.Open(paths.back());
-    for (size_t i = begin; i < end && s.ok(); ++i) {
-      s = records[i].put ? writer.Put(ToSlice(records[i].key), ToSlice(records[i].value))
-                         : writer.Delete(ToSlice(records[i].key));
-    }
-    if (s.ok()) s = writer.Finish();
     rocksdb::IngestExternalFileArg arg;
     arg.column_family = impl_->handles[c];
-    arg.external_files = {paths.back()};
+    arg.external_files = {NextIngestPath()};
     arg.options.move_files = true;
+    s = WriteTableFile(options, arg.column_family, arg.external_files[0], [&](rocksdb::SstFileWriter& writer) {
+      rocksdb::Status put;
+      for (size_t i = begin; i < end && put.ok(); ++i) {
+        put = records[i].put ? writer.Put(ToSlice(records[i].key), ToSlice(records[i].value))
+                             : writer.Delete(ToSlice(records[i].key));
+      }
+      return put;
+    });
     args.push_back(std::move(arg));
     begin = end;
   }
   if (s.ok()) s = impl_->db->IngestExternalFiles(args);
-  remove_files();
+  std::error_code ec;
+  for (const auto& arg : args) std::filesystem::remove(arg.external_files[0], ec);  // moved into the store, or failed
   return FromRocks(s, "ingest of table files in " + dir_);
 }
 
