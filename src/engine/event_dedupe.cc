@@ -171,25 +171,21 @@ Status EventDedupe::Lookup(std::span<const uint64_t> ids, std::vector<uint8_t>* 
     std::sort(order.begin(), order.end());
     for (size_t c = 0; c < order.size(); ++c) std::tie(candidates_[c], candidate_pos_[c]) = order[c];
   }
-  // `recent`: a merge of the sorted candidates with each sorted run.
+  // `recent` and `flushing`: a merge of the sorted candidates with each sorted run.
   candidate_found_.assign(candidates_.size(), 0);
+  auto merge_with = [&](std::span<const uint64_t> run) {
+    size_t r = 0;
+    for (size_t c = 0; c < candidates_.size() && r < run.size(); ++c) {
+      while (r < run.size() && run[r] < candidates_[c]) ++r;
+      if (r < run.size() && run[r] == candidates_[c]) candidate_found_[c] = 1;
+    }
+  };
   size_t run_begin = 0;
   for (size_t run_end : recent_runs_) {
-    size_t r = run_begin;
-    for (size_t c = 0; c < candidates_.size() && r < run_end; ++c) {
-      while (r < run_end && recent_ids_[r] < candidates_[c]) ++r;
-      if (r < run_end && recent_ids_[r] == candidates_[c]) candidate_found_[c] = 1;
-    }
+    merge_with(std::span<const uint64_t>(recent_ids_).subspan(run_begin, run_end - run_begin));
     run_begin = run_end;
   }
-  // `flushing`, the same way (one run).
-  {
-    size_t r = 0;
-    for (size_t c = 0; c < candidates_.size() && r < flushing_ids_.size(); ++c) {
-      while (r < flushing_ids_.size() && flushing_ids_[r] < candidates_[c]) ++r;
-      if (r < flushing_ids_.size() && flushing_ids_[r] == candidates_[c]) candidate_found_[c] = 1;
-    }
-  }
+  merge_with(flushing_ids_);
   // event_index: the candidates `recent` and `flushing` do not hold (few, except on a re-ingest).
   std::vector<uint64_t> index_keys;
   std::vector<uint32_t> index_pos;
