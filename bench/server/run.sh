@@ -59,6 +59,16 @@ cpu_per() {  # cpu_per NAME FILE: microseconds of server CPU per request of the 
 }
 pct() { awk -v q="$2" '$1 == q {print $2}' "$1"; }
 errors() { awk '/Non-2xx/ {print $5} END {}' "$1"; }
+# over M0 M1 LE: the share of the profile lookups between two /metrics snapshots that the server
+# took longer than LE seconds over, from their receipt (SO_TIMESTAMPNS) to their response.
+over() {
+  awk -v le="$3" -v f0="$1" '
+    /^shoal_http_request_duration_seconds_bucket\{route="profile"/ {
+      if (FILENAME == f0) { if (index($0, "le=\"" le "\"")) a0 = $2; if (index($0, "+Inf")) n0 = $2 }
+      else { if (index($0, "le=\"" le "\"")) a1 = $2; if (index($0, "+Inf")) n1 = $2 } }
+    END { if (a1 == "" || n1 == n0) print "n/a"; else printf "%.2f%%", 100 * (1 - (a1 - a0) / (n1 - n0)) }
+  ' "$1" "$2"
+}
 
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== batches of 100 events (also creates the 10,000 customers)"
@@ -114,6 +124,7 @@ if [ "$only" = mixed ]; then
     ' "$work/mixed.m0" "$work/mixed.m1"
   }
   echo "| exclusive engine-lock holds longer than 0.25 / 1 / 2.5 ms | $(holds 0.00025) / $(holds 0.001) / $(holds 0.0025) |"
+  echo "| lookups the server took over 1 / 2 ms, receipt -> response, beside the events | $(over "$work/mixed.m0" "$work/mixed.m1" 0.001) / $(over "$work/mixed.m0" "$work/mixed.m1" 0.002) |"
   echo "| lookups deferred to a worker (lock taken), since start | $(awk '/^shoal_lookups_deferred_total/ {print $2}' "$work/mixed.m1") |"
   echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
   exit 0
@@ -135,10 +146,12 @@ echo "== profile lookups (idle), $lookup_conns connections"
 wrk -t"$threads" -c"$lookup_conns" -d"${duration}s" --latency -s "$here/get_profile.lua" "$url" | tee "$work/lookup_few.txt"
 phase f
 echo "== profile lookups ($lookup_conns connections, $threads wrk threads as idle) while single events stream in ($lookup_conns connections)"
+curl -s "$url/metrics" > "$work/same.m0"
 wrk -t1 -c"$lookup_conns" -d"${duration}s" --latency -s "$here/post_single.lua" "$url" > "$work/single_bg_same.txt" &
 bg=$!
 wrk -t"$threads" -c"$lookup_conns" -d"${duration}s" --latency -s "$here/get_profile.lua" "$url" | tee "$work/lookup_mixed_same.txt"
 wait $bg
+curl -s "$url/metrics" > "$work/same.m1"
 # The same with one wrk thread for the lookups (two in all, as many as cores). A control: one
 # wrk thread is itself saturated by 8 busy connections, and its own delays are in its figures,
 # so it is also measured idle.
@@ -196,6 +209,7 @@ echo "| profile lookups/s (idle, c=$lookup_conns) | $(rps "$work/lookup_few.txt"
 echo "| profile lookup p50 / p99 (idle, c=$lookup_conns) | $(pct "$work/lookup_few.txt" 50%) / $(pct "$work/lookup_few.txt" 99%) | p99 < 2 ms |"
 echo "| profile lookups/s while $(rps "$work/single_bg_same.txt") events/s stream in (c=$lookup_conns each, lookups from $threads wrk threads as idle) | $(rps "$work/lookup_mixed_same.txt") | |"
 echo "| profile lookup p50 / p99 (streaming, c=$lookup_conns, $threads wrk threads) | $(pct "$work/lookup_mixed_same.txt" 50%) / $(pct "$work/lookup_mixed_same.txt" 99%) | p99 < 2 ms |"
+echo "| lookups of that phase the server took over 1 / 2 ms (receipt -> response) | $(over "$work/same.m0" "$work/same.m1" 0.001) / $(over "$work/same.m0" "$work/same.m1" 0.002) | under 1% |"
 echo "| control: profile lookup p50 / p99 (idle, c=$lookup_conns, one wrk thread) | $(pct "$work/lookup_few_t1.txt" 50%) / $(pct "$work/lookup_few_t1.txt" 99%) | |"
 echo "| profile lookups/s while $(rps "$work/single_bg_few.txt") events/s stream in (c=$lookup_conns each, one wrk thread each) | $(rps "$work/lookup_mixed_few.txt") | |"
 echo "| profile lookup p50 / p99 (streaming, c=$lookup_conns, one wrk thread) | $(pct "$work/lookup_mixed_few.txt" 50%) / $(pct "$work/lookup_mixed_few.txt" 99%) | compare with the control |"

@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <exception>
 #include <mutex>
@@ -182,6 +183,7 @@ struct Connection {
   SteadyClock::time_point last_active;
   SteadyClock::time_point request_started{};  // first byte of a partial request; {} = none
   SteadyClock::time_point drain_deadline{};
+  SteadyClock::time_point received_at{};      // the bytes of the request being parsed began to arrive
 
   // --- shared, under mu ---
   std::mutex mu;
@@ -834,6 +836,7 @@ void ServerCore::Accept(Loop* loop) {
     }
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    ::setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);  // receive times (ReadAvailable)
     connections.fetch_add(1);
     auto conn = std::make_shared<Connection>();
     conn->fd = fd;
@@ -854,6 +857,23 @@ void ServerCore::Accept(Loop* loop) {
   }
 }
 
+// The kernel's receive time of what `msg` read, on the steady clock; now if it has none.
+SteadyClock::time_point ReceiveTime(const msghdr& msg) {
+  const SteadyClock::time_point now = SteadyClock::now();
+  for (const cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&msg), const_cast<cmsghdr*>(c))) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SO_TIMESTAMPNS) continue;
+    timespec at;
+    std::memcpy(&at, CMSG_DATA(c), sizeof at);
+    timespec wall;
+    ::clock_gettime(CLOCK_REALTIME, &wall);
+    const int64_t ago_ns = (static_cast<int64_t>(wall.tv_sec) - at.tv_sec) * 1000000000 + (wall.tv_nsec - at.tv_nsec);
+    // A wall clock stepped meanwhile (or no stamp) gives a negative or absurd age: ignored.
+    if (ago_ns < 0 || ago_ns > int64_t{60} * 1000000000) return now;
+    return now - std::chrono::duration_cast<SteadyClock::duration>(std::chrono::nanoseconds(ago_ns));
+  }
+  return now;
+}
+
 bool ServerCore::ReadAvailable(Loop* loop, Connection* conn, uint32_t events) {
   const size_t cap = options.max_header_bytes + options.max_body_bytes + kReadChunk;
   for (;;) {
@@ -861,8 +881,17 @@ bool ServerCore::ReadAvailable(Loop* loop, Connection* conn, uint32_t events) {
       conn->read_paused = true;
       return true;
     }
-    ssize_t n = ::recv(conn->fd, loop->read_buffer.data(), loop->read_buffer.size(), 0);
+    // With the kernel's receive time (SO_TIMESTAMPNS) of the first bytes read.
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
+    iovec iov{loop->read_buffer.data(), loop->read_buffer.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(conn->fd, &msg, 0);
     if (n > 0) {
+      if (conn->in.size() == conn->pos) conn->received_at = ReceiveTime(msg);  // a request begins
       conn->in.append(loop->read_buffer.data(), static_cast<size_t>(n));
       conn->last_active = SteadyClock::now();
       if (static_cast<size_t>(n) < loop->read_buffer.size() && (events & EPOLLIN)) {
@@ -992,6 +1021,7 @@ void ServerCore::ProcessInput(Loop* loop, const std::shared_ptr<Connection>& con
       break;
     }
     c->request_started = {};
+    c->request.received = c->received_at;
     tls_dispatching = c;
     Dispatch(loop, conn);
     tls_dispatching = nullptr;

@@ -13,6 +13,7 @@
 //              free at once), else on the worker pool, so a loop never waits for them.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -51,6 +52,10 @@ struct HttpRequest {
   std::vector<std::pair<std::string, std::string>> query;    // in order received
   std::vector<std::string> path_params;                      // the route's {captures}, in order
   int minor_version = 1;                                     // HTTP/1.<minor>
+  // When the request's first bytes reached the server: the kernel's receive time of the read
+  // that began it (SO_TIMESTAMPNS), else when the loop read them. Latencies measured from it
+  // include the time the request waited for its loop.
+  std::chrono::steady_clock::time_point received{};
 
   // The first header named `name` (any case); "" when absent.
   std::string_view Header(std::string_view name) const;

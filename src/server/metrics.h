@@ -19,7 +19,7 @@ const char* RouteName(Route route);
 // Cumulative latency buckets, Prometheus style.
 class LatencyHistogram {
  public:
-  static constexpr std::array<double, 14> kBounds = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+  static constexpr std::array<double, 15> kBounds = {0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.0025,
                                                      0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                                      1, 5};
   void Observe(double seconds);

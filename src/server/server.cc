@@ -171,6 +171,12 @@ struct OutboxEntry {
 // events/s (docs/benchmarks/server-lookup.md).
 constexpr std::chrono::microseconds kLookupSpin{150};
 
+// When a request's latency starts: its receipt by the server (HttpRequest::received), so the
+// histograms include the time it waited for its loop; now for a request without one.
+Clock::time_point ReceivedOr(const HttpRequest& req) {
+  return req.received != Clock::time_point{} ? req.received : Clock::now();
+}
+
 // Takes `lock` (shared) if it becomes free within `budget`, spinning (no sleep); false if not.
 bool TryLockSharedSpinning(std::shared_lock<WriterPreferringSharedMutex>& lock,
                            std::chrono::microseconds budget) {
@@ -1209,7 +1215,7 @@ std::string Server::Impl::MetricsText() const {
       out += line;
     }
   }
-  out += "# HELP shoal_http_request_duration_seconds Time from request to response.\n"
+  out += "# HELP shoal_http_request_duration_seconds Time from the request's receipt to its response.\n"
          "# TYPE shoal_http_request_duration_seconds histogram\n";
   for (int r = 0; r < static_cast<int>(Route::kNumRoutes); ++r) {
     metrics.latency[r].Render(&out, "shoal_http_request_duration_seconds",
@@ -1397,7 +1403,7 @@ void Server::Impl::SetUpRoutes() {
 
   auto timed = [this](Route route, std::function<void(const HttpRequest&, HttpResponse*)> fn) {
     return [this, route, fn = std::move(fn)](const HttpRequest& req, HttpResponse* res) {
-      auto start = Clock::now();
+      const auto start = ReceivedOr(req);
       try {
         fn(req, res);
       } catch (const std::exception& e) {  // library exceptions stop at the boundary
@@ -1411,7 +1417,7 @@ void Server::Impl::SetUpRoutes() {
   // Events: parsed on the I/O thread, queued for the apply leader with the responder, which
   // the leader completes once the group is durable; the I/O thread goes back to its loop.
   http->Async("POST", "/v1/events", [this](const HttpRequest& req, HttpResponder responder) {
-    const auto start = Clock::now();
+    const auto start = ReceivedOr(req);
     auto answer = [&](int status, std::string body) {
       HttpResponse res;
       res.Set(status, std::move(body));
@@ -1452,7 +1458,7 @@ void Server::Impl::SetUpRoutes() {
   // worker that waits, so the loop goes on serving its other connections. The lock is held for what reads the engine
   // (traits, live scores, the memberships copied); the memberships are rendered after it.
   auto lookup = [this](const HttpRequest& req, HttpResponse* res, bool may_wait) {
-    const auto start = Clock::now();
+    const auto start = ReceivedOr(req);
     std::shared_lock lock(engine_mu, std::defer_lock);
     if (may_wait) {
       lock.lock();
@@ -1653,8 +1659,8 @@ void Server::Impl::SetUpRoutes() {
                   std::chrono::duration<double>(Clock::now() - start).count());
     json(res, 200, buf);
   }));
-  http->InlineUnlessBusy("GET", "/healthz", [this](const HttpRequest&, HttpResponse* res, bool may_wait) {
-    const auto start = Clock::now();
+  http->InlineUnlessBusy("GET", "/healthz", [this](const HttpRequest& req, HttpResponse* res, bool may_wait) {
+    const auto start = ReceivedOr(req);
     std::shared_lock lock(engine_mu, std::defer_lock);
     if (may_wait) {
       lock.lock();

@@ -148,6 +148,13 @@ class HttpServerTest : public ::testing::Test {
       std::this_thread::sleep_for(30ms);
       res->Set(200, "slow", "text/plain");
     });
+    // Microseconds since the request was received (HttpRequest::received), -1 when unset.
+    server_->Inline("GET", "/age", [](const HttpRequest& req, HttpResponse* res) {
+      const long long us = req.received == std::chrono::steady_clock::time_point{}
+          ? -1
+          : std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - req.received).count();
+      res->Set(200, std::to_string(us), "text/plain");
+    });
     server_->Inline("GET", "/throw", [](const HttpRequest&, HttpResponse*) {
       throw std::runtime_error("boom");
     });
@@ -250,6 +257,40 @@ TEST_F(HttpServerTest, PipelinedRequestsInOneWriteAreAnsweredInOrder) {
     bodies.push_back(r->body);
   }
   EXPECT_EQ(bodies, (std::vector<std::string>{"late:1", "slow", "xyz", "now", "id=e;q=;has_r=0;h="}));
+}
+
+TEST_F(HttpServerTest, ARequestIsTimedFromTheArrivalOfItsFirstBytes) {
+  StartServer();
+  RawClient client(port_);
+  auto age_us = [&]() -> long long {
+    auto r = client.Read();
+    EXPECT_TRUE(r);
+    if (!r) return -2;
+    EXPECT_EQ(r->status, 200);
+    return std::atoll(r->body.c_str());
+  };
+  // Whole: received just now.
+  ASSERT_TRUE(client.Send("GET /age HTTP/1.1\r\n\r\n"));
+  long long whole = age_us();
+  EXPECT_GE(whole, 0);
+  EXPECT_LT(whole, 1000000);
+  // In two parts 60 ms apart: timed from the first.
+  ASSERT_TRUE(client.Send("GET /age HTTP/1.1\r\n"));
+  std::this_thread::sleep_for(60ms);
+  ASSERT_TRUE(client.Send("\r\n"));
+  EXPECT_GE(age_us(), 55000);
+  // Pipelined behind a 30 ms request: its wait on the connection counts.
+  ASSERT_TRUE(client.Send("GET /slow HTTP/1.1\r\n\r\nGET /age HTTP/1.1\r\n\r\n"));
+  auto slow = client.Read();
+  ASSERT_TRUE(slow);
+  EXPECT_EQ(slow->body, "slow");
+  EXPECT_GE(age_us(), 25000);
+  // After an idle gap on the same connection: a new request is timed afresh.
+  std::this_thread::sleep_for(60ms);
+  ASSERT_TRUE(client.Send("GET /age HTTP/1.1\r\n\r\n"));
+  long long fresh = age_us();
+  EXPECT_GE(fresh, 0);
+  EXPECT_LT(fresh, 50000);
 }
 
 TEST_F(HttpServerTest, ChunkedBodiesDecodedAndBadChunksRefused) {
