@@ -53,13 +53,112 @@ uint64_t ParseU64Value(std::string_view s) {
   return r.Varint();
 }
 
+// Whether applying `e` writes the population state shared by all profiles (category ids and
+// unit prices, CustomerState::Update): such an event is never applied beside another.
+bool WritesPopulation(const Event& e, const EventBatch& batch) {
+  if (!e.category.empty()) return true;
+  for (const OrderLine& line : batch.Lines(e)) {
+    if (!line.category.empty()) return true;
+  }
+  return false;
+}
+
+// A batch of at least this many events is applied by `threads` workers (ApplyEvents).
+constexpr size_t kParallelApplyMinEvents = 1024;
+
+// The parallel apply of ApplyEvents: each event is resolved to its profile in order (the
+// identity graph is serial), and the state updates of a run of events that neither merge
+// profiles nor write the population state are spread over the workers by profile. Every
+// state sees its events in their order and nothing else is shared, so the states are the
+// serial apply's, bit for bit, for any number of workers. A merge, or an event that writes the
+// population, ends the run: the run is applied, then that event alone, in order.
+template <typename Touch>
+void ApplyEventsParallel(IdentityGraph& identity, StateSlots& states,
+                         PopulationState& population, const TraitConfig& traits,
+                         const EventBatch& batch, std::span<const uint32_t> indices,
+                         std::vector<MergeRecord>* merges, TimeMicros* latest,
+                         uint32_t* profile_of, Touch&& touched, int threads) {
+  std::vector<uint32_t> run_events, run_profiles;  // the run: event index and its profile
+  std::vector<CustomerState*> run_states;
+  std::vector<std::vector<uint32_t>> lanes(static_cast<size_t>(threads));  // run positions per worker
+  run_events.reserve(indices.size());
+  run_profiles.reserve(indices.size());
+  auto apply_run = [&]() {
+    if (run_events.empty()) return;
+    // Every state of the run exists (Mutable at resolve time), so none moves from here on.
+    run_states.resize(run_events.size());
+    for (size_t k = 0; k < run_events.size(); ++k) run_states[k] = &states.Mutable(run_profiles[k]);
+    const int workers = run_events.size() >= kParallelApplyMinEvents ? threads : 1;
+    for (auto& lane : lanes) lane.clear();
+    for (size_t k = 0; k < run_events.size(); ++k) {
+      lanes[run_profiles[k] % static_cast<uint32_t>(workers)].push_back(static_cast<uint32_t>(k));
+    }
+    ParallelFor(
+        static_cast<size_t>(workers), workers,
+        [&](size_t begin, size_t end, int) {
+          constexpr size_t kAhead = 4;  // states fetched ahead, as in the serial apply
+          for (size_t w = begin; w < end; ++w) {
+            const std::vector<uint32_t>& lane = lanes[w];
+            for (size_t i = 0; i < lane.size(); ++i) {
+              if (i + 2 * kAhead < lane.size()) run_states[lane[i + 2 * kAhead]]->Prefetch(0);
+              if (i + kAhead < lane.size()) run_states[lane[i + kAhead]]->Prefetch(1);
+              if (i + kAhead / 2 < lane.size()) {
+                const uint32_t later = lane[i + kAhead / 2];
+                const Event& e = batch.events[run_events[later]];
+                if (e.Is(EventType::kOrder)) run_states[later]->PrefetchOrderAt(e.timestamp);
+              }
+              const uint32_t k = lane[i];
+              run_states[k]->Update(batch.events[run_events[k]], batch, population, traits);
+            }
+          }
+        },
+        /*min_per_worker=*/1);
+    run_events.clear();
+    run_profiles.clear();
+  };
+  for (const uint32_t idx : indices) {
+    const Event& e = batch.events[idx];
+    const size_t merges_before = merges->size();
+    const uint32_t profile = identity.Resolve(e, merges);
+    if (profile_of != nullptr) profile_of[idx] = profile;
+    if (identity.num_slots() > states.size()) states.resize(identity.num_slots());
+    if (e.timestamp > *latest) *latest = e.timestamp;
+    if (merges->size() > merges_before || WritesPopulation(e, batch)) {
+      apply_run();  // the states absorbed and the population see every earlier event first
+      for (size_t m = merges_before; m < merges->size(); ++m) {
+        const MergeRecord& rec = (*merges)[m];
+        states.Absorb(rec.survivor, rec.absorbed);
+        touched(rec.survivor);
+        touched(rec.absorbed);
+      }
+      if (profile == kNoProfile) continue;
+      states.Mutable(profile).Update(e, batch, population, traits);
+      touched(profile);
+      continue;
+    }
+    if (profile == kNoProfile) continue;  // an anonymous basket: stored, no profile
+    states.Mutable(profile);  // placed now: the state array may grow only before the run's apply
+    run_events.push_back(idx);
+    run_profiles.push_back(profile);
+    touched(profile);
+  }
+  apply_run();
+}
+
 // Applies stored events to identity and traits; merges combine states exactly. `touched` is
-// called for every profile slot whose state changed (absorbed ones included).
+// called for every profile slot whose state changed (absorbed ones included). A batch of at
+// least kParallelApplyMinEvents is applied by `threads` workers (ApplyEventsParallel), with
+// the same result.
 template <typename Touch>
 void ApplyEvents(IdentityGraph& identity, StateSlots& states,
                  PopulationState& population, const TraitConfig& traits, const EventBatch& batch,
                  std::span<const uint32_t> indices, std::vector<MergeRecord>* merges,
-                 TimeMicros* latest, uint32_t* profile_of, Touch&& touched) {
+                 TimeMicros* latest, uint32_t* profile_of, Touch&& touched, int threads = 1) {
+  if (threads > 1 && indices.size() >= kParallelApplyMinEvents) {
+    ApplyEventsParallel(identity, states, population, traits, batch, indices, merges, latest,
+                        profile_of, touched, threads);
+    return;
+  }
   // The states of a batch's customers are scattered over memory and mostly not in cache: the
   // profile of the event kAhead * 2 positions on is looked up (read-only; merges on the way
   // only make the guess stale, never the result wrong) and its state fetched, then, kAhead on,
@@ -513,7 +612,7 @@ void Engine::ApplyStored(const EventBatch& batch, std::span<const uint32_t> indi
                   dirty_[profile] = 1;
                   dirty_list_.push_back(profile);
                 }
-              });
+              }, options_.apply_threads);
 }
 
 Status Engine::StoreBlock(const EventBatch& batch, std::span<const uint32_t> indices, bool sync) {
@@ -1005,7 +1104,7 @@ Status Engine::ReplayInto(Derived* derived, std::optional<TimeMicros> as_of) con
     kept.resize(batch.size());
     for (uint32_t i = 0; i < batch.size(); ++i) kept[i] = i;
     ApplyEvents(derived->identity, derived->states, derived->population, config_.traits, batch, kept,
-                &merges, &latest, nullptr, [](uint32_t) {});
+                &merges, &latest, nullptr, [](uint32_t) {}, options_.apply_threads);
     merges.clear();
     return true;
   });
@@ -1041,7 +1140,7 @@ Status Engine::ReplayAsOf(std::span<const TimeMicros> as_ofs,
       kept.resize(block.batch.size());
       for (uint32_t i = 0; i < block.batch.size(); ++i) kept[i] = i;
       ApplyEvents(derived.identity, derived.states, derived.population, config_.traits,
-                  block.batch, kept, &merges, &latest, nullptr, [](uint32_t) {});
+                  block.batch, kept, &merges, &latest, nullptr, [](uint32_t) {}, options_.apply_threads);
       merges.clear();
     };
     // Later passes skip blocks that hold no event of their interval (read-only after pass 0).

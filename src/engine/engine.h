@@ -41,6 +41,10 @@ struct EngineOptions {
   // files ingested into the store, bypassing the write-ahead log and the memtables; smaller
   // ones (the server's) go through the log.
   size_t table_block_events = 4096;
+  // Workers that apply a batch of at least 1,024 events to the profile states (the identity
+  // graph stays serial): the states are the same for any number. 1 suits an ingest, whose
+  // parse and store threads keep the other core busy; the server's committer uses 2.
+  int apply_threads = 1;
   bool read_only = false;               // open without writing (exports beside a server)
   bool must_exist = false;              // NotFound instead of creating an empty workspace
   DedupeOptions dedupe;                 // event-id dedupe memory (event_dedupe.h)

@@ -469,6 +469,75 @@ TEST(EngineTest, ReplayAsOfIsTheSameOnOneThreadAndOnThePipeline) {
   EXPECT_EQ(by_threads[0], by_threads[2]);
 }
 
+// A shop where most events leave the population state alone (orders with a total and no
+// categorized lines, emails, uncategorized views), mixed with some that write it (categorized
+// lines and views) and with merges (anonymous browsing identified later, a second email).
+std::string MostlyUncategorizedShop(int customers, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::ostringstream out;
+  const char* cats[] = {"bedding", "cleaning", "toys"};
+  for (int c = 0; c < customers; ++c) {
+    const std::string cid = "C" + std::to_string(c % (customers / 2 + 1));  // some customers return
+    const std::string anon = "dev-" + std::to_string(c);
+    const bool anon_first = rng() % 4 == 0;
+    const int n = 2 + static_cast<int>(rng() % 14);
+    for (int k = 0; k < n; ++k) {
+      const int day = static_cast<int>(rng() % 400);
+      const std::string id = "m-" + std::to_string(c) + "-" + std::to_string(k);
+      const std::string who = (anon_first && k < n / 2) ? "\"anonymous_id\":\"" + anon + "\""
+                                                         : "\"customer_id\":\"" + cid + "\"";
+      const int kind = static_cast<int>(rng() % 10);
+      out << "{\"event_id\":\"" << id << "\",\"timestamp\":\"" << Day(day) << "\"," << who;
+      if (kind < 5) {
+        out << ",\"type\":\"order\",\"total\":" << 5 + rng() % 200;
+      } else if (kind == 5) {
+        out << ",\"type\":\"order\",\"lines\":[{\"product_id\":\"p" << rng() % 20 << "\",\"category\":\""
+            << cats[rng() % 3] << "\",\"quantity\":1,\"unit_price\":" << 3 + rng() % 90 << "}]";
+      } else if (kind == 6) {
+        out << ",\"type\":\"product_view\",\"product_id\":\"p" << rng() % 20 << "\"";
+        if (rng() % 2) out << ",\"category\":\"" << cats[rng() % 3] << "\"";
+      } else {
+        out << ",\"type\":\"email_open\",\"campaign_id\":\"cmp" << rng() % 3 << "\"";
+      }
+      out << "}\n";
+    }
+    if (anon_first) {
+      out << "{\"event_id\":\"mid-" << c << "\",\"type\":\"identify\",\"timestamp\":\"" << Day(401)
+          << "\",\"customer_id\":\"" << cid << "\",\"anonymous_id\":\"" << anon << "\",\"email\":\"u" << c
+          << "@example.com\"}\n";
+    }
+  }
+  return out.str();
+}
+
+// Batches of 1,024 events or more are applied by EngineOptions::apply_threads workers: the
+// profiles, the as-of replays and the population-dependent traits are the one-worker apply's.
+TEST(EngineTest, ParallelApplyGivesTheSerialApplysProfiles) {
+  TempDir dir;
+  WriteFile(dir.Sub("shop.jsonl"), MostlyUncategorizedShop(4000, 21));
+  const TimeMicros cut = *ParseIso8601("2024-08-01");
+  std::vector<std::string> now, as_of;
+  for (int threads : {1, 2, 3}) {
+    EngineOptions o;
+    o.db_dir = dir.Sub("db-" + std::to_string(threads));
+    o.block_events = 1500;  // several blocks over the threshold, and a short last one
+    o.apply_threads = threads;
+    auto engine = Engine::Open(o, FixedClock());
+    ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+    IngestSummary summary = IngestFile(**engine, dir.Sub("shop.jsonl"));
+    EXPECT_GT(summary.stored, 20000u);
+    EXPECT_GT(summary.merges, 500u);
+    now.push_back(Export(**engine, dir.Sub("now-" + std::to_string(threads) + ".csv")));
+    as_of.push_back(Export(**engine, dir.Sub("asof-" + std::to_string(threads) + ".csv"), cut));
+  }
+  EXPECT_GT(std::count(now[0].begin(), now[0].end(), '\n'), 1000);
+  EXPECT_NE(now[0], as_of[0]);
+  EXPECT_EQ(now[1], now[0]);
+  EXPECT_EQ(now[2], now[0]);
+  EXPECT_EQ(as_of[1], as_of[0]);
+  EXPECT_EQ(as_of[2], as_of[0]);
+}
+
 // Scans every file of a folder for a byte string.
 bool FolderContains(const std::string& dir, const std::string& needle) {
   for (const auto& entry : fs::recursive_directory_iterator(dir)) {
