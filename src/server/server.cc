@@ -690,10 +690,13 @@ Status Server::Impl::ApplyGroup(std::vector<std::shared_ptr<Job>>& jobs,
         }
       }
     };
-    // Consecutive small event jobs (single events, the common case under many clients) are
-    // applied as one batch: one dedupe lookup and one stored block for all of them. Applying
-    // them in order as one batch gives each event the fate it would have had job by job.
-    constexpr size_t kMergeMaxEvents = 16;
+    // Consecutive event jobs of up to kMergeMaxEvents (single events and batches of a few
+    // hundred, the common cases under many clients) are applied as one batch: one dedupe
+    // lookup and one stored block for all of them, and from 1,024 events the engine's
+    // parallel apply (EngineOptions::apply_threads). Applying them in order as one batch
+    // gives each event the fate it would have had job by job. (At 16, batches of 100 were
+    // applied one by one, serially: 3-17% fewer events/s, docs/benchmarks/server-batch.md.)
+    constexpr size_t kMergeMaxEvents = 512;
     auto small = [&](size_t j) {
       return jobs[j]->kind == Job::Kind::kEvents && jobs[j]->batch.size() <= kMergeMaxEvents;
     };
@@ -1740,6 +1743,8 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
   engine_options.db_dir = options.db_dir;
   engine_options.config_path = options.config_path;
   engine_options.checkpoint_blocks = size_t{1} << 40;  // the ticker asks for checkpoints
+  // The committer applies a large group with both cores (the loops mostly wait meanwhile).
+  engine_options.apply_threads = std::max(1, s.ctx.Threads());
   if (engine) {
     s.engine = std::move(engine);
   } else {
