@@ -136,7 +136,9 @@ wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$here/post_sing
 ticks > "$work/single.t1"
 echo "== profile lookups (idle)"
 ticks > "$work/lookup.t0"
+curl -s "$url/metrics" > "$work/lookup.m0"
 wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$here/get_profile.lua" "$url" | tee "$work/lookup.txt"
+curl -s "$url/metrics" > "$work/lookup.m1"
 ticks > "$work/lookup.t1"
 phase d
 # The same lookups from fewer connections: with wrk on the same 2 cores, 32 busy connections
@@ -165,10 +167,12 @@ wrk -t1 -c"$lookup_conns" -d"${duration}s" --latency -s "$here/get_profile.lua" 
 wait $bg
 phase g
 echo "== profile lookups while single events stream in"
+curl -s "$url/metrics" > "$work/mixed16.m0"
 wrk -t1 -c16 -d"${duration}s" --latency -s "$here/post_single.lua" "$url" > "$work/single_bg.txt" &
 bg=$!
 wrk -t1 -c16 -d"${duration}s" --latency -s "$here/get_profile.lua" "$url" | tee "$work/lookup_mixed.txt"
 wait $bg
+curl -s "$url/metrics" > "$work/mixed16.m1"
 phase e
 echo "== POST -> webhook latency (200 membership changes at 100/s while single events stream in)"
 wrk -t1 -c16 -d4s -s "$here/post_single.lua" "$url" > /dev/null &
@@ -202,9 +206,14 @@ echo "| server CPU per profile lookup (idle) | $(cpu_per lookup "$work/lookup.tx
 echo "| single event p50 / p99 latency | $(pct "$work/single.txt" 50%) / $(pct "$work/single.txt" 99%) | |"
 echo "| batch of 100 p50 / p99 latency | $(pct "$work/batch.txt" 50%) / $(pct "$work/batch.txt" 99%) | |"
 echo "| profile lookups/s (idle) | $(rps "$work/lookup.txt") | |"
-echo "| profile lookup p50 / p99 (idle) | $(pct "$work/lookup.txt" 50%) / $(pct "$work/lookup.txt" 99%) | p99 < 2 ms |"
+# With $connections (and 16) connections kept busy by wrk on the same 2 cores, the client is
+# saturated and queues its own responses: these rows' p99 is mostly its wait, so the server's
+# share (receipt -> response, from /metrics) is printed beside them.
+echo "| profile lookup p50 / p99 (idle, c=$connections, client-saturated) | $(pct "$work/lookup.txt" 50%) / $(pct "$work/lookup.txt" 99%) | |"
+echo "| lookups of that phase the server took over 1 / 2 ms (receipt -> response) | $(over "$work/lookup.m0" "$work/lookup.m1" 0.001) / $(over "$work/lookup.m0" "$work/lookup.m1" 0.002) | |"
 echo "| profile lookups/s while $(rps "$work/single_bg.txt") events/s stream in | $(rps "$work/lookup_mixed.txt") | |"
-echo "| profile lookup p50 / p99 (streaming) | $(pct "$work/lookup_mixed.txt" 50%) / $(pct "$work/lookup_mixed.txt" 99%) | p99 < 2 ms |"
+echo "| profile lookup p50 / p99 (streaming, c=16, one wrk thread each, client-saturated) | $(pct "$work/lookup_mixed.txt" 50%) / $(pct "$work/lookup_mixed.txt" 99%) | |"
+echo "| lookups of that phase the server took over 1 / 2 ms (receipt -> response) | $(over "$work/mixed16.m0" "$work/mixed16.m1" 0.001) / $(over "$work/mixed16.m0" "$work/mixed16.m1" 0.002) | |"
 echo "| profile lookups/s (idle, c=$lookup_conns) | $(rps "$work/lookup_few.txt") | |"
 echo "| profile lookup p50 / p99 (idle, c=$lookup_conns) | $(pct "$work/lookup_few.txt" 50%) / $(pct "$work/lookup_few.txt" 99%) | p99 < 2 ms |"
 echo "| profile lookups/s while $(rps "$work/single_bg_same.txt") events/s stream in (c=$lookup_conns each, lookups from $threads wrk threads as idle) | $(rps "$work/lookup_mixed_same.txt") | |"
