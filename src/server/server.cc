@@ -1365,7 +1365,7 @@ void Server::Impl::SetUpRoutes() {
   HttpServerOptions http_options;
   http_options.bind = config.bind;
   http_options.port = config.port;
-  http_options.io_threads = config.io_threads;
+  http_options.io_threads = EffectiveIoThreads(config, ctx.Threads());
   http_options.worker_threads = config.worker_threads;
   http_options.max_body_bytes = config.max_body_bytes;
   http_options.idle_timeout_seconds = 30;

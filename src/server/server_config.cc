@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 namespace shoal {
@@ -64,6 +65,11 @@ bool IsLoopbackAddress(std::string_view address) {
   return address == "localhost" || address == "::1" || address.substr(0, 4) == "127.";
 }
 
+int EffectiveIoThreads(const ServerConfig& config, int cores) {
+  if (config.io_threads > 0) return config.io_threads;
+  return std::clamp(cores - 1, 1, 8);
+}
+
 Result<ServerConfig> ParseServerConfig(const toml::table& root) {
   ServerConfig config;
   if (const toml::table* server = root["server"].as_table()) {
@@ -79,10 +85,10 @@ Result<ServerConfig> ParseServerConfig(const toml::table& root) {
     if (server->get("http_threads") != nullptr) {
       return Status::ParseError(
           "[server].http_threads is no longer read: connections are no longer served by a thread "
-          "each; use io_threads (epoll loops, default 2) and worker_threads (slow requests, "
+          "each; use io_threads (epoll loops, default one less than the cores) and worker_threads (slow requests, "
           "default 4) instead");
     }
-    SHOAL_RETURN_IF_ERROR(ReadNumber(*server, "io_threads", where, &config.io_threads, 1));
+    SHOAL_RETURN_IF_ERROR(ReadNumber(*server, "io_threads", where, &config.io_threads, 0));
     SHOAL_RETURN_IF_ERROR(ReadNumber(*server, "worker_threads", where, &config.worker_threads, 1));
     if (const toml::node* commit_thread = server->get("commit_thread")) {
       if (!commit_thread->is_boolean()) return Status::ParseError("[server].commit_thread must be true or false");

@@ -47,7 +47,11 @@ struct ServerConfig {
   std::vector<ApiToken> tokens;      // none: only loopback binds are allowed, no auth
   size_t max_body_bytes = 8 << 20;   // larger request bodies get 413
   size_t max_batch_events = 10000;   // larger event arrays get 413
-  int io_threads = 2;                // epoll loops serving every connection (and leading commits)
+  // Epoll loops serving every connection (and leading commits); 0 = one less than the cores
+  // (at least 1), EffectiveIoThreads: the committer needs a core of its own. On 2 cores, a
+  // second loop raised idle lookups/s by ~20% but tripled the lookup p99 beside an event
+  // stream (docs/benchmarks/server.md, session 6).
+  int io_threads = 0;
   int worker_threads = 4;            // threads for slow requests: exports, member lists, forget, rebuild
   bool commit_thread = true;         // a committer thread leads every group commit; false = the
                                      // I/O thread that queues into an idle queue leads it
@@ -59,6 +63,10 @@ struct ServerConfig {
 };
 
 // Reads the sections from `root` (absent sections keep the defaults). ParseError naming the key.
+// The epoll loops to run for `config` on `cores` cores: io_threads, or when it is 0 (the
+// default) cores - 1, at least 1 and at most 8.
+int EffectiveIoThreads(const ServerConfig& config, int cores);
+
 Result<ServerConfig> ParseServerConfig(const toml::table& root);
 
 // True for 127.0.0.0/8, ::1 and "localhost".

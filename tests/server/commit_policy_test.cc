@@ -25,9 +25,15 @@ TEST(ServerThreadsConfigTest, OldHttpThreadsKeyIsRefusedNamingTheNewOnes) {
   EXPECT_FALSE(parsed->commit_thread);
   auto defaults = ParseServerConfig(toml::parse(""));
   ASSERT_TRUE(defaults.ok());
-  EXPECT_EQ(defaults->io_threads, 2);
+  EXPECT_EQ(defaults->io_threads, 0);  // one less than the cores
+  EXPECT_EQ(EffectiveIoThreads(*defaults, 1), 1);
+  EXPECT_EQ(EffectiveIoThreads(*defaults, 2), 1);
+  EXPECT_EQ(EffectiveIoThreads(*defaults, 4), 3);
+  EXPECT_EQ(EffectiveIoThreads(*defaults, 64), 8);
+  EXPECT_EQ(EffectiveIoThreads(*parsed, 2), 3);
   EXPECT_TRUE(defaults->commit_thread);
-  EXPECT_FALSE(ParseServerConfig(toml::parse("[server]\nio_threads = 0\n")).ok());
+  EXPECT_TRUE(ParseServerConfig(toml::parse("[server]\nio_threads = 0\n")).ok());
+  EXPECT_FALSE(ParseServerConfig(toml::parse("[server]\nio_threads = -1\n")).ok());
   EXPECT_FALSE(ParseServerConfig(toml::parse("[server]\ncommit_thread = 1\n")).ok());
 }
 
