@@ -90,7 +90,9 @@ lookup_conns=${WRK_LOOKUP_CONNECTIONS:-8}
 if [ "$only" = mixed ]; then
   phase d
   echo "== profile lookups (idle), $lookup_conns connections"
-  wrk -t"$threads" -c"$lookup_conns" -d"${duration}s" --latency -s "$here/get_profile.lua" "$url" | tee "$work/lookup_few.txt"
+  curl -s "$url/metrics" > "$work/few.m0"
+wrk -t"$threads" -c"$lookup_conns" -d"${duration}s" --latency -s "$here/get_profile.lua" "$url" | tee "$work/lookup_few.txt"
+curl -s "$url/metrics" > "$work/few.m1"
   phase f
   echo "== profile lookups ($lookup_conns connections) while single events stream in ($lookup_conns connections)"
   ticks > "$work/mixed.t0"
@@ -107,6 +109,7 @@ if [ "$only" = mixed ]; then
   echo "| events/s in batches of 100, threshold source | $(awk -v r="$(rps "$work/batch.txt")" 'BEGIN {printf "%.0f", r * 100}') |"
   [ -f "$work/batch_built.txt" ] && echo "| events/s in batches of 100, build source | $(awk -v r="$(rps "$work/batch_built.txt")" 'BEGIN {printf "%.0f", r * 100}') |"
   echo "| profile lookups/s, p50 / p99 (idle, c=$lookup_conns) | $(rps "$work/lookup_few.txt"), $(pct "$work/lookup_few.txt" 50%) / $(pct "$work/lookup_few.txt" 99%) |"
+  echo "| idle lookups the server took over 1 / 2 ms (receipt -> response) | $(over "$work/few.m0" "$work/few.m1" 0.001) / $(over "$work/few.m0" "$work/few.m1" 0.002) |"
   echo "| single events/s beside the lookups | $(rps "$work/single_bg_few.txt") |"
   echo "| single event p50 / p99 beside the lookups | $(pct "$work/single_bg_few.txt" 50%) / $(pct "$work/single_bg_few.txt" 99%) |"
   echo "| profile lookups/s beside the events | $(rps "$work/lookup_mixed_few.txt") |"
@@ -145,7 +148,9 @@ phase d
 # keep 4 threads runnable on 2 cores and a lookup's p99 becomes the scheduler's time slice;
 # from 8 the server answers more lookups per second and the latency is the server's own.
 echo "== profile lookups (idle), $lookup_conns connections"
+curl -s "$url/metrics" > "$work/few.m0"
 wrk -t"$threads" -c"$lookup_conns" -d"${duration}s" --latency -s "$here/get_profile.lua" "$url" | tee "$work/lookup_few.txt"
+curl -s "$url/metrics" > "$work/few.m1"
 phase f
 echo "== profile lookups ($lookup_conns connections, $threads wrk threads as idle) while single events stream in ($lookup_conns connections)"
 curl -s "$url/metrics" > "$work/same.m0"
@@ -216,6 +221,7 @@ echo "| profile lookup p50 / p99 (streaming, c=16, one wrk thread each, client-s
 echo "| lookups of that phase the server took over 1 / 2 ms (receipt -> response) | $(over "$work/mixed16.m0" "$work/mixed16.m1" 0.001) / $(over "$work/mixed16.m0" "$work/mixed16.m1" 0.002) | |"
 echo "| profile lookups/s (idle, c=$lookup_conns) | $(rps "$work/lookup_few.txt") | |"
 echo "| profile lookup p50 / p99 (idle, c=$lookup_conns) | $(pct "$work/lookup_few.txt" 50%) / $(pct "$work/lookup_few.txt" 99%) | p99 < 2 ms |"
+echo "| lookups of that phase the server took over 1 / 2 ms (receipt -> response) | $(over "$work/few.m0" "$work/few.m1" 0.001) / $(over "$work/few.m0" "$work/few.m1" 0.002) | under 1% |"
 echo "| profile lookups/s while $(rps "$work/single_bg_same.txt") events/s stream in (c=$lookup_conns each, lookups from $threads wrk threads as idle) | $(rps "$work/lookup_mixed_same.txt") | |"
 echo "| profile lookup p50 / p99 (streaming, c=$lookup_conns, $threads wrk threads) | $(pct "$work/lookup_mixed_same.txt" 50%) / $(pct "$work/lookup_mixed_same.txt" 99%) | p99 < 2 ms |"
 echo "| lookups of that phase the server took over 1 / 2 ms (receipt -> response) | $(over "$work/same.m0" "$work/same.m1" 0.001) / $(over "$work/same.m0" "$work/same.m1" 0.002) | under 1% |"
