@@ -180,10 +180,11 @@ struct Connection {
   bool draining = false;       // answered with close: reading and dropping until EOF
   bool read_paused = false;    // input over the buffer cap: read again after parsing
   bool flush_scheduled = false;  // in loop->to_flush
+  bool output_blocked = false;   // unsent output over max_pending_output_bytes: input waits
   SteadyClock::time_point last_active;
   SteadyClock::time_point request_started{};  // first byte of a partial request; {} = none
   SteadyClock::time_point drain_deadline{};
-  SteadyClock::time_point received_at{};      // the bytes of the request being parsed began to arrive
+  SteadyClock::time_point received_at{};  // the request being parsed began to arrive
 
   // --- shared, under mu ---
   std::mutex mu;
@@ -209,6 +210,8 @@ struct Loop {
   std::vector<std::shared_ptr<Connection>> graveyard;      // closed this round
   std::vector<std::shared_ptr<Connection>> local_resume;   // completed on this thread
   std::vector<std::shared_ptr<Connection>> to_flush;       // answered this round, not yet sent
+  std::vector<std::shared_ptr<Connection>> flushing;       // being flushed (FlushScheduled)
+  bool in_flush = false;
   SteadyClock::time_point round_start{};
   std::mutex remote_mu;
   std::vector<std::shared_ptr<Connection>> remote_resume;  // completed on other threads
@@ -282,6 +285,11 @@ struct ServerCore {
   // Sends what `conn` was answered this round at the round's end (kFlushDelayLimit).
   void ScheduleFlush(Loop* loop, const std::shared_ptr<Connection>& conn);
   void FlushScheduled(Loop* loop);
+  // Bytes queued for `conn` and not yet sent (takes conn->mu).
+  size_t PendingOutput(Connection* conn);
+  // After a flush: a connection blocked on its output that has drained below half the limit
+  // reads and parses again.
+  void MaybeUnblock(Loop* loop, const std::shared_ptr<Connection>& conn);
   // --- parsing ---
   enum class Parse { kNeedMore, kRequest, kError };
   Parse TryParse(Connection* conn, int* status, std::string* message);
@@ -860,16 +868,19 @@ void ServerCore::Accept(Loop* loop) {
 // The kernel's receive time of what `msg` read, on the steady clock; now if it has none.
 SteadyClock::time_point ReceiveTime(const msghdr& msg) {
   const SteadyClock::time_point now = SteadyClock::now();
-  for (const cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&msg), const_cast<cmsghdr*>(c))) {
+  auto* m = const_cast<msghdr*>(&msg);
+  for (cmsghdr* c = CMSG_FIRSTHDR(m); c != nullptr; c = CMSG_NXTHDR(m, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SO_TIMESTAMPNS) continue;
     timespec at;
     std::memcpy(&at, CMSG_DATA(c), sizeof at);
     timespec wall;
     ::clock_gettime(CLOCK_REALTIME, &wall);
-    const int64_t ago_ns = (static_cast<int64_t>(wall.tv_sec) - at.tv_sec) * 1000000000 + (wall.tv_nsec - at.tv_nsec);
+    const int64_t ago_ns =
+        (static_cast<int64_t>(wall.tv_sec) - at.tv_sec) * 1000000000 + (wall.tv_nsec - at.tv_nsec);
     // A wall clock stepped meanwhile (or no stamp) gives a negative or absurd age: ignored.
     if (ago_ns < 0 || ago_ns > int64_t{60} * 1000000000) return now;
-    return now - std::chrono::duration_cast<SteadyClock::duration>(std::chrono::nanoseconds(ago_ns));
+    return now -
+           std::chrono::duration_cast<SteadyClock::duration>(std::chrono::nanoseconds(ago_ns));
   }
   return now;
 }
@@ -877,7 +888,7 @@ SteadyClock::time_point ReceiveTime(const msghdr& msg) {
 bool ServerCore::ReadAvailable(Loop* loop, Connection* conn, uint32_t events) {
   const size_t cap = options.max_header_bytes + options.max_body_bytes + kReadChunk;
   for (;;) {
-    if (conn->in.size() - conn->pos > cap) {
+    if (conn->output_blocked || conn->in.size() - conn->pos > cap) {
       conn->read_paused = true;
       return true;
     }
@@ -962,21 +973,43 @@ void ServerCore::AfterFlush(Loop* loop, Connection* conn) {
   if (idle && conn->peer_closed && !conn->draining) Close(loop, conn);
 }
 
+size_t ServerCore::PendingOutput(Connection* conn) {
+  std::lock_guard lock(conn->mu);
+  return conn->out.size() - conn->out_pos;
+}
+
+void ServerCore::MaybeUnblock(Loop* loop, const std::shared_ptr<Connection>& conn) {
+  if (!conn->output_blocked || conn->closed) return;
+  if (PendingOutput(conn.get()) > options.max_pending_output_bytes / 2) return;
+  conn->output_blocked = false;
+  ProcessInput(loop, conn);  // what is buffered, then (read_paused) what waits in the socket
+}
+
 void ServerCore::ScheduleFlush(Loop* loop, const std::shared_ptr<Connection>& conn) {
   if (!conn->flush_scheduled) {
     conn->flush_scheduled = true;
     loop->to_flush.push_back(conn);
   }
-  if (SteadyClock::now() - loop->round_start > kFlushDelayLimit) FlushScheduled(loop);
+  if (!loop->in_flush && SteadyClock::now() - loop->round_start > kFlushDelayLimit) {
+    FlushScheduled(loop);
+  }
 }
 
 void ServerCore::FlushScheduled(Loop* loop) {
-  // AfterFlush may close a connection (moving it to the graveyard, which keeps it alive).
-  for (const std::shared_ptr<Connection>& conn : loop->to_flush) {
-    conn->flush_scheduled = false;
-    if (!conn->closed) AfterFlush(loop, conn.get());
+  // AfterFlush may close a connection (moving it to the graveyard, which keeps it alive), and
+  // MaybeUnblock may answer more requests, scheduling them: flushed by the next pass.
+  loop->in_flush = true;
+  while (!loop->to_flush.empty()) {
+    loop->flushing.swap(loop->to_flush);
+    for (const std::shared_ptr<Connection>& conn : loop->flushing) {
+      conn->flush_scheduled = false;
+      if (conn->closed) continue;
+      AfterFlush(loop, conn.get());
+      MaybeUnblock(loop, conn);
+    }
+    loop->flushing.clear();
   }
-  loop->to_flush.clear();
+  loop->in_flush = false;
 }
 
 void ServerCore::OnReadable(Loop* loop, const std::shared_ptr<Connection>& conn, uint32_t events) {
@@ -1008,6 +1041,14 @@ void ServerCore::ProcessInput(Loop* loop, const std::shared_ptr<Connection>& con
         break;
       }
       if (c->close_after_write) break;
+      if (c->out.size() - c->out_pos > options.max_pending_output_bytes) {
+        FlushLocked(c);
+        if (c->out.size() - c->out_pos > options.max_pending_output_bytes) {
+          c->output_blocked = true;  // a flush that drains it resumes (MaybeUnblock)
+          c->read_paused = true;     // the socket's unread bytes raise no new edge
+          break;
+        }
+      }
     }
     if (stopping.load(std::memory_order_relaxed) || c->draining) break;
     int status = 0;
@@ -1039,7 +1080,7 @@ void ServerCore::ProcessInput(Loop* loop, const std::shared_ptr<Connection>& con
     c->request_started = SteadyClock::now();
   }
   ScheduleFlush(loop, conn);
-  if (c->read_paused && !c->closed && !parked) {
+  if (c->read_paused && !c->closed && !parked && !c->output_blocked) {
     OnReadable(loop, conn, 0);  // the buffer was over its cap: what was parsed made room
   }
 }
@@ -1138,7 +1179,10 @@ void ServerCore::RunRound(Loop* loop, int timeout_ms, bool run_hook) {
     if (c->closed || c->loop != loop) continue;
     std::shared_ptr<Connection> conn = loop->conns[c->index];
     const uint32_t what = events[i].events;
-    if (what & EPOLLOUT) AfterFlush(loop, c);
+    if (what & EPOLLOUT) {
+      AfterFlush(loop, c);
+      MaybeUnblock(loop, conn);
+    }
     if (!c->closed && (what & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) OnReadable(loop, conn, what);
   }
   DrainResumes(loop);

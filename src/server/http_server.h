@@ -36,6 +36,9 @@ struct HttpServerOptions {
                                        // one whose client reads none of its response this long
   double read_timeout_seconds = 30;    // a request not fully received this long -> 408, close
   size_t max_connections = 10000;      // further connections are closed at once
+  // A connection whose unsent responses exceed this (a client pipelining requests without
+  // reading the answers) has no further request read or parsed until they drain below half.
+  size_t max_pending_output_bytes = 4 << 20;
   // The body of every error the server itself answers (400, 404, 405, 408, 413, 431, 501,
   // 505, 500 for a dropped responder); content type application/json. Null: {"error": msg}.
   std::function<std::string(int status, const std::string& message)> error_body;

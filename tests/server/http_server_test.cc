@@ -16,6 +16,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -701,6 +702,44 @@ TEST_F(HttpServerTest, AClientThatStopsReadingIsClosedAfterTheIdleTimeout) {
   EXPECT_EQ(server_->connections(), 1u);
   for (int i = 0; i < 300 && server_->connections() > 0; ++i) std::this_thread::sleep_for(10ms);
   EXPECT_EQ(server_->connections(), 0u);
+}
+
+size_t ResidentBytes() {
+  std::ifstream statm("/proc/self/statm");
+  size_t pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+}
+
+// A client pipelining requests without reading the answers: the server stops parsing its
+// requests while over max_pending_output_bytes of answers wait, instead of queueing them all,
+// and answers every one, in order, once the client reads.
+TEST_F(HttpServerTest, AClientThatDoesNotReadItsAnswersHoldsBackOnlyItsOwnRequests) {
+  StartServer();
+  RawClient client(port_);
+  RawClient other(port_);
+  const size_t before = ResidentBytes();
+  std::string pipelined;
+  for (int i = 0; i < 12; ++i) pipelined += "GET /big HTTP/1.1\r\n\r\n";  // 32 MiB answers
+  pipelined += "GET /echo/last/x HTTP/1.1\r\n\r\n";
+  ASSERT_TRUE(client.Send(pipelined));
+  std::this_thread::sleep_for(300ms);
+  // One answer waits (32 MiB); queued all at once, the twelve would hold 384 MiB (over 200 MiB
+  // were resident after these 300 ms without the limit).
+  EXPECT_LT(ResidentBytes(), before + (96u << 20)) << "grew " << (ResidentBytes() - before) / 1048576 << " MiB";
+  // Another connection is served meanwhile.
+  ASSERT_TRUE(other.Send("GET /echo/other/x HTTP/1.1\r\n\r\n"));
+  auto answer = other.Read();
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(answer->body, "id=other;q=;has_r=0;h=");
+  for (int i = 0; i < 12; ++i) {
+    auto r = client.Read(20000ms);
+    ASSERT_TRUE(r) << i;
+    EXPECT_EQ(r->body.size(), size_t{32} << 20) << i;
+  }
+  auto last = client.Read();
+  ASSERT_TRUE(last);
+  EXPECT_EQ(last->body, "id=last;q=;has_r=0;h=");
 }
 
 TEST_F(HttpServerTest, StopLetsRequestsInFlightFinish) {
