@@ -1368,8 +1368,10 @@ void Server::Impl::SetUpRoutes() {
   http_options.io_threads = EffectiveIoThreads(config, ctx.Threads());
   http_options.worker_threads = config.worker_threads;
   http_options.max_body_bytes = config.max_body_bytes;
-  http_options.idle_timeout_seconds = 30;
-  http_options.read_timeout_seconds = 30;
+  http_options.idle_timeout_seconds = config.idle_timeout_seconds;
+  http_options.read_timeout_seconds = config.read_timeout_seconds;
+  http_options.max_connections = config.max_connections;
+  http_options.max_pending_output_bytes = config.max_pending_output_bytes;
   http_options.error_body = [](int status, const std::string& message) {
     return ErrorJson(status == 404 ? "no such endpoint (see /openapi.json)" : message);
   };

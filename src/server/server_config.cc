@@ -3,6 +3,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 
 namespace shoal {
@@ -30,8 +31,9 @@ Status ReadNumber(const toml::table& t, std::string_view key, const std::string&
   if (node == nullptr) return Status::OK();
   auto v = node->value<double>();
   if (!v || *v < min_value) {
-    return Status::ParseError(where + "." + std::string(key) + " must be a number >= " +
-                              std::to_string(static_cast<long long>(min_value)));
+    char min_text[32];
+    std::snprintf(min_text, sizeof min_text, "%g", min_value);
+    return Status::ParseError(where + "." + std::string(key) + " must be a number >= " + min_text);
   }
   *out = static_cast<T>(*v);
   return Status::OK();
@@ -82,6 +84,13 @@ Result<ServerConfig> ParseServerConfig(const toml::table& root) {
     SHOAL_RETURN_IF_ERROR(ReadNumber(*server, "port", where, &config.port, 0));
     SHOAL_RETURN_IF_ERROR(ReadNumber(*server, "max_body_bytes", where, &config.max_body_bytes, 1));
     SHOAL_RETURN_IF_ERROR(ReadNumber(*server, "max_batch_events", where, &config.max_batch_events, 1));
+    SHOAL_RETURN_IF_ERROR(ReadNumber(*server, "max_connections", where, &config.max_connections, 1));
+    SHOAL_RETURN_IF_ERROR(
+        ReadNumber(*server, "idle_timeout_seconds", where, &config.idle_timeout_seconds, 0.01));
+    SHOAL_RETURN_IF_ERROR(
+        ReadNumber(*server, "read_timeout_seconds", where, &config.read_timeout_seconds, 0.01));
+    SHOAL_RETURN_IF_ERROR(ReadNumber(*server, "max_pending_output_bytes", where,
+                                     &config.max_pending_output_bytes, 65536));
     if (server->get("http_threads") != nullptr) {
       return Status::ParseError(
           "[server].http_threads is no longer read: connections are no longer served by a thread "

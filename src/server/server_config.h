@@ -47,6 +47,12 @@ struct ServerConfig {
   std::vector<ApiToken> tokens;      // none: only loopback binds are allowed, no auth
   size_t max_body_bytes = 8 << 20;   // larger request bodies get 413
   size_t max_batch_events = 10000;   // larger event arrays get 413
+  size_t max_connections = 10000;    // further connections are closed at once
+  double idle_timeout_seconds = 30;  // a keep-alive connection idle this long is closed, and one
+                                     // whose client reads none of its answers this long
+  double read_timeout_seconds = 30;  // a request not fully received this long -> 408, close
+  // While a connection's unread answers exceed this, its further requests wait unread.
+  size_t max_pending_output_bytes = 4 << 20;
   // Epoll loops serving every connection (and leading commits); 0 = one less than the cores
   // (at least 1), EffectiveIoThreads: the committer needs a core of its own. On 2 cores, a
   // second loop raised idle lookups/s by ~20% but tripled the lookup p99 beside an event
@@ -62,11 +68,11 @@ struct ServerConfig {
   std::vector<ScheduledExport> exports;
 };
 
-// Reads the sections from `root` (absent sections keep the defaults). ParseError naming the key.
 // The epoll loops to run for `config` on `cores` cores: io_threads, or when it is 0 (the
 // default) cores - 1, at least 1 and at most 8.
 int EffectiveIoThreads(const ServerConfig& config, int cores);
 
+// Reads the sections from `root` (absent sections keep the defaults). ParseError naming the key.
 Result<ServerConfig> ParseServerConfig(const toml::table& root);
 
 // True for 127.0.0.0/8, ::1 and "localhost".

@@ -37,6 +37,55 @@ TEST(ServerThreadsConfigTest, OldHttpThreadsKeyIsRefusedNamingTheNewOnes) {
   EXPECT_FALSE(ParseServerConfig(toml::parse("[server]\ncommit_thread = 1\n")).ok());
 }
 
+TEST(ServerLimitsConfigTest, TimeoutsConnectionsAndOutputLimitAreKeys) {
+  auto defaults = ParseServerConfig(toml::parse(""));
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->idle_timeout_seconds, 30);
+  EXPECT_EQ(defaults->read_timeout_seconds, 30);
+  EXPECT_EQ(defaults->max_connections, 10000u);
+  EXPECT_EQ(defaults->max_pending_output_bytes, size_t{4} << 20);
+  auto parsed = ParseServerConfig(toml::parse(
+      "[server]\nidle_timeout_seconds = 120\nread_timeout_seconds = 2.5\nmax_connections = 50000\n"
+      "max_pending_output_bytes = 1048576\n"));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->idle_timeout_seconds, 120);
+  EXPECT_EQ(parsed->read_timeout_seconds, 2.5);
+  EXPECT_EQ(parsed->max_connections, 50000u);
+  EXPECT_EQ(parsed->max_pending_output_bytes, 1048576u);
+  auto zero = ParseServerConfig(toml::parse("[server]\nread_timeout_seconds = 0\n"));
+  ASSERT_FALSE(zero.ok());
+  EXPECT_NE(zero.status().message().find("read_timeout_seconds must be a number >= 0.01"), std::string::npos)
+      << zero.status().message();
+  EXPECT_FALSE(ParseServerConfig(toml::parse("[server]\nidle_timeout_seconds = \"long\"\n")).ok());
+  EXPECT_FALSE(ParseServerConfig(toml::parse("[server]\nmax_pending_output_bytes = 10\n")).ok());
+}
+
+// read_timeout_seconds reaches the HTTP layer: a request left half-sent is answered 408 after
+// it, not after the default 30 s.
+TEST(ServerLimitsConfigTest, ReadTimeoutFromTheConfigAnswers408) {
+  TempDir dir;
+  std::unique_ptr<Server> server = StartAt(dir, "[server]\nread_timeout_seconds = 0.3\n");
+  ASSERT_TRUE(server);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(server->port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string partial = "GET /healthz HTTP/1.1\r\nHost: x\r\n";  // no blank line
+  ASSERT_EQ(send(fd, partial.data(), partial.size(), MSG_NOSIGNAL), static_cast<ssize_t>(partial.size()));
+  timeval wait{3, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+  const auto start = std::chrono::steady_clock::now();
+  char buf[512];
+  const ssize_t n = recv(fd, buf, sizeof buf, 0);
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  close(fd);
+  ASSERT_GT(n, 12);
+  EXPECT_EQ(std::string(buf, 12), "HTTP/1.1 408");
+  EXPECT_LT(waited, 2.5);
+}
+
 std::string Order(const std::string& id, int customer) {
   return R"({"event_id":")" + id + R"(","type":"order","timestamp":)" + NowIso(-60) +
          R"(,"customer_id":"Q)" + std::to_string(customer) + R"(","total":5})";
