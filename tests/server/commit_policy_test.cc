@@ -10,6 +10,7 @@ namespace shoal {
 namespace {
 
 using testing::NowIso;
+using testing::RawClient;
 using testing::StartAt;
 using testing::TempDir;
 
@@ -66,23 +67,14 @@ TEST(ServerLimitsConfigTest, ReadTimeoutFromTheConfigAnswers408) {
   TempDir dir;
   std::unique_ptr<Server> server = StartAt(dir, "[server]\nread_timeout_seconds = 0.3\n");
   ASSERT_TRUE(server);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(server->port()));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  const std::string partial = "GET /healthz HTTP/1.1\r\nHost: x\r\n";  // no blank line
-  ASSERT_EQ(send(fd, partial.data(), partial.size(), MSG_NOSIGNAL), static_cast<ssize_t>(partial.size()));
-  timeval wait{3, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+  RawClient client(server->port());
+  ASSERT_TRUE(client.connected());
+  ASSERT_TRUE(client.Send("GET /healthz HTTP/1.1\r\nHost: x\r\n"));  // no blank line
   const auto start = std::chrono::steady_clock::now();
-  char buf[512];
-  const ssize_t n = recv(fd, buf, sizeof buf, 0);
+  auto r = client.Read(std::chrono::milliseconds(3000));
   const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  close(fd);
-  ASSERT_GT(n, 12);
-  EXPECT_EQ(std::string(buf, 12), "HTTP/1.1 408");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 408);
   EXPECT_LT(waited, 2.5);
 }
 

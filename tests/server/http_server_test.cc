@@ -3,13 +3,8 @@
 // responders completed from other threads, disconnects, concurrency and Stop().
 #include "server/http_server.h"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -18,110 +13,17 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "test_support.h"
 
 namespace shoal {
 namespace {
 
 using namespace std::chrono_literals;
-
-// A blocking client socket with a receive buffer, reading whole responses.
-class RawClient {
- public:
-  explicit RawClient(int port) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    int one = 1;
-    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  }
-  ~RawClient() { Close(); }
-  void Close() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-  bool connected() const { return connected_; }
-
-  bool Send(std::string_view bytes) {
-    while (!bytes.empty()) {
-      ssize_t n = send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      bytes.remove_prefix(static_cast<size_t>(n));
-    }
-    return true;
-  }
-
-  struct Response {
-    int status = 0;
-    std::string head;  // status line and headers
-    std::string body;
-    std::string Header(const std::string& name) const {
-      size_t at = head.find("\r\n" + name + ": ");
-      if (at == std::string::npos) return "";
-      at += name.size() + 4;
-      return head.substr(at, head.find("\r\n", at) - at);
-    }
-  };
-
-  // One whole response (Content-Length framed); nullopt on timeout or close.
-  // head_request: the response to a HEAD, whose Content-Length describes no body.
-  std::optional<Response> Read(std::chrono::milliseconds timeout = 5000ms, bool head_request = false) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      size_t end = buffer_.find("\r\n\r\n");
-      if (end != std::string::npos) {
-        Response r;
-        r.head = buffer_.substr(0, end + 2);
-        r.status = std::atoi(buffer_.c_str() + 9);
-        size_t length = 0;
-        std::string cl = r.Header("Content-Length");
-        if (!cl.empty()) length = std::stoul(cl);
-        if (r.status == 100 || head_request) length = 0;
-        if (buffer_.size() >= end + 4 + length) {
-          r.body = buffer_.substr(end + 4, length);
-          buffer_.erase(0, end + 4 + length);
-          return r;
-        }
-      }
-      if (!Fill(deadline)) return std::nullopt;
-    }
-  }
-
-  // True when the server closes the connection (EOF) before the timeout.
-  bool ClosedByServer(std::chrono::milliseconds timeout = 5000ms) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (Fill(deadline)) {
-    }
-    return eof_;
-  }
-
- private:
-  bool Fill(std::chrono::steady_clock::time_point deadline) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0 || eof_) return false;
-    pollfd p{fd_, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
-    char buf[65536];
-    ssize_t n = recv(fd_, buf, sizeof buf, 0);
-    if (n <= 0) {
-      eof_ = true;
-      return false;
-    }
-    buffer_.append(buf, static_cast<size_t>(n));
-    return true;
-  }
-
-  int fd_ = -1;
-  bool connected_ = false;
-  bool eof_ = false;
-  std::string buffer_;
-};
+using shoal::testing::RawClient;
 
 // A server with one route of each kind and a few probes.
 class HttpServerTest : public ::testing::Test {
