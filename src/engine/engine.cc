@@ -53,6 +53,18 @@ uint64_t ParseU64Value(std::string_view s) {
   return r.Varint();
 }
 
+// Folds the states of the profiles merged by one event (merges[from, end)) into their
+// survivors, in order, telling `touched` of both sides.
+template <typename Touch>
+void AbsorbMerges(StateSlots& states, const std::vector<MergeRecord>& merges, size_t from,
+                  Touch&& touched) {
+  for (size_t m = from; m < merges.size(); ++m) {
+    states.Absorb(merges[m].survivor, merges[m].absorbed);
+    touched(merges[m].survivor);
+    touched(merges[m].absorbed);
+  }
+}
+
 // Whether applying `e` writes the population state shared by all profiles (category ids and
 // unit prices, CustomerState::Update): such an event is never applied beside another.
 bool WritesPopulation(const Event& e, const EventBatch& batch) {
@@ -125,12 +137,7 @@ void ApplyEventsParallel(IdentityGraph& identity, StateSlots& states,
     if (e.timestamp > *latest) *latest = e.timestamp;
     if (merges->size() > merges_before || WritesPopulation(e, batch)) {
       apply_run();  // the states absorbed and the population see every earlier event first
-      for (size_t m = merges_before; m < merges->size(); ++m) {
-        const MergeRecord& rec = (*merges)[m];
-        states.Absorb(rec.survivor, rec.absorbed);
-        touched(rec.survivor);
-        touched(rec.absorbed);
-      }
+      AbsorbMerges(states, *merges, merges_before, touched);
       if (profile == kNoProfile) continue;
       states.Mutable(profile).Update(e, batch, population, traits);
       touched(profile);
@@ -196,12 +203,7 @@ void ApplyEvents(IdentityGraph& identity, StateSlots& states,
     uint32_t profile = identity.Resolve(e, merges);
     if (profile_of != nullptr) profile_of[idx] = profile;
     if (identity.num_slots() > states.size()) states.resize(identity.num_slots());
-    for (size_t m = merges_before; m < merges->size(); ++m) {
-      const MergeRecord& rec = (*merges)[m];
-      states.Absorb(rec.survivor, rec.absorbed);
-      touched(rec.survivor);
-      touched(rec.absorbed);
-    }
+    AbsorbMerges(states, *merges, merges_before, touched);
     if (e.timestamp > *latest) *latest = e.timestamp;
     if (profile == kNoProfile) continue;  // an anonymous basket: stored, no profile
     states.Mutable(profile).Update(e, batch, population, traits);
