@@ -59,16 +59,21 @@ cpu_per() {  # cpu_per NAME FILE: microseconds of server CPU per request of the 
 }
 pct() { awk -v q="$2" '$1 == q {print $2}' "$1"; }
 errors() { awk '/Non-2xx/ {print $5} END {}' "$1"; }
-# over M0 M1 LE: the share of the profile lookups between two /metrics snapshots that the server
-# took longer than LE seconds over, from their receipt (SO_TIMESTAMPNS) to their response.
-over() {
-  awk -v le="$3" -v f0="$1" -v route="${4:-profile}" '
-    index($0, "shoal_http_request_duration_seconds_bucket{route=\"" route "\"") == 1 {
+# share_over M0 M1 LE SERIES: the share of the observations of histogram SERIES (its bucket
+# lines' prefix, e.g. 'shoal_engine_exclusive_hold_seconds_bucket{') between two /metrics
+# snapshots that were over LE seconds; n/a when the binary has no such series or none was seen.
+share_over() {
+  awk -v le="$3" -v f0="$1" -v series="$4" '
+    index($0, series) == 1 {
       if (FILENAME == f0) { if (index($0, "le=\"" le "\"")) a0 = $2; if (index($0, "+Inf")) n0 = $2 }
       else { if (index($0, "le=\"" le "\"")) a1 = $2; if (index($0, "+Inf")) n1 = $2 } }
-    END { if (a1 == "" || n1 == n0) print "n/a"; else printf "%.2f%%", 100 * (1 - (a1 - a0) / (n1 - n0)) }
+    END { if (a1 == "" || n1 == "" || n1 == n0) print "n/a"; else printf "%.2f%%", 100 * (1 - (a1 - a0) / (n1 - n0)) }
   ' "$1" "$2"
 }
+# over M0 M1 LE [ROUTE]: the share of the ROUTE requests (default: profile lookups) between two
+# snapshots that the server took longer than LE seconds over, from their receipt
+# (SO_TIMESTAMPNS) to their response.
+over() { share_over "$1" "$2" "$3" "shoal_http_request_duration_seconds_bucket{route=\"${4:-profile}\""; }
 
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== batches of 100 events (also creates the 10,000 customers)"
@@ -91,8 +96,8 @@ if [ "$only" = mixed ]; then
   phase d
   echo "== profile lookups (idle), $lookup_conns connections"
   curl -s "$url/metrics" > "$work/few.m0"
-wrk -t"$threads" -c"$lookup_conns" -d"${duration}s" --latency -s "$here/get_profile.lua" "$url" | tee "$work/lookup_few.txt"
-curl -s "$url/metrics" > "$work/few.m1"
+  wrk -t"$threads" -c"$lookup_conns" -d"${duration}s" --latency -s "$here/get_profile.lua" "$url" | tee "$work/lookup_few.txt"
+  curl -s "$url/metrics" > "$work/few.m1"
   phase f
   echo "== profile lookups ($lookup_conns connections) while single events stream in ($lookup_conns connections)"
   ticks > "$work/mixed.t0"
@@ -118,13 +123,7 @@ curl -s "$url/metrics" > "$work/few.m1"
   # The apply leader's exclusive holds of the engine lock during the phase (what a lookup can
   # wait for), from the server's histogram; binaries without it say n/a.
   holds() {  # holds LE: share of the phase's holds longer than LE seconds
-    awk -v le="$1" -v f0="$work/mixed.m0" '
-      FILENAME == f0 && /^shoal_engine_exclusive_hold_seconds_bucket/ {
-        if (index($0, "le=\"" le "\"")) a0 = $2; if (index($0, "+Inf")) n0 = $2; next }
-      /^shoal_engine_exclusive_hold_seconds_bucket/ {
-        if (index($0, "le=\"" le "\"")) a1 = $2; if (index($0, "+Inf")) n1 = $2 }
-      END { if (n1 == "" || n1 == n0) print "n/a"; else printf "%.2f%%", 100 * (1 - (a1 - a0) / (n1 - n0)) }
-    ' "$work/mixed.m0" "$work/mixed.m1"
+    share_over "$work/mixed.m0" "$work/mixed.m1" "$1" 'shoal_engine_exclusive_hold_seconds_bucket{'
   }
   echo "| exclusive engine-lock holds longer than 0.25 / 1 / 2.5 ms | $(holds 0.00025) / $(holds 0.001) / $(holds 0.0025) |"
   echo "| lookups the server took over 1 / 2 ms, receipt -> response, beside the events | $(over "$work/mixed.m0" "$work/mixed.m1" 0.001) / $(over "$work/mixed.m0" "$work/mixed.m1" 0.002) |"
